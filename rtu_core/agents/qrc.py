@@ -1,0 +1,112 @@
+"""QRC(λ): Q-learning with regularised gradient correction and Watkins traces (SPEC.md §4).
+
+Two networks, Q and h, each with its own memory. For a transition (o, a, r, o') of every member:
+
+    δ   = r + γ (1 - terminal) max_a' Q(o', a') - Q(o, a)
+    z_Q ← γλ z_Q + ∇Q(o, a),   z_h ← γλ z_h + ∇h(o, a),   b ← γλ b + h(o, a)
+    θ_Q ← θ_Q + α_Q [ -b ∇δ + δ z_Q - h(o, a) ∇Q(o, a) ]
+    θ_h ← θ_h + α_h [ δ z_h - h(o, a) ∇h(o, a) - β θ_h ]
+
+∇δ is the full gradient of δ, through max_a' Q(o', a') (whose memory is advanced one step from o's).
+All traces are zeroed after the update when the episode ends or the action taken was not greedy.
+Plain SGD, optionally with a per-member global-norm clip of each update. Actions are ε-greedy with ε
+decaying linearly from ε_start to ε_end over the first ``exploration_fraction`` of the steps.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+from torch import Tensor
+
+from ..network import MemoryNetwork
+from ..optim import per_member
+from ..rng import MemberRandom
+
+
+class QRC:
+    def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ValueError("qrc needs a discrete action space")
+        P, self.num_actions = config.population, int(action_space.n)
+        net = config.network_kwargs()
+        dtype = getattr(torch, config.dtype)
+        self.q_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(dtype)
+        self.h_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(dtype)
+        self.networks = {"q": self.q_net, "h": self.h_net}
+        self.q_params, self.h_params = list(self.q_net.parameters()), list(self.h_net.parameters())
+        self.q_trace = [torch.zeros_like(p) for p in self.q_params]
+        self.h_trace = [torch.zeros_like(p) for p in self.h_params]
+        self.bias_trace = torch.zeros(P, dtype=dtype)
+        self.config, self.random, self.steps_taken = config, action_random, 0
+        self.reset_memory()
+
+    def reset_memory(self, mask: Tensor | None = None) -> None:
+        if mask is None:
+            self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
+        else:
+            self.memories = {name: MemoryNetwork.reset_memory(m, mask) for name, m in self.memories.items()}
+
+    def epsilon(self) -> float:
+        c = self.config
+        progress = self.steps_taken / max(1.0, c.exploration_fraction * c.steps)
+        return max(c.epsilon_end, c.epsilon_start - (c.epsilon_start - c.epsilon_end) * progress)
+
+    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
+        """Advance Q's and h's memories on o_t and choose a_t ε-greedily (greedily if asked)."""
+        with torch.set_grad_enabled(learn):
+            q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
+            greedy_action = q.detach().argmax(dim=-1)
+            if not learn:
+                return greedy_action
+            h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
+        draws = self.random.uniform(2)
+        explore = draws[:, 0] < (0.0 if greedy else self.epsilon())
+        random_action = (draws[:, 1] * self.num_actions).long().clamp(max=self.num_actions - 1)
+        action = torch.where(explore, random_action, greedy_action)
+        self._nongreedy = action != greedy_action
+        self._q = q.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        self._h = h.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        self.steps_taken += 1
+        return action
+
+    def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        """One QRC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
+        c, continuing = self.config, (~terminated).to(self._q.dtype)
+        next_q = self.q_net.step(next_obs, self.memories["q"])[0].max(dim=-1).values
+        td_error = (reward + c.gamma * continuing * next_q - self._q).detach()
+        grads = torch.autograd.grad((self._q + self._h).sum(), self.q_params + self.h_params)
+        grad_q, grad_h = grads[:len(self.q_params)], grads[len(self.q_params):]
+        grad_next = torch.autograd.grad(next_q.sum(), self.q_params)
+        decay, h_value = c.gamma * c.trace_decay, self._h.detach()
+        with torch.no_grad():
+            self.bias_trace.mul_(decay).add_(h_value)
+            q_updates, h_updates = [], []
+            for trace, g, g_next in zip(self.q_trace, grad_q, grad_next):
+                trace.mul_(decay).add_(g)
+                grad_td = per_member(c.gamma * continuing, g) * g_next - g
+                q_updates.append(per_member(-self.bias_trace, g) * grad_td + per_member(td_error, g) * trace
+                                 - per_member(h_value, g) * g)
+            for trace, g, p in zip(self.h_trace, grad_h, self.h_params):
+                trace.mul_(decay).add_(g)
+                h_updates.append(per_member(td_error, g) * trace - per_member(h_value, g) * g - c.beta * p)
+            for params, updates, lr in ((self.q_params, q_updates, c.lr_q), (self.h_params, h_updates, c.lr_h)):
+                scale = self._clip_scale(updates) * lr
+                for p, u in zip(params, updates):
+                    p.add_(per_member(scale, u) * u)
+            cut = done | self._nongreedy
+            for trace in self.q_trace + self.h_trace:
+                trace.masked_fill_(per_member(cut, trace), 0.0)
+            self.bias_trace.masked_fill_(cut, 0.0)
+        self.reset_memory(done)
+        return td_error
+
+    def _clip_scale(self, updates: list[Tensor]) -> Tensor:
+        """min(1, clip / ‖update‖₂) per member (1 when clipping is off)."""
+        norm = torch.sqrt(sum(u.pow(2).flatten(1).sum(1) for u in updates))
+        if self.config.grad_clip is None:
+            return torch.ones_like(norm)
+        return (self.config.grad_clip / (norm + 1e-12)).clamp(max=1.0)
+
+    def trace_norms(self) -> dict[str, Tensor]:
+        return {"q": sum(t.abs().flatten(1).sum(1) for t in self.q_trace),
+                "h": sum(t.abs().flatten(1).sum(1) for t in self.h_trace)}

@@ -1,0 +1,92 @@
+"""Stream AC(λ) (Elsayed et al. 2024), with memory networks (SPEC.md §4): one update per step, no replay.
+
+For a transition (o_t, a_t, r_t, o_{t+1}) of every population member:
+
+    δ_t = r_t + γ (1 - terminal) V(o_{t+1}) - V(o_t)
+    z_V ← γλ z_V + ∇V(o_t)
+    z_π ← γλ z_π + ∇[log π(a_t | o_t) + η sign(δ_t) H(π(· | o_t))]
+    θ_V ← θ_V + α'_V δ_t z_V,   θ_π ← θ_π + α'_π δ_t z_π        (ObGD step sizes α', κ_critic / κ_actor)
+
+Traces are zeroed after the update of a transition that ends the episode, together with the memory.
+With RTUs in RTRL mode, ∇ with respect to the RTU parameters is the exact RTRL gradient, so the
+eligibility trace accumulates RTRL gradients like any other gradient.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import torch
+from torch import Tensor, nn
+
+from ..network import MemoryNetwork
+from ..optim import AdaptiveObGD, ObGD
+from ..rng import MemberRandom
+from .policy import categorical, gaussian
+
+OPTIMIZERS = {"obgd": ObGD, "adaptive_obgd": AdaptiveObGD}
+
+
+class StreamAC:
+    def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
+        P = config.population
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        out_size = int(action_space.n) if self.discrete else int(action_space.shape[0])
+        net = config.network_kwargs()
+        self.actor = MemoryNetwork(obs_size, out_size, population=P, generators=init_generators, **net)
+        self.critic = MemoryNetwork(obs_size, 1, population=P, generators=init_generators, **net)
+        dtype = getattr(torch, config.dtype)
+        self.actor.to(dtype)
+        self.critic.to(dtype)
+        actor_params = list(self.actor.parameters())
+        if not self.discrete:
+            self.log_std = nn.Parameter(torch.zeros(P, out_size, dtype=dtype))
+            actor_params.append(self.log_std)
+        opt = OPTIMIZERS[config.optimizer]
+        self.actor_optimizer = opt(actor_params, lr=config.lr, gamma=config.gamma, lamda=config.trace_decay,
+                                   kappa=config.kappa_actor)
+        self.critic_optimizer = opt(self.critic.parameters(), lr=config.lr, gamma=config.gamma,
+                                    lamda=config.trace_decay, kappa=config.kappa_critic)
+        self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
+        self.networks = {"actor": self.actor, "critic": self.critic}
+        self.reset_memory()
+
+    def reset_memory(self, mask: Tensor | None = None) -> None:
+        if mask is None:
+            self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
+        else:
+            self.memories = {name: MemoryNetwork.reset_memory(m, mask) for name, m in self.memories.items()}
+
+    def _policy(self, out: Tensor, greedy: bool):
+        if self.discrete:
+            return categorical(out, None if greedy else self.random.uniform(1))
+        return gaussian(out, self.log_std, None if greedy else self.random.normal(out.shape[-1]))
+
+    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
+        """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean)."""
+        with torch.set_grad_enabled(learn):
+            out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
+            if not learn:
+                return self._policy(out, greedy)[0]
+            value, self.memories["critic"] = self.critic.step(obs, self.memories["critic"])
+            action, self._log_prob, self._entropy = self._policy(out, greedy)
+            self._value = value.squeeze(-1)
+        return action
+
+    def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        """One Stream AC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
+        with torch.no_grad():
+            next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
+            td_error = reward + self.gamma * (~terminated) * next_value - self._value
+        objective = self._value + self._log_prob + self.entropy_coeff * td_error.sign() * self._entropy
+        self.actor_optimizer.zero_grad(set_to_none=False)
+        self.critic_optimizer.zero_grad(set_to_none=False)
+        objective.sum().backward()
+        self.actor_optimizer.step(td_error, reset=done)
+        self.critic_optimizer.step(td_error, reset=done)
+        self.reset_memory(done)
+        return td_error
+
+    def trace_norms(self) -> dict[str, Tensor]:
+        """‖z‖₁ of each network's eligibility trace, per member."""
+        return {name: sum(t.abs().flatten(1).sum(1) for t in opt.traces())
+                for name, opt in (("actor", self.actor_optimizer), ("critic", self.critic_optimizer))
+                if opt.traces()}

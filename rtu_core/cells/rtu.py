@@ -1,0 +1,245 @@
+"""Recurrent Trace Unit (Elelimy et al. 2024) with exact real-time recurrent learning (SPEC.md §1-2).
+
+n complex units with eigenvalues λ = r e^{iθ}, r = exp(-exp(ν_log)), θ = exp(θ_log) and input
+normaliser γ = sqrt(1 - r²). With c = (c¹, c²) = (Re h, Im h), u¹ = B_real x, u² = B_imag x:
+
+    c¹_t = f(g c¹_{t-1} - φ c²_{t-1} + γ u¹_t),   g = r cos θ
+    c²_t = f(g c²_{t-1} + φ c¹_{t-1} + γ u²_t),   φ = r sin θ
+    y_t  = o([c¹_t, c²_t])
+
+f = identity (linear RTU) or tanh (nonlinear RTU); o = tanh or identity.
+
+Because every unit only sees its own previous pair, the sensitivity of h_t = c¹_t + i c²_t to any
+parameter entry is one complex number per entry (O(#params) memory), and obeys
+
+    S^p_t = D_t ⊙ (λ S^p_{t-1} + J^p_t)
+
+with D_t = f'(a_t) applied to the real and imaginary parts separately, and immediate Jacobians
+J^ν = (dλ/dν) h_{t-1} + (dγ/dν) u,  J^θ = (dλ/dθ_log) h_{t-1},  J^{B_real}[k,j] = γ_k x_j,
+J^{B_imag}[k,j] = i γ_k x_j, where dλ/dν = -e^ν λ, dλ/dθ_log = iθλ, dγ/dν = e^ν r² / sqrt(1-r²).
+The gradient of a loss L at step t is dL/dp = Re(conj(dL/dh_t) S^p_t) = dL/dc¹ Re S + dL/dc² Im S.
+
+Two code paths share the parameters: ``forward`` is the plain real-pair recurrence for autograd
+(full BPTT, or TBPTT(1) when the caller detaches the carried state), ``rtrl_step`` advances the
+complex sensitivities and returns features whose backward pass yields the RTRL gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ..layers import Generators, matvec, member_generators, member_views, population_shape
+
+PARAMETERS = ("nu_log", "theta_log", "B_real", "B_imag")
+_GAMMA_EPS = 1e-8
+
+
+class RTRLState(NamedTuple):
+    """Hidden state h_t (complex, (..., n)) and its sensitivities S^p_t, one per parameter, named like it."""
+
+    hidden: Tensor
+    nu_log: Tensor
+    theta_log: Tensor
+    B_real: Tensor
+    B_imag: Tensor
+
+    @property
+    def sensitivities(self) -> dict[str, Tensor]:
+        return {name: getattr(self, name) for name in PARAMETERS}
+
+    @property
+    def features(self) -> Tensor:
+        """The real pair c = [Re h, Im h] (the cell's pre-output state)."""
+        return torch.cat((self.hidden.real, self.hidden.imag), dim=-1)
+
+
+class _Coefficients(NamedTuple):
+    r: Tensor
+    theta: Tensor
+    lam: Tensor          # complex λ = r e^{iθ}
+    gamma: Tensor        # γ = sqrt(1 - r²) + ε
+    dlam_dnu: Tensor     # complex
+    dlam_dtheta: Tensor  # complex
+    dgamma_dnu: Tensor
+
+
+class RTU(nn.Module):
+    """Diagonal complex linear recurrence with exact RTRL; output size 2 * hidden_size."""
+
+    def __init__(self, input_size: int, hidden_size: int, nonlinear: bool = False, *,
+                 output_activation: str = "tanh", population: int | None = None,
+                 generators: Generators = None, r_min: float = 0.0, r_max: float = 1.0,
+                 max_phase: float = 6.28):
+        super().__init__()
+        if output_activation not in ("tanh", "identity"):
+            raise ValueError(f"output_activation must be 'tanh' or 'identity', got {output_activation!r}")
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.nonlinear, self.output_activation = nonlinear, output_activation
+        self.population = population
+        pop = population_shape(population)
+        self.nu_log = nn.Parameter(torch.empty(*pop, hidden_size))
+        self.theta_log = nn.Parameter(torch.empty(*pop, hidden_size))
+        self.B_real = nn.Parameter(torch.empty(*pop, hidden_size, input_size))
+        self.B_imag = nn.Parameter(torch.empty(*pop, hidden_size, input_size))
+        self._init_parameters(member_generators(population, generators), r_min, r_max, max_phase)
+
+    @property
+    def output_size(self) -> int:
+        return 2 * self.hidden_size
+
+    @torch.no_grad()
+    def _init_parameters(self, generators, r_min: float, r_max: float, max_phase: float) -> None:
+        """r² ~ U(r_min², r_max²), θ ~ U(0, max_phase); B LeCun-normal (truncated) with fan_in = hidden size,
+        as the paper code's flax initialiser on its (H, F) matrices."""
+        n, std = self.hidden_size, 1.0 / math.sqrt(self.hidden_size) / 0.87962566103423978
+        views = zip(*(member_views(p.data, self.population) for p in self.parameters()), generators)
+        for nu_log, theta_log, b_real, b_imag, generator in views:
+            u = torch.rand(n, generator=generator, dtype=torch.float64)
+            nu_log.copy_(torch.log(-0.5 * torch.log(u * (r_max**2 - r_min**2) + r_min**2)))
+            u = torch.rand(n, generator=generator, dtype=torch.float64)
+            theta_log.copy_(torch.log(max_phase * u))
+            for b in (b_real, b_imag):
+                nn.init.trunc_normal_(b, std=std, a=-2 * std, b=2 * std, generator=generator)
+
+    # -- shared pieces -------------------------------------------------------------------------------
+    def coefficients(self) -> _Coefficients:
+        """λ, γ and their derivatives with respect to ν_log and θ_log (SPEC.md §2)."""
+        e_nu = torch.exp(self.nu_log)
+        r = torch.exp(-e_nu)
+        theta = torch.exp(self.theta_log)
+        lam = torch.polar(r, theta)
+        one_minus_r2 = 1 - r * r
+        gamma = torch.sqrt(one_minus_r2) + _GAMMA_EPS
+        return _Coefficients(r, theta, lam, gamma, dlam_dnu=-e_nu * lam, dlam_dtheta=1j * theta * lam,
+                             dgamma_dnu=e_nu * r * r / torch.sqrt(one_minus_r2))
+
+    def eigenvalues(self) -> Tensor:
+        """λ_k = r_k e^{iθ_k} (complex, (..., n)); memory horizon 1 / (1 - r)."""
+        with torch.no_grad():
+            return torch.polar(torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log))
+
+    def _activate(self, a: Tensor) -> Tensor:
+        return torch.tanh(a) if self.nonlinear else a
+
+    def _output(self, c: Tensor) -> Tensor:
+        return torch.tanh(c) if self.output_activation == "tanh" else c
+
+    def _output_derivative(self, c: Tensor) -> Tensor:
+        return 1 - torch.tanh(c) ** 2 if self.output_activation == "tanh" else torch.ones_like(c)
+
+    def _zeros(self, *shape: int, dtype=None) -> Tensor:
+        return torch.zeros(*population_shape(self.population), *shape, dtype=dtype or self.nu_log.dtype,
+                           device=self.nu_log.device)
+
+    # -- autograd path ---------------------------------------------------------------------------------
+    def initial_hidden(self) -> Tensor:
+        """c_0 = 0, the real pair [c¹, c²] of shape (..., 2n)."""
+        return self._zeros(2 * self.hidden_size)
+
+    def forward(self, x: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """One step of the real-pair recurrence above; returns (y_t, c_t). Differentiable end to end."""
+        e_nu = torch.exp(self.nu_log)
+        r = torch.exp(-e_nu)
+        theta = torch.exp(self.theta_log)
+        g, phi = r * torch.cos(theta), r * torch.sin(theta)
+        gamma = torch.sqrt(1 - r * r) + _GAMMA_EPS
+        c1, c2 = hidden.chunk(2, dim=-1)
+        u1, u2 = matvec(self.B_real, x), matvec(self.B_imag, x)
+        c1_new = self._activate(g * c1 - phi * c2 + gamma * u1)
+        c2_new = self._activate(g * c2 + phi * c1 + gamma * u2)
+        c = torch.cat((c1_new, c2_new), dim=-1)
+        return self._output(c), c
+
+    # -- RTRL path -----------------------------------------------------------------------------------
+    def initial_rtrl_state(self) -> RTRLState:
+        """h_0 = 0 and S_0 = 0 for every parameter."""
+        complex_dtype = torch.complex128 if self.nu_log.dtype == torch.float64 else torch.complex64
+        n, d = self.hidden_size, self.input_size
+        return RTRLState(self._zeros(n, dtype=complex_dtype), self._zeros(n, dtype=complex_dtype),
+                         self._zeros(n, dtype=complex_dtype), self._zeros(n, d, dtype=complex_dtype),
+                         self._zeros(n, d, dtype=complex_dtype))
+
+    @torch.no_grad()
+    def advance(self, x: Tensor, state: RTRLState) -> RTRLState:
+        """h_t = f(λ h_{t-1} + γ u_t) and S^p_t = D_t ⊙ (λ S^p_{t-1} + J^p_t); returns new tensors."""
+        k = self.coefficients()
+        x = x.detach()
+        u = torch.complex(matvec(self.B_real, x), matvec(self.B_imag, x))
+        h_prev = state.hidden
+        pre = k.lam * h_prev + k.gamma * u
+        lam_col, gamma_x = k.lam.unsqueeze(-1), k.gamma.unsqueeze(-1) * x.unsqueeze(-2)
+        s_nu = k.lam * state.nu_log + k.dlam_dnu * h_prev + k.dgamma_dnu * u
+        s_theta = k.lam * state.theta_log + k.dlam_dtheta * h_prev
+        s_b_real = lam_col * state.B_real + gamma_x
+        s_b_imag = lam_col * state.B_imag + 1j * gamma_x
+        if not self.nonlinear:
+            return RTRLState(pre, s_nu, s_theta, s_b_real, s_b_imag)
+        hidden = torch.complex(torch.tanh(pre.real), torch.tanh(pre.imag))
+        d_real, d_imag = 1 - hidden.real ** 2, 1 - hidden.imag ** 2
+
+        def scale(s: Tensor) -> Tensor:  # D_t ⊙ s on the real and imaginary parts separately
+            if s.dim() > d_real.dim():
+                return torch.complex(d_real.unsqueeze(-1) * s.real, d_imag.unsqueeze(-1) * s.imag)
+            return torch.complex(d_real * s.real, d_imag * s.imag)
+
+        return RTRLState(hidden, scale(s_nu), scale(s_theta), scale(s_b_real), scale(s_b_imag))
+
+    def rtrl_step(self, x: Tensor, state: RTRLState) -> tuple[Tensor, RTRLState]:
+        """Advance the RTRL state by one step and return (y_t, state_t).
+
+        y_t carries an autograd graph of one step only: backpropagating dL/dy_t into it gives the
+        exact RTRL gradient dL/dy_t · dy_t/dp for the RTU parameters and the one-step gradient
+        dL/dx_t for whatever produced x_t. No graph is kept across steps."""
+        new_state = self.advance(x, state)
+        c = _RTRLCredit.apply(x, self.nu_log, self.theta_log, self.B_real, self.B_imag, self, new_state)
+        return self._output(c), new_state
+
+    def rtrl_grads(self, dy: Tensor, state: RTRLState) -> dict[str, Tensor]:
+        """{parameter name: dy · dy_t/dp}, shaped like the parameter, for the output y_t of ``state``."""
+        with torch.no_grad():
+            dc = dy * self._output_derivative(state.features)
+            return dict(zip(PARAMETERS, self._parameter_grads(dc, state)))
+
+    def _parameter_grads(self, dc: Tensor, state: RTRLState) -> tuple[Tensor, ...]:
+        """dL/dp = dL/dc¹ Re S^p + dL/dc² Im S^p for every parameter."""
+        dc1, dc2 = dc.chunk(2, dim=-1)
+        grads = [dc1 * state.nu_log.real + dc2 * state.nu_log.imag,
+                 dc1 * state.theta_log.real + dc2 * state.theta_log.imag]
+        dc1, dc2 = dc1.unsqueeze(-1), dc2.unsqueeze(-1)
+        grads += [dc1 * s.real + dc2 * s.imag for s in (state.B_real, state.B_imag)]
+        return tuple(grads)
+
+    def _input_grad(self, dc: Tensor, state: RTRLState) -> Tensor:
+        """One-step dL/dx_t = B_realᵀ (γ D¹ dc¹) + B_imagᵀ (γ D² dc²)."""
+        dc1, dc2 = dc.chunk(2, dim=-1)
+        if self.nonlinear:
+            dc1, dc2 = dc1 * (1 - state.hidden.real ** 2), dc2 * (1 - state.hidden.imag ** 2)
+        gamma = self.coefficients().gamma
+        return (matvec(self.B_real.transpose(-1, -2), gamma * dc1)
+                + matvec(self.B_imag.transpose(-1, -2), gamma * dc2))
+
+    def extra_repr(self) -> str:
+        kind = "nonlinear" if self.nonlinear else "linear"
+        return (f"{self.input_size}, {self.hidden_size}, {kind}, output={self.output_activation}, "
+                f"population={self.population}")
+
+
+class _RTRLCredit(torch.autograd.Function):
+    """Identity on the values c_t = state.features; its backward assigns RTRL credit.
+
+    Backward: dL/dp = Σ_pair dL/dc_t · S^p_t (exact RTRL), dL/dx_t through the current step only."""
+
+    @staticmethod
+    def forward(ctx, x, nu_log, theta_log, b_real, b_imag, cell: RTU, state: RTRLState):
+        ctx.cell, ctx.state = cell, state
+        return state.features
+
+    @staticmethod
+    def backward(ctx, dc):
+        cell, state = ctx.cell, ctx.state
+        grads = cell._parameter_grads(dc, state)
+        dx = cell._input_grad(dc, state) if ctx.needs_input_grad[0] else None
+        return (dx, *grads, None, None)

@@ -1,0 +1,123 @@
+"""Run configuration: one typed, validated dataclass shared by the CLI, the app, notebooks and sweeps."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from .network import ACTIVATIONS, CELLS, MODES
+
+AGENT_NAMES = ("stream_ac", "qrc")
+ENV_NAMES = ("memory_chain",)
+OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
+DEFAULT_TRACE_DECAY = {"stream_ac": 0.8, "qrc": 0.95}
+
+
+class ConfigError(ValueError):
+    """An invalid run configuration; the message is one line meant for the user."""
+
+
+@dataclass
+class TrainConfig:
+    # task
+    env: str = field(default="memory_chain", metadata={"help": "environment: " + ", ".join(ENV_NAMES)})
+    chain_length: int = field(default=16, metadata={"help": "MemoryChain memory length L (episode = L + 1 steps)"})
+    lagged_observation: bool = field(default=False, metadata={"help": "the paper's one-step-late MemoryChain observations"})
+    # agent and network
+    agent: str = field(default="stream_ac", metadata={"help": "streaming agent: " + ", ".join(AGENT_NAMES)})
+    cell: str = field(default="rtu", metadata={"help": "recurrent cell: " + ", ".join(CELLS)})
+    mode: str = field(default="rtrl", metadata={"help": "rtrl (exact, RTU only) or tbptt (one-step horizon)"})
+    nonlinear_rtu: bool = field(default=False, metadata={"help": "tanh inside the RTU recurrence"})
+    hidden_size: int = field(default=192, metadata={"help": "RTU complex units / GRU units"})
+    width: int = field(default=128, metadata={"help": "feature layer width (the cell's input size)"})
+    head_width: int = field(default=0, metadata={"help": "hidden layer of the head (0: linear read-out)"})
+    activation: str = field(default="leaky_relu", metadata={"help": "feature activation: " + ", ".join(ACTIVATIONS)})
+    sparsity: float = field(default=0.9, metadata={"help": "fraction of each layer's weights zeroed at init"})
+    dtype: str = field(default="float32", metadata={"help": "float32 or float64"})
+    # run
+    steps: int = field(default=100_000, metadata={"help": "environment steps per member"})
+    seed: int = field(default=0, metadata={"help": "seed of member 0 (member k uses seed + k)"})
+    population: int = field(default=1, metadata={"help": "independent agents trained in lockstep"})
+    eval_episodes: int = field(default=100, metadata={"help": "greedy evaluation episodes after training"})
+    time_limit: float | None = field(default=None, metadata={"help": "stop cleanly after this many seconds"})
+    snapshot_every: int = field(default=0, metadata={"help": "steps between diagnostic snapshots (0: off)"})
+    snapshot_window: int = field(default=256, metadata={"help": "hidden-state steps kept for snapshots"})
+    progress_every: int = field(default=500, metadata={"help": "steps between progress events"})
+    # shared learning settings
+    gamma: float = field(default=0.99, metadata={"help": "discount"})
+    trace_decay: float | None = field(default=None, metadata={"help": "eligibility trace λ (default: 0.8 AC, 0.95 QRC)"})
+    # Stream AC(λ)
+    optimizer: str = field(default="obgd", metadata={"help": "obgd or adaptive_obgd"})
+    lr: float = field(default=1.0, metadata={"help": "ObGD step size α"})
+    kappa_actor: float = field(default=1.5, metadata={"help": "ObGD κ of the actor"})
+    kappa_critic: float = field(default=1.0, metadata={"help": "ObGD κ of the critic"})
+    entropy_coeff: float = field(default=0.01, metadata={"help": "entropy bonus η"})
+    # QRC(λ)
+    lr_q: float = field(default=1e-4, metadata={"help": "QRC step size of Q"})
+    lr_h: float = field(default=1e-5, metadata={"help": "QRC step size of h"})
+    beta: float = field(default=1.0, metadata={"help": "QRC regularisation of h"})
+    epsilon_start: float = field(default=1.0, metadata={"help": "initial ε of ε-greedy"})
+    epsilon_end: float = field(default=0.01, metadata={"help": "final ε of ε-greedy"})
+    exploration_fraction: float = field(default=0.1, metadata={"help": "fraction of steps over which ε decays"})
+    grad_clip: float | None = field(default=None, metadata={"help": "per-member global-norm clip of QRC updates"})
+
+    def __post_init__(self):
+        if self.trace_decay is None and self.agent in DEFAULT_TRACE_DECAY:
+            self.trace_decay = DEFAULT_TRACE_DECAY[self.agent]
+        self.validate()
+
+    def validate(self) -> None:
+        def choose(name: str, options) -> None:
+            if getattr(self, name) not in options:
+                raise ConfigError(f"unknown {name} {getattr(self, name)!r} (choose from {', '.join(options)})")
+
+        choose("env", ENV_NAMES)
+        choose("agent", AGENT_NAMES)
+        choose("cell", CELLS)
+        choose("mode", MODES)
+        choose("activation", tuple(ACTIVATIONS))
+        choose("optimizer", OPTIMIZER_NAMES)
+        choose("dtype", ("float32", "float64"))
+        if self.mode == "rtrl" and self.cell != "rtu":
+            raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
+        positive = ("chain_length", "steps", "population", "hidden_size", "width", "progress_every", "snapshot_window")
+        for name in positive:
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
+        for name in ("eval_episodes", "snapshot_every", "head_width", "seed"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 0, got {getattr(self, name)!r}")
+        unit = ("gamma", "trace_decay", "epsilon_start", "epsilon_end", "exploration_fraction")
+        for name in unit:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= self.sparsity < 1.0:
+            raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
+        for name in ("lr", "kappa_actor", "kappa_critic", "lr_q", "lr_h"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
+        for name in ("entropy_coeff", "beta"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
+        for name in ("time_limit", "grad_clip"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
+
+    def network_kwargs(self) -> dict:
+        return dict(cell=self.cell, mode=self.mode, hidden_size=self.hidden_size, width=self.width,
+                    head_width=self.head_width, nonlinear_rtu=self.nonlinear_rtu, activation=self.activation,
+                    sparsity=self.sparsity)
+
+    def member(self, index: int) -> "TrainConfig":
+        """The solo configuration of population member ``index`` (seed + index, population 1)."""
+        return dataclasses.replace(self, seed=self.seed + index, population=1)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+        return cls(**values)

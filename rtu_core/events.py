@@ -1,0 +1,57 @@
+"""Typed events yielded by ``rtu_core.train``: the one stream the CLI, app, notebooks and sweeps consume."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EpisodeEnd:
+    """A training episode of population member ``member`` ended at global step ``step``."""
+    step: int
+    member: int
+    episode: int
+    episode_return: float
+    length: int
+    success: bool | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total_steps: int
+    population: int
+    steps_per_second: float       # environment steps of one member per second
+    td_error: np.ndarray          # |δ_t| per member at this step
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Diagnostics of the networks at ``step``: what the app and notebooks draw."""
+    step: int
+    hidden: dict[str, np.ndarray]             # network -> (window, size) recent states of member 0 (complex for RTU)
+    episode_time: np.ndarray                  # (window,) time within the episode of each of those states
+    eigenvalues: dict[str, np.ndarray]        # network -> (P, n) complex λ (RTU only)
+    sensitivity_norms: dict[str, dict[str, np.ndarray]]  # network -> parameter -> (P,) ‖S^p‖ (RTRL only)
+    trace_norms: dict[str, np.ndarray]        # network -> (P,) ‖z‖₁ of the eligibility trace
+
+
+@dataclass(frozen=True)
+class EvaluationEnd:
+    """Greedy evaluation of member ``member`` after training (no learning, normalisation frozen)."""
+    member: int
+    returns: list[float]
+    successes: list[bool] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """The run stopped: status is 'completed', 'timeout' or 'diverged' (with a one-line message)."""
+    status: str
+    steps: int
+    wall_seconds: float
+    message: str = ""
+
+
+Event = EpisodeEnd | Progress | Snapshot | EvaluationEnd | RunEnd

@@ -1,0 +1,80 @@
+"""Population-aware building blocks: every parameter carries an optional leading population axis.
+
+A module built with ``population=None`` has the ordinary shapes (``weight`` is ``(out, in)``) and
+acts on inputs shaped ``(in,)``. Built with ``population=P`` its parameters are stacked ``(P, out, in)``
+and it acts on ``(P, in)``: P independent networks evaluated in lockstep. Member i is initialised
+from its own ``torch.Generator``, so member i of a population equals the same seed built alone.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+Generators = torch.Generator | Sequence[torch.Generator | None] | None
+
+
+def population_shape(population: int | None) -> tuple[int, ...]:
+    """() for a single network, (P,) for a population of P."""
+    return () if population is None else (population,)
+
+
+def member_generators(population: int | None, generators: Generators) -> list[torch.Generator | None]:
+    """One generator (or None: torch's global RNG) per population member."""
+    count = 1 if population is None else population
+    if generators is None:
+        return [None] * count
+    if isinstance(generators, torch.Generator):
+        generators = [generators]
+    generators = list(generators)
+    if len(generators) != count:
+        raise ValueError(f"need {count} generators for the population, got {len(generators)}")
+    return generators
+
+
+def member_views(tensor: Tensor, population: int | None) -> list[Tensor]:
+    """Views of each member's slice of a stacked tensor (the tensor itself when unstacked)."""
+    return [tensor] if population is None else list(tensor.unbind(0))
+
+
+def matvec(weight: Tensor, x: Tensor) -> Tensor:
+    """Per-member matrix-vector product: (..., out, in) @ (..., in) -> (..., out)."""
+    return torch.matmul(weight, x.unsqueeze(-1)).squeeze(-1)
+
+
+@torch.no_grad()
+def sparse_init_(weight: Tensor, sparsity: float, generator: torch.Generator | None) -> None:
+    """Sparse initialisation (Elsayed et al. 2024, stream-x): LeCun-uniform U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
+    then in every output row ceil(sparsity * fan_in) randomly chosen input weights are set to zero."""
+    fan_out, fan_in = weight.shape
+    bound = 1.0 / math.sqrt(fan_in)
+    weight.copy_(torch.rand(weight.shape, generator=generator, dtype=weight.dtype) * 2 * bound - bound)
+    zeros = math.ceil(sparsity * fan_in)
+    if zeros:
+        order = torch.rand(fan_out, fan_in, generator=generator).argsort(dim=1)
+        weight.scatter_(1, order[:, :zeros], 0.0)
+
+
+class Linear(nn.Module):
+    """y = W x + b with sparse initialisation and zero bias, optionally stacked over a population."""
+
+    def __init__(self, in_features: int, out_features: int, *, population: int | None = None,
+                 sparsity: float = 0.9, generators: Generators = None):
+        super().__init__()
+        pop = population_shape(population)
+        self.population = population
+        self.weight = nn.Parameter(torch.empty(*pop, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(*pop, out_features))
+        for view, generator in zip(member_views(self.weight.data, population),
+                                   member_generators(population, generators)):
+            sparse_init_(view, sparsity, generator)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return matvec(self.weight, x) + self.bias
+
+
+def layer_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
+    """LayerNorm without affine parameters over the last axis (per member)."""
+    return nn.functional.layer_norm(x, x.shape[-1:], eps=eps)

@@ -1,0 +1,102 @@
+"""The agents' network (SPEC.md §2): observation -> feature layer -> cell -> head.
+
+    x_t = act(LayerNorm(W_f o_t + b_f))                  sparse-initialised feature layer
+    y_t, m_t = cell(x_t, m_{t-1})                       RTU (RTRL or TBPTT(1)), GRU or FFN
+    out_t = W_o act(LayerNorm(W_h y_t + b_h)) + b_o      head (a plain linear read-out if head_width = 0)
+
+``mode="rtrl"`` carries the RTU's RTRL state (hidden state and sensitivities): gradients of out_t reach
+the RTU parameters through the exact RTRL sensitivities, and the feature layer through x_t only.
+``mode="tbptt"`` carries the cell's hidden state detached, so every gradient has a one-step horizon.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from .cells import FFN, GRU, RTU, RTRLState
+from .layers import Generators, Linear, layer_norm, member_generators
+
+CELLS = ("rtu", "gru", "ffn")
+MODES = ("rtrl", "tbptt")
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "leaky_relu": nn.functional.leaky_relu, "tanh": torch.tanh, "relu": torch.relu}
+
+Memory = Tensor | RTRLState
+
+
+class MemoryNetwork(nn.Module):
+    def __init__(self, obs_size: int, out_size: int, *, cell: str = "rtu", mode: str = "rtrl",
+                 hidden_size: int = 192, width: int = 128, head_width: int = 0, nonlinear_rtu: bool = False,
+                 activation: str = "leaky_relu", sparsity: float = 0.9, population: int | None = None,
+                 generators: Generators = None):
+        super().__init__()
+        if cell not in CELLS:
+            raise ValueError(f"unknown cell {cell!r} (choose from {', '.join(CELLS)})")
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
+        if mode == "rtrl" and cell != "rtu":
+            raise ValueError(f"mode 'rtrl' needs the rtu cell; {cell} is trained with mode 'tbptt'")
+        self.cell_name, self.mode, self.population = cell, mode, population
+        self.activation = ACTIVATIONS[activation]
+        gens = member_generators(population, generators)
+        common = dict(population=population, generators=gens if population is not None else gens[0])
+        self.feature = Linear(obs_size, width, sparsity=sparsity, **common)
+        if cell == "rtu":
+            self.cell = RTU(width, hidden_size, nonlinear=nonlinear_rtu, **common)
+        elif cell == "gru":
+            self.cell = GRU(width, hidden_size, **common)
+        else:
+            self.cell = FFN(width, population=population)
+        self.head_hidden = (Linear(self.cell.output_size, head_width, sparsity=sparsity, **common)
+                            if head_width else None)
+        self.head = Linear(head_width or self.cell.output_size, out_size, sparsity=sparsity, **common)
+
+    def initial_memory(self) -> Memory:
+        return self.cell.initial_rtrl_state() if self.mode == "rtrl" else self.cell.initial_hidden()
+
+    def _features(self, obs: Tensor) -> Tensor:
+        return self.activation(layer_norm(self.feature(obs)))
+
+    def _read_out(self, y: Tensor) -> Tensor:
+        if self.head_hidden is not None:
+            y = self.activation(layer_norm(self.head_hidden(y)))
+        return self.head(y)
+
+    def step(self, obs: Tensor, memory: Memory) -> tuple[Tensor, Memory]:
+        """One step from memory m_{t-1} and observation o_t; returns (out_t, m_t)."""
+        x = self._features(obs)
+        if self.mode == "rtrl":
+            y, memory = self.cell.rtrl_step(x, memory)
+        else:
+            y, memory = self.cell(x, memory.detach())
+            memory = memory.detach()
+        return self._read_out(y), memory
+
+    @torch.no_grad()
+    def evaluate(self, obs: Tensor, memory: Memory) -> Tensor:
+        """out_t from m_{t-1} and o_t without advancing anything (no sensitivities): for bootstrapping."""
+        hidden = memory.features if isinstance(memory, RTRLState) else memory
+        return self._read_out(self.cell(self._features(obs), hidden)[0])
+
+    @staticmethod
+    def reset_memory(memory: Memory, mask: Tensor) -> Memory:
+        """Zero the memory (hidden state and sensitivities) of the members where mask (P,) is True."""
+        def zero(t: Tensor) -> Tensor:
+            return t.masked_fill(mask.view(-1, *([1] * (t.dim() - 1))), 0)
+        if isinstance(memory, RTRLState):
+            return RTRLState(*(zero(t) for t in memory))
+        return zero(memory)
+
+    @staticmethod
+    def hidden_state(memory: Memory) -> Tensor:
+        """The recurrent state to look at: complex h_t for the RTU in RTRL mode, else the carried vector."""
+        return memory.hidden if isinstance(memory, RTRLState) else memory
+
+    @staticmethod
+    def sensitivity_norms(memory: Memory) -> dict[str, Tensor]:
+        """‖S^p_t‖₂ per parameter group and member (RTRL mode only; empty otherwise)."""
+        if not isinstance(memory, RTRLState):
+            return {}
+        return {name: s.abs().flatten(1).norm(dim=1) for name, s in memory.sensitivities.items()}

@@ -1,0 +1,176 @@
+"""The training loop: ``train(config)`` yields events; every consumer (CLI, app, notebooks, sweeps) uses it.
+
+Per step, for all P members in lockstep:
+
+    o_t (normalised) -> agent.act -> a_t -> env.step -> r_t, o_{t+1}
+    -> agent.learn(scaled r_t, normalised o_{t+1}, terminal, done)        (one streaming update)
+    -> members whose episode ended: EpisodeEnd, env reset, memory and traces reset
+
+then, after ``steps`` steps, a greedy evaluation of every member (normalisation frozen) and RunEnd.
+Stopping early is the consumer's choice: close the generator (or stop iterating); time-outs and
+non-finite TD errors end the run with a RunEnd whose status says why, after the events so far.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from typing import Iterator
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from .agents import AGENTS
+from .config import TrainConfig
+from .envs import MEMORY_CHAIN_ID
+from .envs.population import EnvPopulation
+from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot
+from .network import MemoryNetwork
+from .normalize import ObservationNormalizer, RewardScaler
+from .rng import MemberRandom, member_seeds
+
+INIT, ACTIONS, ENV, EVAL_ENV = range(4)
+
+
+def make_env(config: TrainConfig) -> gym.Env:
+    """The gymnasium environment a config names."""
+    if config.env == "memory_chain":
+        return gym.make(MEMORY_CHAIN_ID, chain_length=config.chain_length,
+                        lagged_observation=config.lagged_observation)
+    raise ValueError(f"unknown env {config.env!r}")
+
+
+class Run:
+    """Everything one population run owns: environments, agent, normalisers, random streams."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        P = config.population
+        self.dtype = getattr(torch, config.dtype)
+        self.seeds = [member_seeds(config.seed + i, 4) for i in range(P)]
+        self.envs = EnvPopulation(lambda: make_env(config), [s[ENV] for s in self.seeds])
+        self.obs_size = gym.spaces.flatdim(self.envs.observation_space)
+        init_generators = [torch.Generator().manual_seed(s[INIT]) for s in self.seeds]
+        action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype)
+        self.agent = AGENTS[config.agent](config, self.obs_size, self.envs.action_space, init_generators,
+                                          action_random)
+        self.obs_normalizer = ObservationNormalizer(P, self.obs_size)
+        self.reward_scaler = RewardScaler(P, config.gamma)
+
+    def tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(array)).to(self.dtype)
+
+    def env_actions(self, action: torch.Tensor) -> np.ndarray:
+        return action.numpy() if isinstance(self.envs.action_space, gym.spaces.Discrete) else action.double().numpy()
+
+
+def train(config: TrainConfig) -> Iterator[Event]:
+    """Train ``config.population`` agents for ``config.steps`` steps each, yielding events as they happen.
+
+    Uses one intra-op thread: streaming steps are tiny, one thread is fastest for them, and it makes
+    every population member bitwise equal to its solo run. Parallelism comes from populations."""
+    torch.set_num_threads(1)
+    run = Run(config)
+    P, started = config.population, time.perf_counter()
+    window = deque(maxlen=config.snapshot_window) if config.snapshot_every else None
+    episode_return, episode_length = np.zeros(P), np.zeros(P, dtype=np.int64)
+    episodes = np.zeros(P, dtype=np.int64)
+    raw = run.envs.reset()
+    obs = run.obs_normalizer(run.tensor(raw))
+    step = 0
+    try:
+        for step in range(1, config.steps + 1):
+            action = run.agent.act(obs)
+            next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(action))
+            done = terminated | truncated
+            next_obs = run.obs_normalizer(run.tensor(next_raw))
+            done_t = torch.from_numpy(done)
+            scaled = run.reward_scaler(run.tensor(reward), done_t)
+            td_error = run.agent.learn(scaled, next_obs, torch.from_numpy(terminated), done_t)
+            if not bool(torch.isfinite(td_error).all()):
+                bad = int(np.flatnonzero(~torch.isfinite(td_error).numpy())[0])
+                yield RunEnd("diverged", step, time.perf_counter() - started,
+                             f"non-finite TD error at step {step} (member {bad}); stopped")
+                return
+            if window is not None:
+                window.append(({n: MemoryNetwork.hidden_state(m)[0].detach().numpy().copy()
+                                for n, m in run.agent.memories.items()}, int(episode_length[0])))
+            episode_return += reward
+            episode_length += 1
+            if done.any():
+                for i in np.flatnonzero(done):
+                    success = infos[i].get("is_success")
+                    yield EpisodeEnd(step, int(i), int(episodes[i]), float(episode_return[i]),
+                                     int(episode_length[i]), None if success is None else bool(success))
+                episodes[done] += 1
+                episode_return[done], episode_length[done] = 0.0, 0
+                next_raw = run.envs.reset_members(next_raw, done)
+                reset_obs = run.obs_normalizer(run.tensor(next_raw), mask=done_t)
+                next_obs = torch.where(done_t.unsqueeze(-1), reset_obs, next_obs)
+            obs = next_obs
+            elapsed = time.perf_counter() - started
+            if step % config.progress_every == 0 or step == config.steps:
+                yield Progress(step, config.steps, P, step / max(elapsed, 1e-9), td_error.abs().numpy().copy())
+            if config.snapshot_every and step % config.snapshot_every == 0:
+                yield snapshot(run, step, window)
+            if config.time_limit is not None and elapsed > config.time_limit:
+                yield RunEnd("timeout", step, elapsed, f"time limit of {config.time_limit:g} s reached at step {step}")
+                return
+        for event in evaluate(run, started):
+            yield event
+            if isinstance(event, RunEnd):
+                return
+        yield RunEnd("completed", step, time.perf_counter() - started)
+    finally:
+        run.envs.close()
+
+
+def snapshot(run: Run, step: int, window: deque) -> Snapshot:
+    agent = run.agent
+    hidden = {name: np.stack([h[name] for h, _ in window]) for name in agent.networks} if window else {}
+    return Snapshot(
+        step=step, hidden=hidden, episode_time=np.array([t for _, t in window], dtype=np.int64),
+        eigenvalues={name: net.cell.eigenvalues().numpy() for name, net in agent.networks.items()
+                     if hasattr(net.cell, "eigenvalues")},
+        sensitivity_norms={name: {p: v.numpy() for p, v in MemoryNetwork.sensitivity_norms(m).items()}
+                           for name, m in agent.memories.items()},
+        trace_norms={name: v.detach().numpy() for name, v in agent.trace_norms().items()})
+
+
+def evaluate(run: Run, started: float) -> Iterator[Event]:
+    """``eval_episodes`` greedy episodes per member on fresh environments; no learning, frozen statistics."""
+    config, P = run.config, run.config.population
+    if config.eval_episodes == 0:
+        return
+    envs = EnvPopulation(lambda: make_env(config), [s[EVAL_ENV] for s in run.seeds])
+    run.obs_normalizer.frozen = True
+    run.agent.reset_memory()
+    returns: list[list[float]] = [[] for _ in range(P)]
+    successes: list[list[bool]] = [[] for _ in range(P)]
+    episode_return = np.zeros(P)
+    raw = envs.reset()
+    try:
+        while min(len(r) for r in returns) < config.eval_episodes:
+            with torch.no_grad():
+                action = run.agent.act(run.obs_normalizer(run.tensor(raw)), greedy=True, learn=False)
+            raw, reward, terminated, truncated, infos = envs.step(run.env_actions(action))
+            done = terminated | truncated
+            episode_return += reward
+            for i in np.flatnonzero(done):
+                if len(returns[i]) < config.eval_episodes:
+                    returns[i].append(float(episode_return[i]))
+                    if "is_success" in infos[i]:
+                        successes[i].append(bool(infos[i]["is_success"]))
+            if done.any():
+                episode_return[done] = 0.0
+                raw = envs.reset_members(raw, done)
+                run.agent.reset_memory(torch.from_numpy(done))
+            elapsed = time.perf_counter() - started
+            if config.time_limit is not None and elapsed > config.time_limit:
+                yield RunEnd("timeout", config.steps, elapsed,
+                             f"time limit of {config.time_limit:g} s reached during evaluation")
+                return
+    finally:
+        envs.close()
+    for i in range(P):
+        yield EvaluationEnd(i, returns[i], successes[i])
