@@ -10,6 +10,8 @@ AGENT_NAMES = ("stream_ac", "qrc")
 ENV_NAMES = ("memory_chain",)
 OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
 DEFAULT_TRACE_DECAY = {"stream_ac": 0.8, "qrc": 0.95}
+# Fields in which the members of one population may differ (everything else runs in lockstep).
+MEMBER_FIELDS = ("seed", "chain_length", "lagged_observation")
 
 
 class ConfigError(ValueError):
@@ -111,6 +113,10 @@ class TrainConfig:
         """The solo configuration of population member ``index`` (seed + index, population 1)."""
         return dataclasses.replace(self, seed=self.seed + index, population=1)
 
+    def members(self) -> list["TrainConfig"]:
+        """The solo configurations of all population members."""
+        return [self.member(i) for i in range(self.population)]
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -121,3 +127,22 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+def pack_population(members: "TrainConfig | list[TrainConfig]") -> tuple[TrainConfig, list[TrainConfig]]:
+    """(population config, member configs) for one config with ``population`` P, or for a list of solo
+    configs that differ only in MEMBER_FIELDS (e.g. seeds and chain lengths of a sweep)."""
+    if isinstance(members, TrainConfig):
+        return members, members.members()
+    members = list(members)
+    if not members:
+        raise ConfigError("a population needs at least one member")
+    first = members[0]
+    shared = {f.name for f in dataclasses.fields(TrainConfig)} - set(MEMBER_FIELDS) - {"population"}
+    for m in members:
+        if m.population != 1:
+            raise ConfigError("population members must have population 1")
+        differing = sorted(n for n in shared if getattr(m, n) != getattr(first, n))
+        if differing:
+            raise ConfigError(f"population members differ in {', '.join(differing)} (only {', '.join(MEMBER_FIELDS)} may)")
+    return dataclasses.replace(first, population=len(members)), members

@@ -49,7 +49,7 @@ class EvaluationEnd:
 class RunEnd:
     """The run stopped: status is 'completed', 'timeout' or 'diverged' (with a one-line message)."""
     status: str
-    steps: int
+    step: int
     wall_seconds: float
     message: str = ""
 

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .agents import AGENTS
-from .config import TrainConfig
+from .config import TrainConfig, pack_population
 from .envs import MEMORY_CHAIN_ID
 from .envs.population import EnvPopulation
 from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot
@@ -43,12 +43,12 @@ def make_env(config: TrainConfig) -> gym.Env:
 class Run:
     """Everything one population run owns: environments, agent, normalisers, random streams."""
 
-    def __init__(self, config: TrainConfig):
-        self.config = config
-        P = config.population
+    def __init__(self, config: TrainConfig | list[TrainConfig]):
+        self.config, self.members = config, members = pack_population(config)
+        config, P = self.config, self.config.population
         self.dtype = getattr(torch, config.dtype)
-        self.seeds = [member_seeds(config.seed + i, 4) for i in range(P)]
-        self.envs = EnvPopulation(lambda: make_env(config), [s[ENV] for s in self.seeds])
+        self.seeds = [member_seeds(m.seed, 4) for m in members]
+        self.envs = EnvPopulation([lambda m=m: make_env(m) for m in members], [s[ENV] for s in self.seeds])
         self.obs_size = gym.spaces.flatdim(self.envs.observation_space)
         init_generators = [torch.Generator().manual_seed(s[INIT]) for s in self.seeds]
         action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype)
@@ -64,13 +64,17 @@ class Run:
         return action.numpy() if isinstance(self.envs.action_space, gym.spaces.Discrete) else action.double().numpy()
 
 
-def train(config: TrainConfig) -> Iterator[Event]:
+def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
     """Train ``config.population`` agents for ``config.steps`` steps each, yielding events as they happen.
+
+    ``config`` may also be a list of solo configs differing only in seed and environment parameters
+    (``MEMBER_FIELDS``): they train as one population, member i being ``config[i]``.
 
     Uses one intra-op thread: streaming steps are tiny, one thread is fastest for them, and it makes
     every population member bitwise equal to its solo run. Parallelism comes from populations."""
     torch.set_num_threads(1)
     run = Run(config)
+    config = run.config
     P, started = config.population, time.perf_counter()
     window = deque(maxlen=config.snapshot_window) if config.snapshot_every else None
     episode_return, episode_length = np.zeros(P), np.zeros(P, dtype=np.int64)
@@ -142,7 +146,7 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
     config, P = run.config, run.config.population
     if config.eval_episodes == 0:
         return
-    envs = EnvPopulation(lambda: make_env(config), [s[EVAL_ENV] for s in run.seeds])
+    envs = EnvPopulation([lambda m=m: make_env(m) for m in run.members], [s[EVAL_ENV] for s in run.seeds])
     run.obs_normalizer.frozen = True
     run.agent.reset_memory()
     returns: list[list[float]] = [[] for _ in range(P)]

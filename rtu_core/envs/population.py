@@ -13,11 +13,14 @@ import numpy as np
 
 
 class EnvPopulation:
-    def __init__(self, make_env: Callable[[], gym.Env], seeds: list[int]):
-        self.envs = [make_env() for _ in seeds]
+    def __init__(self, make_envs: list[Callable[[], gym.Env]], seeds: list[int]):
+        self.envs = [make() for make in make_envs]
         self.seeds = seeds
         self.observation_space = self.envs[0].observation_space
         self.action_space = self.envs[0].action_space
+        for env in self.envs[1:]:
+            if env.observation_space != self.observation_space or env.action_space != self.action_space:
+                raise ValueError("all members of a population need the same observation and action spaces")
 
     def reset(self) -> np.ndarray:
         return np.stack([env.reset(seed=seed)[0] for env, seed in zip(self.envs, self.seeds)]).astype(np.float32)

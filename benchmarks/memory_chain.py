@@ -1,0 +1,149 @@
+"""MemoryChain chain-length sweep: RTU-RTRL vs TBPTT(1) RTU / GRU / FFN (the paper's Fig. 2 question).
+
+Each method trains all its chain lengths x seeds as ONE population (members differ only in seed and
+chain length), and methods run in parallel processes. Every member writes its own results folder
+(``OUT/<method>/L<length>/seed_<seed>/``); finished methods are skipped when the command is re-run.
+Then a table (``OUT/table.md``) and a plot of greedy-evaluation success rate vs chain length.
+
+    python benchmarks/memory_chain.py --steps 100000 --seeds 5 --out runs/memory_chain \
+        --plot assets/memory_chain.png
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtu_core import Progress, TrainConfig, train
+from rtu_core.results import RunRecorder, write_atomic
+
+METHODS = {"rtu-rtrl": ("rtu", "rtrl"), "rtu-tbptt": ("rtu", "tbptt"), "gru-tbptt": ("gru", "tbptt"),
+           "ffn-tbptt": ("ffn", "tbptt")}
+LABELS = {"rtu-rtrl": "RTU, RTRL", "rtu-tbptt": "RTU, TBPTT(1)", "gru-tbptt": "GRU, TBPTT(1)",
+          "ffn-tbptt": "FFN (no memory)"}
+
+
+def member_dir(out: Path, method: str, config: TrainConfig) -> Path:
+    return out / method / f"L{config.chain_length}" / f"seed_{config.seed}"
+
+
+def run_method(job: tuple[str, list[TrainConfig], str]) -> str:
+    method, members, out = job
+    out = Path(out)
+    recorder, started, last = RunRecorder(members), time.time(), 0.0
+    for event in train(members):
+        recorder.record(event)
+        if isinstance(event, Progress) and event.step / event.total_steps >= last + 0.1:
+            last = event.step / event.total_steps
+            print(f"[{method}] {event.step}/{event.total_steps} steps, "
+                  f"{event.steps_per_second * event.population:.0f} agent-steps/s", flush=True)
+    for i, member in enumerate(members):
+        recorder.write_member(i, member_dir(out, method, member))
+    return f"[{method}] done in {time.time() - started:.0f} s ({recorder.status})"
+
+
+def finished(out: Path, method: str, members: list[TrainConfig]) -> bool:
+    for m in members:
+        path = member_dir(out, method, m) / "summary.json"
+        if not path.exists() or json.loads(path.read_text())["status"] != "completed":
+            return False
+    return True
+
+
+def aggregate(out: Path, methods: list[str], lengths: list[int], seeds: list[int]) -> dict:
+    table = {}
+    for method in methods:
+        for length in lengths:
+            runs = [json.loads((out / method / f"L{length}" / f"seed_{s}" / "summary.json").read_text())
+                    for s in seeds]
+            rates = np.array([r["eval_success_rate"] for r in runs], dtype=float)
+            table[(method, length)] = dict(mean=float(rates.mean()), std=float(rates.std()),
+                                           solved=float(np.mean([r["eval_return"] > 0.5 for r in runs])),
+                                           train=float(np.mean([r["success_rate"] for r in runs])))
+    return table
+
+
+def write_table(out: Path, table: dict, methods, lengths, seeds, command: str) -> str:
+    lines = ["Greedy-evaluation success rate after training (mean over seeds; chance = 0.50), "
+             "and in brackets the fraction of seeds solved (eval return > 0.5).", "",
+             "| method | " + " | ".join(f"L={L}" for L in lengths) + " |",
+             "|---|" + "---|" * len(lengths)]
+    for method in methods:
+        cells = [f"{table[(method, L)]['mean']:.2f} ({table[(method, L)]['solved']:.1f})" for L in lengths]
+        lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
+    lines += ["", f"{len(seeds)} seeds; command: `{command}`"]
+    text = "\n".join(lines) + "\n"
+    write_atomic(out / "table.md", text)
+    return text
+
+
+def plot(path: Path, table: dict, methods, lengths, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    for method in methods:
+        mean = np.array([table[(method, L)]["mean"] for L in lengths])
+        std = np.array([table[(method, L)]["std"] for L in lengths])
+        solved = [table[(method, L)]["solved"] for L in lengths]
+        line, = axes[0].plot(lengths, mean, marker="o", label=LABELS[method])
+        axes[0].fill_between(lengths, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        axes[1].plot(lengths, solved, marker="o", color=line.get_color(), label=LABELS[method])
+    axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
+    axes[0].set(xscale="log", xlabel="chain length L", ylabel="greedy success rate", ylim=(0.3, 1.03))
+    axes[1].set(xscale="log", xlabel="chain length L", ylabel="fraction of seeds solved", ylim=(-0.03, 1.03))
+    for ax in axes:
+        ax.set_xticks(lengths, [str(L) for L in lengths])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lengths", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64, 128])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--agent", default="stream_ac")
+    parser.add_argument("--hidden-size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path("runs/memory_chain"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+    seeds = list(range(args.seeds))
+    jobs = []
+    for method in args.methods:
+        cell, mode = METHODS[method]
+        base = TrainConfig(agent=args.agent, cell=cell, mode=mode, steps=args.steps, hidden_size=args.hidden_size,
+                           width=args.width, eval_episodes=args.eval_episodes)
+        members = [dataclasses.replace(base, chain_length=L, seed=s) for L in args.lengths for s in seeds]
+        if finished(args.out, method, members):
+            print(f"[{method}] already finished, skipped")
+        else:
+            jobs.append((method, members, str(args.out)))
+    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
+        for message in pool.imap_unordered(run_method, jobs):
+            print(message, flush=True)
+    table = aggregate(args.out, args.methods, args.lengths, seeds)
+    command = "python " + " ".join(sys.argv)
+    print(write_table(args.out, table, args.methods, args.lengths, seeds, command))
+    if args.plot:
+        plot(args.plot, table, args.methods, args.lengths,
+             f"MemoryChain, {args.agent}, {args.steps:,} steps, {len(seeds)} seeds, hidden {args.hidden_size}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
