@@ -1,0 +1,40 @@
+import numpy as np
+import torch
+
+from rtu_core.normalize import ObservationNormalizer, RewardScaler
+
+
+def test_observation_normalizer_is_per_member_welford():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(50, 2, 3)) * np.array([[1.0], [10.0]]) + 5
+    norm = ObservationNormalizer(2, 3)
+    for x in data:
+        out = norm(torch.from_numpy(x))
+    for i in range(2):
+        mean, std = data[:, i].mean(0), data[:, i].std(0, ddof=1)
+        assert np.allclose(out[i].numpy(), (data[-1, i] - mean) / np.sqrt(std**2 + 1e-8))
+
+
+def test_observation_normalizer_mask_and_freeze():
+    norm = ObservationNormalizer(2, 1)
+    norm(torch.tensor([[1.0], [1.0]]))
+    norm(torch.tensor([[3.0], [9.0]]), mask=torch.tensor([True, False]))
+    assert norm.stats.count.tolist() == [2, 1]
+    norm.frozen = True
+    before = norm.stats.mean.clone()
+    norm(torch.tensor([[100.0], [100.0]]))
+    assert torch.equal(norm.stats.mean, before)
+
+
+def test_reward_scaler_divides_by_std_of_discounted_return_and_resets():
+    scaler = RewardScaler(1, gamma=0.5)
+    rewards, dones = [1.0, 1.0, 0.0, 2.0], [False, True, False, False]
+    returns, g = [], 0.0
+    for r, d in zip(rewards, dones):
+        g = 0.5 * g + r
+        returns.append(g)
+        out = scaler(torch.tensor([r], dtype=torch.float64), torch.tensor([d]))
+        if d:
+            g = 0.0
+    assert returns == [1.0, 1.5, 0.0, 2.0]
+    assert out.item() == np.float64(2.0) / np.sqrt(np.var(returns, ddof=1) + 1e-8)
