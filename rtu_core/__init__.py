@@ -7,7 +7,7 @@
 from . import envs  # registers the gymnasium ids
 from .config import ConfigError, TrainConfig
 from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot
-from .train import train
+from .training import train
 
 __all__ = ["train", "TrainConfig", "ConfigError", "Event", "EpisodeEnd", "EvaluationEnd", "Progress",
            "RunEnd", "Snapshot", "envs"]

@@ -16,7 +16,7 @@ from pathlib import Path
 from .config import ConfigError, TrainConfig
 from .events import EpisodeEnd, Progress, RunEnd
 from .results import RunRecorder
-from .train import train
+from .training import train
 
 SAVE_EVERY_SECONDS = 30.0
 

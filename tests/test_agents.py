@@ -1,0 +1,56 @@
+"""Agent-level behaviour that the MemoryChain runs do not reach: Gaussian Stream AC, QRC traces."""
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rtu_core import TrainConfig
+from rtu_core.agents import QRC, StreamAC
+from rtu_core.rng import MemberRandom
+
+
+def gaussian_agent(**overrides):
+    config = TrainConfig(hidden_size=6, width=5, population=2, **overrides)
+    space = gym.spaces.Box(-1.0, 1.0, shape=(3,), dtype=np.float32)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    return StreamAC(config, 4, space, gens, MemberRandom([11, 12]))
+
+
+def test_gaussian_stream_ac_learns_a_continuous_bandit():
+    """One-step episodes with reward -|a - target|²: the policy mean moves to the target."""
+    agent = gaussian_agent(entropy_coeff=0.0)
+    target = torch.tensor([0.5, -0.3, 0.2])
+    obs = torch.ones(2, 4)
+    first_mean = None
+    for t in range(600):
+        action = agent.act(obs)
+        assert action.shape == (2, 3)
+        reward = -((action - target) ** 2).sum(-1)
+        agent.learn(reward, obs, torch.ones(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool))
+        greedy = agent.act(obs, greedy=True, learn=False)
+        agent.reset_memory()
+        if first_mean is None:
+            first_mean = greedy.clone()
+    error_before = ((first_mean - target) ** 2).sum(-1)
+    error_after = ((greedy - target) ** 2).sum(-1)
+    assert torch.all(error_after < 0.3 * error_before), (error_before, error_after)
+    assert agent.log_std.grad is not None
+
+
+def test_qrc_cuts_traces_after_non_greedy_actions_and_episode_ends():
+    config = TrainConfig(agent="qrc", hidden_size=6, width=5, population=2, steps=100, epsilon_start=0.5,
+                         epsilon_end=0.5)
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    agent = QRC(config, 3, gym.spaces.Discrete(2), gens, MemberRandom([1, 2]))
+    obs = torch.randn(2, 3)
+    cuts = 0
+    for _ in range(40):
+        agent.act(obs)
+        nongreedy = agent._nongreedy.clone()
+        done = torch.tensor([False, True])
+        agent.learn(torch.zeros(2), obs, done, done)
+        traces = torch.stack([t.abs().flatten(1).sum(1) for t in agent.q_trace]).sum(0)
+        expected_zero = nongreedy | done
+        assert torch.all(traces[expected_zero] == 0)
+        assert torch.all(traces[~expected_zero] > 0)
+        cuts += int(nongreedy[0])
+    assert 5 < cuts < 35  # ε = 0.5 with 2 actions: about a quarter of member 0's actions are not greedy

@@ -1,0 +1,105 @@
+"""The CLI as a user runs it: a subprocess, its exit status, its files."""
+import csv
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+TINY = ["--chain-length", "3", "--steps", "300", "--hidden-size", "8", "--width", "8", "--eval-episodes", "5"]
+
+
+def cli(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rtu_core", *args], capture_output=True, text=True, timeout=300,
+                          **kwargs)
+
+
+def test_train_writes_config_episodes_and_summary(tmp_path):
+    out = tmp_path / "run"
+    result = cli("train", "--env", "memory_chain", "--agent", "stream_ac", "--cell", "rtu", "--mode", "rtrl",
+                 "--seed", "1", "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "episodes.csv", "summary.json"]
+    rows = list(csv.DictReader((out / "episodes.csv").open()))
+    assert list(rows[0]) == ["step", "episode", "return", "length"]
+    assert len(rows) == 300 // 4 and all(int(r["length"]) == 4 for r in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("steps", "episodes", "final_return", "success_rate", "eval_success_rate",
+                "steps_per_second", "wall_seconds"):
+        assert key in summary
+    assert summary["steps"] == 300 and summary["episodes"] == 75 and summary["status"] == "completed"
+    assert json.loads((out / "config.json").read_text())["seed"] == 1
+
+
+def test_population_writes_one_folder_per_seed_equal_to_solo_runs(tmp_path):
+    result = cli("train", "--out", str(tmp_path / "pop"), "--seed", "5", "--population", "2", *TINY)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "pop" / "summary.json").read_text())
+    assert [r["seed"] for r in summary["runs"]] == [5, 6]
+    assert summary["steps_per_second"] == pytest.approx(2 * summary["runs"][0]["steps_per_second"])
+    solo = cli("train", "--out", str(tmp_path / "solo"), "--seed", "6", *TINY)
+    assert solo.returncode == 0, solo.stderr
+    assert (tmp_path / "pop" / "seed_6" / "episodes.csv").read_text() == (tmp_path / "solo" / "episodes.csv").read_text()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--env", "nope"], "unknown env"),
+    (["--agent", "dqn"], "unknown agent"),
+    (["--cell", "lstm"], "unknown cell"),
+    (["--cell", "gru", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
+    (["--cell", "ffn", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
+    (["--chain-length", "0"], "chain-length"),
+    (["--steps", "0"], "steps"),
+    (["--steps", "-5"], "steps"),
+    (["--population", "0"], "population"),
+    (["--chain-length", "ten"], "invalid int"),
+    (["--gamma", "1.5"], "gamma"),
+    (["--no-such-flag"], "unrecognized"),
+])
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
+    out = tmp_path / "never"
+    result = cli("train", "--out", str(out), *args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()
+
+
+def test_refuses_to_overwrite_existing_results(tmp_path):
+    (tmp_path / "summary.json").write_text("{}")
+    result = cli("train", "--out", str(tmp_path), *TINY)
+    assert result.returncode == 2 and "not an empty folder" in result.stderr
+    assert (tmp_path / "summary.json").read_text() == "{}"
+
+
+def test_missing_subcommand_is_a_one_line_error():
+    result = cli()
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_ctrl_c_stops_cleanly_with_valid_partial_results(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "rtu_core", "train", "--out", str(out), "--chain-length", "3",
+                             "--steps", "1000000", "--hidden-size", "8", "--width", "8", "--progress-every", "50"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen: list[str] = []
+    reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
+    reader.start()
+    deadline = time.time() + 120
+    while "agent-steps/s" not in "".join(seen) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)  # wait until training is under way: the progress bar reports a speed
+    time.sleep(2.0)
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    reader.join(timeout=10)
+    stderr = "".join(seen)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["steps"] < 1_000_000
+    rows = list(csv.DictReader((out / "episodes.csv").open()))
+    assert len(rows) == summary["episodes"] > 0
+    assert not list(out.glob(".*tmp"))  # no half-written temporary files left behind
