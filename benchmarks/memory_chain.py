@@ -21,12 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from rtu_core import Progress, TrainConfig, train
+from rtu_core.config import METHOD_LABELS as LABELS
+from rtu_core.config import METHODS
 from rtu_core.results import RunRecorder, write_atomic
-
-METHODS = {"rtu-rtrl": ("rtu", "rtrl"), "rtu-tbptt": ("rtu", "tbptt"), "gru-tbptt": ("gru", "tbptt"),
-           "ffn-tbptt": ("ffn", "tbptt")}
-LABELS = {"rtu-rtrl": "RTU, RTRL", "rtu-tbptt": "RTU, TBPTT(1)", "gru-tbptt": "GRU, TBPTT(1)",
-          "ffn-tbptt": "FFN (no memory)"}
 
 
 def member_dir(out: Path, method: str, config: TrainConfig) -> Path:

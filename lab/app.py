@@ -1,0 +1,127 @@
+"""The lab page: settings, Start / Stop / Reset, a status line and live plots; plus the sweep view.
+
+Everything that runs lives here (importable); ``app.py`` only builds a ``LabApp`` and serves it.
+"""
+from __future__ import annotations
+
+import panel as pn
+
+from rtu_core import ConfigError, Snapshot
+
+from .controls import LabSettings
+from .plots import EPISODES_SHOWN, EigenvaluePlot, HiddenStatePlot, LearningCurves, TraceMagnitudes
+from .session import TrainingSession, notify
+from .sweep import SweepView
+
+REFRESH_MS = 250
+SNAPSHOT_EVERY = 40
+INTRO = """### Streaming RL under partial observability, with exact RTRL
+Pick a task, agent, cell and mode, then **Start**. The agent learns from each transition once, as it
+arrives. On MemoryChain it must remember a bit shown at the first step until it is asked, L steps later:
+an RTU trained by RTRL can; TBPTT(1) has a one-step gradient horizon and a memoryless FFN cannot."""
+
+
+def _status_text(status, step, episodes, sps, success, ret, message) -> str:
+    parts = [f"**{status}**", f"step {step:,}", f"episodes {episodes:,}", f"{sps:,.0f} steps/s"]
+    if success is not None:
+        parts.append(f"success {success:.2f}")
+    if ret is not None:
+        parts.append(f"return {ret:+.2f}")
+    if message:
+        parts.append(message)
+    return " · ".join(parts)
+
+
+class LabApp(pn.viewable.Viewer):
+    def __init__(self, **params):
+        super().__init__(**params)
+        self.settings = LabSettings()
+        self.session = TrainingSession()
+        self.curves = LearningCurves()
+        self.hidden = HiddenStatePlot("actor")
+        self.traces = TraceMagnitudes("actor")
+        self.eigenvalues = EigenvaluePlot("actor")
+        self.sweep = SweepView(self.settings, on_start=self._ensure_refresh)
+        self.start_button = pn.widgets.Button(name="Start", button_type="primary")
+        self.stop_button = pn.widgets.Button(name="Stop", button_type="warning")
+        self.reset_button = pn.widgets.Button(name="Reset")
+        self.start_button.on_click(lambda _: self.start())
+        self.stop_button.on_click(lambda _: self.session.stop(wait=False))
+        self.reset_button.on_click(lambda _: self.reset())
+        for session in (self.session, self.sweep.session):
+            session.param.watch(self._notify_error, "message")
+        self._callback = None
+
+    # -- actions ----------------------------------------------------------------------------------------
+    def start(self) -> None:
+        try:
+            window = min(max(EPISODES_SHOWN * (self.settings.chain_length + 1), 64), 1024)
+            config = self.settings.config(snapshot_every=SNAPSHOT_EVERY, snapshot_window=window)
+        except ConfigError as error:
+            notify(str(error))
+            return
+        if self.session.running:
+            notify("a run is in progress: Stop or Reset it first")
+            return
+        self.clear_plots()
+        network = "q" if config.agent == "qrc" else "actor"
+        for plot in (self.hidden, self.traces, self.eigenvalues):
+            plot.network = network
+        self.session.start(config)
+        self._ensure_refresh()
+
+    def reset(self) -> None:
+        self.session.reset()
+        self.clear_plots()
+
+    def clear_plots(self) -> None:
+        for plot in (self.curves, self.hidden, self.traces, self.eigenvalues):
+            plot.clear()
+
+    # -- UI-thread refresh ------------------------------------------------------------------------------
+    def _ensure_refresh(self) -> None:
+        if self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self.refresh, period=REFRESH_MS)
+
+    def refresh(self) -> None:
+        """Drain both sessions' events into the plots (runs on the UI thread)."""
+        events = [event for _, event in self.session.drain()]
+        if events:
+            self.curves.update(events)
+            snapshots = [e for e in events if isinstance(e, Snapshot)]
+            if snapshots:
+                self.hidden.update(snapshots[-1])
+                self.eigenvalues.update(snapshots[-1])
+                for snapshot in snapshots:
+                    self.traces.update(snapshot)
+        self.sweep.update(self.sweep.session.drain())
+
+    def _notify_error(self, event) -> None:
+        if event.obj.status == "error" and event.new:
+            notify(event.new)
+
+    # -- layout -----------------------------------------------------------------------------------------
+    def controls(self) -> pn.Column:
+        return pn.Column(self.settings.widgets(), pn.Row(self.start_button, self.stop_button, self.reset_button))
+
+    def status_line(self) -> pn.pane.Markdown:
+        s = self.session.param
+        text = pn.bind(_status_text, s.status, s.step, s.episodes, s.steps_per_second, s.recent_success,
+                       s.recent_return, s.message)
+        return pn.pane.Markdown(text, css_classes=["status-line"])
+
+    def main(self) -> pn.Tabs:
+        plot = lambda element: pn.pane.HoloViews(element, sizing_mode="stretch_width")  # noqa: E731
+        train_view = pn.Column(
+            pn.pane.Markdown(INTRO), self.status_line(),
+            pn.Row(plot(self.curves.returns), plot(self.curves.successes), sizing_mode="stretch_width"),
+            pn.Row(plot(self.hidden.element), plot(self.eigenvalues.element), sizing_mode="stretch_width"),
+            plot(self.traces.element), sizing_mode="stretch_width")
+        return pn.Tabs(("Train", train_view), ("Sweep chain lengths", self.sweep), sizing_mode="stretch_width")
+
+    def template(self) -> pn.template.FastListTemplate:
+        return pn.template.FastListTemplate(title="rtu-lab · streaming RL with exact RTRL", sidebar=[self.controls()],
+                                            main=[self.main()], sidebar_width=340)
+
+    def __panel__(self):
+        return pn.Row(self.controls(), self.main(), sizing_mode="stretch_width")

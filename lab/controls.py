@@ -1,0 +1,71 @@
+"""The lab's run settings: a ``param.Parameterized`` whose widgets are derived from its params."""
+from __future__ import annotations
+
+import dataclasses
+
+import panel as pn
+import param
+
+from rtu_core import TrainConfig
+
+TASKS = {"MemoryChain": "memory_chain"}
+AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc"}
+CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
+MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
+LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and the status line live
+
+
+class LabSettings(param.Parameterized):
+    task = param.Selector(default="memory_chain", objects=TASKS, label="Task", doc="Environment")
+    chain_length = param.Integer(default=8, bounds=(2, 128), label="Chain length L",
+                                 doc="Steps between the context bit and the question")
+    agent = param.Selector(default="stream_ac", objects=AGENTS, label="Agent", doc="Streaming agent")
+    cell = param.Selector(default="rtu", objects=CELLS, label="Cell", doc="Recurrent cell")
+    mode = param.Selector(default="rtrl", objects=MODES, label="Gradient", doc="RTRL is exact and only for the RTU")
+    hidden_size = param.Integer(default=32, bounds=(1, 512), label="Hidden units", doc="RTU complex units / GRU units")
+    width = param.Integer(default=32, bounds=(1, 512), label="Feature width", doc="Feature layer width")
+    lr = param.Number(default=1.0, bounds=(1e-4, 10.0), label="ObGD step size α", doc="Stream AC(λ)")
+    kappa_actor = param.Number(default=1.5, bounds=(0.1, 10.0), label="κ actor", doc="ObGD bound of the actor")
+    kappa_critic = param.Number(default=1.0, bounds=(0.1, 10.0), label="κ critic", doc="ObGD bound of the critic")
+    lr_q = param.Number(default=1e-4, bounds=(1e-6, 1e-1), label="QRC step size α_Q", doc="QRC(λ)")
+    trace_decay = param.Number(default=0.8, bounds=(0.0, 1.0), label="Trace decay λ", doc="Eligibility trace λ")
+    seed = param.Integer(default=0, bounds=(0, None), label="Seed")
+    steps = param.Integer(default=50_000, bounds=(100, 5_000_000), label="Step budget")
+
+    @param.depends("cell", watch=True, on_init=True)
+    def _modes_for_cell(self):
+        """RTRL is offered for the RTU only."""
+        allowed = MODES if self.cell == "rtu" else {"TBPTT(1)": "tbptt"}
+        self.param.mode.objects = allowed
+        if self.mode not in allowed.values():
+            self.mode = "tbptt"
+
+    @param.depends("agent", watch=True)
+    def _trace_decay_for_agent(self):
+        self.trace_decay = 0.95 if self.agent == "qrc" else 0.8
+
+    def config(self, **overrides) -> TrainConfig:
+        """The TrainConfig these settings describe (validated)."""
+        values = dict(env=self.task, chain_length=self.chain_length, agent=self.agent, cell=self.cell,
+                      mode=self.mode, hidden_size=self.hidden_size, width=self.width, lr=self.lr,
+                      kappa_actor=self.kappa_actor, kappa_critic=self.kappa_critic, lr_q=self.lr_q,
+                      trace_decay=self.trace_decay, seed=self.seed, steps=self.steps,
+                      progress_every=LAB_PROGRESS_EVERY)
+        values.update(overrides)
+        return TrainConfig(**values)
+
+    def widgets(self) -> pn.Param:
+        return pn.Param(self, show_name=False, widgets={
+            "chain_length": pn.widgets.IntSlider,
+            "agent": pn.widgets.RadioButtonGroup, "cell": pn.widgets.RadioButtonGroup,
+            "mode": pn.widgets.RadioButtonGroup,
+            "lr": {"type": pn.widgets.FloatInput, "step": 0.1},
+            "lr_q": {"type": pn.widgets.FloatInput, "step": 1e-5},
+            "steps": {"type": pn.widgets.IntInput, "step": 10_000},
+        })
+
+
+def member_configs(base: TrainConfig, chain_lengths: list[int], seeds: int) -> list[TrainConfig]:
+    """One population's members: every chain length x seed (they differ in nothing else)."""
+    return [dataclasses.replace(base, chain_length=L, seed=base.seed + s) for L in chain_lengths
+            for s in range(seeds)]

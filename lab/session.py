@@ -1,0 +1,169 @@
+"""The lab's training session: one background worker thread per browser session (Panel's manual threading).
+
+The worker runs ``rtu_core.train`` for one or more populations ("jobs"), interleaving them on the same
+thread, and puts ``(job, event)`` pairs on a queue. The UI thread calls ``drain()`` from its periodic
+callback: it updates this object's read-only params and hands the events to the plots. Bokeh and
+HoloViews objects are never touched from the worker.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from typing import Iterator, Sequence
+
+import numpy as np
+import panel as pn
+import param
+
+from rtu_core import EpisodeEnd, Progress, RunEnd, TrainConfig, train
+
+Job = TrainConfig | Sequence[TrainConfig]
+RECENT = 50  # episodes behind the status line's success rate and return
+
+
+def notify(message: str) -> None:
+    """Show an error notification on the page (when the page has notifications enabled)."""
+    if pn.state.notifications is not None:
+        pn.state.notifications.error(message, duration=8000)
+
+
+class Failure:
+    """An exception inside training, as an item on the event queue."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+class TrainingSession(pn.viewable.Viewer):
+    status = param.Selector(default="idle", objects=["idle", "running", "stopping", "stopped", "completed", "error"],
+                            constant=True, doc="What the worker is doing")
+    step = param.Integer(default=0, constant=True, doc="Environment steps of each member so far")
+    episodes = param.Integer(default=0, constant=True, doc="Episodes finished (all members)")
+    steps_per_second = param.Number(default=0.0, constant=True, doc="Agent-steps per second (all members)")
+    recent_success = param.Number(default=None, allow_None=True, constant=True)
+    recent_return = param.Number(default=None, allow_None=True, constant=True)
+    message = param.String(default="", constant=True, doc="The last error or stop reason")
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._recent: list[tuple[float, bool | None]] = []
+        self._populations: list[int] = []
+        if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+            pn.state.on_session_destroyed(lambda context: self.stop(wait=True))
+
+    # -- control (UI thread) ----------------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, jobs: Job | list[Job]) -> None:
+        """Start training ``jobs`` (a config, a list of member configs, or a list of those) in the background."""
+        if self.running:
+            raise RuntimeError("a run is in progress; stop it first")
+        if isinstance(jobs, TrainConfig) or (jobs and isinstance(jobs[0], TrainConfig)):
+            jobs = [jobs]
+        self._drop_queue()
+        self._stop.clear()
+        self._recent = []
+        self._populations = [j.population if isinstance(j, TrainConfig) else len(j) for j in jobs]
+        self._set(status="running", step=0, episodes=0, steps_per_second=0.0, recent_success=None,
+                  recent_return=None, message="")
+        self._thread = threading.Thread(target=self._work, args=(list(jobs),), daemon=True, name="rtu-lab-training")
+        self._thread.start()
+
+    def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
+        """Ask the worker to stop after the event in progress; optionally wait for it."""
+        if self.running:
+            self._stop.set()
+            if self.status == "running":
+                self._set(status="stopping")
+            if wait:
+                self._thread.join(timeout)
+
+    def reset(self) -> None:
+        """Stop, forget everything, back to idle."""
+        self.stop(wait=True)
+        self._drop_queue()
+        self._recent = []
+        self._set(status="idle", step=0, episodes=0, steps_per_second=0.0, recent_success=None,
+                  recent_return=None, message="")
+
+    def drain(self, limit: int = 100_000) -> list[tuple[int, object]]:
+        """Take the events the worker produced since the last call and update the params (UI thread)."""
+        items = []
+        try:
+            while len(items) < limit:
+                items.append(self._queue.get_nowait())
+        except queue.Empty:
+            pass
+        updates: dict = {}
+        for job, event in items:
+            if isinstance(event, EpisodeEnd):
+                self._recent.append((event.episode_return, event.success))
+                updates["episodes"] = updates.get("episodes", self.episodes) + 1
+            elif isinstance(event, Progress) and job == 0:
+                updates["step"] = event.step
+                updates["steps_per_second"] = event.steps_per_second * sum(self._populations)
+            elif isinstance(event, Failure):
+                updates.update(status="error", message=event.message)
+            elif isinstance(event, RunEnd) and job == -1:  # the worker's own end marker
+                if updates.get("status", self.status) != "error":
+                    updates["status"] = event.status
+                    updates["message"] = event.message
+        if self._recent:
+            self._recent = self._recent[-RECENT:]
+            returns = [r for r, _ in self._recent]
+            successes = [s for _, s in self._recent if s is not None]
+            updates["recent_return"] = float(np.mean(returns))
+            updates["recent_success"] = float(np.mean(successes)) if successes else None
+        if updates:
+            self._set(**updates)
+        return [(job, event) for job, event in items if job >= 0]
+
+    # -- worker thread ----------------------------------------------------------------------------------
+    def _work(self, jobs: list[Job]) -> None:
+        streams = [train(job) for job in jobs]
+        statuses, started = ["completed"] * len(jobs), time.perf_counter()
+        try:
+            for job, event in _interleave(streams):
+                if self._stop.is_set():
+                    self._queue.put((-1, RunEnd("stopped", 0, time.perf_counter() - started, "stopped by the user")))
+                    return
+                self._queue.put((job, event))
+                if isinstance(event, RunEnd):
+                    statuses[job] = event.status
+                    if event.status == "diverged":
+                        self._queue.put((-1, Failure(event.message)))
+            final = next((s for s in statuses if s != "completed"), "completed")
+            self._queue.put((-1, RunEnd(final, 0, time.perf_counter() - started)))
+        except Exception as error:  # surfaced as a notification; the app keeps working
+            self._queue.put((-1, Failure(f"{type(error).__name__}: {error}")))
+        finally:
+            for stream in streams:
+                stream.close()
+
+    def _drop_queue(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
+    def _set(self, **values) -> None:
+        with param.edit_constant(self):
+            self.param.update(**values)
+
+    def __panel__(self):
+        return pn.pane.Markdown(self.param.status)
+
+
+def _interleave(streams: list[Iterator]) -> Iterator[tuple[int, object]]:
+    """Round-robin over several event streams: one thread advances every population in turn."""
+    active = list(range(len(streams)))
+    while active:
+        for job in list(active):
+            try:
+                yield job, next(streams[job])
+            except StopIteration:
+                active.remove(job)
