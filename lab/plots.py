@@ -15,7 +15,11 @@ from rtu_core import EpisodeEnd, Snapshot
 SMOOTHING = 0.05       # exponential moving average over episodes
 MAX_UNITS = 6          # RTU units drawn in the complex plane (the most active ones)
 EPISODES_SHOWN = 4     # recent episodes in the hidden-state plot
+AXES = ("hidden_x", "hidden_y")
 HEIGHT = 280
+
+if "bokeh" not in hv.Store.renderers or not hasattr(hv.opts, "Points"):
+    hv.extension("bokeh", logo=False)  # the options below are declared for the Bokeh backend
 
 
 def _ema(previous: float | None, value: float) -> float:
@@ -73,24 +77,26 @@ class HiddenStatePlot:
 
     def __init__(self, network: str):
         self.network = network
-        self.pipe = Pipe(data=pd.DataFrame({"x": [], "y": [], "t": [], "unit": []}))
+        self.pipe = Pipe(data=self._empty())
         self.title, self.complex = "Hidden state", True
-        self.element = hv.DynamicMap(self._draw, streams=[self.pipe]).opts(  # ranges follow the data
-            hv.opts.Points(framewise=True), hv.opts.Path(framewise=True))
+        self.element = hv.DynamicMap(self._draw, streams=[self.pipe])
 
     def _draw(self, data):
         segments = []  # one path per unit and episode: trajectories break where an episode starts
         for _, group in data.groupby("unit"):
             starts = np.flatnonzero(group["t"].to_numpy() == 0)
-            for piece in np.split(group[["x", "y"]].to_numpy(), starts):
+            for piece in np.split(group[list(AXES)].to_numpy(), starts):
                 if len(piece) > 1:
                     segments.append(piece)
-        paths = hv.Path(segments).opts(color="#bbbbbb", line_width=1, alpha=0.7)
-        points = hv.Points(data, ["x", "y"], ["t", "unit"]).opts(
-            color="t", cmap="viridis", size=4, colorbar=True, clabel="time in episode", tools=["hover"])
-        return (paths * points).opts(title=self.title, height=HEIGHT, responsive=True, show_grid=True, shared_axes=False,
-                                     xlabel="Re h" if self.complex else "PC 1",
-                                     ylabel="Im h" if self.complex else "PC 2")
+        # Own dimension names keep these axes unlinked from other plots (shared_axes=False would freeze
+        # the ranges); framewise on the overlay and its elements makes the axes follow each frame's data.
+        axes = [hv.Dimension(name, label=label) for name, label in
+                zip(AXES, ("Re h", "Im h") if self.complex else ("PC 1", "PC 2"))]
+        paths = hv.Path(segments, kdims=axes).opts(color="#bbbbbb", line_width=1, alpha=0.7, framewise=True)
+        points = hv.Points(data, axes, ["t", "unit"]).opts(
+            color="t", cmap="viridis", size=4, colorbar=True, clabel="time in episode", tools=["hover"],
+            framewise=True)
+        return (paths * points).opts(title=self.title, height=HEIGHT, responsive=True, show_grid=True, framewise=True)
 
     def update(self, snapshot: Snapshot) -> None:
         hidden = snapshot.hidden.get(self.network)
@@ -103,7 +109,7 @@ class HiddenStatePlot:
         if np.iscomplexobj(hidden):
             activity = hidden.real.var(0) + hidden.imag.var(0)
             units = np.argsort(activity)[::-1][:MAX_UNITS]
-            frames = [pd.DataFrame({"x": hidden[:, k].real, "y": hidden[:, k].imag, "t": t, "unit": int(k)})
+            frames = [pd.DataFrame({AXES[0]: hidden[:, k].real, AXES[1]: hidden[:, k].imag, "t": t, "unit": int(k)})
                       for k in units]
             self.title = f"{self.network}: RTU h_t in the complex plane ({len(units)} most active units)"
             self.complex = True
@@ -114,13 +120,17 @@ class HiddenStatePlot:
                 xy = centred @ vt[:2].T
             else:
                 xy = np.zeros((len(hidden), 2))
-            frames = [pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "t": t, "unit": 0})]
+            frames = [pd.DataFrame({AXES[0]: xy[:, 0], AXES[1]: xy[:, 1], "t": t, "unit": 0})]
             self.title = f"{self.network}: hidden state, first two principal components"
             self.complex = False
         self.pipe.send(pd.concat(frames, ignore_index=True))
 
+    @staticmethod
+    def _empty() -> pd.DataFrame:
+        return pd.DataFrame({AXES[0]: [], AXES[1]: [], "t": [], "unit": []})
+
     def clear(self) -> None:
-        self.pipe.send(pd.DataFrame({"x": [], "y": [], "t": [], "unit": []}))
+        self.pipe.send(self._empty())
 
 
 class TraceMagnitudes:

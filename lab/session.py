@@ -53,7 +53,11 @@ class TrainingSession(pn.viewable.Viewer):
         self._recent: list[tuple[float, bool | None]] = []
         self._populations: list[int] = []
         if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
-            pn.state.on_session_destroyed(lambda context: self.stop(wait=True))
+            pn.state.on_session_destroyed(self._on_session_destroyed)
+
+    def _on_session_destroyed(self, session_context) -> None:
+        """The browser tab went away: stop its training thread."""
+        self.stop(wait=True)
 
     # -- control (UI thread) ----------------------------------------------------------------------------
     @property

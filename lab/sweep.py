@@ -22,10 +22,11 @@ from .session import TrainingSession, notify
 
 RECENT = 50  # episodes per member behind a point of the curve
 COLUMNS = ["method", "chain_length", "success", "members"]
+CHAIN_LENGTHS = [2, 4, 8, 16, 32, 64, 128]
 
 
 class SweepView(pn.viewable.Viewer):
-    chain_lengths = param.ListSelector(default=[2, 4, 8, 16, 32], objects=[2, 4, 8, 16, 32, 64, 128])
+    chain_lengths = param.ListSelector(default=[2, 4, 8, 16, 32], objects=CHAIN_LENGTHS)
     methods = param.ListSelector(default=list(METHODS), objects=list(METHODS))
     seeds = param.Integer(default=2, bounds=(1, 10), doc="Seeds per chain length")
     steps = param.Integer(default=30_000, bounds=(100, 5_000_000), doc="Steps per member")
@@ -98,18 +99,26 @@ class SweepView(pn.viewable.Viewer):
 
     @staticmethod
     def _draw(data):
-        overlay = {label: (hv.Curve(group, "chain_length", "success")
-                           * hv.Scatter(group, "chain_length", ["success", "members"]).opts(size=7, tools=["hover"]))
-                   for label, group in data.groupby("method")} if len(data) else {}
-        chance = hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1)
-        return (hv.NdOverlay(overlay, kdims="method") * chance).opts(
+        """The same elements every frame (one curve and its points per method), so updates stream in place."""
+        layers = []
+        for label in METHOD_LABELS.values():
+            group = data[data["method"] == label] if len(data) else pd.DataFrame(columns=COLUMNS)
+            layers += [hv.Curve(group, "chain_length", "success", label=label),
+                       hv.Scatter(group, "chain_length", ["success", "members"], label=label).opts(
+                           size=7, tools=["hover"])]
+        layers.append(hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1))
+        return hv.Overlay(layers).opts(
             title=f"Success rate (last {RECENT} episodes, mean over seeds) vs chain length", logx=True,
-            ylim=(-0.05, 1.05), xlabel="chain length L", ylabel="success rate", height=420, responsive=True,
-            show_grid=True, legend_position="bottom_left")
+            ylim=(-0.05, 1.05), xlim=(1.5, 160), xticks=[(L, str(L)) for L in CHAIN_LENGTHS],
+            xlabel="chain length L", ylabel="success rate", height=420,
+            responsive=True, show_grid=True, legend_position="bottom_left")
 
     def __panel__(self):
         controls = pn.Param(self, parameters=["chain_lengths", "methods", "seeds", "steps"], show_name=False,
-                            widgets={"chain_lengths": pn.widgets.CheckButtonGroup, "methods": pn.widgets.CheckBoxGroup})
+                            widgets={"chain_lengths": {"type": pn.widgets.CheckButtonGroup, "button_type": "primary",
+                                                       "button_style": "outline"},
+                                     "methods": pn.widgets.CheckBoxGroup,
+                                     "steps": {"type": pn.widgets.IntInput, "step": 10_000}})
         status = pn.bind(lambda status, step, sps: f"**Sweep:** {status} · step {step:,} per member · "
                          f"{sps:,.0f} agent-steps/s", self.session.param.status, self.session.param.step,
                          self.session.param.steps_per_second)

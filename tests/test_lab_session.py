@@ -1,0 +1,161 @@
+"""The lab's session controller and app object, without a browser."""
+import threading
+import time
+from types import SimpleNamespace
+
+import panel as pn
+import pytest
+
+import lab.session as session_module
+from lab.app import LabApp
+from lab.controls import LabSettings
+from lab.session import TrainingSession
+from rtu_core import TrainConfig
+
+QUICK = dict(chain_length=3, hidden_size=6, width=5, eval_episodes=0, progress_every=10)
+
+
+def training_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "rtu-lab-training" and t.is_alive()]
+
+
+def wait_for(condition, timeout=60.0):
+    deadline = time.time() + timeout
+    while not condition():
+        if time.time() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def test_start_stop_reset_twenty_times_leaves_no_thread():
+    session = TrainingSession()
+    for i in range(20):
+        session.start(TrainConfig(steps=1_000_000, seed=i, **QUICK))
+        assert session.running and session.status == "running"
+        if i % 2:
+            session.stop(wait=True)
+            session.drain()
+            assert session.status == "stopped"
+        else:
+            session.reset()
+            assert session.status == "idle" and session.step == 0
+        assert not session.running
+    assert training_threads() == []
+
+
+def test_stop_is_prompt_and_counts_stop_changing():
+    session = TrainingSession()
+    session.start(TrainConfig(steps=1_000_000, **QUICK))
+    wait_for(lambda: session.drain() is not None and session.step > 50)
+    started = time.time()
+    session.stop(wait=True)
+    assert time.time() - started < 3.0 and not session.running
+    session.drain()
+    step, episodes = session.step, session.episodes
+    assert step > 50 and episodes > 0 and session.steps_per_second > 0
+    time.sleep(0.3)
+    session.drain()
+    assert (session.step, session.episodes) == (step, episodes)
+
+
+def test_completed_run_reports_completed():
+    session = TrainingSession()
+    session.start(TrainConfig(steps=200, **QUICK))
+    session._thread.join(60)
+    session.drain()
+    assert session.status == "completed" and session.step == 200 and session.episodes == 50
+    assert session.recent_success is not None and session.recent_return is not None
+
+
+def test_exception_in_training_surfaces_as_error_and_session_recovers(monkeypatch):
+    def broken(config):
+        yield from ()
+        raise RuntimeError("boom in the loop")
+
+    monkeypatch.setattr(session_module, "train", broken)
+    session = TrainingSession()
+    session.start(TrainConfig(steps=100, **QUICK))
+    session._thread.join(10)
+    session.drain()
+    assert session.status == "error" and "boom in the loop" in session.message
+    monkeypatch.undo()
+    session.start(TrainConfig(steps=100, **QUICK))  # the app keeps working
+    session._thread.join(60)
+    session.drain()
+    assert session.status == "completed"
+
+
+def test_divergence_surfaces_as_error(monkeypatch):
+    import rtu_core.training as training
+    from tests.test_stops import NaNRewardAfter
+
+    original = training.make_env
+    monkeypatch.setattr(training, "make_env", lambda config: NaNRewardAfter(original(config), after=30))
+    session = TrainingSession()
+    session.start(TrainConfig(steps=1000, **QUICK))
+    session._thread.join(60)
+    session.drain()
+    assert session.status == "error" and "non-finite" in session.message
+
+
+def test_session_destroyed_stops_its_thread(monkeypatch):
+    registered = []
+    monkeypatch.setattr(pn.state, "on_session_destroyed", registered.append)
+    monkeypatch.setattr(type(pn.state), "curdoc", property(lambda self: SimpleNamespace(session_context=object())))
+    session = TrainingSession()
+    monkeypatch.undo()
+    assert len(registered) == 1
+    session.start(TrainConfig(steps=1_000_000, **QUICK))
+    registered[0](object())  # the server destroys the session
+    assert not session.running and training_threads() == []
+
+
+def test_settings_offer_rtrl_only_for_rtu():
+    settings = LabSettings()
+    assert settings.mode == "rtrl"
+    settings.cell = "gru"
+    assert settings.mode == "tbptt" and list(settings.param.mode.objects) == ["tbptt"]
+    settings.cell = "rtu"
+    assert "rtrl" in list(settings.param.mode.objects)
+    config = settings.config()
+    assert config.cell == "rtu" and config.chain_length == settings.chain_length
+
+
+def test_app_refresh_feeds_plots_and_reset_clears(monkeypatch):
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    app = LabApp()
+    app.settings.param.update(chain_length=3, hidden_size=6, width=5, steps=400)
+    app.start()
+    app.session._thread.join(60)
+    app.refresh()
+    assert len(app.curves.buffer.data) == 100            # one row per episode
+    assert len(app.traces.buffer.data) >= 5                # one row per snapshot
+    assert len(app.eigenvalues.pipe.data) == 6             # one point per RTU unit
+    assert set(app.hidden.pipe.data["t"]) <= set(range(4)) and len(app.hidden.pipe.data) > 0
+    app.reset()
+    assert len(app.curves.buffer.data) == 0 and app.session.status == "idle"
+
+
+def test_sweep_runs_methods_as_populations_of_lengths_and_seeds(monkeypatch):
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    app = LabApp()
+    app.settings.param.update(hidden_size=6, width=5)
+    app.sweep.param.update(chain_lengths=[2, 4, 8], methods=["rtu-rtrl", "ffn-tbptt"], seeds=2, steps=300)
+    jobs = app.sweep.jobs()
+    assert len(jobs) == 2 and all(len(job) == 6 for job in jobs)   # one population per method
+    assert sorted({(c.chain_length, c.seed) for c in jobs[0]}) == [(L, s) for L in (2, 4, 8) for s in (0, 1)]
+    app.sweep.start()
+    assert len(training_threads()) == 1                             # one thread for the whole sweep
+    app.sweep.session._thread.join(120)
+    app.refresh()
+    frame = app.sweep.pipe.data
+    assert sorted(set(frame["method"])) == ["FFN (no memory)", "RTU, RTRL"]
+    assert sorted(set(frame["chain_length"])) == [2, 4, 8] and set(frame["members"]) == {2}
+    assert app.sweep.session.status == "completed"
+
+
+def test_sweep_without_methods_is_an_error():
+    app = LabApp()
+    app.sweep.methods = []
+    with pytest.raises(ValueError, match="at least one method"):
+        app.sweep.start()
