@@ -12,13 +12,13 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e ".[test,bench]"
+	$(PYTHON) -m pip install -q -e ".[lab,test,bench]"
 	touch $(STAMP)
 
-# Until the Panel lab lands: a short live training run on MemoryChain with a progress bar.
+# The Panel lab at http://localhost:5006/app (PORT=... to change it).
+PORT ?= 5006
 lab: install
-	$(PYTHON) -m rtu_core train --chain-length 8 --steps 20000 --hidden-size 32 --width 32 \
-		--out runs/lab-demo-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/panel serve app.py --port $(PORT)
 
 test: install
 	$(PYTHON) -m pytest -q

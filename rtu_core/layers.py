@@ -47,11 +47,13 @@ def matvec(weight: Tensor, x: Tensor) -> Tensor:
 @torch.no_grad()
 def sparse_init_(weight: Tensor, sparsity: float, generator: torch.Generator | None) -> None:
     """Sparse initialisation (Elsayed et al. 2024, stream-x): LeCun-uniform U(-1/sqrt(fan_in), 1/sqrt(fan_in)),
-    then in every output row ceil(sparsity * fan_in) randomly chosen input weights are set to zero."""
+    then in every output row ceil(sparsity * fan_in) randomly chosen input weights are set to zero -- but at
+    most fan_in - 1 of them. (The reference rounding zeroes a whole row when fan_in is tiny, e.g. all of
+    MemoryChain's 3 inputs at sparsity 0.9, leaving every unit disconnected from the observation.)"""
     fan_out, fan_in = weight.shape
     bound = 1.0 / math.sqrt(fan_in)
     weight.copy_(torch.rand(weight.shape, generator=generator, dtype=weight.dtype) * 2 * bound - bound)
-    zeros = math.ceil(sparsity * fan_in)
+    zeros = min(math.ceil(sparsity * fan_in), fan_in - 1)
     if zeros:
         order = torch.rand(fan_out, fan_in, generator=generator).argsort(dim=1)
         weight.scatter_(1, order[:, :zeros], 0.0)

@@ -113,4 +113,4 @@ def test_sweep_view_fills_success_vs_chain_length(page, tmp_path):
     time.sleep(12.0)
     screenshot(page, "lab_sweep.png", tmp_path)
     page.get_by_role("button", name="Stop sweep", exact=True).click()
-    wait_until(lambda: "stopped" in page.get_by_text(re.compile(r"^Sweep:")).inner_text())
+    wait_until(lambda: "stopped" in page.get_by_text(re.compile(r"Sweep: \w+ · step")).inner_text())
