@@ -21,9 +21,10 @@ from torch import Tensor
 from ..network import MemoryNetwork
 from ..optim import per_member
 from ..rng import MemberRandom
+from .base import MemoryAgent
 
 
-class QRC:
+class QRC(MemoryAgent):
     def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError("qrc needs a discrete action space")
@@ -39,12 +40,6 @@ class QRC:
         self.bias_trace = torch.zeros(P, dtype=dtype)
         self.config, self.random, self.steps_taken = config, action_random, 0
         self.reset_memory()
-
-    def reset_memory(self, mask: Tensor | None = None) -> None:
-        if mask is None:
-            self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
-        else:
-            self.memories = {name: MemoryNetwork.reset_memory(m, mask) for name, m in self.memories.items()}
 
     def epsilon(self) -> float:
         c = self.config

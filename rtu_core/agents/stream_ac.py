@@ -20,12 +20,13 @@ from torch import Tensor, nn
 from ..network import MemoryNetwork
 from ..optim import AdaptiveObGD, ObGD
 from ..rng import MemberRandom
+from .base import MemoryAgent
 from .policy import categorical, gaussian
 
 OPTIMIZERS = {"obgd": ObGD, "adaptive_obgd": AdaptiveObGD}
 
 
-class StreamAC:
+class StreamAC(MemoryAgent):
     def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
         P = config.population
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -48,12 +49,6 @@ class StreamAC:
         self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.reset_memory()
-
-    def reset_memory(self, mask: Tensor | None = None) -> None:
-        if mask is None:
-            self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
-        else:
-            self.memories = {name: MemoryNetwork.reset_memory(m, mask) for name, m in self.memories.items()}
 
     def _policy(self, out: Tensor, greedy: bool):
         if self.discrete:
