@@ -159,3 +159,16 @@ def test_sweep_without_methods_is_an_error():
     app.sweep.methods = []
     with pytest.raises(ValueError, match="at least one method"):
         app.sweep.start()
+
+
+def test_app_displays_in_a_notebook_kernel():
+    """`pn.extension(); LabApp()` in a notebook cell renders the Panel app (as JupyterLab shows it)."""
+    nbformat = pytest.importorskip("nbformat")
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(
+        "import panel as pn\nfrom lab.app import LabApp\npn.extension(notifications=True)\nLabApp()")]
+    NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
+    result = [o for o in notebook.cells[0].outputs if o["output_type"] == "execute_result"]
+    assert result and "application/vnd.holoviews_exec.v0+json" in result[0]["data"]
