@@ -81,9 +81,11 @@ def wait_until(condition, timeout=120.0):
         time.sleep(0.5)
 
 
+SCREENSHOTS = bool(os.environ.get("RTU_LAB_SCREENSHOTS"))  # committed pictures: let training run longer first
+
+
 def screenshot(page, name: str, tmp_path: Path) -> None:
-    target = ROOT / "assets" if os.environ.get("RTU_LAB_SCREENSHOTS") else tmp_path
-    page.screenshot(path=str(target / name), full_page=True)
+    page.screenshot(path=str((ROOT / "assets" if SCREENSHOTS else tmp_path) / name), full_page=True)
 
 
 def test_start_streams_into_plots_and_stop_freezes_them(page, tmp_path):
@@ -92,7 +94,7 @@ def test_start_streams_into_plots_and_stop_freezes_them(page, tmp_path):
     wait_until(lambda: status_step(page) > 200 and page.evaluate(PLOT_ROWS) > rows_before + 50)
     step, rows = status_step(page), page.evaluate(PLOT_ROWS)
     wait_until(lambda: status_step(page) > step and page.evaluate(PLOT_ROWS) > rows)  # still growing: live
-    time.sleep(5.0)
+    time.sleep(90.0 if SCREENSHOTS else 5.0)
     screenshot(page, "lab.png", tmp_path)
     page.get_by_role("button", name="Stop", exact=True).click()
     wait_until(lambda: "stopped" in page.get_by_text(re.compile(r"step [\d,]+ · episodes")).inner_text())
@@ -110,7 +112,7 @@ def test_sweep_view_fills_success_vs_chain_length(page, tmp_path):
     rows_before = page.evaluate(PLOT_ROWS)
     page.get_by_role("button", name="Start sweep", exact=True).click()
     wait_until(lambda: page.evaluate(PLOT_ROWS) > rows_before + 10)
-    time.sleep(12.0)
+    time.sleep(120.0 if SCREENSHOTS else 12.0)
     screenshot(page, "lab_sweep.png", tmp_path)
     page.get_by_role("button", name="Stop sweep", exact=True).click()
     wait_until(lambda: "stopped" in page.get_by_text(re.compile(r"Sweep: \w+ · step")).inner_text())
