@@ -111,7 +111,9 @@ class LabApp(pn.viewable.Viewer):
         return pn.pane.Markdown(text, css_classes=["status-line"])
 
     def main(self) -> pn.Tabs:
-        plot = lambda element: pn.pane.HoloViews(element, sizing_mode="stretch_width")  # noqa: E731
+        def plot(element) -> pn.pane.HoloViews:
+            return pn.pane.HoloViews(element, sizing_mode="stretch_width")
+
         train_view = pn.Column(
             pn.pane.Markdown(INTRO), self.status_line(),
             pn.Row(plot(self.curves.returns), plot(self.curves.successes), sizing_mode="stretch_width"),

@@ -44,8 +44,8 @@ class Run:
     """Everything one population run owns: environments, agent, normalisers, random streams."""
 
     def __init__(self, config: TrainConfig | list[TrainConfig]):
-        self.config, self.members = config, members = pack_population(config)
-        config, P = self.config, self.config.population
+        config, members = pack_population(config)
+        self.config, self.members, P = config, members, config.population
         self.dtype = getattr(torch, config.dtype)
         self.seeds = [member_seeds(m.seed, 4) for m in members]
         self.envs = EnvPopulation([lambda m=m: make_env(m) for m in members], [s[ENV] for s in self.seeds])
