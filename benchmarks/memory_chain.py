@@ -84,6 +84,7 @@ def plot(path: Path, table: dict, methods, lengths, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
     for method in methods:
@@ -97,6 +98,7 @@ def plot(path: Path, table: dict, methods, lengths, title: str) -> None:
     axes[0].set(xscale="log", xlabel="chain length L", ylabel="greedy success rate", ylim=(0.3, 1.03))
     axes[1].set(xscale="log", xlabel="chain length L", ylabel="fraction of seeds solved", ylim=(-0.03, 1.03))
     for ax in axes:
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(lengths, [str(L) for L in lengths])
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
