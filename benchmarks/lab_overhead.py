@@ -5,6 +5,10 @@ script plays the UI thread, calling ``app.refresh()`` every 250 ms (draining eve
 components). Headless is ``train(config)`` consumed in a plain loop. Same config, same steps.
 
     python benchmarks/lab_overhead.py --steps 6000 --repeats 2
+
+This isolates the session machinery (thread, queue, draining, plot data). It does not include the Bokeh
+server: with a browser connected, the server thread's document bookkeeping competes with the training
+thread for the GIL (measured: ~57 steps/s served vs ~260 headless, see the issue note).
 """
 from __future__ import annotations
 

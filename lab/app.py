@@ -4,6 +4,8 @@ Everything that runs lives here (importable); ``app.py`` only builds a ``LabApp`
 """
 from __future__ import annotations
 
+import time
+
 import panel as pn
 
 from rtu_core import ConfigError, Snapshot
@@ -13,7 +15,8 @@ from .plots import EPISODES_SHOWN, EigenvaluePlot, HiddenStatePlot, LearningCurv
 from .session import TrainingSession, notify
 from .sweep import SweepView
 
-REFRESH_MS = 250
+REFRESH_MS = 500
+DIAGNOSTICS_EVERY_S = 1.0  # hidden state, eigenvalues, traces: redrawn whole, so at most once a second
 SNAPSHOT_EVERY = 40
 INTRO = """### Streaming RL under partial observability, with exact RTRL
 Pick a task, agent, cell and mode, then **Start**. The agent learns from each transition once, as it
@@ -51,6 +54,8 @@ class LabApp(pn.viewable.Viewer):
         for session in (self.session, self.sweep.session):
             session.param.watch(self._notify_error, "message")
         self._callback = None
+        self._snapshots: list[Snapshot] = []
+        self._last_diagnostics = 0.0
 
     # -- actions ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -75,6 +80,7 @@ class LabApp(pn.viewable.Viewer):
         self.clear_plots()
 
     def clear_plots(self) -> None:
+        self._snapshots = []
         for plot in (self.curves, self.hidden, self.traces, self.eigenvalues):
             plot.clear()
 
@@ -88,12 +94,13 @@ class LabApp(pn.viewable.Viewer):
         events = [event for _, event in self.session.drain()]
         if events:
             self.curves.update(events)
-            snapshots = [e for e in events if isinstance(e, Snapshot)]
-            if snapshots:
-                self.hidden.update(snapshots[-1])
-                self.eigenvalues.update(snapshots[-1])
-                for snapshot in snapshots:
-                    self.traces.update(snapshot)
+            self._snapshots += [e for e in events if isinstance(e, Snapshot)]
+        now = time.monotonic()
+        if self._snapshots and (now - self._last_diagnostics >= DIAGNOSTICS_EVERY_S or not self.session.running):
+            self.hidden.update(self._snapshots[-1])
+            self.eigenvalues.update(self._snapshots[-1])
+            self.traces.update_many(self._snapshots)
+            self._snapshots, self._last_diagnostics = [], now
         self.sweep.update(self.sweep.session.drain())
 
     def _notify_error(self, event) -> None:

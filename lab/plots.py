@@ -152,7 +152,11 @@ class TraceMagnitudes:
                                        height=HEIGHT, responsive=True, logy=True, legend_position="left",
                                        show_grid=True)
 
-    def update(self, snapshot: Snapshot) -> None:
+    def update_many(self, snapshots: list[Snapshot]) -> None:
+        """One row per snapshot, sent to the browser at once."""
+        self.buffer.send(pd.DataFrame([self._row(s) for s in snapshots], columns=self.COLUMNS))
+
+    def _row(self, snapshot: Snapshot) -> dict:
         row = {c: np.nan for c in self.COLUMNS}
         row["step"] = snapshot.step
         positive = lambda v: float(v) if v > 0 else np.nan  # noqa: E731  (zero right after a reset: a gap)
@@ -160,7 +164,7 @@ class TraceMagnitudes:
             row[self.GROUPS[group]] = positive(values[0])
         for column, values in zip(("z policy", "z value"), snapshot.trace_norms.values()):
             row[column] = positive(values[0])
-        self.buffer.send(pd.DataFrame([row], columns=self.COLUMNS))
+        return row
 
     def clear(self) -> None:
         self.buffer.clear()
