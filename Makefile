@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 # The Panel lab at http://localhost:5006/app (PORT=... to change it).
 PORT ?= 5006
 lab: install
-	$(VENV)/bin/panel serve app.py --port $(PORT)
+	$(VENV)/bin/python -m panel serve app.py --port $(PORT)
 
 test: install
 	$(PYTHON) -m pytest -q

@@ -1,14 +1,14 @@
-"""Training speed inside the lab's session machinery vs headless ``train()``, measured in one run.
+"""Training speed inside the lab vs headless ``train()``, measured in one run, and the plots' update rate.
 
-The lab case runs a ``LabApp`` without a server: its ``TrainingSession`` worker thread trains while this
-script plays the UI thread, calling ``app.refresh()`` every 250 ms (draining events into the real plot
-components). Headless is ``train(config)`` consumed in a plain loop. Same config, same steps.
+Three ways of running the same config (the app's defaults, MemoryChain, Stream AC, RTU-RTRL):
+- headless: ``train(config)`` consumed in a plain loop;
+- session: a ``LabApp`` without a server, its ``TrainingSession`` training while this script plays the UI
+  thread, calling ``app.refresh()`` every REFRESH_MS (draining events into the real plot components);
+- served: ``python -m panel serve app.py`` with headless Chromium connected (Playwright), Start pressed;
+  the speed is read off the page's status line (steps shown, over wall time) and the update rate is how
+  often the page's plot data changed.
 
-    python benchmarks/lab_overhead.py --steps 6000 --repeats 2
-
-This isolates the session machinery (thread, queue, draining, plot data). It does not include the Bokeh
-server: with a browser connected, the server thread's document bookkeeping competes with the training
-thread for the GIL (measured: ~57 steps/s served vs ~260 headless, see the issue note).
+    python benchmarks/lab_overhead.py --steps 6000 --repeats 2 --served-seconds 40
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import time
 import panel as pn
 
 from lab.app import REFRESH_MS, SNAPSHOT_EVERY, LabApp
+from lab.browser import PLOT_ROWS, chromium_page, served_app, status_step
 from rtu_core import train
 
 
@@ -45,11 +46,30 @@ def in_lab(app: LabApp, config) -> tuple[float, float, float]:
     return config.steps / elapsed, refreshes / elapsed, 1000 * busy / max(refreshes, 1)
 
 
+def served(seconds: float) -> tuple[float, float]:
+    """(steps/s the page's status line shows over ``seconds``, plot data changes per second on the page)."""
+    with served_app() as url, chromium_page(url) as page:
+        page.get_by_role("button", name="Start", exact=True).click()
+        while status_step(page) < 100:  # past the training process's start
+            time.sleep(0.2)
+        started, first_step, changes, rows = time.perf_counter(), status_step(page), 0, page.evaluate(PLOT_ROWS)
+        while time.perf_counter() - started < seconds:
+            time.sleep(0.1)
+            now_rows = page.evaluate(PLOT_ROWS)
+            changes += now_rows != rows
+            rows = now_rows
+        elapsed = time.perf_counter() - started
+        steps = status_step(page) - first_step
+        page.get_by_role("button", name="Stop", exact=True).click()
+    return steps / elapsed, changes / elapsed
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=6000)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--chain-length", type=int, default=8)
+    parser.add_argument("--chain-length", type=int, default=8, help="the served app runs its default, 8")
+    parser.add_argument("--served-seconds", type=float, default=40.0, help="0 skips the served app")
     args = parser.parse_args()
     pn.state.add_periodic_callback = lambda *a, **k: None  # this script is the UI thread
     app = LabApp()
@@ -64,6 +84,10 @@ def main() -> None:
     print(f"headless train():          {base:8.1f} steps/s")
     print(f"lab session + UI refresh:  {lab:8.1f} steps/s   ratio {lab / base:.2f}  (goal >= 0.80)")
     print(f"plot updates:              {max(r[2] for r in rows):8.2f} /s     ({min(r[3] for r in rows):.1f} ms per refresh)")
+    if args.served_seconds > 0:
+        speed, updates = served(args.served_seconds)
+        print(f"served app + chromium:     {speed:8.1f} steps/s   ratio {speed / base:.2f}  (goal >= 0.80)")
+        print(f"page plot-data changes:    {updates:8.2f} /s")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,20 @@ class LabApp(pn.viewable.Viewer):
             self._callback = pn.state.add_periodic_callback(self.refresh, period=REFRESH_MS)
 
     def refresh(self) -> None:
-        """Drain both sessions' events into the plots (runs on the UI thread)."""
+        """Drain both sessions' events into the plots (runs on the UI thread).
+
+        All plot updates of one refresh share one frozen document: Bokeh then recomputes the document's
+        model graph once per refresh instead of once per changed glyph (that walk was ~35% of the served
+        app's CPU, py-spy), and ``hold`` sends the changes to the browser as one message.
+        """
+        doc = pn.state.curdoc
+        if doc is None:
+            self._refresh()
+            return
+        with doc.models.freeze(), pn.io.hold(doc):
+            self._refresh()
+
+    def _refresh(self) -> None:
         events = [event for _, event in self.session.drain()]
         if events:
             self.curves.update(events)

@@ -1,16 +1,16 @@
-"""The lab's training session: one background worker thread per browser session (Panel's manual threading).
+"""The lab's training session: one background worker per browser session (Panel's manual threading).
 
-The worker runs ``rtu_core.train`` for one or more populations ("jobs"), interleaving them on the same
-thread, and puts ``(job, event)`` pairs on a queue. The UI thread calls ``drain()`` from its periodic
-callback: it updates this object's read-only params and hands the events to the plots. Bokeh and
-HoloViews objects are never touched from the worker.
+The worker thread starts a training process (``lab.worker``) that runs ``rtu_core.train`` for one or more
+populations ("jobs"), interleaved, and relays its ``(job, event)`` pairs from the pipe onto a queue. The
+UI thread calls ``drain()`` from its periodic callback: it updates this object's read-only params and hands
+the events to the plots. Bokeh and HoloViews objects are never touched from the worker.
 """
 from __future__ import annotations
 
 import queue
 import threading
 import time
-from typing import Iterator, Sequence
+from typing import Callable
 
 import numpy as np
 import panel as pn
@@ -18,21 +18,16 @@ import param
 
 from rtu_core import EpisodeEnd, Progress, RunEnd, TrainConfig, train
 
-Job = TrainConfig | Sequence[TrainConfig]
+from .worker import END, Failure, Job, process_context, run_in_process
+
 RECENT = 50  # episodes behind the status line's success rate and return
+GRACE_S = 5.0  # how long a stopped training process may take to say goodbye before it is terminated
 
 
 def notify(message: str) -> None:
     """Show an error notification on the page (when the page has notifications enabled)."""
     if pn.state.notifications is not None:
         pn.state.notifications.error(message, duration=8000)
-
-
-class Failure:
-    """An exception inside training, as an item on the event queue."""
-
-    def __init__(self, message: str):
-        self.message = message
 
 
 class TrainingSession(pn.viewable.Viewer):
@@ -45,8 +40,10 @@ class TrainingSession(pn.viewable.Viewer):
     recent_return = param.Number(default=None, allow_None=True, constant=True)
     message = param.String(default="", constant=True, doc="The last error or stop reason")
 
-    def __init__(self, **params):
+    def __init__(self, train_fn: Callable = train, **params):
+        """``train_fn(job)`` yields the events of one job in the training process (``rtu_core.train``)."""
         super().__init__(**params)
+        self._train_fn = train_fn
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -114,7 +111,7 @@ class TrainingSession(pn.viewable.Viewer):
                 updates["steps_per_second"] = event.steps_per_second * sum(self._populations)
             elif isinstance(event, Failure):
                 updates.update(status="error", message=event.message)
-            elif isinstance(event, RunEnd) and job == -1:  # the worker's own end marker
+            elif isinstance(event, RunEnd) and job == END:  # the worker's own end marker
                 if updates.get("status", self.status) != "error":
                     updates["status"] = event.status
                     updates["message"] = event.message
@@ -130,25 +127,43 @@ class TrainingSession(pn.viewable.Viewer):
 
     # -- worker thread ----------------------------------------------------------------------------------
     def _work(self, jobs: list[Job]) -> None:
-        streams = [train(job) for job in jobs]
-        statuses, started = ["completed"] * len(jobs), time.perf_counter()
+        """Start the training process, relay its events until its end marker; on Stop, ask it to stop."""
+        context = process_context()
+        receiver, sender = context.Pipe(duplex=False)
+        stop_event = context.Event()
+        process = context.Process(target=run_in_process, args=(jobs, sender, stop_event, self._train_fn),
+                                  daemon=True, name="rtu-lab-training")
+        process.start()
+        sender.close()  # the child holds the only writing end: its exit closes the pipe
         try:
-            for job, event in _interleave(streams):
-                if self._stop.is_set():
-                    self._queue.put((-1, RunEnd("stopped", 0, time.perf_counter() - started, "stopped by the user")))
-                    return
-                self._queue.put((job, event))
-                if isinstance(event, RunEnd):
-                    statuses[job] = event.status
-                    if event.status == "diverged":
-                        self._queue.put((-1, Failure(event.message)))
-            final = next((s for s in statuses if s != "completed"), "completed")
-            self._queue.put((-1, RunEnd(final, 0, time.perf_counter() - started)))
-        except Exception as error:  # surfaced as a notification; the app keeps working
-            self._queue.put((-1, Failure(f"{type(error).__name__}: {error}")))
+            self._relay(receiver, stop_event, process)
         finally:
-            for stream in streams:
-                stream.close()
+            receiver.close()
+            process.join(GRACE_S)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+
+    def _relay(self, receiver, stop_event, process) -> None:
+        stopping_since = None
+        while True:
+            if self._stop.is_set() and stopping_since is None:
+                stop_event.set()
+                stopping_since = time.monotonic()
+            if stopping_since is not None and time.monotonic() - stopping_since > GRACE_S:
+                self._queue.put((END, RunEnd("stopped", 0, 0.0, "stopped by the user")))
+                return
+            if not receiver.poll(0.05):
+                continue
+            try:
+                job, event = receiver.recv()
+            except EOFError:  # the process died without its end marker
+                process.join(GRACE_S)
+                self._queue.put((END, Failure(f"the training process exited unexpectedly (code {process.exitcode})")))
+                return
+            self._queue.put((job, event))
+            if job == END and isinstance(event, RunEnd):
+                return
 
     def _drop_queue(self) -> None:
         while not self._queue.empty():
@@ -161,13 +176,3 @@ class TrainingSession(pn.viewable.Viewer):
     def __panel__(self):
         return pn.pane.Markdown(self.param.status)
 
-
-def _interleave(streams: list[Iterator]) -> Iterator[tuple[int, object]]:
-    """Round-robin over several event streams: one thread advances every population in turn."""
-    active = list(range(len(streams)))
-    while active:
-        for job in list(active):
-            try:
-                yield job, next(streams[job])
-            except StopIteration:
-                active.remove(job)

@@ -1,4 +1,7 @@
 """The lab's session controller and app object, without a browser."""
+import multiprocessing
+import os
+import signal
 import threading
 import time
 from types import SimpleNamespace
@@ -15,8 +18,10 @@ from rtu_core import TrainConfig
 QUICK = dict(chain_length=3, hidden_size=6, width=5, eval_episodes=0, progress_every=10)
 
 
-def training_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "rtu-lab-training" and t.is_alive()]
+def training_threads() -> list:
+    """The session's worker threads and training processes still alive."""
+    threads = [t for t in threading.enumerate() if t.name == "rtu-lab-training" and t.is_alive()]
+    return threads + [p for p in multiprocessing.active_children() if p.name == "rtu-lab-training"]
 
 
 def wait_for(condition, timeout=60.0):
@@ -67,35 +72,53 @@ def test_completed_run_reports_completed():
     assert session.recent_success is not None and session.recent_return is not None
 
 
-def test_exception_in_training_surfaces_as_error_and_session_recovers(monkeypatch):
-    def broken(config):
-        yield from ()
-        raise RuntimeError("boom in the loop")
+def broken_training(config):
+    """Runs in the training process: fails after its first event."""
+    yield from ()
+    raise RuntimeError("boom in the loop")
 
-    monkeypatch.setattr(session_module, "train", broken)
-    session = TrainingSession()
+
+def training_with_nan_rewards(config):
+    """Runs in the training process: rewards turn NaN after 30 steps."""
+    import rtu_core.training as training
+    from tests.test_stops import NaNRewardAfter
+
+    original = training.make_env
+    training.make_env = lambda config: NaNRewardAfter(original(config), after=30)
+    yield from training.train(config)
+
+
+def test_exception_in_training_surfaces_as_error_and_session_recovers():
+    session = TrainingSession(train_fn=broken_training)
     session.start(TrainConfig(steps=100, **QUICK))
-    session._thread.join(10)
+    session._thread.join(30)
     session.drain()
     assert session.status == "error" and "boom in the loop" in session.message
-    monkeypatch.undo()
+    session._train_fn = session_module.train
     session.start(TrainConfig(steps=100, **QUICK))  # the app keeps working
     session._thread.join(60)
     session.drain()
     assert session.status == "completed"
 
 
-def test_divergence_surfaces_as_error(monkeypatch):
-    import rtu_core.training as training
-    from tests.test_stops import NaNRewardAfter
-
-    original = training.make_env
-    monkeypatch.setattr(training, "make_env", lambda config: NaNRewardAfter(original(config), after=30))
-    session = TrainingSession()
+def test_divergence_surfaces_as_error():
+    session = TrainingSession(train_fn=training_with_nan_rewards)
     session.start(TrainConfig(steps=1000, **QUICK))
     session._thread.join(60)
     session.drain()
     assert session.status == "error" and "non-finite" in session.message
+
+
+def test_a_killed_training_process_surfaces_as_error():
+    session = TrainingSession()
+    session.start(TrainConfig(steps=1_000_000, **QUICK))
+    wait_for(lambda: session.drain() is not None and session.step > 20)
+    children = [p for p in multiprocessing.active_children() if p.name == "rtu-lab-training"]
+    assert len(children) == 1
+    os.kill(children[0].pid, signal.SIGKILL)
+    session._thread.join(30)
+    session.drain()
+    assert session.status == "error" and "exited unexpectedly" in session.message and not session.running
 
 
 def test_session_destroyed_stops_its_thread(monkeypatch):
@@ -145,7 +168,7 @@ def test_sweep_runs_methods_as_populations_of_lengths_and_seeds(monkeypatch):
     assert len(jobs) == 2 and all(len(job) == 6 for job in jobs)   # one population per method
     assert sorted({(c.chain_length, c.seed) for c in jobs[0]}) == [(L, s) for L in (2, 4, 8) for s in (0, 1)]
     app.sweep.start()
-    assert len(training_threads()) == 1                             # one thread for the whole sweep
+    wait_for(lambda: len(training_threads()) == 2)  # one worker thread and one training process for the whole sweep
     app.sweep.session._thread.join(120)
     app.refresh()
     frame = app.sweep.pipe.data

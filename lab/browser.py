@@ -1,0 +1,83 @@
+"""Serve the lab and drive it from headless Debian Chromium (Playwright): for the browser tests and benchmarks.
+
+    with served_app() as url, chromium_page(url) as page:
+        page.get_by_role("button", name="Start", exact=True).click()
+"""
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ROOT = Path(__file__).resolve().parents[1]
+STATUS = re.compile(r"step [\d,]+ · episodes")
+
+# Rows in all of the page's Bokeh ColumnDataSources: grows while the plots are fed.
+PLOT_ROWS = """() => { let rows = 0;
+  for (const doc of Bokeh.documents) for (const model of doc._all_models.values()) {
+    if (model.type !== 'ColumnDataSource' && model.constructor?.name !== 'ColumnDataSource') continue;
+    const columns = Object.keys(model.data); if (columns.length) rows += model.data[columns[0]].length ?? 0; }
+  return rows; }"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def served_app(timeout: float = 60.0) -> Iterator[str]:
+    """``python -m panel serve app.py`` on a free local port (as ``make lab`` serves it); yields the page's URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port), "--address",
+                             "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.3)
+        yield f"http://127.0.0.1:{port}/app"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+@contextmanager
+def chromium_page(url: str, width: int = 1500, height: int = 1400):
+    """A Playwright page on ``url`` in Debian's chromium, once the app's Start button is there."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.goto(url)
+            page.get_by_role("button", name="Start", exact=True).wait_for(timeout=90_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def status_text(page) -> str:
+    return page.get_by_text(STATUS).inner_text()
+
+
+def status_step(page) -> int:
+    """The step count the page's status line shows."""
+    return int(re.search(r"step ([\d,]+)", status_text(page)).group(1).replace(",", ""))

@@ -1,0 +1,93 @@
+"""The lab's training process: runs ``rtu_core.train`` for one or more populations and sends the events home.
+
+Training runs in its own process (not a thread of the server) because the Bokeh server's document
+bookkeeping holds the GIL for most of every plot update: a training thread beside it ran at ~22% of its
+headless speed (measured, issue 4). In a process of its own it keeps its own interpreter and core.
+
+This module imports no Panel/Bokeh, so the fork server preloads only torch and ``rtu_core``.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import time
+from multiprocessing.connection import Connection
+from typing import Callable, Iterator, Sequence
+
+from rtu_core import RunEnd, TrainConfig, train
+
+Job = TrainConfig | Sequence[TrainConfig]
+END = -1  # the job number of the worker's own messages (its final RunEnd, a Failure)
+
+
+class Failure:
+    """An exception inside training, as a message from the training process."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def interleave(streams: list[Iterator]) -> Iterator[tuple[int, object]]:
+    """Round-robin over several event streams: one process advances every population in turn."""
+    active = list(range(len(streams)))
+    while active:
+        for job in list(active):
+            try:
+                yield job, next(streams[job])
+            except StopIteration:
+                active.remove(job)
+
+
+def produce(jobs: list[Job], send: Callable[[tuple[int, object]], None], stop: Callable[[], bool],
+            train_fn: Callable = train) -> None:
+    """Train ``jobs`` interleaved, sending ``(job, event)`` pairs and finally ``(END, RunEnd(overall status))``.
+
+    ``stop()`` is polled between events; a diverged member or an exception also sends ``(END, Failure)``
+    (an exception ends the run: its final status is 'error').
+    """
+    streams = [train_fn(job) for job in jobs]
+    statuses, started = ["completed"] * len(jobs), time.perf_counter()
+    try:
+        for job, event in interleave(streams):
+            if stop():
+                send((END, RunEnd("stopped", 0, time.perf_counter() - started, "stopped by the user")))
+                return
+            send((job, event))
+            if isinstance(event, RunEnd):
+                statuses[job] = event.status
+                if event.status == "diverged":
+                    send((END, Failure(event.message)))
+        final = next((s for s in statuses if s != "completed"), "completed")
+        send((END, RunEnd(final, 0, time.perf_counter() - started)))
+    except Exception as error:  # surfaced as a notification; the app keeps working
+        message = f"{type(error).__name__}: {error}"
+        send((END, Failure(message)))
+        send((END, RunEnd("error", 0, time.perf_counter() - started, message)))
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def run_in_process(jobs: list[Job], connection: Connection, stop_event, train_fn: Callable = train) -> None:
+    """Entry point of the training process: ``produce`` over a pipe, stopping when ``stop_event`` is set."""
+    try:
+        produce(jobs, connection.send, stop_event.is_set, train_fn)
+    except (BrokenPipeError, EOFError):  # the server went away first: nothing left to tell
+        pass
+    finally:
+        connection.close()
+
+
+def process_context() -> multiprocessing.context.BaseContext:
+    """A fork server that has already imported torch and ``rtu_core``: a new training process starts fast.
+
+    Forking the Bokeh server itself would copy its threads and locks; the fork server is a clean
+    single-threaded parent. It also preloads ``torch._dynamo``, which ``torch.optim`` imports at its first step
+    (1.8 s of a cold start, measured). Each child still re-runs a main *script* (multiprocessing's rule):
+    ``panel serve`` as a script costs ~1.2 s per Start (it imports Panel), ``python -m panel serve`` (what
+    ``make lab`` runs) nothing. Where fork servers do not exist (Windows), plain spawn.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__, "torch._dynamo"])
+    return context
