@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q torch==2.13.0
-	$(PYTHON) -m pip install -q -e ".[lab,test,bench]"
+	$(PYTHON) -m pip install -q -e ".[lab,test,bench,ray]"
 	touch $(STAMP)
 
 # The Panel lab at http://localhost:5006/app (PORT=... to change it).

@@ -1,6 +1,9 @@
-"""Command line: ``python -m rtu_core train ...`` (headless runs with a progress bar and results files).
+"""Command line: ``python -m rtu_core train ...`` and ``python -m rtu_core sweep ...``.
 
-Every TrainConfig field is an option (``chain_length`` -> ``--chain-length``). Invalid input prints
+``train`` runs one config (or a population of seeds) with a progress bar and writes its results files;
+``sweep`` runs a grid (``--grid chain_length=2,4,8 --grid method=rtu-rtrl,ffn-tbptt --seeds 5``) packed into
+populations on local processes or Ray, resumably (see ``rtu_core.sweep``). Every TrainConfig field is an
+option (``chain_length`` -> ``--chain-length``); for ``sweep`` they set the base config. Invalid input prints
 one line and exits with status 2 before anything is written; Ctrl-C, time-outs and divergence stop
 cleanly with the results so far written (exit 130, 0 and 1).
 """
@@ -8,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
+import os
 import sys
 import time
 import typing
@@ -16,6 +21,8 @@ from pathlib import Path
 from .config import ConfigError, TrainConfig
 from .events import EpisodeEnd, Progress, RunEnd
 from .results import RunRecorder
+from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
+from .sweep import check_out_dir as check_sweep_dir
 from .training import train
 
 SAVE_EVERY_SECONDS = 30.0
@@ -41,6 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("train", help="train one run (or a population of seeds) and write results")
     run.add_argument("--out", type=Path, required=True, help="results folder (created; must be empty or new)")
+    _add_config_options(run)
+    sweep = commands.add_parser("sweep", help="run a grid of configs x seeds as populations, resumably")
+    sweep.add_argument("--out", type=Path, required=True, help="sweep folder (new, or this sweep's, to resume)")
+    sweep.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
+                       help="an axis: any config field, or method (rtu-rtrl, rtu-tbptt, gru-tbptt, ffn-tbptt)")
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point (--seed, --seed + 1, ...)")
+    sweep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (or Ray tasks) at once")
+    sweep.add_argument("--max-population", type=int, default=64, help="most runs packed into one population")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes or Ray")
+    sweep.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local Ray)")
+    _add_config_options(sweep)
+    return parser
+
+
+def _add_config_options(run: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
         kind = _option_type(field)
@@ -51,7 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
             run.add_argument(flag, default=None, help=help_text + " (default: rtrl for rtu, tbptt otherwise)")
         else:
             run.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {field.default})")
-    return parser
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -102,12 +123,62 @@ def run_training(config: TrainConfig, out: Path) -> int:
     return 1 if recorder.status == "diverged" else 0
 
 
+def grid_from_args(args: argparse.Namespace) -> Grid:
+    base = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(args, f.name) is not None and getattr(args, f.name) is not False}
+    if "population" in base:
+        raise UsageError("sweep packs populations itself: use --seeds, not --population")
+    if args.workers < 1 or args.max_population < 1:
+        raise UsageError("--workers and --max-population must be >= 1")
+    axes = dict(parse_axis(text) for text in args.grid)
+    if len(axes) != len(args.grid):
+        raise UsageError("each --grid axis may be given once")
+    grid = Grid(base, axes, args.seeds)
+    grid.runs()  # every point must be a valid config before anything runs
+    return grid
+
+
+def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
+    from tqdm import tqdm
+
+    runs = grid.runs()
+    backend = RayBackend(args.workers, args.ray_address) if args.backend == "ray" else LocalBackend(args.workers)
+    total = sum(config.steps for _, config in runs)
+    bar = tqdm(total=total, unit="agent-step", unit_scale=True, mininterval=1.0, dynamic_ncols=True, file=sys.stderr)
+    finished = []
+
+    def on_run(name: str) -> None:
+        finished.append(name)
+        bar.set_postfix({"runs": f"{len(finished)}/{len(runs)}"}, refresh=False)
+
+    try:
+        done, skipped = run_sweep(args.out, grid, backend, args.max_population, on_progress=bar.update,
+                                  on_run=on_run)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"rtu_core: interrupted; {len(finished)} finished runs kept in {args.out} (run again to resume)",
+              file=sys.stderr)
+        return 130
+    bar.close()
+    print((args.out / "summary.md").read_text(), end="")
+    print(f"{args.out}: {done} runs done, {skipped} already finished (skipped)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
-        config = config_from_args(args)
-        check_out_dir(args.out)
+        if args.command == "sweep":
+            grid = grid_from_args(args)
+            check_sweep_dir(args.out, grid)
+            if args.backend == "ray" and importlib.util.find_spec("ray") is None:
+                raise UsageError("--backend ray needs Ray: pip install 'rtu-lab[ray]'")
+        else:
+            config = config_from_args(args)
+            check_out_dir(args.out)
     except (UsageError, ConfigError) as error:
         print(f"rtu_core: error: {error}", file=sys.stderr)
         return 2
+    if args.command == "sweep":
+        return run_sweep_command(args, grid)
     return run_training(config, args.out)

@@ -1,0 +1,106 @@
+"""Sweeps: grid expansion, packing into populations, resumable runs, local processes and Ray."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rtu_core import ConfigError, TrainConfig
+from rtu_core.results import RunRecorder
+from rtu_core.sweep import Grid, LocalBackend, RayBackend, pack, parse_axis, run_sweep
+from rtu_core.training import train
+
+BASE = {"steps": 240, "hidden_size": 6, "width": 6, "eval_episodes": 4, "progress_every": 40}
+GRID = Grid(BASE, {"chain_length": [2, 3], "method": ["rtu-rtrl", "ffn-tbptt"]}, seeds=2)
+
+
+def test_grid_expands_points_methods_and_seeds():
+    runs = dict(GRID.runs())
+    assert len(runs) == 8
+    config = runs["chain_length=3,method=ffn-tbptt,seed=1"]
+    assert (config.chain_length, config.cell, config.mode, config.seed, config.steps) == (3, "ffn", "tbptt", 1, 240)
+    assert dict(Grid({}, {"cell": ["gru"]}).runs())["cell=gru,seed=0"].mode == "tbptt"  # default mode per cell
+
+
+def test_invalid_grids_are_one_line_errors():
+    with pytest.raises(ConfigError, match="grid point cell=gru,mode=rtrl: mode rtrl needs cell rtu"):
+        Grid({}, {"cell": ["rtu", "gru"], "mode": ["rtrl"]}).runs()
+    with pytest.raises(ConfigError, match="cannot sweep over 'colour'"):
+        Grid({}, {"colour": [1]})
+    with pytest.raises(ConfigError, match="unknown method 'lstm-rtrl'"):
+        Grid({}, {"method": ["lstm-rtrl"]})
+    with pytest.raises(ConfigError, match="values must be float"):
+        parse_axis("gamma=high")
+    assert parse_axis("chain-length=2,4") == ("chain_length", [2, 4])
+    assert parse_axis("nonlinear_rtu=true,false") == ("nonlinear_rtu", [True, False])
+
+
+def test_pack_shares_populations_only_where_configs_may_differ():
+    populations = pack(GRID.runs(), workers=1, max_population=64)
+    assert sorted(len(p) for p in populations) == [4, 4]           # one per method: lengths x seeds
+    for members in populations:
+        assert len({(c.cell, c.mode) for _, c in members}) == 1
+    assert sorted(len(p) for p in pack(GRID.runs(), workers=4, max_population=64)) == [2, 2, 2, 2]
+    assert sorted(len(p) for p in pack(GRID.runs(), workers=1, max_population=3)) == [2, 2, 2, 2]
+    names = sorted(n for p in pack(GRID.runs(), workers=3, max_population=3) for n, _ in p)
+    assert names == sorted(n for n, _ in GRID.runs())               # every run exactly once
+
+
+def solo_episodes(config: TrainConfig) -> str:
+    recorder = RunRecorder(config)
+    for event in train(config):
+        recorder.record(event)
+    return recorder.episodes_csv(0)
+
+
+def test_local_sweep_writes_runs_equal_to_solo_runs_and_resumes(tmp_path):
+    out = tmp_path / "sweep"
+    done, skipped = run_sweep(out, GRID, LocalBackend(workers=2))
+    assert (done, skipped) == (8, 0)
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert len(runs) == 8 and all((out / "runs" / r / "summary.json").exists() for r in runs)
+    name, config = GRID.runs()[5]
+    assert (out / "runs" / name / "episodes.csv").read_text() == solo_episodes(config)  # packing changes nothing
+    table = (out / "summary.md").read_text()
+    assert "| 2 | rtu-rtrl | 2 |" in table and "| 3 | ffn-tbptt | 2 |" in table
+
+    # resume: an interrupted run (and only it) runs again
+    summary_path = out / "runs" / name / "summary.json"
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "status": "interrupted"}))
+    untouched = out / "runs" / GRID.runs()[0][0] / "episodes.csv"
+    before = untouched.stat().st_mtime_ns
+    assert run_sweep(out, GRID, LocalBackend(workers=2)) == (1, 7)
+    assert json.loads(summary_path.read_text())["status"] == "completed" and untouched.stat().st_mtime_ns == before
+
+    with pytest.raises(ConfigError, match="holds a different sweep"):
+        run_sweep(out, Grid(BASE, {"chain_length": [4]}), LocalBackend(workers=1))
+
+
+def test_ray_backend_gives_the_same_runs(tmp_path):
+    pytest.importorskip("ray", reason="the ray extra is not installed (make test installs it)")
+    grid = Grid(BASE, {"chain_length": [2, 3]}, seeds=2)
+    run_sweep(tmp_path / "local", grid, LocalBackend(workers=1))
+    run_sweep(tmp_path / "ray", grid, RayBackend(workers=2))
+    for name, _ in grid.runs():
+        local, ray = (tmp_path / b / "runs" / name / "episodes.csv" for b in ("local", "ray"))
+        assert ray.read_text() == local.read_text()
+    assert (tmp_path / "ray" / "summary.md").read_text() == (tmp_path / "local" / "summary.md").read_text()
+
+
+def test_sweep_cli_prints_the_table_and_rejects_bad_grids(tmp_path):
+    args = [sys.executable, "-m", "rtu_core", "sweep", "--steps", "120", "--hidden-size", "6", "--width", "6",
+            "--eval-episodes", "2", "--workers", "2"]
+    result = subprocess.run(args + ["--out", str(tmp_path / "ok"), "--grid", "chain_length=2,3", "--seeds", "2"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "| chain_length | seeds | success_rate" in result.stdout and "4 runs done" in result.stdout
+    assert "agent-step" in result.stderr  # the progress bar
+    for bad, message in [(["--grid", "cell=gru", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
+                         (["--grid", "chain_length=x"], "values must be int"),
+                         (["--grid", "seed=1,2"], "cannot sweep over 'seed'"),
+                         (["--population", "4"], "use --seeds")]:
+        out = tmp_path / "bad"
+        result = subprocess.run(args + ["--out", str(out)] + bad, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert not out.exists()
