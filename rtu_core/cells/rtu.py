@@ -105,8 +105,18 @@ class RTU(nn.Module):
                 nn.init.trunc_normal_(b, std=std, a=-2 * std, b=2 * std, generator=generator)
 
     # -- shared pieces -------------------------------------------------------------------------------
+    @torch.no_grad()
     def coefficients(self) -> _Coefficients:
-        """λ, γ and their derivatives with respect to ν_log and θ_log (SPEC.md §2)."""
+        """λ, γ and their derivatives with respect to ν_log and θ_log (SPEC.md §2), constants for autograd.
+
+        Cached until ν_log or θ_log change (their version counters and storage): a streaming step reads them
+        twice (advance, then the input gradient in backward) and the parameters only change at the update."""
+        key = tuple((p.data_ptr(), p.dtype, p._version) for p in (self.nu_log, self.theta_log))
+        if getattr(self, "_cache_key", None) != key:
+            self._cache_key, self._cache = key, self._compute_coefficients()
+        return self._cache
+
+    def _compute_coefficients(self) -> _Coefficients:
         e_nu = torch.exp(self.nu_log)
         r = torch.exp(-e_nu)
         theta = torch.exp(self.theta_log)
