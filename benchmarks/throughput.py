@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +67,7 @@ class ReferenceStreamAC:
     def learn(self, reward: float, next_obs: torch.Tensor, terminated: bool, done: bool) -> None:
         with torch.no_grad():
             next_value = 0.0 if terminated else float(self.critic(next_obs))
-        td_error = reward + self.gamma * next_value - float(self.value)
+        td_error = reward + self.gamma * next_value - self.value.item()
         actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         actor_objective = self.log_prob + self.entropy_coeff * np.sign(td_error) * self.entropy
         self._obgd(actor_params, self.z_actor, torch.autograd.grad(actor_objective, actor_params), td_error,
@@ -154,7 +155,8 @@ def main() -> None:
     slope = np.polyfit(np.log(params), np.log(times), 1)[0]
     upper = np.polyfit(np.log(params[-3:]), np.log(times[-3:]), 1)[0]
     print(f"   log-log slope of time vs parameters: {slope:.2f} over all sizes, {upper:.2f} over the largest three")
-    plot_scaling(np.array(sizes), params, np.array(times), ASSETS / ("scaling_quick.png" if args.quick else "scaling.png"))
+    path = Path(tempfile.gettempdir()) / "scaling_quick.png" if args.quick else ASSETS / "scaling.png"
+    plot_scaling(np.array(sizes), params, np.array(times), path)
 
 
 def plot_scaling(sizes, params, times, path: Path) -> None:

@@ -53,7 +53,7 @@ class ObGD(torch.optim.Optimizer):
         step_size = torch.where(bound > 1, group["lr"] / bound, torch.full_like(bound, group["lr"]))
         scale = step_size * td_error
         torch._foreach_addcmul_(self._params, direction, [per_member(scale, p) for p in self._params])
-        if reset is not None:
+        if reset is not None and bool(reset.any()):
             self._flat.masked_fill_(reset.view(-1, 1), 0.0)
         return step_size
 

@@ -14,5 +14,5 @@ class MemoryAgent:
         """Zero the memories of all networks: of every member, or of the members where mask (P,) is True."""
         if mask is None:
             self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
-        else:
+        elif bool(mask.any()):  # most steps end no episode: nothing to zero
             self.memories = {name: MemoryNetwork.reset_memory(m, mask) for name, m in self.memories.items()}

@@ -72,8 +72,8 @@ class StreamAC(MemoryAgent):
             next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
             td_error = reward + self.gamma * (~terminated) * next_value - self._value
         objective = self._value + self._log_prob + self.entropy_coeff * td_error.sign() * self._entropy
-        self.actor_optimizer.zero_grad(set_to_none=False)
-        self.critic_optimizer.zero_grad(set_to_none=False)
+        self.actor_optimizer.zero_grad()
+        self.critic_optimizer.zero_grad()
         objective.sum().backward()
         self.actor_optimizer.step(td_error, reset=done)
         self.critic_optimizer.step(td_error, reset=done)
