@@ -7,8 +7,10 @@ import panel as pn
 import param
 
 from rtu_core import TrainConfig
+from rtu_core.envs import POPGYM_TASKS
 
-TASKS = {"MemoryChain": "memory_chain"}
+TASKS = {"MemoryChain": "memory_chain", **{f"POPGym {task.removesuffix('Easy')} (easy)": f"popgym:{task}"
+                                            for task in POPGYM_TASKS}}
 AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}

@@ -1,7 +1,7 @@
 """Chain-length sweep view: several chain lengths x methods trained at once, success rate filling in live.
 
 Each method is ONE population whose members are the chosen chain lengths x seeds (rtu_core's
-mixed-member populations); all methods' populations interleave on the session's single worker thread.
+mixed-member populations); all methods' populations interleave in the session's one training process.
 """
 from __future__ import annotations
 
@@ -125,7 +125,7 @@ class SweepView(pn.viewable.Viewer):
                          self.session.param.steps_per_second)
         return pn.Column(
             pn.pane.Markdown("Train every chosen chain length and method at once: each method is one population "
-                             "of chain lengths x seeds, so the whole sweep runs on one thread. Agent, sizes and step "
+                             "of chain lengths x seeds, so the whole sweep runs in one process. Agent, sizes and step "
                              "sizes come from the settings on the left."),
             pn.Row(controls, pn.Column(pn.Row(self.start_button, self.stop_button, self.reset_button),
                                        pn.pane.Markdown(status, css_classes=["sweep-status"]))),

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes or Ray")
     sweep.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local Ray)")
     _add_config_options(sweep)
+    commands.add_parser("envs", help="list the environments --env accepts, with their spaces")
     return parser
 
 
@@ -165,9 +166,25 @@ def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
     return 0
 
 
+def list_envs() -> int:
+    """One line per environment --env accepts: name, observation size (after the agents' wrappers), actions."""
+    import gymnasium as gym
+
+    from .envs import ENV_NAMES
+    from .training import make_env
+
+    for name in ENV_NAMES:
+        env = make_env(TrainConfig(env=name, chain_length=4))
+        print(f"{name:30s} observation {gym.spaces.flatdim(env.observation_space):4d}   actions {env.action_space}")
+        env.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "envs":
+            return list_envs()
         if args.command == "sweep":
             grid = grid_from_args(args)
             check_sweep_dir(args.out, grid)

@@ -4,10 +4,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from .envs import ENV_NAMES
 from .network import ACTIVATIONS, CELLS, MODES
 
 AGENT_NAMES = ("stream_ac", "qrc")
-ENV_NAMES = ("memory_chain",)
 OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
 DEFAULT_TRACE_DECAY = {"stream_ac": 0.8, "qrc": 0.95}
 # The memory methods compared throughout (paper §4.1): name -> (cell, mode).
@@ -26,7 +26,7 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # task
-    env: str = field(default="memory_chain", metadata={"help": "environment: " + ", ".join(ENV_NAMES)})
+    env: str = field(default="memory_chain", metadata={"help": "environment: memory_chain or popgym:<Task> (python -m rtu_core envs lists them)"})
     chain_length: int = field(default=16, metadata={"help": "MemoryChain memory length L (episode = L + 1 steps)"})
     lagged_observation: bool = field(default=False, metadata={"help": "the paper's one-step-late MemoryChain observations"})
     # agent and network

@@ -22,7 +22,7 @@ import torch
 
 from .agents import AGENTS
 from .config import TrainConfig, pack_population
-from .envs import MEMORY_CHAIN_ID
+from .envs import MEMORY_CHAIN_ID, make_popgym
 from .envs.population import EnvPopulation
 from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot
 from .network import MemoryNetwork
@@ -37,6 +37,8 @@ def make_env(config: TrainConfig) -> gym.Env:
     if config.env == "memory_chain":
         return gym.make(MEMORY_CHAIN_ID, chain_length=config.chain_length,
                         lagged_observation=config.lagged_observation)
+    if config.env.startswith("popgym:"):
+        return make_popgym(config.env.removeprefix("popgym:"))
     raise ValueError(f"unknown env {config.env!r}")
 
 
