@@ -15,7 +15,7 @@ from .plots import EPISODES_SHOWN, EigenvaluePlot, HiddenStatePlot, LearningCurv
 from .session import TrainingSession, notify
 from .sweep import SweepView
 
-REFRESH_MS = 500
+REFRESH_MS = 400
 DIAGNOSTICS_EVERY_S = 1.0  # hidden state, eigenvalues, traces: redrawn whole, so at most once a second
 SNAPSHOT_EVERY = 40
 INTRO = """### Streaming RL under partial observability, with exact RTRL
