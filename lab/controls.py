@@ -7,10 +7,15 @@ import panel as pn
 import param
 
 from rtu_core import TrainConfig
-from rtu_core.envs import POPGYM_TASKS
+from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
 
-TASKS = {"MemoryChain": "memory_chain", **{f"POPGym {task.removesuffix('Easy')} (easy)": f"popgym:{task}"
-                                            for task in POPGYM_TASKS}}
+TASKS = {"MemoryChain": "memory_chain",
+         **{f"POPGym {task.removesuffix('Easy')} (easy)": f"popgym:{task}" for task in POPGYM_TASKS},
+         **{f"MuJoCo {robot}": f"mujoco:{robot}" for robot in MUJOCO_ROBOTS}}
+MASKS = {"full": "F", "positions only": "P", "velocities only": "V"}
+# Per-task defaults (SPEC.md §4-5): ObGD bounds of the POPGym runs; MuJoCo uses tanh features, a Gaussian
+# policy (Stream AC only: QRC needs discrete actions) and a short greedy evaluation (episodes of 1000 steps).
+TASK_KAPPAS = {"memory_chain": (1.5, 1.0), "popgym": (3.0, 2.0), "mujoco": (1.5, 1.0)}
 AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
@@ -19,6 +24,7 @@ LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and 
 
 class LabSettings(param.Parameterized):
     task = param.Selector(default="memory_chain", objects=TASKS, label="Task", doc="Environment")
+    mask = param.Selector(default="F", objects=MASKS, label="MuJoCo observation", doc="Masked MuJoCo: what is kept")
     chain_length = param.Integer(default=8, bounds=(2, 128), label="Chain length L",
                                  doc="Steps between the context bit and the question")
     agent = param.Selector(default="stream_ac", objects=AGENTS, label="Agent", doc="Streaming agent")
@@ -42,6 +48,16 @@ class LabSettings(param.Parameterized):
         if self.mode not in allowed.values():
             self.mode = "tbptt"
 
+    @param.depends("task", watch=True)
+    def _defaults_for_task(self):
+        family = self.task.split(":")[0]
+        self.kappa_actor, self.kappa_critic = TASK_KAPPAS[family]
+        self.param.agent.objects = {"Stream AC(λ)": "stream_ac"} if family == "mujoco" else AGENTS
+        if family == "mujoco":
+            self.agent = "stream_ac"
+        else:
+            self.mask = "F"
+
     @param.depends("agent", watch=True)
     def _trace_decay_for_agent(self):
         self.trace_decay = 0.95 if self.agent == "qrc" else 0.8
@@ -51,8 +67,12 @@ class LabSettings(param.Parameterized):
         values = dict(env=self.task, chain_length=self.chain_length, agent=self.agent, cell=self.cell,
                       mode=self.mode, hidden_size=self.hidden_size, width=self.width, lr=self.lr,
                       kappa_actor=self.kappa_actor, kappa_critic=self.kappa_critic, lr_q=self.lr_q,
-                      trace_decay=self.trace_decay, seed=self.seed, steps=self.steps,
+                      trace_decay=self.trace_decay, seed=self.seed, steps=self.steps, mask=self.mask,
                       progress_every=LAB_PROGRESS_EVERY)
+        if self.task.startswith("mujoco:"):
+            values.update(activation="tanh", eval_episodes=5)
+        elif self.task.startswith("popgym:"):
+            values.update(entropy_coeff=0.095)
         values.update(overrides)
         return TrainConfig(**values)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from .envs import ENV_NAMES
+from .envs import ENV_NAMES, MASKS
 from .network import ACTIVATIONS, CELLS, MODES
 
 AGENT_NAMES = ("stream_ac", "qrc")
@@ -28,6 +28,7 @@ class TrainConfig:
     # task
     env: str = field(default="memory_chain", metadata={"help": "environment: memory_chain or popgym:<Task> (python -m rtu_core envs lists them)"})
     chain_length: int = field(default=16, metadata={"help": "MemoryChain memory length L (episode = L + 1 steps)"})
+    mask: str = field(default="F", metadata={"help": "masked MuJoCo: F full, P positions only, V velocities only"})
     lagged_observation: bool = field(default=False, metadata={"help": "the paper's one-step-late MemoryChain observations"})
     # agent and network
     agent: str = field(default="stream_ac", metadata={"help": "streaming agent: " + ", ".join(AGENT_NAMES)})
@@ -78,6 +79,9 @@ class TrainConfig:
                 raise ConfigError(f"unknown {name} {getattr(self, name)!r} (choose from {', '.join(options)})")
 
         choose("env", ENV_NAMES)
+        choose("mask", MASKS)
+        if self.mask != "F" and not self.env.startswith("mujoco:"):
+            raise ConfigError(f"mask {self.mask} applies to mujoco:<Robot> envs, not {self.env}")
         choose("agent", AGENT_NAMES)
         choose("cell", CELLS)
         choose("mode", MODES)

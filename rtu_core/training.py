@@ -22,7 +22,7 @@ import torch
 
 from .agents import AGENTS
 from .config import TrainConfig, pack_population
-from .envs import MEMORY_CHAIN_ID, make_popgym
+from .envs import MEMORY_CHAIN_ID, make_mujoco, make_popgym
 from .envs.population import EnvPopulation
 from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot
 from .network import MemoryNetwork
@@ -39,6 +39,8 @@ def make_env(config: TrainConfig) -> gym.Env:
                         lagged_observation=config.lagged_observation)
     if config.env.startswith("popgym:"):
         return make_popgym(config.env.removeprefix("popgym:"))
+    if config.env.startswith("mujoco:"):
+        return make_mujoco(config.env.removeprefix("mujoco:"), config.mask)
     raise ValueError(f"unknown env {config.env!r}")
 
 

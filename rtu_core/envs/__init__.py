@@ -2,7 +2,7 @@
 import gymnasium as gym
 
 from .memory_chain import MemoryChain
-from .wrappers import PreviousActionReward
+from .wrappers import MASKS, MaskObservation, PreviousActionReward
 
 MEMORY_CHAIN_ID = "rtu_core/MemoryChain-v0"
 if MEMORY_CHAIN_ID not in gym.registry:
@@ -11,7 +11,10 @@ if MEMORY_CHAIN_ID not in gym.registry:
 # POPGym tasks of the paper (Easy difficulty), named ``popgym:<Task>`` in configs and on the command line.
 POPGYM_TASKS = ("RepeatFirstEasy", "RepeatPreviousEasy", "CountRecallEasy", "AutoencodeEasy",
                 "ConcentrationEasy", "HigherLowerEasy")
-ENV_NAMES = ("memory_chain", *(f"popgym:{task}" for task in POPGYM_TASKS))
+# Masked MuJoCo robots (gymnasium v5), named ``mujoco:<Robot>``; the mask is the config's ``mask`` field.
+MUJOCO_ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
+ENV_NAMES = ("memory_chain", *(f"popgym:{task}" for task in POPGYM_TASKS),
+             *(f"mujoco:{robot}" for robot in MUJOCO_ROBOTS))
 
 
 def make_popgym(task: str) -> gym.Env:
@@ -22,4 +25,12 @@ def make_popgym(task: str) -> gym.Env:
     return PreviousActionReward(gym.wrappers.FlattenObservation(env))
 
 
-__all__ = ["MemoryChain", "MEMORY_CHAIN_ID", "POPGYM_TASKS", "ENV_NAMES", "PreviousActionReward", "make_popgym"]
+def make_mujoco(robot: str, mask: str = "F") -> gym.Env:
+    """A gymnasium MuJoCo v5 robot with actions clipped to their box and the observation masked (F, P or V).
+    Ant without contact forces (27 dims, as the paper)."""
+    kwargs = {"include_cfrc_ext_in_observation": False} if robot == "Ant" else {}
+    env = gym.wrappers.ClipAction(gym.make(f"{robot}-v5", **kwargs))
+    return MaskObservation(env, mask)
+
+
+__all__ = ["MUJOCO_ROBOTS", "MASKS", "MaskObservation", "make_mujoco", "MemoryChain", "MEMORY_CHAIN_ID", "POPGYM_TASKS", "ENV_NAMES", "PreviousActionReward", "make_popgym"]

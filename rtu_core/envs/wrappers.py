@@ -42,3 +42,30 @@ class PreviousActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
         return self._observation(obs, action, float(reward)), reward, terminated, truncated, copy.deepcopy(info)
+
+
+MASKS = ("F", "P", "V")
+
+
+class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """o'_t = m ⊙ o_t for a gymnasium MuJoCo (v5) robot (SPEC.md §5): ``F`` keeps everything, ``P`` only the
+    joint positions (qpos part), ``V`` only the velocities (qvel part). The parts are read from the model's
+    ``observation_structure`` (qpos dims first, then qvel, then e.g. contact forces, which P and V both drop)."""
+
+    def __init__(self, env: gym.Env, mode: str = "F"):
+        if mode not in MASKS:
+            raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mode!r}")
+        gym.utils.RecordConstructorArgs.__init__(self, mode=mode)
+        gym.ObservationWrapper.__init__(self, env)
+        structure = env.unwrapped.observation_structure
+        positions, velocities = structure["qpos"], structure["qvel"]
+        self.mask = np.ones(env.observation_space.shape, dtype=env.observation_space.dtype)
+        if mode == "P":
+            self.mask[positions:] = 0
+        elif mode == "V":
+            self.mask[:positions] = 0
+            self.mask[positions + velocities:] = 0
+        self.mode = mode
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return observation * self.mask
