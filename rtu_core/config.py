@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .envs import ENV_NAMES, MASKS
 from .network import ACTIVATIONS, CELLS, MODES
 
-AGENT_NAMES = ("stream_ac", "qrc")
+AGENT_NAMES = ("stream_ac", "qrc", "ppo")
 OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
 DEFAULT_TRACE_DECAY = {"stream_ac": 0.8, "qrc": 0.95}
 # The memory methods compared throughout (paper §4.1): name -> (cell, mode).
@@ -67,6 +67,17 @@ class TrainConfig:
     epsilon_end: float = field(default=0.01, metadata={"help": "final ε of ε-greedy"})
     exploration_fraction: float = field(default=0.1, metadata={"help": "fraction of steps over which ε decays"})
     grad_clip: float | None = field(default=None, metadata={"help": "per-member global-norm clip of QRC updates"})
+    # batched PPO baseline (SPEC.md §5; POPGym settings by default, MuJoCo: --ppo-num-envs 1 --ppo-rollout-steps 2048)
+    ppo_num_envs: int = field(default=32, metadata={"help": "PPO: parallel environments"})
+    ppo_rollout_steps: int = field(default=64, metadata={"help": "PPO: steps per environment per rollout"})
+    ppo_minibatches: int = field(default=32, metadata={"help": "PPO: minibatches of sequences per epoch"})
+    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout"})
+    ppo_lr_actor: float = field(default=3e-4, metadata={"help": "PPO: Adam step size of the actor"})
+    ppo_lr_critic: float = field(default=1e-4, metadata={"help": "PPO: Adam step size of the critic"})
+    ppo_max_grad_norm: float = field(default=1.5, metadata={"help": "PPO: gradient-norm clip per network"})
+    ppo_gae_lambda: float = field(default=0.95, metadata={"help": "PPO: GAE λ"})
+    ppo_clip: float = field(default=0.2, metadata={"help": "PPO: ratio and value clip ε"})
+    ppo_entropy_coeff: float = field(default=0.0, metadata={"help": "PPO: entropy bonus"})
 
     def __post_init__(self):
         if self.trace_decay is None and self.agent in DEFAULT_TRACE_DECAY:
@@ -99,7 +110,7 @@ class TrainConfig:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 0, got {getattr(self, name)!r}")
         unit = ("gamma", "trace_decay", "epsilon_start", "epsilon_end", "exploration_fraction")
         for name in unit:
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)!r}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
@@ -109,9 +120,25 @@ class TrainConfig:
         for name in ("entropy_coeff", "beta"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
+        if self.agent == "ppo":
+            self._validate_ppo()
         for name in ("time_limit", "grad_clip"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
+
+    def _validate_ppo(self) -> None:
+        if self.population != 1:
+            raise ConfigError("ppo is a batched agent: population must be 1 (sweep seeds instead)")
+        for name in ("ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches", "ppo_epochs"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
+        chunks = max(1, self.ppo_minibatches // self.ppo_num_envs)
+        if self.ppo_rollout_steps % chunks or (self.ppo_num_envs * chunks) % self.ppo_minibatches:
+            raise ConfigError("ppo-minibatches must split ppo-num-envs x (rollout sequences) evenly "
+                              f"(got {self.ppo_minibatches} minibatches, {self.ppo_num_envs} envs x "
+                              f"{self.ppo_rollout_steps} steps)")
+        if self.steps < self.ppo_num_envs * self.ppo_rollout_steps:
+            raise ConfigError(f"steps must cover one PPO rollout ({self.ppo_num_envs * self.ppo_rollout_steps})")
 
     def network_kwargs(self) -> dict:
         return dict(cell=self.cell, mode=self.mode, hidden_size=self.hidden_size, width=self.width,

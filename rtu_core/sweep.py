@@ -116,7 +116,8 @@ def pack(runs: list[tuple[str, TrainConfig]], workers: int, max_population: int)
     groups: dict[str, list] = defaultdict(list)
     for name, config in runs:
         shared = {k: v for k, v in config.to_dict().items() if k not in MEMBER_FIELDS}
-        groups[json.dumps(shared, sort_keys=True)].append((name, config))
+        key = name if config.agent == "ppo" else json.dumps(shared, sort_keys=True)  # PPO is batched on its own
+        groups[key].append((name, config))
     populations = []
     for members in groups.values():
         populations += _split(members, math.ceil(len(members) / max_population))

@@ -77,6 +77,12 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
     Uses one intra-op thread: streaming steps are tiny, one thread is fastest for them, and it makes
     every population member bitwise equal to its solo run. Parallelism comes from populations."""
     torch.set_num_threads(1)
+    solo = config[0] if isinstance(config, list) and len(config) == 1 else config
+    if isinstance(solo, TrainConfig) and solo.agent == "ppo":  # the batched baseline: its own loop, same events
+        from .agents.ppo import train_ppo
+
+        yield from train_ppo(solo, make_env, tuple(member_seeds(solo.seed, 4)))
+        return
     run = Run(config)
     config = run.config
     P, started = config.population, time.perf_counter()

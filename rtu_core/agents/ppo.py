@@ -1,0 +1,238 @@
+"""Batched PPO baseline (Schulman et al. 2017) with memory networks, as in the paper (SPEC.md §5).
+
+Not a streaming agent: it collects ``rollout_steps`` steps from ``num_envs`` environments, then runs
+``epochs`` passes of clipped-surrogate updates over minibatches of *sequences*:
+
+    A_t = GAE(γ, λ_GAE) of δ_t = r_t + γ V(o_{t+1}) (1 - d_{t+1}) - V(o_t),   R_t = A_t + V_old(o_t)
+    L_π = -E[min(ρ_t Â_t, clip(ρ_t, 1 ± ε) Â_t)] - η H,   ρ_t = π(a_t|o_t) / π_old(a_t|o_t),  Â normalised
+    L_V = ½ E[max((V - R)², (V_old + clip(V - V_old, ±ε) - R)²)]
+
+with separate actor and critic networks (each its own cell) and Adam optimisers, gradients clipped per network.
+Memory during an update: every sequence restarts from the hidden state the rollout stored at its first step
+and is unrolled with gradients -- by the RTU's exact RTRL (``mode="rtrl"``: sensitivities start at zero at the
+sequence start, so within a sequence the gradient equals BPTT's) or by autograd BPTT through the cell
+(``mode="tbptt"``: GRU, FFN, or the RTU's real-pair recurrence). Hidden states are reset where episodes begin.
+"""
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..cells import RTRLState
+from ..network import MemoryNetwork
+
+
+class PPONetworks:
+    """Actor (logits, or Gaussian mean with a state-independent log σ) and critic, each a MemoryNetwork."""
+
+    def __init__(self, config, obs_size: int, action_space: gym.Space, generator: torch.Generator):
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        out_size = int(action_space.n) if self.discrete else int(action_space.shape[0])
+        kwargs = config.network_kwargs()
+        self.actor = MemoryNetwork(obs_size, out_size, generators=generator, **kwargs)
+        self.critic = MemoryNetwork(obs_size, 1, generators=generator, **kwargs)
+        self.log_std = None if self.discrete else nn.Parameter(torch.zeros(out_size))
+        actor_params = list(self.actor.parameters()) + ([] if self.discrete else [self.log_std])
+        self.actor_optimizer = torch.optim.Adam(actor_params, lr=config.ppo_lr_actor, eps=1e-5)
+        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.ppo_lr_critic, eps=1e-5)
+        self.networks = {"actor": self.actor, "critic": self.critic}
+
+    def distribution(self, out: Tensor) -> torch.distributions.Distribution:
+        if self.discrete:
+            return torch.distributions.Categorical(logits=out)
+        return torch.distributions.Independent(torch.distributions.Normal(out, self.log_std.exp()), 1)
+
+
+def initial_hidden(net: MemoryNetwork, batch: int) -> Tensor:
+    """The cell's carried vector for ``batch`` sequences: the real pair [Re h, Im h] for the RTU."""
+    return net.cell.initial_hidden().expand(batch, -1).clone()
+
+
+def rollout_step(net: MemoryNetwork, obs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+    """(out_t, hidden_t) without gradients: the plain recurrence, whatever the training mode."""
+    with torch.no_grad():
+        y, hidden = net.cell(net._features(obs), hidden)
+        return net._read_out(y), hidden
+
+
+def unroll(net: MemoryNetwork, obs: Tensor, hidden0: Tensor, starts: Tensor) -> Tensor:
+    """Outputs (T, B, out) of sequences obs (T, B, d) from hidden0 (B, h), with gradients; the memory is zeroed
+    at steps where ``starts`` (T, B) marks the first step of an episode."""
+    outputs = []
+    if net.mode == "rtrl":
+        c1, c2 = hidden0.chunk(2, dim=-1)
+        zero = net.cell.initial_rtrl_state()
+        state = RTRLState(torch.complex(c1, c2), *(s.expand(len(hidden0), *s.shape).clone()
+                                                   for s in zero[1:]))
+        for t in range(len(obs)):
+            state = MemoryNetwork.reset_memory(state, starts[t])
+            y, state = net.cell.rtrl_step(net._features(obs[t]), state)
+            outputs.append(net._read_out(y))
+    else:
+        hidden = hidden0
+        for t in range(len(obs)):
+            hidden = hidden.masked_fill(starts[t].unsqueeze(-1), 0.0)
+            y, hidden = net.cell(net._features(obs[t]), hidden)
+            outputs.append(net._read_out(y))
+    return torch.stack(outputs)
+
+
+def gae(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor,
+        gamma: float, lam: float) -> Tensor:
+    """Generalised advantage estimates (T, B); ``dones[t]`` marks that o_t began a new episode."""
+    advantages, last = torch.zeros_like(rewards), torch.zeros_like(next_value)
+    for t in reversed(range(len(rewards))):
+        not_done = 1.0 - (next_done if t == len(rewards) - 1 else dones[t + 1])
+        following = next_value if t == len(rewards) - 1 else values[t + 1]
+        delta = rewards[t] + gamma * following * not_done - values[t]
+        last = delta + gamma * lam * not_done * last
+        advantages[t] = last
+    return advantages
+
+
+def update(nets: PPONetworks, batch: dict, config) -> dict[str, float]:
+    """``epochs`` passes over minibatches of sequences; returns the last minibatch's losses."""
+    sequences = batch["obs"].shape[1]
+    per_minibatch = sequences // config.ppo_minibatches
+    generator = batch["generator"]
+    for _ in range(config.ppo_epochs):
+        order = torch.randperm(sequences, generator=generator)
+        for start in range(0, sequences, per_minibatch):
+            idx = order[start:start + per_minibatch]
+            out = unroll(nets.actor, batch["obs"][:, idx], batch["actor_hidden"][idx], batch["starts"][:, idx])
+            value = unroll(nets.critic, batch["obs"][:, idx], batch["critic_hidden"][idx],
+                           batch["starts"][:, idx]).squeeze(-1)
+            dist = nets.distribution(out)
+            ratio = (dist.log_prob(batch["actions"][:, idx]) - batch["log_probs"][:, idx]).exp()
+            adv = batch["advantages"][:, idx]
+            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            clip = config.ppo_clip
+            policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
+            policy_loss = policy_loss - config.ppo_entropy_coeff * dist.entropy().mean()
+            old_value, returns = batch["values"][:, idx], batch["returns"][:, idx]
+            clipped = old_value + (value - old_value).clamp(-clip, clip)
+            value_loss = 0.5 * torch.max((value - returns) ** 2, (clipped - returns) ** 2).mean()
+            for loss, optimizer in ((policy_loss, nets.actor_optimizer), (value_loss, nets.critic_optimizer)):
+                optimizer.zero_grad()
+                loss.backward()
+                params = [p for g in optimizer.param_groups for p in g["params"]]
+                nn.utils.clip_grad_norm_(params, config.ppo_max_grad_norm)
+                optimizer.step()
+    return {"policy_loss": policy_loss.item(), "value_loss": value_loss.item()}
+
+
+def to_sequences(tensor: Tensor, chunks: int) -> Tensor:
+    """(T, E, ...) -> (T / chunks, E * chunks, ...): each env's rollout cut into ``chunks`` sequences."""
+    T, E = tensor.shape[:2]
+    return tensor.reshape(chunks, T // chunks, E, *tensor.shape[2:]).transpose(0, 1).reshape(
+        T // chunks, chunks * E, *tensor.shape[2:])
+
+
+def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
+    """The PPO loop: yields the same events as the streaming loop (EpisodeEnd, Progress, EvaluationEnd, RunEnd);
+    ``step`` counts environment steps over all ``ppo_num_envs`` environments."""
+    import time
+
+    from ..events import EpisodeEnd, EvaluationEnd, Progress, RunEnd
+
+    init_seed, action_seed, env_seed, eval_seed = seeds
+    E, T = config.ppo_num_envs, config.ppo_rollout_steps
+    chunks = max(1, config.ppo_minibatches // E)
+    envs = gym.vector.SyncVectorEnv([lambda: make_env(config) for _ in range(E)],
+                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    obs_size = gym.spaces.flatdim(envs.single_observation_space)
+    nets = PPONetworks(config, obs_size, envs.single_action_space, torch.Generator().manual_seed(init_seed))
+    sampler = torch.Generator().manual_seed(action_seed)
+    dtype = torch.float32
+
+    def act(out: Tensor, greedy: bool = False) -> Tensor:
+        if nets.discrete:
+            return out.argmax(-1) if greedy else torch.multinomial(out.softmax(-1), 1, generator=sampler).squeeze(-1)
+        return out if greedy else out + nets.log_std.detach().exp() * torch.randn(out.shape, generator=sampler)
+
+    obs = torch.as_tensor(envs.reset(seed=[env_seed + i for i in range(E)])[0], dtype=dtype).reshape(E, -1)
+    starts = torch.ones(E, dtype=torch.bool)
+    hidden = {name: initial_hidden(net, E) for name, net in nets.networks.items()}
+    episode_return, episode_length, episodes = np.zeros(E), np.zeros(E, dtype=np.int64), 0
+    started, step, iterations = time.perf_counter(), 0, config.steps // (E * T)
+    envs_actions = (lambda a: a.numpy()) if nets.discrete else (lambda a: a.double().numpy())
+    try:
+        for iteration in range(1, iterations + 1):
+            keys = ("obs", "starts", "actions", "log_probs", "values", "rewards", "actor_hidden", "critic_hidden")
+            rollout = {k: [] for k in keys}
+            for _ in range(T):
+                for name in hidden:
+                    hidden[name] = hidden[name].masked_fill(starts.unsqueeze(-1), 0.0)
+                rollout["actor_hidden"].append(hidden["actor"])
+                rollout["critic_hidden"].append(hidden["critic"])
+                out, hidden["actor"] = rollout_step(nets.actor, obs, hidden["actor"])
+                value, hidden["critic"] = rollout_step(nets.critic, obs, hidden["critic"])
+                action = act(out)
+                with torch.no_grad():
+                    log_prob = nets.distribution(out).log_prob(action)
+                next_obs, reward, terminated, truncated, infos = envs.step(envs_actions(action))
+                for key, item in zip(keys[:6], (obs, starts, action, log_prob, value.squeeze(-1),
+                                                torch.as_tensor(reward, dtype=dtype))):
+                    rollout[key].append(item)
+                step += E
+                done = terminated | truncated
+                episode_return += reward
+                episode_length += 1
+                for i in np.flatnonzero(done):
+                    final = infos.get("final_info", {})
+                    success = (bool(final["is_success"][i]) if "is_success" in final and final["_is_success"][i]
+                               else None)
+                    yield EpisodeEnd(step, 0, episodes, float(episode_return[i]), int(episode_length[i]), success)
+                    episodes += 1
+                    episode_return[i], episode_length[i] = 0.0, 0
+                obs = torch.as_tensor(next_obs, dtype=dtype).reshape(E, -1)
+                starts = torch.as_tensor(done)
+            batch = {k: torch.stack(v) for k, v in rollout.items()}
+            with torch.no_grad():
+                next_value = rollout_step(nets.critic, obs, hidden["critic"].masked_fill(starts.unsqueeze(-1), 0))[0]
+            advantages = gae(batch["rewards"], batch["values"], batch["starts"].to(dtype), next_value.squeeze(-1),
+                             starts.to(dtype), config.gamma, config.ppo_gae_lambda)
+            batch["advantages"], batch["returns"] = advantages, advantages + batch["values"]
+            batch = {k: to_sequences(v, chunks) for k, v in batch.items()}
+            batch["actor_hidden"], batch["critic_hidden"] = batch["actor_hidden"][0], batch["critic_hidden"][0]
+            batch["generator"] = sampler
+            losses = update(nets, batch, config)
+            elapsed = time.perf_counter() - started
+            if not all(np.isfinite(v) for v in losses.values()):
+                yield RunEnd("diverged", step, elapsed, f"non-finite PPO loss at step {step}; stopped")
+                return
+            yield Progress(step, config.steps, 1, step / max(elapsed, 1e-9), np.zeros(1))
+            if config.time_limit is not None and elapsed > config.time_limit:
+                yield RunEnd("timeout", step, elapsed, f"time limit of {config.time_limit:g} s reached at step {step}")
+                return
+        if config.eval_episodes:
+            yield evaluate(nets, make_env(config), config.eval_episodes, eval_seed, act)
+        yield RunEnd("completed", step, time.perf_counter() - started)
+    finally:
+        envs.close()
+
+
+def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act) -> "EvaluationEnd":
+    """Greedy episodes (argmax / the Gaussian mean) with no learning."""
+    from ..events import EvaluationEnd
+
+    returns, successes = [], []
+    for episode in range(episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        hidden = {name: initial_hidden(net, 1) for name, net in nets.networks.items()}
+        total, done, info = 0.0, False, {}
+        while not done:
+            out, hidden["actor"] = rollout_step(nets.actor, torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1),
+                                                hidden["actor"])
+            action = act(out, greedy=True)[0]
+            obs, reward, terminated, truncated, info = env.step(action.numpy() if not nets.discrete
+                                                                else int(action))
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        if "is_success" in info:
+            successes.append(bool(info["is_success"]))
+    env.close()
+    return EvaluationEnd(0, returns, successes)
