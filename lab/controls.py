@@ -16,7 +16,7 @@ MASKS = {"full": "F", "positions only": "P", "velocities only": "V"}
 # Per-task defaults (SPEC.md §4-5): ObGD bounds of the POPGym runs; MuJoCo uses tanh features, a Gaussian
 # policy (Stream AC only: QRC needs discrete actions) and a short greedy evaluation (episodes of 1000 steps).
 TASK_KAPPAS = {"memory_chain": (1.5, 1.0), "popgym": (3.0, 2.0), "mujoco": (1.5, 1.0)}
-AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc"}
+AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO (batched)": "ppo"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
 LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and the status line live
@@ -52,8 +52,9 @@ class LabSettings(param.Parameterized):
     def _defaults_for_task(self):
         family = self.task.split(":")[0]
         self.kappa_actor, self.kappa_critic = TASK_KAPPAS[family]
-        self.param.agent.objects = {"Stream AC(λ)": "stream_ac"} if family == "mujoco" else AGENTS
-        if family == "mujoco":
+        self.param.agent.objects = ({k: v for k, v in AGENTS.items() if v != "qrc"} if family == "mujoco"
+                                    else AGENTS)
+        if family == "mujoco" and self.agent == "qrc":
             self.agent = "stream_ac"
         else:
             self.mask = "F"
@@ -71,6 +72,8 @@ class LabSettings(param.Parameterized):
                       progress_every=LAB_PROGRESS_EVERY)
         if self.task.startswith("mujoco:"):
             values.update(activation="tanh", eval_episodes=5)
+            if self.agent == "ppo":  # the paper's Brax setting: one env, 2048-step rollouts
+                values.update(ppo_num_envs=1, ppo_rollout_steps=2048)
         elif self.task.startswith("popgym:"):
             values.update(entropy_coeff=0.095)
         values.update(overrides)

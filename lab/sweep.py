@@ -58,6 +58,9 @@ class SweepView(pn.viewable.Viewer):
     def start(self) -> None:
         if not self.methods or not self.chain_lengths:
             raise ConfigError("choose at least one method and one chain length")
+        if self.settings.agent == "ppo" or self.settings.task != "memory_chain":
+            raise ConfigError("the sweep tab runs streaming agents on MemoryChain; sweep other settings with "
+                              "python -m rtu_core sweep")
         jobs = self.jobs()
         self.clear()
         self._members = jobs

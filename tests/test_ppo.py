@@ -79,3 +79,18 @@ def test_ppo_cli_with_mode_omitted(tmp_path):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ppo" / "summary.json").exists() and (tmp_path / "ppo" / "episodes.csv").exists()
+
+
+def test_lab_runs_ppo_and_its_sweep_tab_refuses_it():
+    from lab.app import LabApp
+    from lab.session import TrainingSession
+
+    app = LabApp()
+    app.settings.param.update(agent="ppo", chain_length=2, hidden_size=6, width=6, steps=2048)
+    session = TrainingSession()
+    session.start(app.settings.config(eval_episodes=2))
+    session._thread.join(120)
+    session.drain()
+    assert session.status == "completed" and session.step == 2048 and session.episodes > 100
+    with pytest.raises(ConfigError, match="sweep tab runs streaming agents"):
+        app.sweep.start()
