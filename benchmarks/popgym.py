@@ -1,0 +1,93 @@
+"""POPGym (Easy): streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
+
+Two resumable sweeps (``rtu_core.sweep``, local processes) into OUT/streaming and OUT/ppo, then one table of the
+mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds) and a bar plot.
+Streaming settings follow SPEC.md §4 for POPGym (κ_actor 3, κ_critic 2, η 0.095, feature width 64); PPO uses
+its paper settings (32 envs x 64 steps, 32 minibatches, 4 epochs). The paper's budget is 5M steps per run.
+
+    python benchmarks/popgym.py --steps 50000 --seeds 2 --out runs/popgym --plot assets/popgym.png
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named like the ``popgym`` package it benchmarks: keep its folder off the import path, or
+# ``import popgym`` (here and in the worker processes, which re-run this script) would import this file.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import argparse  # noqa: E402
+import os  # noqa: E402
+
+import pandas as pd  # noqa: E402
+
+from rtu_core.config import METHOD_LABELS  # noqa: E402
+from rtu_core.envs import POPGYM_TASKS  # noqa: E402
+from rtu_core.sweep import Grid, LocalBackend, run_sweep  # noqa: E402
+
+STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--tasks", nargs="+", default=list(POPGYM_TASKS), choices=POPGYM_TASKS)
+    parser.add_argument("--methods", nargs="+", default=STREAMING_METHODS, choices=STREAMING_METHODS)
+    parser.add_argument("--ppo-cells", nargs="+", default=["rtu"], choices=["rtu", "gru", "ffn"])
+    parser.add_argument("--hidden-size", type=int, default=32)
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--out", type=Path, default=Path("runs/popgym"))
+    parser.add_argument("--plot", type=Path, default=None)
+    args = parser.parse_args()
+
+    envs = [f"popgym:{task}" for task in args.tasks]
+    common = dict(steps=args.steps, hidden_size=args.hidden_size, width=args.width, eval_episodes=20)
+    streaming = Grid({**common, "kappa_actor": 3.0, "kappa_critic": 2.0, "entropy_coeff": 0.095},
+                     {"env": envs, "method": args.methods}, args.seeds)
+    ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]
+    ppo = Grid({**common, "agent": "ppo"}, {"env": envs, "method": ppo_methods}, args.seeds)
+    backend = LocalBackend(args.workers)
+    for name, grid in (("streaming", streaming), ("ppo", ppo)):
+        done, skipped = run_sweep(args.out / name, grid, backend)
+        print(f"{name}: {done} runs trained, {skipped} already finished")
+
+    rows = []
+    for name in ("streaming", "ppo"):
+        table = pd.read_csv(args.out / name / "summary.csv")
+        agent = "Stream AC" if name == "streaming" else "PPO"
+        table["method"] = agent + ", " + table["method"].map(METHOD_LABELS)
+        rows.append(table)
+    table = pd.concat(rows)
+    table["task"] = table["env"].str.removeprefix("popgym:").str.removesuffix("Easy")
+    cell = table.apply(lambda r: f"{r.final_return:+.3f}" + ("" if pd.isna(r.final_return_se) else
+                                                               f" ± {r.final_return_se:.3f}"), axis=1)
+    pivot = table.assign(cell=cell).pivot(index="method", columns="task", values="cell")
+    header = "| method | " + " | ".join(pivot.columns) + " |\n|---|" + "---|" * len(pivot.columns)
+    markdown = header + "".join(f"\n| {m} | " + " | ".join(row) + " |" for m, row in pivot.iterrows())
+    (args.out / "table.md").write_text(markdown + "\n")
+    print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
+    if args.plot:
+        plot(table, args)
+
+
+def plot(table: pd.DataFrame, args) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pivot = table.pivot(index="task", columns="method", values="final_return")
+    errors = table.pivot(index="task", columns="method", values="final_return_se").fillna(0)
+    ax = pivot.plot.bar(yerr=errors, figsize=(10, 4), capsize=2, rot=0)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_ylabel("mean episodic return (last 100 episodes)")
+    ax.set_title(f"POPGym (Easy), {args.steps:,} steps per run, {args.seeds} seeds (paper: 5M steps)")
+    ax.legend(fontsize=7, ncol=2)
+    ax.figure.tight_layout()
+    ax.figure.savefig(args.plot, dpi=110)
+    print(f"plot: {args.plot}")
+
+
+if __name__ == "__main__":
+    main()
