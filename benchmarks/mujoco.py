@@ -1,7 +1,7 @@
 """Masked MuJoCo: streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
 
 Robots HalfCheetah, Hopper, Walker2d, Ant (gymnasium v5) with the observation masked to positions (P) or
-velocities (V) or full (F). Two resumable sweeps (``rtu_core.sweep``) into OUT/streaming and OUT/ppo, then one
+velocities (V) or full (F). Two resumable sweeps (``rtu_core.sweep.run_comparison``) into OUT/streaming and OUT/ppo, then one
 table of the mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds).
 Streaming: Stream AC(λ), Gaussian policy, tanh features of width 64 (SPEC.md §4-5). PPO: the paper's Brax setting,
 one environment, 2048-step rollouts, 32 minibatches, 4 epochs. The paper's budget is 2M steps per run.
@@ -20,11 +20,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import os  # noqa: E402
 
-import pandas as pd  # noqa: E402
-
-from rtu_core.config import METHOD_LABELS  # noqa: E402
 from rtu_core.envs import MUJOCO_ROBOTS  # noqa: E402
-from rtu_core.sweep import Grid, LocalBackend, run_sweep  # noqa: E402
+from rtu_core.sweep import Grid, LocalBackend, run_comparison  # noqa: E402
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
 
@@ -46,27 +43,13 @@ def main() -> None:
     axes = {"env": [f"mujoco:{robot}" for robot in args.robots], "mask": args.masks}
     common = dict(steps=args.steps, hidden_size=args.hidden_size, width=args.width, activation="tanh",
                   eval_episodes=3)
-    grids = {"streaming": Grid(common, {**axes, "method": args.methods}, args.seeds)}
+    grids = {"Streaming": Grid(common, {**axes, "method": args.methods}, args.seeds)}
     if args.ppo_cells:
         ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]
-        grids["ppo"] = Grid({**common, "agent": "ppo", "ppo_num_envs": 1, "ppo_rollout_steps": 2048},
+        grids["PPO"] = Grid({**common, "agent": "ppo", "ppo_num_envs": 1, "ppo_rollout_steps": 2048},
                             {**axes, "method": ppo_methods}, args.seeds)
-    backend = LocalBackend(args.workers)
-    tables = []
-    for name, grid in grids.items():
-        done, skipped = run_sweep(args.out / name, grid, backend)
-        print(f"{name}: {done} runs trained, {skipped} already finished")
-        table = pd.read_csv(args.out / name / "summary.csv")
-        table["method"] = ("Stream AC, " if name == "streaming" else "PPO, ") + table["method"].map(METHOD_LABELS)
-        tables.append(table)
-    table = pd.concat(tables)
-    table["task"] = table["env"].str.removeprefix("mujoco:") + "-" + table["mask"]
-    cell = table.apply(lambda r: f"{r.final_return:.1f}" + ("" if pd.isna(r.final_return_se) else
-                                                             f" ± {r.final_return_se:.1f}"), axis=1)
-    pivot = table.assign(cell=cell).pivot(index="method", columns="task", values="cell")
-    markdown = ("| method | " + " | ".join(pivot.columns) + " |\n|---|" + "---|" * len(pivot.columns)
-                + "".join(f"\n| {m} | " + " | ".join(row) + " |" for m, row in pivot.iterrows()))
-    (args.out / "table.md").write_text(markdown + "\n")
+    markdown, _ = run_comparison(args.out, grids, LocalBackend(args.workers),
+                                 lambda point: f"{point['env'].removeprefix('mujoco:')}-{point['mask']}", digits=1)
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
 
 

@@ -1,6 +1,6 @@
 """POPGym (Easy): streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
 
-Two resumable sweeps (``rtu_core.sweep``, local processes) into OUT/streaming and OUT/ppo, then one table of the
+Two resumable sweeps (``rtu_core.sweep.run_comparison``, local processes) into OUT/streaming and OUT/ppo, then one table of the
 mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds) and a bar plot.
 Streaming settings follow SPEC.md §4 for POPGym (κ_actor 3, κ_critic 2, η 0.095, feature width 64); PPO uses
 its paper settings (32 envs x 64 steps, 32 minibatches, 4 epochs). The paper's budget is 5M steps per run.
@@ -19,11 +19,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import os  # noqa: E402
 
-import pandas as pd  # noqa: E402
-
-from rtu_core.config import METHOD_LABELS  # noqa: E402
 from rtu_core.envs import POPGYM_TASKS  # noqa: E402
-from rtu_core.sweep import Grid, LocalBackend, run_sweep  # noqa: E402
+from rtu_core.sweep import Grid, LocalBackend, run_comparison  # noqa: E402
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
 
@@ -48,44 +45,36 @@ def main() -> None:
                      {"env": envs, "method": args.methods}, args.seeds)
     ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]
     ppo = Grid({**common, "agent": "ppo"}, {"env": envs, "method": ppo_methods}, args.seeds)
-    backend = LocalBackend(args.workers)
-    for name, grid in (("streaming", streaming), ("ppo", ppo)):
-        done, skipped = run_sweep(args.out / name, grid, backend)
-        print(f"{name}: {done} runs trained, {skipped} already finished")
-
-    rows = []
-    for name in ("streaming", "ppo"):
-        table = pd.read_csv(args.out / name / "summary.csv")
-        agent = "Stream AC" if name == "streaming" else "PPO"
-        table["method"] = agent + ", " + table["method"].map(METHOD_LABELS)
-        rows.append(table)
-    table = pd.concat(rows)
-    table["task"] = table["env"].str.removeprefix("popgym:").str.removesuffix("Easy")
-    cell = table.apply(lambda r: f"{r.final_return:+.3f}" + ("" if pd.isna(r.final_return_se) else
-                                                               f" ± {r.final_return_se:.3f}"), axis=1)
-    pivot = table.assign(cell=cell).pivot(index="method", columns="task", values="cell")
-    header = "| method | " + " | ".join(pivot.columns) + " |\n|---|" + "---|" * len(pivot.columns)
-    markdown = header + "".join(f"\n| {m} | " + " | ".join(row) + " |" for m, row in pivot.iterrows())
-    (args.out / "table.md").write_text(markdown + "\n")
+    markdown, rows = run_comparison(args.out, {"Streaming": streaming, "PPO": ppo}, LocalBackend(args.workers),
+                                    lambda point: point["env"].removeprefix("popgym:").removesuffix("Easy"))
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
     if args.plot:
-        plot(table, args)
+        plot(rows, args)
 
 
-def plot(table: pd.DataFrame, args) -> None:
+def plot(rows: list[dict], args) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    pivot = table.pivot(index="task", columns="method", values="final_return")
-    errors = table.pivot(index="task", columns="method", values="final_return_se").fillna(0)
-    ax = pivot.plot.bar(yerr=errors, figsize=(10, 4), capsize=2, rot=0)
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for k, method in enumerate(methods):
+        cells = {r["task"]: r for r in rows if r["method"] == method}
+        means = [cells[t]["mean"] if t in cells and cells[t]["mean"] is not None else np.nan for t in tasks]
+        errors = [cells[t]["se"] or 0.0 if t in cells else 0.0 for t in tasks]
+        ax.bar(np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width, means, width, yerr=errors,
+               capsize=2, label=method)
+    ax.set_xticks(range(len(tasks)), tasks)
     ax.axhline(0, color="grey", lw=1)
     ax.set_ylabel("mean episodic return (last 100 episodes)")
     ax.set_title(f"POPGym (Easy), {args.steps:,} steps per run, {args.seeds} seeds (paper: 5M steps)")
     ax.legend(fontsize=7, ncol=2)
-    ax.figure.tight_layout()
-    ax.figure.savefig(args.plot, dpi=110)
+    fig.tight_layout()
+    fig.savefig(args.plot, dpi=110)
     print(f"plot: {args.plot}")
 
 

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .config import METHODS, MEMBER_FIELDS, ConfigError, TrainConfig
+from .config import METHOD_LABELS, METHODS, MEMBER_FIELDS, ConfigError, TrainConfig
 from .events import Progress, RunEnd
 from .results import RunRecorder, write_atomic
 
@@ -331,3 +331,27 @@ def run_sweep(out: Path, grid: Grid, backend, max_population: int = 64,
         backend.run(pack(todo, backend.workers, max_population), on_result, on_progress)
     write_aggregate(out, grid)
     return len(todo), skipped
+
+
+def run_comparison(out: Path, grids: dict[str, Grid], backend, task_name: Callable[[dict], str],
+                   metric: str = "final_return", digits: int = 3) -> tuple[str, list[dict]]:
+    """Run labelled sweeps (e.g. {"Stream AC": ..., "PPO": ...}) into ``out/<label>/`` and compare them: a markdown
+    table with one row per (label, method) and one column per task (``task_name(grid point)``), each cell the mean
+    ± s.e. over seeds of ``metric``; also the rows behind it ({"method", "task", "mean", "se"})."""
+    rows = []
+    for label, grid in grids.items():
+        done, skipped = run_sweep(out / label.lower().replace(" ", "_"), grid, backend)
+        print(f"{label}: {done} runs trained, {skipped} already finished")
+        for row in aggregate(out / label.lower().replace(" ", "_"), grid):
+            method = METHOD_LABELS.get(row.get("method"), row.get("method", ""))
+            rows.append({"method": f"{label}, {method}", "task": task_name(row),
+                         "mean": row[metric], "se": row[metric + "_se"]})
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    cells = {(r["method"], r["task"]): "–" if r["mean"] is None else
+             f"{r['mean']:.{digits}f}" + ("" if r["se"] is None else f" ± {r['se']:.{digits}f}") for r in rows}
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    lines += ["| " + m + " | " + " | ".join(cells.get((m, t), "") for t in tasks) + " |" for m in methods]
+    markdown = "\n".join(lines) + "\n"
+    write_atomic(out / "table.md", markdown)
+    return markdown, rows

@@ -104,3 +104,16 @@ def test_sweep_cli_prints_the_table_and_rejects_bad_grids(tmp_path):
         result = subprocess.run(args + ["--out", str(out)] + bad, capture_output=True, text=True, timeout=300)
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
         assert not out.exists()
+
+
+def test_run_comparison_tabulates_labelled_sweeps(tmp_path):
+    from rtu_core.sweep import run_comparison
+
+    grids = {"Streaming": Grid(BASE, {"method": ["rtu-rtrl"], "chain_length": [2, 3]}, seeds=1),
+             "PPO": Grid({**BASE, "agent": "ppo", "steps": 256, "ppo_num_envs": 2, "ppo_rollout_steps": 64,
+                          "ppo_minibatches": 2}, {"method": ["ffn-tbptt"], "chain_length": [2, 3]}, seeds=1)}
+    markdown, rows = run_comparison(tmp_path, grids, LocalBackend(workers=2), lambda p: f"L{p['chain_length']}")
+    assert markdown.splitlines()[0] == "| method | L2 | L3 |"
+    assert [r["method"] for r in rows] == ["Streaming, RTU, RTRL"] * 2 + ["PPO, FFN (no memory)"] * 2
+    assert (tmp_path / "streaming" / "summary.csv").exists() and (tmp_path / "ppo" / "table.md").exists() is False
+    assert (tmp_path / "table.md").read_text() == markdown
