@@ -76,9 +76,14 @@ def _add_config_options(run: argparse.ArgumentParser) -> None:
             run.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {field.default})")
 
 
+def given_config_values(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields given on the command line (flags left out stay at their defaults)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+            if getattr(args, f.name) is not None and getattr(args, f.name) is not False}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-              if getattr(args, f.name) is not None and getattr(args, f.name) is not False}
+    values = given_config_values(args)
     values.setdefault("mode", "rtrl" if values.get("cell", "rtu") == "rtu" else "tbptt")
     return TrainConfig(**values)
 
@@ -125,8 +130,7 @@ def run_training(config: TrainConfig, out: Path) -> int:
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
-    base = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-            if getattr(args, f.name) is not None and getattr(args, f.name) is not False}
+    base = given_config_values(args)
     if "population" in base:
         raise UsageError("sweep packs populations itself: use --seeds, not --population")
     if args.workers < 1 or args.max_population < 1:

@@ -101,7 +101,8 @@ class TrainConfig:
         choose("dtype", ("float32", "float64"))
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
-        positive = ("chain_length", "steps", "population", "hidden_size", "width", "progress_every", "snapshot_window")
+        positive = ("chain_length", "steps", "population", "hidden_size", "width", "progress_every", "snapshot_window",
+                    "ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches", "ppo_epochs")
         for name in positive:
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -129,9 +130,6 @@ class TrainConfig:
     def _validate_ppo(self) -> None:
         if self.population != 1:
             raise ConfigError("ppo is a batched agent: population must be 1 (sweep seeds instead)")
-        for name in ("ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches", "ppo_epochs"):
-            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
-                raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
         chunks = max(1, self.ppo_minibatches // self.ppo_num_envs)
         if self.ppo_rollout_steps % chunks or (self.ppo_num_envs * chunks) % self.ppo_minibatches:
             raise ConfigError("ppo-minibatches must split ppo-num-envs x (rollout sequences) evenly "

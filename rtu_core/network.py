@@ -78,7 +78,33 @@ class MemoryNetwork(nn.Module):
     def evaluate(self, obs: Tensor, memory: Memory) -> Tensor:
         """out_t from m_{t-1} and o_t without advancing anything (no sensitivities): for bootstrapping."""
         hidden = memory.features if isinstance(memory, RTRLState) else memory
-        return self._read_out(self.cell(self._features(obs), hidden)[0])
+        return self.recur(obs, hidden)[0]
+
+    @torch.no_grad()
+    def recur(self, obs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """(out_t, c_t) from the carried vector c_{t-1} by the plain recurrence, without gradients or sensitivities."""
+        y, hidden = self.cell(self._features(obs), hidden)
+        return self._read_out(y), hidden
+
+    def unroll(self, obs: Tensor, hidden0: Tensor, starts: Tensor) -> Tensor:
+        """Outputs (T, B, out) of B sequences obs (T, B, d) from carried vectors hidden0 (B, h), with gradients
+        through the whole sequence; the memory is zeroed where ``starts`` (T, B) marks an episode's first step.
+
+        ``mode="rtrl"``: the RTU's exact RTRL, sensitivities starting at zero at the sequence start (within the
+        sequence the gradient equals BPTT's); ``mode="tbptt"``: autograd BPTT through the cell (nothing detached)."""
+        if self.mode == "rtrl":
+            c1, c2 = hidden0.chunk(2, dim=-1)
+            zero = self.cell.initial_rtrl_state()
+            memory = RTRLState(torch.complex(c1, c2), *(s.expand(len(hidden0), *s.shape).clone() for s in zero[1:]))
+        else:
+            memory = hidden0
+        outputs = []
+        for t in range(len(obs)):
+            memory = self.reset_memory(memory, starts[t])
+            x = self._features(obs[t])
+            y, memory = self.cell.rtrl_step(x, memory) if self.mode == "rtrl" else self.cell(x, memory)
+            outputs.append(self._read_out(y))
+        return torch.stack(outputs)
 
     @staticmethod
     def reset_memory(memory: Memory, mask: Tensor) -> Memory:

@@ -340,9 +340,10 @@ def run_comparison(out: Path, grids: dict[str, Grid], backend, task_name: Callab
     ± s.e. over seeds of ``metric``; also the rows behind it ({"method", "task", "mean", "se"})."""
     rows = []
     for label, grid in grids.items():
-        done, skipped = run_sweep(out / label.lower().replace(" ", "_"), grid, backend)
+        folder = out / label.lower().replace(" ", "_")
+        done, skipped = run_sweep(folder, grid, backend)
         print(f"{label}: {done} runs trained, {skipped} already finished")
-        for row in aggregate(out / label.lower().replace(" ", "_"), grid):
+        for row in aggregate(folder, grid):
             method = METHOD_LABELS.get(row.get("method"), row.get("method", ""))
             rows.append({"method": f"{label}, {method}", "task": task_name(row),
                          "mean": row[metric], "se": row[metric + "_se"]})

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rtu_core import ConfigError, EpisodeEnd, EvaluationEnd, RunEnd, TrainConfig, train
-from rtu_core.agents.ppo import gae, to_sequences, unroll
+from rtu_core.agents.ppo import gae, to_sequences
 from rtu_core.network import MemoryNetwork
 
 PPO = dict(agent="ppo", chain_length=2, steps=4096, hidden_size=8, width=8, eval_episodes=100,
@@ -25,7 +25,7 @@ def test_rtrl_sequence_gradient_equals_bptt_for_the_rtu_and_head():
     weights = torch.randn(9, 2, 2, dtype=torch.float64)
     grads = {}
     for name, net in (("rtrl", rtrl), ("bptt", bptt)):
-        out = unroll(net, obs, hidden0, starts)
+        out = net.unroll(obs, hidden0, starts)
         grads[name] = dict(zip([n for n, _ in net.named_parameters()],
                                torch.autograd.grad((out * weights).sum(), list(net.parameters()))))
     for name in ("cell.nu_log", "cell.theta_log", "cell.B_real", "cell.B_imag", "head.weight", "head.bias"):

@@ -9,9 +9,9 @@ Not a streaming agent: it collects ``rollout_steps`` steps from ``num_envs`` env
 
 with separate actor and critic networks (each its own cell) and Adam optimisers, gradients clipped per network.
 Memory during an update: every sequence restarts from the hidden state the rollout stored at its first step
-and is unrolled with gradients -- by the RTU's exact RTRL (``mode="rtrl"``: sensitivities start at zero at the
-sequence start, so within a sequence the gradient equals BPTT's) or by autograd BPTT through the cell
-(``mode="tbptt"``: GRU, FFN, or the RTU's real-pair recurrence). Hidden states are reset where episodes begin.
+and is unrolled with gradients by ``MemoryNetwork.unroll`` -- the RTU's exact RTRL (``mode="rtrl"``) or autograd
+BPTT through the cell (``mode="tbptt"``: GRU, FFN, or the RTU's real-pair recurrence). Hidden states are reset
+where episodes begin.
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..cells import RTRLState
 from ..network import MemoryNetwork
 
 
@@ -50,35 +49,6 @@ def initial_hidden(net: MemoryNetwork, batch: int) -> Tensor:
     return net.cell.initial_hidden().expand(batch, -1).clone()
 
 
-def rollout_step(net: MemoryNetwork, obs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
-    """(out_t, hidden_t) without gradients: the plain recurrence, whatever the training mode."""
-    with torch.no_grad():
-        y, hidden = net.cell(net._features(obs), hidden)
-        return net._read_out(y), hidden
-
-
-def unroll(net: MemoryNetwork, obs: Tensor, hidden0: Tensor, starts: Tensor) -> Tensor:
-    """Outputs (T, B, out) of sequences obs (T, B, d) from hidden0 (B, h), with gradients; the memory is zeroed
-    at steps where ``starts`` (T, B) marks the first step of an episode."""
-    outputs = []
-    if net.mode == "rtrl":
-        c1, c2 = hidden0.chunk(2, dim=-1)
-        zero = net.cell.initial_rtrl_state()
-        state = RTRLState(torch.complex(c1, c2), *(s.expand(len(hidden0), *s.shape).clone()
-                                                   for s in zero[1:]))
-        for t in range(len(obs)):
-            state = MemoryNetwork.reset_memory(state, starts[t])
-            y, state = net.cell.rtrl_step(net._features(obs[t]), state)
-            outputs.append(net._read_out(y))
-    else:
-        hidden = hidden0
-        for t in range(len(obs)):
-            hidden = hidden.masked_fill(starts[t].unsqueeze(-1), 0.0)
-            y, hidden = net.cell(net._features(obs[t]), hidden)
-            outputs.append(net._read_out(y))
-    return torch.stack(outputs)
-
-
 def gae(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor,
         gamma: float, lam: float) -> Tensor:
     """Generalised advantage estimates (T, B); ``dones[t]`` marks that o_t began a new episode."""
@@ -101,9 +71,9 @@ def update(nets: PPONetworks, batch: dict, config) -> dict[str, float]:
         order = torch.randperm(sequences, generator=generator)
         for start in range(0, sequences, per_minibatch):
             idx = order[start:start + per_minibatch]
-            out = unroll(nets.actor, batch["obs"][:, idx], batch["actor_hidden"][idx], batch["starts"][:, idx])
-            value = unroll(nets.critic, batch["obs"][:, idx], batch["critic_hidden"][idx],
-                           batch["starts"][:, idx]).squeeze(-1)
+            out = nets.actor.unroll(batch["obs"][:, idx], batch["actor_hidden"][idx], batch["starts"][:, idx])
+            value = nets.critic.unroll(batch["obs"][:, idx], batch["critic_hidden"][idx],
+                                       batch["starts"][:, idx]).squeeze(-1)
             dist = nets.distribution(out)
             ratio = (dist.log_prob(batch["actions"][:, idx]) - batch["log_probs"][:, idx]).exp()
             adv = batch["advantages"][:, idx]
@@ -163,12 +133,11 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
             keys = ("obs", "starts", "actions", "log_probs", "values", "rewards", "actor_hidden", "critic_hidden")
             rollout = {k: [] for k in keys}
             for _ in range(T):
-                for name in hidden:
-                    hidden[name] = hidden[name].masked_fill(starts.unsqueeze(-1), 0.0)
+                hidden = {name: MemoryNetwork.reset_memory(h, starts) for name, h in hidden.items()}
                 rollout["actor_hidden"].append(hidden["actor"])
                 rollout["critic_hidden"].append(hidden["critic"])
-                out, hidden["actor"] = rollout_step(nets.actor, obs, hidden["actor"])
-                value, hidden["critic"] = rollout_step(nets.critic, obs, hidden["critic"])
+                out, hidden["actor"] = nets.actor.recur(obs, hidden["actor"])
+                value, hidden["critic"] = nets.critic.recur(obs, hidden["critic"])
                 action = act(out)
                 with torch.no_grad():
                     log_prob = nets.distribution(out).log_prob(action)
@@ -190,8 +159,7 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
                 obs = torch.as_tensor(next_obs, dtype=dtype).reshape(E, -1)
                 starts = torch.as_tensor(done)
             batch = {k: torch.stack(v) for k, v in rollout.items()}
-            with torch.no_grad():
-                next_value = rollout_step(nets.critic, obs, hidden["critic"].masked_fill(starts.unsqueeze(-1), 0))[0]
+            next_value = nets.critic.recur(obs, MemoryNetwork.reset_memory(hidden["critic"], starts))[0]
             advantages = gae(batch["rewards"], batch["values"], batch["starts"].to(dtype), next_value.squeeze(-1),
                              starts.to(dtype), config.gamma, config.ppo_gae_lambda)
             batch["advantages"], batch["returns"] = advantages, advantages + batch["values"]
@@ -224,8 +192,8 @@ def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act) -> 
         hidden = {name: initial_hidden(net, 1) for name, net in nets.networks.items()}
         total, done, info = 0.0, False, {}
         while not done:
-            out, hidden["actor"] = rollout_step(nets.actor, torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1),
-                                                hidden["actor"])
+            out, hidden["actor"] = nets.actor.recur(torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1),
+                                                    hidden["actor"])
             action = act(out, greedy=True)[0]
             obs, reward, terminated, truncated, info = env.step(action.numpy() if not nets.discrete
                                                                 else int(action))
