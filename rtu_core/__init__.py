@@ -6,8 +6,8 @@
 """
 from . import envs  # registers the gymnasium ids
 from .config import ConfigError, TrainConfig
-from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot
+from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
 from .training import train
 
 __all__ = ["train", "TrainConfig", "ConfigError", "Event", "EpisodeEnd", "EvaluationEnd", "Progress",
-           "RunEnd", "Snapshot", "envs"]
+           "RunEnd", "Snapshot", "Staleness", "envs"]

@@ -26,8 +26,9 @@ class ConfigError(ValueError):
 @dataclass
 class TrainConfig:
     # task
-    env: str = field(default="memory_chain", metadata={"help": "environment: memory_chain or popgym:<Task> (python -m rtu_core envs lists them)"})
-    chain_length: int = field(default=16, metadata={"help": "MemoryChain memory length L (episode = L + 1 steps)"})
+    env: str = field(default="memory_chain", metadata={"help": "environment: memory_chain, kmemory_chain, popgym:<Task>, mujoco:<Robot> (python -m rtu_core envs lists them)"})
+    chain_length: int = field(default=16, metadata={"help": "(K)MemoryChain memory length L (episode = L + 1 steps)"})
+    num_bits: int = field(default=2, metadata={"help": "KMemoryChain: context bits K recalled together (2^K actions)"})
     mask: str = field(default="F", metadata={"help": "masked MuJoCo: F full, P positions only, V velocities only"})
     lagged_observation: bool = field(default=False, metadata={"help": "the paper's one-step-late MemoryChain observations"})
     # agent and network
@@ -35,6 +36,8 @@ class TrainConfig:
     cell: str = field(default="rtu", metadata={"help": "recurrent cell: " + ", ".join(CELLS)})
     mode: str = field(default="rtrl", metadata={"help": "rtrl (exact, RTU only) or tbptt (one-step horizon)"})
     nonlinear_rtu: bool = field(default=False, metadata={"help": "tanh inside the RTU recurrence"})
+    rtrl_refresh: int = field(default=0, metadata={"help": "every k steps, recompute the RTRL state under the current parameters by replaying the episode (0: never, standard RTRL)"})
+    staleness_every: int = field(default=0, metadata={"help": "every k steps, measure how far the RTRL sensitivities are from their replay under the current parameters (0: off)"})
     hidden_size: int = field(default=192, metadata={"help": "RTU complex units / GRU units"})
     width: int = field(default=128, metadata={"help": "feature layer width (the cell's input size)"})
     head_width: int = field(default=0, metadata={"help": "hidden layer of the head (0: linear read-out)"})
@@ -101,12 +104,12 @@ class TrainConfig:
         choose("dtype", ("float32", "float64"))
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
-        positive = ("chain_length", "steps", "population", "hidden_size", "width", "progress_every", "snapshot_window",
+        positive = ("chain_length", "num_bits", "steps", "population", "hidden_size", "width", "progress_every", "snapshot_window",
                     "ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches", "ppo_epochs")
         for name in positive:
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
-        for name in ("eval_episodes", "snapshot_every", "head_width", "seed"):
+        for name in ("eval_episodes", "snapshot_every", "head_width", "seed", "rtrl_refresh", "staleness_every"):
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 0, got {getattr(self, name)!r}")
         unit = ("gamma", "trace_decay", "epsilon_start", "epsilon_end", "exploration_fraction")
@@ -121,6 +124,8 @@ class TrainConfig:
         for name in ("entropy_coeff", "beta"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
+        if (self.rtrl_refresh or self.staleness_every) and (self.mode != "rtrl" or self.agent == "ppo"):
+            raise ConfigError("rtrl-refresh and staleness-every apply to streaming agents in mode rtrl")
         if self.agent == "ppo":
             self._validate_ppo()
         for name in ("time_limit", "grad_clip"):

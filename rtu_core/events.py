@@ -38,6 +38,15 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Staleness:
+    """How stale the online RTRL sensitivities are at ``step``: per network, (P,) relative errors
+    ‖S_online - S_fresh‖ / ‖S_fresh‖ against the episode replayed under the current parameters (NaN for a
+    member whose episode just began)."""
+    step: int
+    errors: dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
 class EvaluationEnd:
     """Greedy evaluation of member ``member`` after training (no learning, normalisation frozen)."""
     member: int
@@ -54,4 +63,4 @@ class RunEnd:
     message: str = ""
 
 
-Event = EpisodeEnd | Progress | Snapshot | EvaluationEnd | RunEnd
+Event = EpisodeEnd | Progress | Snapshot | Staleness | EvaluationEnd | RunEnd

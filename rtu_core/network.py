@@ -106,6 +106,19 @@ class MemoryNetwork(nn.Module):
             outputs.append(self._read_out(y))
         return torch.stack(outputs)
 
+    @torch.no_grad()
+    def replay(self, observations: Tensor, starts: Tensor) -> RTRLState:
+        """The RTRL state (h_t, S_t) recomputed under the *current* parameters (mode rtrl only).
+
+        Online RTRL advances S_t = D_t ⊙ (λ_t S_{t-1} + J_t) with the parameters of each step, so after updates
+        S_t is stale: it is not ∂h_t/∂p of the current network. Replaying the episode's inputs o_1 … o_t
+        (T, P, d) from zero, with the memory zeroed where ``starts`` (T, P) marks an episode's first step,
+        gives the sensitivities that a network with fixed current parameters would carry."""
+        memory = self.initial_memory()
+        for obs, start in zip(observations, starts):
+            memory = self.cell.advance(self._features(obs), self.reset_memory(memory, start))
+        return memory
+
     @staticmethod
     def reset_memory(memory: Memory, mask: Tensor) -> Memory:
         """Zero the memory (hidden state and sensitivities) of the members where mask (P,) is True."""

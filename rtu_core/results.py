@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, pack_population
-from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd
+from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Staleness
 
 RECENT = 100  # episodes behind final_return and success_rate
 
@@ -47,6 +47,7 @@ class RunRecorder:
         P = self.config.population
         self.episodes: list[list[EpisodeEnd]] = [[] for _ in range(P)]
         self.evaluations: dict[int, EvaluationEnd] = {}
+        self.staleness: list[list[float]] = [[] for _ in range(P)]  # per member: mean over networks per measurement
         self.step, self.wall_seconds, self.steps_per_second = 0, 0.0, 0.0
         self.status, self.message = "running", ""
 
@@ -56,6 +57,10 @@ class RunRecorder:
         elif isinstance(event, Progress):
             self.step, self.steps_per_second = event.step, event.steps_per_second
             self.wall_seconds = event.step / max(event.steps_per_second, 1e-9)
+        elif isinstance(event, Staleness):
+            errors = np.stack(list(event.errors.values()))
+            for member in np.flatnonzero(~np.isnan(errors).all(0)):
+                self.staleness[member].append(float(np.nanmean(errors[:, member])))
         elif isinstance(event, EvaluationEnd):
             self.evaluations[event.member] = event
         elif isinstance(event, RunEnd):
@@ -84,6 +89,7 @@ class RunRecorder:
             "eval_episodes": len(evaluation.returns) if evaluation else 0,
             "steps_per_second": self.steps_per_second,
             "wall_seconds": self.wall_seconds,
+            **({"sensitivity_staleness": _mean(self.staleness[member])} if self.config.staleness_every else {}),
         }
 
     def summary(self) -> dict:
@@ -99,7 +105,8 @@ class RunRecorder:
             "status": self.status, "message": self.message, "steps": self.step,
             "population": self.config.population,
             "episodes": sum(r["episodes"] for r in runs),
-            **{key: average(key) for key in ("final_return", "success_rate", "eval_return", "eval_success_rate")},
+            **{key: average(key) for key in ("final_return", "success_rate", "eval_return", "eval_success_rate",
+                                         *(("sensitivity_staleness",) if self.config.staleness_every else ()))},
             "steps_per_second": self.steps_per_second * self.config.population,
             "wall_seconds": self.wall_seconds,
             "runs": runs,

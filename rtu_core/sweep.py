@@ -31,6 +31,7 @@ from .results import RunRecorder, write_atomic
 
 FINISHED = ("completed", "timeout", "diverged")  # a run in one of these states is not run again
 METRICS = ("success_rate", "final_return", "eval_success_rate", "eval_return")
+OPTIONAL_METRICS = ("sensitivity_staleness",)  # columns only when the runs measured them
 CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 
@@ -174,15 +175,19 @@ def write_run(out: Path, name: str, files: dict[str, str]) -> None:
 
 def aggregate(out: Path, grid: Grid) -> list[dict]:
     """One row per grid point: mean and standard error over its finished seeds of each metric."""
-    rows = []
+    per_point = []
     for point in grid.points():
         summaries = []
         for k in range(grid.seeds):
             run_dir = out / "runs" / point_name({**point, "seed": grid.base.get("seed", 0) + k})
             if finished(run_dir):
                 summaries.append(json.loads((run_dir / "summary.json").read_text()))
+        per_point.append((point, summaries))
+    measured = [m for m in OPTIONAL_METRICS if any(m in s for _, summaries in per_point for s in summaries)]
+    rows = []
+    for point, summaries in per_point:
         row = {**point, "seeds": len(summaries)}
-        for metric in METRICS:
+        for metric in (*METRICS, *measured):
             values = [s[metric] for s in summaries if s.get(metric) is not None]
             row[metric] = float(np.mean(values)) if values else None
             row[metric + "_se"] = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
@@ -192,11 +197,12 @@ def aggregate(out: Path, grid: Grid) -> list[dict]:
 
 def table_markdown(rows: list[dict], axes: Iterable[str]) -> str:
     axes = list(axes)
-    header = axes + ["seeds"] + list(METRICS)
+    metrics = [m for m in (*METRICS, *OPTIONAL_METRICS) if m in rows[0]]
+    header = axes + ["seeds"] + metrics
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
         cells = [str(row[a]) for a in axes] + [str(row["seeds"])]
-        for metric in METRICS:
+        for metric in metrics:
             mean, se = row[metric], row[metric + "_se"]
             cells.append("–" if mean is None else f"{mean:.3f}" + (f" ± {se:.3f}" if se is not None else ""))
         lines.append("| " + " | ".join(cells) + " |")

@@ -4,6 +4,7 @@ Per step, for all P members in lockstep:
 
     o_t (normalised) -> agent.act -> a_t -> env.step -> r_t, o_{t+1}
     -> agent.learn(scaled r_t, normalised o_{t+1}, terminal, done)        (one streaming update)
+    -> every ``staleness_every`` steps: Staleness; every ``rtrl_refresh`` steps: RTRL states replayed
     -> members whose episode ended: EpisodeEnd, env reset, memory and traces reset
 
 then, after ``steps`` steps, a greedy evaluation of every member (normalisation frozen) and RunEnd.
@@ -22,9 +23,9 @@ import torch
 
 from .agents import AGENTS
 from .config import TrainConfig, pack_population
-from .envs import MEMORY_CHAIN_ID, make_mujoco, make_popgym
+from .envs import KMEMORY_CHAIN_ID, MEMORY_CHAIN_ID, make_mujoco, make_popgym
 from .envs.population import EnvPopulation
-from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot
+from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
 from .network import MemoryNetwork
 from .normalize import ObservationNormalizer, RewardScaler
 from .rng import MemberRandom, member_seeds
@@ -36,6 +37,9 @@ def make_env(config: TrainConfig) -> gym.Env:
     """The gymnasium environment a config names."""
     if config.env == "memory_chain":
         return gym.make(MEMORY_CHAIN_ID, chain_length=config.chain_length,
+                        lagged_observation=config.lagged_observation)
+    if config.env == "kmemory_chain":
+        return gym.make(KMEMORY_CHAIN_ID, chain_length=config.chain_length, num_bits=config.num_bits,
                         lagged_observation=config.lagged_observation)
     if config.env.startswith("popgym:"):
         return make_popgym(config.env.removeprefix("popgym:"))
@@ -106,6 +110,10 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
                 yield RunEnd("diverged", step, time.perf_counter() - started,
                              f"non-finite TD error at step {step} (member {bad}); stopped")
                 return
+            if config.staleness_every and step % config.staleness_every == 0:
+                yield Staleness(step, run.agent.staleness())
+            if config.rtrl_refresh and step % config.rtrl_refresh == 0:
+                run.agent.refresh_rtrl()
             if window is not None:
                 window.append(({n: MemoryNetwork.hidden_state(m)[0].detach().numpy().copy()
                                 for n, m in run.agent.memories.items()}, int(episode_length[0])))

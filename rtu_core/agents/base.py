@@ -1,14 +1,56 @@
-"""What every streaming agent shares: named memory networks, each with its per-member memory."""
+"""What every streaming agent shares: named memory networks, each with its per-member memory, and (for the
+RTRL staleness study, paper §4.4) the episode inputs that let it recompute RTRL states under current parameters."""
 from __future__ import annotations
 
+import numpy as np
+import torch
 from torch import Tensor
 
+from ..cells import RTRLState
 from ..network import Memory, MemoryNetwork
+
+
+class EpisodeHistory:
+    """The network inputs o_t of all members since the oldest running episode start, with a flag marking each
+    member's first step of an episode. Entries older than every member's current episode are dropped."""
+
+    def __init__(self, population: int):
+        self.observations: list[Tensor] = []
+        self.starts: list[Tensor] = []
+        self.pending = torch.ones(population, dtype=torch.bool)   # next input starts an episode
+        self._last_start = np.zeros(population, dtype=np.int64)
+
+    def append(self, obs: Tensor) -> None:
+        self._last_start[self.pending.numpy()] = len(self.observations)
+        self.observations.append(obs.detach())
+        self.starts.append(self.pending.clone())
+        self.pending.zero_()
+        drop = int(self._last_start.min())
+        if drop:
+            del self.observations[:drop], self.starts[:drop]
+            self._last_start -= drop
+
+    def reset(self, mask: Tensor | None) -> None:
+        """Members in ``mask`` (all if None) begin a new episode with their next input."""
+        if mask is None:
+            self.pending.fill_(True)
+        else:
+            self.pending |= mask
 
 
 class MemoryAgent:
     networks: dict[str, MemoryNetwork]
     memories: dict[str, Memory]
+    history: EpisodeHistory | None = None
+
+    def keep_history(self, population: int) -> None:
+        """Record every member's episode inputs from now on (needed by ``fresh_memories``)."""
+        self.history = EpisodeHistory(population)
+
+    def remember(self, obs: Tensor) -> None:
+        """Called by ``act`` with the input o_t of a learning step."""
+        if self.history is not None:
+            self.history.append(obs)
 
     def reset_memory(self, mask: Tensor | None = None) -> None:
         """Zero the memories of all networks: of every member, or of the members where mask (P,) is True."""
@@ -16,3 +58,32 @@ class MemoryAgent:
             self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
         elif bool(mask.any()):  # most steps end no episode: nothing to zero
             self.memories = {name: MemoryNetwork.reset_memory(m, mask) for name, m in self.memories.items()}
+        else:
+            return
+        if self.history is not None:
+            self.history.reset(mask)
+
+    def fresh_memories(self) -> dict[str, RTRLState]:
+        """Each RTRL network's state replayed from every member's episode start under the current parameters."""
+        history = self.history
+        if not history.observations:
+            return {name: net.initial_memory() for name, net in self.networks.items()}
+        obs, starts = torch.stack(history.observations), torch.stack(history.starts)
+        return {name: MemoryNetwork.reset_memory(net.replay(obs, starts), history.pending)
+                for name, net in self.networks.items()}
+
+    def refresh_rtrl(self) -> None:
+        """Replace the (stale) online RTRL states by their replay under the current parameters."""
+        self.memories.update(self.fresh_memories())
+
+    def staleness(self) -> dict[str, np.ndarray]:
+        """Per network, the relative error ‖S_online - S_fresh‖ / ‖S_fresh‖ of each member's RTRL sensitivities
+        (all parameters together) against their replay under the current parameters; NaN where S_fresh = 0."""
+        errors = {}
+        for name, fresh in self.fresh_memories().items():
+            online = torch.cat([s.flatten(1) for s in self.memories[name].sensitivities.values()], dim=1)
+            fresh = torch.cat([s.flatten(1) for s in fresh.sensitivities.values()], dim=1)
+            # member by member, so that a member's number does not depend on the population's size
+            errors[name] = np.array([float((o - f).norm() / f.norm()) if f.norm() > 0 else np.nan
+                                     for o, f in zip(online, fresh)])
+        return errors

@@ -39,6 +39,8 @@ class QRC(MemoryAgent):
         self.h_trace = [torch.zeros_like(p) for p in self.h_params]
         self.bias_trace = torch.zeros(P, dtype=dtype)
         self.config, self.random, self.steps_taken = config, action_random, 0
+        if config.rtrl_refresh or config.staleness_every:
+            self.keep_history(config.population)
         self.reset_memory()
 
     def epsilon(self) -> float:
@@ -54,6 +56,7 @@ class QRC(MemoryAgent):
             if not learn:
                 return greedy_action
             h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
+            self.remember(obs)
         draws = self.random.uniform(2)
         explore = draws[:, 0] < (0.0 if greedy else self.epsilon())
         random_action = (draws[:, 1] * self.num_actions).long().clamp(max=self.num_actions - 1)

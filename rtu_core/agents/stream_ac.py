@@ -48,6 +48,8 @@ class StreamAC(MemoryAgent):
                                     lamda=config.trace_decay, kappa=config.kappa_critic)
         self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
+        if config.rtrl_refresh or config.staleness_every:
+            self.keep_history(config.population)
         self.reset_memory()
 
     def _policy(self, out: Tensor, greedy: bool):
@@ -62,6 +64,7 @@ class StreamAC(MemoryAgent):
             if not learn:
                 return self._policy(out, greedy)[0]
             value, self.memories["critic"] = self.critic.step(obs, self.memories["critic"])
+            self.remember(obs)
             action, self._log_prob, self._entropy = self._policy(out, greedy)
             self._value = value.squeeze(-1)
         return action

@@ -1,19 +1,22 @@
 """Environments: registered gymnasium ids, the tasks a config can name, and the wrappers that adapt them."""
 import gymnasium as gym
 
-from .memory_chain import MemoryChain
+from .memory_chain import KMemoryChain, MemoryChain
 from .wrappers import MASKS, MaskObservation, PreviousActionReward
 
 MEMORY_CHAIN_ID = "rtu_core/MemoryChain-v0"
 if MEMORY_CHAIN_ID not in gym.registry:
     gym.register(id=MEMORY_CHAIN_ID, entry_point="rtu_core.envs.memory_chain:MemoryChain")
+KMEMORY_CHAIN_ID = "rtu_core/KMemoryChain-v0"
+if KMEMORY_CHAIN_ID not in gym.registry:
+    gym.register(id=KMEMORY_CHAIN_ID, entry_point="rtu_core.envs.memory_chain:KMemoryChain")
 
 # POPGym tasks of the paper (Easy difficulty), named ``popgym:<Task>`` in configs and on the command line.
 POPGYM_TASKS = ("RepeatFirstEasy", "RepeatPreviousEasy", "CountRecallEasy", "AutoencodeEasy",
                 "ConcentrationEasy", "HigherLowerEasy")
 # Masked MuJoCo robots (gymnasium v5), named ``mujoco:<Robot>``; the mask is the config's ``mask`` field.
 MUJOCO_ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
-ENV_NAMES = ("memory_chain", *(f"popgym:{task}" for task in POPGYM_TASKS),
+ENV_NAMES = ("memory_chain", "kmemory_chain", *(f"popgym:{task}" for task in POPGYM_TASKS),
              *(f"mujoco:{robot}" for robot in MUJOCO_ROBOTS))
 
 
@@ -33,4 +36,5 @@ def make_mujoco(robot: str, mask: str = "F") -> gym.Env:
     return MaskObservation(env, mask)
 
 
-__all__ = ["MUJOCO_ROBOTS", "MASKS", "MaskObservation", "make_mujoco", "MemoryChain", "MEMORY_CHAIN_ID", "POPGYM_TASKS", "ENV_NAMES", "PreviousActionReward", "make_popgym"]
+__all__ = ["MUJOCO_ROBOTS", "MASKS", "MaskObservation", "make_mujoco", "MemoryChain", "MEMORY_CHAIN_ID",
+           "KMemoryChain", "KMEMORY_CHAIN_ID", "POPGYM_TASKS", "ENV_NAMES", "PreviousActionReward", "make_popgym"]

@@ -56,3 +56,34 @@ class MemoryChain(gym.Env):
             return obs, (1.0 if success else -1.0), True, False, {"is_success": success}
         self._t = t + 1
         return self._observation(t if self.lagged_observation else t + 1), 0.0, False, False, {}
+
+
+class KMemoryChain(MemoryChain):
+    """MemoryChain with K context bits recalled together (paper §4.4, the RTRL staleness study).
+
+    At t = 0 the agent sees K context bits (as ±1); for t = 1 … L-1 only the time left; at t = L it answers
+    with one of 2^K actions whose binary digits (least significant first) name the bits:
+
+        reward = 2 · (fraction of the K bits named right) - 1 ∈ [-1, 1],   success = all K right.
+
+    K = 1 is MemoryChain. Chance: success 2^-K, expected reward 0. The reward's partial credit follows the
+    public reimplementations of the paper's environment (the paper's own code is not available here).
+    """
+
+    def __init__(self, chain_length: int = 4, num_bits: int = 2, lagged_observation: bool = False):
+        super().__init__(chain_length, num_bits, lagged_observation)
+        self.action_space = gym.spaces.Discrete(2 ** self.num_bits)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        obs, info = super().reset(seed=seed, options=options)
+        self._query = 0  # every bit is recalled: no query
+        return obs, info
+
+    def step(self, action):
+        if self._t < self.chain_length:
+            return super().step(action)
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r} for {self.action_space}")
+        named = (int(action) >> np.arange(self.num_bits)) & 1
+        right = float(np.mean(named == self._context))
+        return self._observation(self._t), 2 * right - 1, True, False, {"is_success": right == 1.0}

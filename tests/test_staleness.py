@@ -1,0 +1,167 @@
+"""KMemoryChain and RTRL staleness (paper §4.4): the environment, the replay of an episode under the current
+parameters (== autograd's ∂h_t/∂p of the unrolled episode), the staleness measure and the refresh option."""
+import dataclasses
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+from rtu_core import ConfigError, Staleness, TrainConfig, train
+from rtu_core.agents import AGENTS
+from rtu_core.cells.rtu import PARAMETERS
+from rtu_core.envs import KMEMORY_CHAIN_ID, MEMORY_CHAIN_ID
+from rtu_core.network import MemoryNetwork
+from rtu_core.results import RunRecorder
+from rtu_core.rng import MemberRandom
+
+
+def test_kmemory_chain_passes_env_checker():
+    check_env(gym.make(KMEMORY_CHAIN_ID, chain_length=3, num_bits=3).unwrapped, skip_render_check=True)
+
+
+def test_one_bit_kmemory_chain_is_memory_chain():
+    one, plain = gym.make(KMEMORY_CHAIN_ID, chain_length=4, num_bits=1), gym.make(MEMORY_CHAIN_ID, chain_length=4)
+    for seed in range(6):
+        a, b = one.reset(seed=seed)[0], plain.reset(seed=seed)[0]
+        assert np.array_equal(a, b)
+        for t in range(5):
+            ra, rb = one.step(t % 2), plain.step(t % 2)
+            assert np.array_equal(ra[0], rb[0]) and ra[1:4] == rb[1:4]
+
+
+@pytest.mark.parametrize("num_bits", [2, 3])
+def test_answer_names_every_bit_with_partial_credit(num_bits):
+    env = gym.make(KMEMORY_CHAIN_ID, chain_length=5, num_bits=num_bits)
+    obs, _ = env.reset(seed=1)
+    bits = ((obs[2:] + 1) / 2).astype(int)                 # the context, shown at t = 0 only
+    assert env.action_space.n == 2 ** num_bits
+    for _ in range(5):
+        obs, reward, terminated, _, _ = env.step(0)
+        assert reward == 0.0 and not terminated and not obs[2:].any()
+    states = env.unwrapped._t, env.unwrapped._context.copy()
+    for action in range(2 ** num_bits):
+        env.unwrapped._t, env.unwrapped._context = states[0], states[1].copy()
+        named = (action >> np.arange(num_bits)) & 1
+        _, reward, terminated, _, info = env.step(action)
+        assert terminated
+        assert reward == pytest.approx(2 * np.mean(named == bits) - 1)
+        assert info["is_success"] == bool((named == bits).all())
+
+
+def rtu_network(seed: int = 3) -> MemoryNetwork:
+    return MemoryNetwork(4, 2, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.0, population=2,
+                         generators=[torch.Generator().manual_seed(seed + i) for i in range(2)]).double()
+
+
+@pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
+def test_replay_gives_autograd_sensitivities_of_the_current_network(nonlinear):
+    """S_t of the replay == ∂h_t/∂p by autograd through the unrolled episode (member 1 starts later)."""
+    torch.manual_seed(0)
+    net = MemoryNetwork(4, 2, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.0, population=2,
+                        nonlinear_rtu=nonlinear, generators=[torch.Generator().manual_seed(i) for i in range(2)]).double()
+    T, begin = 12, 5
+    observations = torch.randn(T, 2, 4, dtype=torch.float64)
+    starts = torch.zeros(T, 2, dtype=torch.bool)
+    starts[0] = True
+    starts[begin, 1] = True
+    fresh = net.replay(observations, starts)
+    hidden = net.cell.initial_hidden()
+    for t in range(T):
+        hidden = MemoryNetwork.reset_memory(hidden, starts[t])
+        hidden = net.cell(net._features(observations[t]), hidden)[1]
+    c1, c2 = hidden.chunk(2, dim=-1)
+    assert torch.allclose(torch.complex(c1, c2), fresh.hidden, rtol=1e-12, atol=1e-14)
+    for member in range(2):
+        for k in range(5):        # ∂c_k/∂p for each unit: one row of the Jacobian per backward
+            for part, value in ((0, c1), (1, c2)):
+                grads = torch.autograd.grad(value[member, k], [getattr(net.cell, p) for p in PARAMETERS],
+                                            retain_graph=True)
+                for name, grad in zip(PARAMETERS, grads):
+                    s = getattr(fresh, name)[member, k]
+                    expected = s.real if part == 0 else s.imag
+                    got = grad[member, k]
+                    assert torch.allclose(got, expected, rtol=1e-10, atol=1e-13), (member, k, name)
+                    assert grad[1 - member].abs().max() == 0   # members do not mix
+
+
+def stream_ac(**overrides):
+    config = TrainConfig(env="kmemory_chain", chain_length=3, hidden_size=5, width=6, population=2, dtype="float64",
+                         staleness_every=1, **overrides)
+    agent = AGENTS["stream_ac"](config, 4, gym.spaces.Discrete(4), [torch.Generator().manual_seed(i) for i in range(2)],
+                                MemberRandom([11, 12], dtype=torch.float64))
+    return agent
+
+
+def transition(agent, done):
+    reward = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    next_obs = torch.randn(2, 4, dtype=torch.float64)
+    done = torch.tensor(done)
+    agent.learn(reward, next_obs, done, done)
+
+
+def test_no_staleness_without_updates_and_some_after_them():
+    torch.manual_seed(1)
+    agent = stream_ac()
+    for _ in range(3):                              # act only: the parameters never change
+        agent.act(torch.randn(2, 4, dtype=torch.float64))
+    assert all(np.allclose(e, 0.0, atol=1e-12) for e in agent.staleness().values())
+    for _ in range(3):                              # now learn from every step
+        agent.act(torch.randn(2, 4, dtype=torch.float64))
+        transition(agent, [False, False])
+    errors = agent.staleness()
+    assert all((e > 1e-6).all() and np.isfinite(e).all() for e in errors.values())
+    agent.refresh_rtrl()
+    assert all(np.allclose(e, 0.0, atol=1e-12) for e in agent.staleness().values())
+
+
+def test_history_keeps_only_running_episodes_and_marks_fresh_members():
+    torch.manual_seed(2)
+    agent = stream_ac()
+    for step in range(7):
+        agent.act(torch.randn(2, 4, dtype=torch.float64))
+        transition(agent, [step == 2, step == 4])   # member 0 restarts after step 2, member 1 after step 4
+    history = agent.history
+    assert len(history.observations) == 4           # member 0's episode began at step 3: steps 3-6 kept
+    assert history.starts[0].tolist() == [True, False] and history.starts[2].tolist() == [False, True]
+    agent.reset_memory(torch.tensor([True, False]))  # member 0 ends again: its memory is zero, NaN staleness
+    errors = agent.staleness()
+    assert all(np.isnan(e[0]) and np.isfinite(e[1]) for e in errors.values())
+    assert all(m.hidden[0].abs().max() == 0 for m in agent.fresh_memories().values())
+
+
+def test_refresh_and_staleness_runs_keep_population_equal_to_solo():
+    base = TrainConfig(env="kmemory_chain", chain_length=3, num_bits=2, steps=300, hidden_size=6, width=6,
+                       eval_episodes=3, staleness_every=7, rtrl_refresh=5, seed=4)
+    population = RunRecorder([dataclasses.replace(base, seed=4), dataclasses.replace(base, seed=5, chain_length=5)])
+    for event in train(population.members):
+        population.record(event)
+    for i, member in enumerate(population.members):
+        solo = RunRecorder(member)
+        events = list(train(member))
+        for event in events:
+            solo.record(event)
+        assert population.episodes_csv(i) == solo.episodes_csv(0)
+        # the same to float32 rounding (a population's batched kernels may round differently in the last bits)
+        assert population.member_summary(i)["sensitivity_staleness"] == pytest.approx(
+            solo.member_summary(0)["sensitivity_staleness"], rel=1e-3)
+        assert 0 < solo.member_summary(0)["sensitivity_staleness"] < 1
+        assert sum(isinstance(e, Staleness) for e in events) == 300 // 7
+
+
+def test_refresh_changes_learning():
+    base = TrainConfig(env="kmemory_chain", chain_length=3, steps=200, hidden_size=6, width=6, eval_episodes=0)
+    runs = [RunRecorder(dataclasses.replace(base, rtrl_refresh=k)) for k in (0, 1)]
+    for recorder in runs:
+        for event in train(recorder.config):
+            recorder.record(event)
+    assert runs[0].episodes_csv(0) != runs[1].episodes_csv(0)
+
+
+@pytest.mark.parametrize("overrides", [dict(mode="tbptt", cell="gru", rtrl_refresh=2),
+                                       dict(agent="ppo", staleness_every=1), dict(rtrl_refresh=-1),
+                                       dict(env="kmemory_chain", num_bits=0)])
+def test_bad_staleness_options_are_config_errors(overrides):
+    with pytest.raises(ConfigError):
+        TrainConfig(**overrides)
