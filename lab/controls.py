@@ -9,13 +9,13 @@ import param
 from rtu_core import TrainConfig
 from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
 
-TASKS = {"MemoryChain": "memory_chain",
+TASKS = {"MemoryChain": "memory_chain", "KMemoryChain (K bits)": "kmemory_chain",
          **{f"POPGym {task.removesuffix('Easy')} (easy)": f"popgym:{task}" for task in POPGYM_TASKS},
          **{f"MuJoCo {robot}": f"mujoco:{robot}" for robot in MUJOCO_ROBOTS}}
 MASKS = {"full": "F", "positions only": "P", "velocities only": "V"}
 # Per-task defaults (SPEC.md §4-5): ObGD bounds of the POPGym runs; MuJoCo uses tanh features, a Gaussian
 # policy (Stream AC only: QRC needs discrete actions) and a short greedy evaluation (episodes of 1000 steps).
-TASK_KAPPAS = {"memory_chain": (1.5, 1.0), "popgym": (3.0, 2.0), "mujoco": (1.5, 1.0)}
+TASK_KAPPAS = {"memory_chain": (1.5, 1.0), "kmemory_chain": (1.5, 1.0), "popgym": (3.0, 2.0), "mujoco": (1.5, 1.0)}
 AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO (batched)": "ppo"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
@@ -27,6 +27,8 @@ class LabSettings(param.Parameterized):
     mask = param.Selector(default="F", objects=MASKS, label="MuJoCo observation", doc="Masked MuJoCo: what is kept")
     chain_length = param.Integer(default=8, bounds=(2, 128), label="Chain length L",
                                  doc="Steps between the context bit and the question")
+    num_bits = param.Integer(default=2, bounds=(1, 6), label="Context bits K",
+                             doc="KMemoryChain: bits recalled together (2^K answers)")
     agent = param.Selector(default="stream_ac", objects=AGENTS, label="Agent", doc="Streaming agent")
     cell = param.Selector(default="rtu", objects=CELLS, label="Cell", doc="Recurrent cell")
     mode = param.Selector(default="rtrl", objects=MODES, label="Gradient", doc="RTRL is exact and only for the RTU")
@@ -37,6 +39,8 @@ class LabSettings(param.Parameterized):
     kappa_critic = param.Number(default=1.0, bounds=(0.1, 10.0), label="κ critic", doc="ObGD bound of the critic")
     lr_q = param.Number(default=1e-4, bounds=(1e-6, 1e-1), label="QRC step size α_Q", doc="QRC(λ)")
     trace_decay = param.Number(default=0.8, bounds=(0.0, 1.0), label="Trace decay λ", doc="Eligibility trace λ")
+    rtrl_refresh = param.Integer(default=0, bounds=(0, 1000), label="RTRL refresh every k steps",
+                                 doc="0: standard (stale) RTRL; k: replay the episode under current parameters")
     seed = param.Integer(default=0, bounds=(0, None), label="Seed")
     steps = param.Integer(default=50_000, bounds=(100, 5_000_000), label="Step budget")
 
@@ -65,11 +69,11 @@ class LabSettings(param.Parameterized):
 
     def config(self, **overrides) -> TrainConfig:
         """The TrainConfig these settings describe (validated)."""
-        values = dict(env=self.task, chain_length=self.chain_length, agent=self.agent, cell=self.cell,
+        values = dict(env=self.task, chain_length=self.chain_length, num_bits=self.num_bits, agent=self.agent, cell=self.cell,
                       mode=self.mode, hidden_size=self.hidden_size, width=self.width, lr=self.lr,
                       kappa_actor=self.kappa_actor, kappa_critic=self.kappa_critic, lr_q=self.lr_q,
                       trace_decay=self.trace_decay, seed=self.seed, steps=self.steps, mask=self.mask,
-                      progress_every=LAB_PROGRESS_EVERY)
+                      progress_every=LAB_PROGRESS_EVERY, rtrl_refresh=self.rtrl_refresh)
         if self.task.startswith("mujoco:"):
             values.update(activation="tanh", eval_episodes=5)
             if self.agent == "ppo":  # the paper's Brax setting: one env, 2048-step rollouts
@@ -77,11 +81,13 @@ class LabSettings(param.Parameterized):
         elif self.task.startswith("popgym:"):
             values.update(entropy_coeff=0.095)
         values.update(overrides)
+        if values["mode"] != "rtrl" or values["agent"] == "ppo":  # refreshing applies to streaming RTRL only
+            values["rtrl_refresh"] = 0
         return TrainConfig(**values)
 
     def widgets(self) -> pn.Param:
         return pn.Param(self, show_name=False, widgets={
-            "chain_length": pn.widgets.IntSlider,
+            "chain_length": pn.widgets.IntSlider, "num_bits": pn.widgets.IntSlider,
             "agent": pn.widgets.RadioButtonGroup, "cell": pn.widgets.RadioButtonGroup,
             "mode": pn.widgets.RadioButtonGroup,
             "lr": {"type": pn.widgets.FloatInput, "step": 0.1},

@@ -58,8 +58,8 @@ class SweepView(pn.viewable.Viewer):
     def start(self) -> None:
         if not self.methods or not self.chain_lengths:
             raise ConfigError("choose at least one method and one chain length")
-        if self.settings.agent == "ppo" or self.settings.task != "memory_chain":
-            raise ConfigError("the sweep tab runs streaming agents on MemoryChain; sweep other settings with "
+        if self.settings.agent == "ppo" or self.settings.task not in ("memory_chain", "kmemory_chain"):
+            raise ConfigError("the sweep tab runs streaming agents on (K)MemoryChain; sweep other settings with "
                               "python -m rtu_core sweep")
         jobs = self.jobs()
         self.clear()

@@ -58,6 +58,8 @@ def test_population_writes_one_folder_per_seed_equal_to_solo_runs(tmp_path):
     (["--chain-length", "ten"], "invalid int"),
     (["--gamma", "1.5"], "gamma"),
     (["--no-such-flag"], "unrecognized"),
+    (["--cell", "gru", "--rtrl-refresh", "5"], "apply to streaming agents in mode rtrl"),
+    (["--env", "kmemory_chain", "--num-bits", "0"], "num-bits"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     out = tmp_path / "never"
@@ -103,3 +105,13 @@ def test_ctrl_c_stops_cleanly_with_valid_partial_results(tmp_path):
     rows = list(csv.DictReader((out / "episodes.csv").open()))
     assert len(rows) == summary["episodes"] > 0
     assert not list(out.glob(".*tmp"))  # no half-written temporary files left behind
+
+
+def test_kmemory_chain_run_reports_sensitivity_staleness(tmp_path):
+    out = tmp_path / "stale"
+    result = cli("train", "--env", "kmemory_chain", "--num-bits", "2", "--staleness-every", "5", "--rtrl-refresh", "50",
+                 "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 < summary["sensitivity_staleness"] < 1
+    assert json.loads((out / "config.json").read_text())["num_bits"] == 2

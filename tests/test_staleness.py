@@ -165,3 +165,22 @@ def test_refresh_changes_learning():
 def test_bad_staleness_options_are_config_errors(overrides):
     with pytest.raises(ConfigError):
         TrainConfig(**overrides)
+
+
+def test_lab_offers_kmemory_chain_and_refresh_for_streaming_rtrl_only(monkeypatch):
+    import panel as pn
+
+    from lab.app import LabApp
+
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    app = LabApp()
+    app.settings.param.update(task="kmemory_chain", num_bits=3, rtrl_refresh=4, hidden_size=6, width=5)
+    config = app.settings.config()
+    assert (config.env, config.num_bits, config.rtrl_refresh, config.mode) == ("kmemory_chain", 3, 4, "rtrl")
+    app.settings.cell = "gru"
+    assert app.settings.config().rtrl_refresh == 0
+    app.settings.cell = "rtu"
+    app.sweep.param.update(chain_lengths=[2, 4], methods=["rtu-rtrl", "rtu-tbptt"], seeds=1, steps=200)
+    rtrl, tbptt = app.sweep.jobs()                   # the tab's chain-length sweep works on KMemoryChain too
+    assert {c.rtrl_refresh for c in rtrl} == {4} and {c.rtrl_refresh for c in tbptt} == {0}
+    assert {c.env for c in rtrl + tbptt} == {"kmemory_chain"}
