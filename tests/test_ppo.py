@@ -2,11 +2,12 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
 from rtu_core import ConfigError, EpisodeEnd, EvaluationEnd, RunEnd, TrainConfig, train
-from rtu_core.agents.ppo import gae, to_sequences
+from rtu_core.agents.ppo import ContinuousNormalizer, gae, to_sequences
 from rtu_core.network import MemoryNetwork
 
 PPO = dict(agent="ppo", chain_length=2, steps=4096, hidden_size=8, width=8, eval_episodes=100,
@@ -94,3 +95,37 @@ def test_lab_runs_ppo_and_its_sweep_tab_refuses_it():
     assert session.status == "completed" and session.step == 2048 and session.episodes > 100
     with pytest.raises(ConfigError, match="sweep tab runs streaming agents"):
         app.sweep.start()
+
+
+def test_continuous_normalizer_shares_statistics_across_envs_and_clips():
+    torch.manual_seed(0)
+    norm = ContinuousNormalizer(num_envs=2, obs_size=3, gamma=0.9)
+    seen = []
+    for _ in range(20):
+        obs = torch.randn(2, 3) * 5 + 2
+        seen.append(obs.double())
+        out = norm.observation(obs)
+    seen = torch.cat(seen)
+    expected = (obs.double() - seen.mean(0)) / torch.sqrt(seen.var(0) + 1e-8)
+    assert torch.allclose(out.double(), expected.clamp(-10, 10), atol=1e-5)
+    norm.frozen = True
+    assert norm.observation(torch.full((1, 3), 1e6)).max() == 10.0          # clipped, statistics untouched
+    assert torch.allclose(norm.obs_stats.mean[0], seen.mean(0))
+    rewards = [torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5]), torch.tensor([0.0, 1.0])]
+    dones = [torch.tensor([False, True]), torch.tensor([False, False]), torch.tensor([True, False])]
+    g, returns = np.zeros(2), []
+    for r, d in zip(rewards, dones):
+        g = 0.9 * g + r.numpy()
+        returns += list(g)
+        scaled = norm.reward(r, d)
+        g[d.numpy()] = 0.0
+    assert torch.allclose(scaled, rewards[-1] / np.sqrt(np.var(returns, ddof=1) + 1e-8), atol=1e-6)
+
+
+def test_ppo_on_mujoco_normalises_and_runs():
+    config = TrainConfig(env="mujoco:Hopper", mask="V", agent="ppo", cell="rtu", mode="rtrl", hidden_size=8, width=8,
+                         steps=256, ppo_num_envs=1, ppo_rollout_steps=128, ppo_minibatches=4, eval_episodes=1)
+    events = list(train(config))
+    assert events[-1].status == "completed"
+    evaluation = next(e for e in events if isinstance(e, EvaluationEnd))
+    assert len(evaluation.returns) == 1 and np.isfinite(evaluation.returns[0])

@@ -11,7 +11,7 @@ with separate actor and critic networks (each its own cell) and Adam optimisers,
 Memory during an update: every sequence restarts from the hidden state the rollout stored at its first step
 and is unrolled with gradients by ``MemoryNetwork.unroll`` -- the RTU's exact RTRL (``mode="rtrl"``) or autograd
 BPTT through the cell (``mode="tbptt"``: GRU, FFN, or the RTU's real-pair recurrence). Hidden states are reset
-where episodes begin.
+where episodes begin. Continuous control (MuJoCo) normalises as CleanRL's continuous PPO does (``ContinuousNormalizer``).
 """
 from __future__ import annotations
 
@@ -21,6 +21,38 @@ import torch
 from torch import Tensor, nn
 
 from ..network import MemoryNetwork
+from ..normalize import RunningMeanVar
+
+CLIP = 10.0
+
+
+class ContinuousNormalizer:
+    """CleanRL's continuous-control normalisation, statistics shared by the E environments (Welford):
+
+        o ← clip((o - mean(o)) / sqrt(var(o) + ε), ±10)         updated with every observation while training
+        G ← γ G + r  per environment (0 after its episode ends),   r ← clip(r / sqrt(var(G) + ε), ±10)
+
+    Evaluation uses the observation statistics frozen; rewards are scaled for learning only."""
+
+    def __init__(self, num_envs: int, obs_size: int, gamma: float, eps: float = 1e-8):
+        self.obs_stats, self.return_stats = RunningMeanVar(1, (obs_size,)), RunningMeanVar(1)
+        self.discounted_return = torch.zeros(num_envs, dtype=torch.float64)
+        self.gamma, self.eps, self.frozen = gamma, eps, False
+
+    def observation(self, obs: Tensor) -> Tensor:
+        if not self.frozen:
+            for row in obs.split(1):
+                self.obs_stats.update(row)
+        out = (obs.to(torch.float64) - self.obs_stats.mean) / torch.sqrt(self.obs_stats.var + self.eps)
+        return out.clamp(-CLIP, CLIP).to(obs.dtype)
+
+    def reward(self, reward: Tensor, done: Tensor) -> Tensor:
+        self.discounted_return = self.gamma * self.discounted_return + reward.to(torch.float64)
+        for g in self.discounted_return.split(1):
+            self.return_stats.update(g)
+        scaled = reward.to(torch.float64) / torch.sqrt(self.return_stats.var[0] + self.eps)
+        self.discounted_return = self.discounted_return.masked_fill(done, 0.0)
+        return scaled.clamp(-CLIP, CLIP).to(reward.dtype)
 
 
 class PPONetworks:
@@ -122,7 +154,13 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
             return out.argmax(-1) if greedy else torch.multinomial(out.softmax(-1), 1, generator=sampler).squeeze(-1)
         return out if greedy else out + nets.log_std.detach().exp() * torch.randn(out.shape, generator=sampler)
 
-    obs = torch.as_tensor(envs.reset(seed=[env_seed + i for i in range(E)])[0], dtype=dtype).reshape(E, -1)
+    normalizer = None if nets.discrete else ContinuousNormalizer(E, obs_size, config.gamma)
+
+    def observe(raw) -> Tensor:
+        obs = torch.as_tensor(raw, dtype=dtype).reshape(len(raw), -1)
+        return obs if normalizer is None else normalizer.observation(obs)
+
+    obs = observe(envs.reset(seed=[env_seed + i for i in range(E)])[0])
     starts = torch.ones(E, dtype=torch.bool)
     hidden = {name: initial_hidden(net, E) for name, net in nets.networks.items()}
     episode_return, episode_length, episodes = np.zeros(E), np.zeros(E, dtype=np.int64), 0
@@ -142,11 +180,13 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
                 with torch.no_grad():
                     log_prob = nets.distribution(out).log_prob(action)
                 next_obs, reward, terminated, truncated, infos = envs.step(envs_actions(action))
-                for key, item in zip(keys[:6], (obs, starts, action, log_prob, value.squeeze(-1),
-                                                torch.as_tensor(reward, dtype=dtype))):
+                done = terminated | truncated
+                learn_reward = torch.as_tensor(reward, dtype=dtype)
+                if normalizer is not None:
+                    learn_reward = normalizer.reward(learn_reward, torch.as_tensor(done))
+                for key, item in zip(keys[:6], (obs, starts, action, log_prob, value.squeeze(-1), learn_reward)):
                     rollout[key].append(item)
                 step += E
-                done = terminated | truncated
                 episode_return += reward
                 episode_length += 1
                 for i in np.flatnonzero(done):
@@ -156,7 +196,7 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
                     yield EpisodeEnd(step, 0, episodes, float(episode_return[i]), int(episode_length[i]), success)
                     episodes += 1
                     episode_return[i], episode_length[i] = 0.0, 0
-                obs = torch.as_tensor(next_obs, dtype=dtype).reshape(E, -1)
+                obs = observe(next_obs)
                 starts = torch.as_tensor(done)
             batch = {k: torch.stack(v) for k, v in rollout.items()}
             next_value = nets.critic.recur(obs, MemoryNetwork.reset_memory(hidden["critic"], starts))[0]
@@ -176,14 +216,17 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
                 yield RunEnd("timeout", step, elapsed, f"time limit of {config.time_limit:g} s reached at step {step}")
                 return
         if config.eval_episodes:
-            yield evaluate(nets, make_env(config), config.eval_episodes, eval_seed, act)
+            if normalizer is not None:
+                normalizer.frozen = True
+            yield evaluate(nets, make_env(config), config.eval_episodes, eval_seed, act, observe)
         yield RunEnd("completed", step, time.perf_counter() - started)
     finally:
         envs.close()
 
 
-def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act) -> "EvaluationEnd":
-    """Greedy episodes (argmax / the Gaussian mean) with no learning."""
+def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act, observe) -> "EvaluationEnd":
+    """Greedy episodes (argmax / the Gaussian mean) with no learning; ``observe`` turns a batch of raw
+    observations into the network's input."""
     from ..events import EvaluationEnd
 
     returns, successes = [], []
@@ -192,8 +235,7 @@ def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act) -> 
         hidden = {name: initial_hidden(net, 1) for name, net in nets.networks.items()}
         total, done, info = 0.0, False, {}
         while not done:
-            out, hidden["actor"] = nets.actor.recur(torch.as_tensor(obs, dtype=torch.float32).reshape(1, -1),
-                                                    hidden["actor"])
+            out, hidden["actor"] = nets.actor.recur(observe(obs[None]), hidden["actor"])
             action = act(out, greedy=True)[0]
             obs, reward, terminated, truncated, info = env.step(action.numpy() if not nets.discrete
                                                                 else int(action))
