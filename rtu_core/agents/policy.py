@@ -30,3 +30,18 @@ def gaussian(mean: Tensor, log_std: Tensor, noise: Tensor | None) -> tuple[Tenso
     log_prob = (-((action - mean) ** 2) / (2 * std**2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
     entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1).expand(mean.shape[:-1])
     return action, log_prob, entropy
+
+
+def categorical_grad(logits: Tensor, action: Tensor, entropy_coeff: Tensor) -> Tensor:
+    """d[log π(a) + c H(π)]/d logits = onehot(a) - π - c π (log π + H), c per member (P,)."""
+    log_probs = torch.log_softmax(logits, dim=-1)
+    probs = log_probs.exp()
+    entropy = -(probs * log_probs).sum(-1, keepdim=True)
+    onehot = torch.zeros_like(logits).scatter_(-1, action.unsqueeze(-1), 1.0)
+    return onehot - probs - entropy_coeff.unsqueeze(-1) * probs * (log_probs + entropy)
+
+
+def gaussian_grads(mean: Tensor, log_std: Tensor, action: Tensor, entropy_coeff: Tensor) -> tuple[Tensor, Tensor]:
+    """d[log π(a) + c H(π)]/dμ = (a - μ) / σ²  and  d/d log σ = (a - μ)² / σ² - 1 + c, c per member (P,)."""
+    z = (action - mean) / log_std.exp()
+    return z / log_std.exp(), z.square() - 1 + entropy_coeff.unsqueeze(-1)

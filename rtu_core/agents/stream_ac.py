@@ -9,7 +9,8 @@ For a transition (o_t, a_t, r_t, o_{t+1}) of every population member:
 
 Traces are zeroed after the update of a transition that ends the episode, together with the memory.
 With RTUs in RTRL mode, ∇ with respect to the RTU parameters is the exact RTRL gradient, so the
-eligibility trace accumulates RTRL gradients like any other gradient.
+eligibility trace accumulates RTRL gradients like any other gradient. For those networks the gradients are
+computed by the hand-written backward of ``rtu_core.fused`` (no autograd graph); other cells use autograd.
 """
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from .. import fused
 from ..network import MemoryNetwork
 from ..optim import AdaptiveObGD, ObGD
 from ..rng import MemberRandom
 from .base import MemoryAgent
-from .policy import categorical, gaussian
+from .policy import categorical, categorical_grad, gaussian, gaussian_grads
 
 OPTIMIZERS = {"obgd": ObGD, "adaptive_obgd": AdaptiveObGD}
 
@@ -48,6 +50,7 @@ class StreamAC(MemoryAgent):
                                     lamda=config.trace_decay, kappa=config.kappa_critic)
         self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
+        self.fused = fused.supports(self.actor)
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
@@ -59,6 +62,8 @@ class StreamAC(MemoryAgent):
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
         """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean)."""
+        if learn and self.fused:
+            return self._act_fused(obs, greedy)
         with torch.set_grad_enabled(learn):
             out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
             if not learn:
@@ -69,15 +74,39 @@ class StreamAC(MemoryAgent):
             self._value = value.squeeze(-1)
         return action
 
+    @torch.no_grad()
+    def _act_fused(self, obs: Tensor, greedy: bool) -> Tensor:
+        out, self.memories["actor"], actor_tape = fused.forward(self.actor, obs, self.memories["actor"])
+        value, self.memories["critic"], critic_tape = fused.forward(self.critic, obs, self.memories["critic"])
+        self.remember(obs)
+        action, _, _ = self._policy(out, greedy)
+        self._value, self._fused = value.squeeze(-1), (out, action, actor_tape, critic_tape)
+        return action
+
+    @torch.no_grad()
+    def _gradients_fused(self, td_error: Tensor) -> None:
+        """p.grad = ∇[V(o_t)] for the critic and ∇[log π(a_t|o_t) + η sign(δ) H] for the actor, by hand."""
+        out, action, actor_tape, critic_tape = self._fused
+        coeff = self.entropy_coeff * td_error.sign()
+        if self.discrete:
+            grad_out = categorical_grad(out, action, coeff)
+        else:
+            grad_out, self.log_std.grad = gaussian_grads(out, self.log_std, action, coeff)
+        fused.backward(self.actor, actor_tape, self.memories["actor"], grad_out)
+        fused.backward(self.critic, critic_tape, self.memories["critic"], torch.ones_like(self._value).unsqueeze(-1))
+
     def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """One Stream AC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
         with torch.no_grad():
             next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
             td_error = reward + self.gamma * (~terminated) * next_value - self._value
-        objective = self._value + self._log_prob + self.entropy_coeff * td_error.sign() * self._entropy
-        self.actor_optimizer.zero_grad()
-        self.critic_optimizer.zero_grad()
-        objective.sum().backward()
+        if self.fused:
+            self._gradients_fused(td_error)
+        else:
+            objective = self._value + self._log_prob + self.entropy_coeff * td_error.sign() * self._entropy
+            self.actor_optimizer.zero_grad()
+            self.critic_optimizer.zero_grad()
+            objective.sum().backward()
         self.actor_optimizer.step(td_error, reset=done)
         self.critic_optimizer.step(td_error, reset=done)
         self.reset_memory(done)

@@ -150,12 +150,17 @@ class RTU(nn.Module):
         return self._zeros(2 * self.hidden_size)
 
     def forward(self, x: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
-        """One step of the real-pair recurrence above; returns (y_t, c_t). Differentiable end to end."""
-        e_nu = torch.exp(self.nu_log)
-        r = torch.exp(-e_nu)
-        theta = torch.exp(self.theta_log)
-        g, phi = r * torch.cos(theta), r * torch.sin(theta)
-        gamma = torch.sqrt(1 - r * r) + _GAMMA_EPS
+        """One step of the real-pair recurrence above; returns (y_t, c_t). Differentiable end to end; without
+        gradients (bootstrapping, evaluation) it reads g, φ, γ from the cached coefficients instead."""
+        if torch.is_grad_enabled():
+            e_nu = torch.exp(self.nu_log)
+            r = torch.exp(-e_nu)
+            theta = torch.exp(self.theta_log)
+            g, phi = r * torch.cos(theta), r * torch.sin(theta)
+            gamma = torch.sqrt(1 - r * r) + _GAMMA_EPS
+        else:
+            k = self.coefficients()
+            g, phi, gamma = k.lam.real, k.lam.imag, k.gamma
         c1, c2 = hidden.chunk(2, dim=-1)
         u1, u2 = matvec(self.B_real, x), matvec(self.B_imag, x)
         c1_new = self._activate(g * c1 - phi * c2 + gamma * u1)

@@ -1,0 +1,71 @@
+"""The hand-written backward of ``rtu_core.fused`` == autograd through the network (float64), and a Stream AC
+agent using it takes the same steps as the autograd agent."""
+import gymnasium as gym
+import pytest
+import torch
+
+from rtu_core import TrainConfig, fused
+from rtu_core.agents import AGENTS
+from rtu_core.agents.policy import categorical, categorical_grad, gaussian, gaussian_grads
+from rtu_core.network import MemoryNetwork
+from rtu_core.rng import MemberRandom
+
+OBS, OUT, P = 4, 3, 2
+
+
+@pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
+def test_fused_gradients_equal_autograd_through_the_network(nonlinear, activation):
+    torch.manual_seed(0)
+    net = MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
+                        nonlinear_rtu=nonlinear, activation=activation,
+                        generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+    assert fused.supports(net)
+    memory_autograd = memory_fused = net.initial_memory()
+    for _ in range(7):
+        obs, grad_out = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OUT, dtype=torch.float64)
+        out, memory_autograd = net.step(obs, memory_autograd)
+        expected = torch.autograd.grad((grad_out * out).sum(), list(net.parameters()))
+        out_fused, memory_fused, tape = fused.forward(net, obs, memory_fused)
+        assert torch.allclose(out_fused, out.detach(), rtol=1e-12, atol=1e-13)
+        fused.backward(net, tape, memory_fused, grad_out)
+        for (name, p), e in zip(net.named_parameters(), expected):
+            assert torch.allclose(p.grad, e, rtol=1e-10, atol=1e-13), name
+            p.grad = None
+
+
+def test_policy_gradients_equal_autograd():
+    torch.manual_seed(1)
+    logits = torch.randn(P, 5, dtype=torch.float64, requires_grad=True)
+    coeff = torch.tensor([0.3, -0.3], dtype=torch.float64)
+    action, log_prob, entropy = categorical(logits, torch.rand(P, 1, dtype=torch.float64))
+    expected, = torch.autograd.grad((log_prob + coeff * entropy).sum(), logits)
+    assert torch.allclose(categorical_grad(logits.detach(), action, coeff), expected, rtol=1e-12, atol=1e-14)
+    mean = torch.randn(P, 3, dtype=torch.float64, requires_grad=True)
+    log_std = torch.randn(P, 3, dtype=torch.float64, requires_grad=True)
+    action, log_prob, entropy = gaussian(mean, log_std, torch.randn(P, 3, dtype=torch.float64))
+    expected = torch.autograd.grad((log_prob + coeff * entropy).sum(), (mean, log_std))
+    for got, e in zip(gaussian_grads(mean.detach(), log_std.detach(), action, coeff), expected):
+        assert torch.allclose(got, e, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+def test_fused_agent_takes_the_autograd_agents_steps(discrete):
+    torch.manual_seed(2)
+    config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64")
+    space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
+    agent, twin = (AGENTS["stream_ac"](config, OBS, space, [torch.Generator().manual_seed(i) for i in range(P)],
+                                       MemberRandom([5, 6], dtype=torch.float64)) for _ in range(2))
+    twin.fused = False
+    assert agent.fused
+    for t in range(12):
+        obs = torch.randn(P, OBS, dtype=torch.float64)
+        reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
+        done = torch.tensor([t % 5 == 4, t % 7 == 6])
+        actions = agent.act(obs), twin.act(obs)
+        assert torch.equal(actions[0], actions[1]) if discrete else torch.allclose(*actions, rtol=1e-10)
+        deltas = agent.learn(reward, next_obs, done, done), twin.learn(reward, next_obs, done, done)
+        assert torch.allclose(*deltas, rtol=1e-10, atol=1e-12)
+    for a, b in zip(agent.actor_optimizer._params + agent.critic_optimizer._params,
+                    twin.actor_optimizer._params + twin.critic_optimizer._params):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)
