@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .cells import RTU, RTRLState
 from .layers import matvec
@@ -43,10 +43,11 @@ def supports(net: MemoryNetwork) -> bool:
         and net.cell.output_activation == "tanh"
 
 
-def _activation_derivative(net: MemoryNetwork, normed: Tensor) -> Tensor:
-    if net.activation is nn.functional.leaky_relu:
+def activation_derivative(activation: str, normed: Tensor) -> Tensor:
+    """f'(n) of the feature activation named ``activation`` (a MemoryNetwork's ``activation_name``)."""
+    if activation == "leaky_relu":
         return (normed > 0).to(normed.dtype) * (1 - LEAKY_SLOPE) + LEAKY_SLOPE
-    if net.activation is torch.tanh:
+    if activation == "tanh":
         return 1 - torch.tanh(normed) ** 2
     return (normed > 0).to(normed.dtype)
 
@@ -72,7 +73,7 @@ def backward(net: MemoryNetwork, tape: Tape, memory: RTRLState, grad_out: Tensor
     dc = matvec(head.weight.transpose(-1, -2), grad_out) * (1 - tape.y.square())
     for p, grad in zip((cell.nu_log, cell.theta_log, cell.B_real, cell.B_imag), cell._parameter_grads(dc, memory)):
         p.grad = grad
-    dn = cell._input_grad(dc, memory) * _activation_derivative(net, tape.normed)
+    dn = cell._input_grad(dc, memory) * activation_derivative(net.activation_name, tape.normed)
     da = (dn - dn.mean(-1, keepdim=True) - tape.normed * (dn * tape.normed).mean(-1, keepdim=True)) * tape.inv_std
     feature.weight.grad = da.unsqueeze(-1) * tape.obs.unsqueeze(-2)
     feature.bias.grad = da

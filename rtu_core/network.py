@@ -39,7 +39,7 @@ class MemoryNetwork(nn.Module):
         if mode == "rtrl" and cell != "rtu":
             raise ValueError(f"mode 'rtrl' needs the rtu cell; {cell} is trained with mode 'tbptt'")
         self.cell_name, self.mode, self.population = cell, mode, population
-        self.activation = ACTIVATIONS[activation]
+        self.activation_name, self.activation = activation, ACTIVATIONS[activation]
         gens = member_generators(population, generators)
         common = dict(population=population, generators=gens if population is not None else gens[0])
         self.feature = Linear(obs_size, width, sparsity=sparsity, **common)

@@ -22,43 +22,60 @@ def per_member(value: Tensor, like: Tensor) -> Tensor:
 
 
 class ObGD(torch.optim.Optimizer):
-    """All eligibility traces live in one flat (P, #params per member) buffer, each parameter's trace a view
-    into it: the decay, the per-member ‖e‖₁, the reset and the update are a handful of whole-buffer and
-    ``torch._foreach`` ops per step instead of several small ops per parameter (streaming steps are tiny, so
-    the number of ops is the cost)."""
+    """All eligibility traces live in one flat (P, #params per member) buffer ``flat_trace``, each parameter's
+    trace a view into it: the decay, the per-member ‖e‖₁, the reset and the update are a handful of whole-buffer
+    and ``torch._foreach`` ops per step instead of several small ops per parameter (streaming steps are tiny,
+    so the number of ops is the cost)."""
 
     def __init__(self, params, lr: float = 1.0, gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0):
         super().__init__(params, dict(lr=lr, gamma=gamma, lamda=lamda, kappa=kappa))
-        self._params = [p for g in self.param_groups for p in g["params"]]
-        self._flat = _flat_buffer(self._params)
-        self._traces = _views(self._flat, self._params)
-        for p, trace in zip(self._params, self._traces):
+        self.params = [p for g in self.param_groups for p in g["params"]]
+        self.flat_trace = _flat_buffer(self.params)
+        self._traces = _views(self.flat_trace, self.params)
+        for p, trace in zip(self.params, self._traces):
             self.state[p]["eligibility_trace"] = trace
 
-    def _direction(self, td_error: Tensor) -> tuple[Tensor, list[Tensor]]:
-        """The update direction, flat and per parameter: the eligibility trace itself."""
-        return self._flat, self._traces
+    def _direction(self, td_error: Tensor) -> Tensor:
+        """The update direction, flat: the eligibility trace itself."""
+        return self.flat_trace
 
     @torch.no_grad()
-    def step(self, td_error: Tensor, reset: Tensor | None = None) -> Tensor:
-        """Apply one update; returns the step size α' used by each member, shape (P,)."""
+    def step(self, td_error: Tensor, reset: Tensor | None = None, flat_grad: Tensor | None = None) -> Tensor:
+        """Apply one update, then zero the traces of the members in ``reset``; returns the step size α' used by
+        each member, shape (P,). The gradient is read from ``p.grad``, or given whole as ``flat_grad``
+        (P, #parameters per member, in parameter order)."""
         group = self.param_groups[0]
-        self._flat.mul_(group["gamma"] * group["lamda"])
-        with_grad = [(t, p.grad) for t, p in zip(self._traces, self._params) if p.grad is not None]
-        if with_grad:
-            torch._foreach_add_(*map(list, zip(*with_grad)))
-        flat, direction = self._direction(td_error)
-        l1 = flat.abs().sum(1)
-        bound = group["lr"] * group["kappa"] * td_error.abs().clamp(min=1.0) * l1
-        step_size = torch.where(bound > 1, group["lr"] / bound, torch.full_like(bound, group["lr"]))
-        scale = step_size * td_error
-        torch._foreach_addcmul_(self._params, direction, [per_member(scale, p) for p in self._params])
-        if reset is not None and bool(reset.any()):
-            self._flat.masked_fill_(reset.view(-1, 1), 0.0)
+        self.flat_trace.mul_(group["gamma"] * group["lamda"])
+        if flat_grad is not None:
+            self.flat_trace.add_(flat_grad)
+        else:
+            with_grad = [(t, p.grad) for t, p in zip(self._traces, self.params) if p.grad is not None]
+            if with_grad:
+                torch._foreach_add_(*map(list, zip(*with_grad)))
+        step_size = bounded_step(self.params, self._direction(td_error), td_error, group["lr"], group["kappa"])
+        if reset is not None:
+            self.reset_traces(reset)
         return step_size
+
+    @torch.no_grad()
+    def reset_traces(self, mask: Tensor) -> None:
+        """Zero the traces of the members where mask (P,) is True (most steps end no episode: then nothing)."""
+        if bool(mask.any()):
+            self.flat_trace.masked_fill_(mask.view(-1, 1), 0.0)
 
     def traces(self) -> list[Tensor]:
         return list(self._traces)
+
+
+def bounded_step(params: list[Tensor], direction: Tensor, td_error: Tensor, lr, kappa) -> Tensor:
+    """ObGD's update along the flat direction d (P, N):  M = α κ max(|δ|, 1) ‖d‖₁ per member,
+    α' = α / M if M > 1 else α,  θ ← θ + α' δ d;  returns α' (P,). Pure tensor code: the agents' compiled
+    graphs (``rtu_core.compiled``) run it too."""
+    bound = lr * kappa * td_error.abs().clamp(min=1.0) * direction.abs().sum(1)
+    step_size = torch.where(bound > 1, lr / bound, lr * torch.ones_like(bound))
+    scale = step_size * td_error
+    torch._foreach_addcmul_(params, _views(direction, params), [per_member(scale, p) for p in params])
+    return step_size
 
 
 def _flat_buffer(params: list[Tensor]) -> Tensor:
@@ -83,14 +100,13 @@ class AdaptiveObGD(ObGD):
         super().__init__(params, lr=lr, gamma=gamma, lamda=lamda, kappa=kappa)
         for group in self.param_groups:
             group.update(beta2=beta2, eps=eps)
-        self._second_moment = torch.zeros_like(self._flat)
+        self._second_moment = torch.zeros_like(self.flat_trace)
         self._count = 0
 
-    def _direction(self, td_error: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def _direction(self, td_error: Tensor) -> Tensor:
         group = self.param_groups[0]
         self._count += 1
-        delta_trace = td_error.view(-1, 1) * self._flat
+        delta_trace = td_error.view(-1, 1) * self.flat_trace
         self._second_moment.mul_(group["beta2"]).addcmul_(delta_trace, delta_trace, value=1 - group["beta2"])
         v_hat = self._second_moment / (1 - group["beta2"] ** self._count)
-        direction = self._flat / (v_hat.sqrt() + group["eps"])
-        return direction, _views(direction, self._params)
+        return self.flat_trace / (v_hat.sqrt() + group["eps"])

@@ -66,6 +66,6 @@ def test_fused_agent_takes_the_autograd_agents_steps(discrete):
         assert torch.equal(actions[0], actions[1]) if discrete else torch.allclose(*actions, rtol=1e-10)
         deltas = agent.learn(reward, next_obs, done, done), twin.learn(reward, next_obs, done, done)
         assert torch.allclose(*deltas, rtol=1e-10, atol=1e-12)
-    for a, b in zip(agent.actor_optimizer._params + agent.critic_optimizer._params,
-                    twin.actor_optimizer._params + twin.critic_optimizer._params):
+    for a, b in zip(agent.actor_optimizer.params + agent.critic_optimizer.params,
+                    twin.actor_optimizer.params + twin.critic_optimizer.params):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)

@@ -10,7 +10,8 @@ For a transition (o_t, a_t, r_t, o_{t+1}) of every population member:
 Traces are zeroed after the update of a transition that ends the episode, together with the memory.
 With RTUs in RTRL mode, ∇ with respect to the RTU parameters is the exact RTRL gradient, so the
 eligibility trace accumulates RTRL gradients like any other gradient. For those networks the gradients are
-computed by the hand-written backward of ``rtu_core.fused`` (no autograd graph); other cells use autograd.
+computed by the hand-written backward of ``rtu_core.fused`` (no autograd graph), or with ``compile`` by the two
+``torch.compile``d graphs of ``rtu_core.compiled``; other cells use autograd.
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ class StreamAC(MemoryAgent):
     def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
         P = config.population
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
-        out_size = int(action_space.n) if self.discrete else int(action_space.shape[0])
+        self.out_size = out_size = int(action_space.n) if self.discrete else int(action_space.shape[0])
         net = config.network_kwargs()
         self.actor = MemoryNetwork(obs_size, out_size, population=P, generators=init_generators, **net)
         self.critic = MemoryNetwork(obs_size, 1, population=P, generators=init_generators, **net)
@@ -51,6 +52,11 @@ class StreamAC(MemoryAgent):
         self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.fused = fused.supports(self.actor)
+        self.compiled = None
+        if config.compile:
+            from ..compiled import CompiledStreamACStep  # torch's compiler is imported only when asked for
+            self.compiled = CompiledStreamACStep(self.actor, self.critic, self.discrete, self.actor_optimizer,
+                                                 self.critic_optimizer, self.gamma, self.entropy_coeff)
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
@@ -76,17 +82,25 @@ class StreamAC(MemoryAgent):
 
     @torch.no_grad()
     def _act_fused(self, obs: Tensor, greedy: bool) -> Tensor:
-        out, self.memories["actor"], actor_tape = fused.forward(self.actor, obs, self.memories["actor"])
-        value, self.memories["critic"], critic_tape = fused.forward(self.critic, obs, self.memories["critic"])
+        actor_memory, critic_memory = self.memories["actor"], self.memories["critic"]
+        if self.compiled is not None:
+            noise = None if greedy else self.random.uniform(1) if self.discrete else self.random.normal(self.out_size)
+            action, out, value, actor_memory, critic_memory, tape = self.compiled.act(
+                obs, actor_memory, critic_memory, noise, None if self.discrete else self.log_std)
+        else:
+            out, actor_memory, actor_tape = fused.forward(self.actor, obs, actor_memory)
+            value, critic_memory, critic_tape = fused.forward(self.critic, obs, critic_memory)
+            value, tape = value.squeeze(-1), (actor_tape, critic_tape)
+            action = self._policy(out, greedy)[0]
+        self.memories.update(actor=actor_memory, critic=critic_memory)
         self.remember(obs)
-        action, _, _ = self._policy(out, greedy)
-        self._value, self._fused = value.squeeze(-1), (out, action, actor_tape, critic_tape)
+        self._value, self._fused = value, (out, action, tape)
         return action
 
     @torch.no_grad()
     def _gradients_fused(self, td_error: Tensor) -> None:
         """p.grad = ∇[V(o_t)] for the critic and ∇[log π(a_t|o_t) + η sign(δ) H] for the actor, by hand."""
-        out, action, actor_tape, critic_tape = self._fused
+        out, action, (actor_tape, critic_tape) = self._fused
         coeff = self.entropy_coeff * td_error.sign()
         if self.discrete:
             grad_out = categorical_grad(out, action, coeff)
@@ -97,9 +111,18 @@ class StreamAC(MemoryAgent):
 
     def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """One Stream AC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
+        if self.compiled is not None:  # the update runs inside the learn graph
+            out, action, tape = self._fused
+            td_error = self.compiled.learn(tape, self.memories["actor"], self.memories["critic"], out, action,
+                                           self._value, reward, next_obs, terminated,
+                                           None if self.discrete else self.log_std)
+            self.actor_optimizer.reset_traces(done)
+            self.critic_optimizer.reset_traces(done)
+            self.reset_memory(done)
+            return td_error
         with torch.no_grad():
             next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
-            td_error = reward + self.gamma * (~terminated) * next_value - self._value
+            td_error = reward + self.gamma * next_value * (~terminated) - self._value
         if self.fused:
             self._gradients_fused(td_error)
         else:

@@ -1,0 +1,82 @@
+"""``rtu_core.compiled``: the real-pair graphs equal autograd through the network (float64), a compiled agent takes
+the eager agent's steps, agents share one compiled graph, and compiled runs are deterministic."""
+import gymnasium as gym
+import pytest
+import torch
+
+from rtu_core import ConfigError, EpisodeEnd, TrainConfig, compiled, train
+from rtu_core.agents import AGENTS
+from rtu_core.network import MemoryNetwork
+from rtu_core.rng import MemberRandom
+
+OBS, OUT, P = 4, 3, 2
+
+
+@pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
+def test_real_pair_network_gradients_equal_autograd(nonlinear, activation):
+    """The graphs' equations, run eagerly: out_t, the RTRL state and every parameter's gradient over 7 steps."""
+    torch.manual_seed(0)
+    net = MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
+                        nonlinear_rtu=nonlinear, activation=activation,
+                        generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+    params = tuple(net.parameters())
+    memory = pairs = net.initial_memory()
+    pairs = compiled.as_pairs(pairs)
+    for _ in range(7):
+        obs, grad_out = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OUT, dtype=torch.float64)
+        out, memory = net.step(obs, memory)
+        expected = torch.autograd.grad((grad_out * out).sum(), params)
+        with torch.no_grad():
+            out_pairs, pairs, tape = compiled._network_forward(params, obs, pairs, activation, nonlinear)
+            grads = compiled._network_backward(params, tape, pairs, grad_out, activation, nonlinear)
+        assert torch.allclose(out_pairs, out.detach(), rtol=1e-12, atol=1e-13)
+        for got, want in zip(compiled.from_pairs(pairs), memory):
+            assert torch.allclose(got, want, rtol=1e-12, atol=1e-13)
+        for (name, _), got, want in zip(net.named_parameters(), grads, expected):
+            assert torch.allclose(got, want, rtol=1e-10, atol=1e-13), name
+
+
+def agent_pair(discrete: bool, nonlinear: bool):
+    config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64", nonlinear_rtu=nonlinear,
+                         activation="leaky_relu" if discrete else "tanh")
+    space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
+    make = lambda compile: AGENTS["stream_ac"](  # noqa: E731
+        TrainConfig(**{**config.to_dict(), "compile": compile}), OBS, space,
+        [torch.Generator().manual_seed(i) for i in range(P)], MemberRandom([5, 6], dtype=torch.float64))
+    return make(True), make(False)
+
+
+@pytest.mark.parametrize("discrete, nonlinear", [(True, False), (False, True)], ids=["categorical-linear",
+                                                                                     "gaussian-nonlinear"])
+def test_compiled_agent_takes_the_eager_agents_steps(discrete, nonlinear):
+    torch.manual_seed(2)
+    agent, twin = agent_pair(discrete, nonlinear)
+    assert agent.compiled is not None and twin.compiled is None
+    for t in range(12):
+        obs = torch.randn(P, OBS, dtype=torch.float64)
+        reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
+        done = torch.tensor([t % 5 == 4, t % 7 == 6])
+        actions = agent.act(obs), twin.act(obs)
+        assert torch.equal(*actions) if discrete else torch.allclose(*actions, rtol=1e-10)
+        deltas = agent.learn(reward, next_obs, done, done), twin.learn(reward, next_obs, done, done)
+        assert torch.allclose(*deltas, rtol=1e-10, atol=1e-12)
+    for a, b in zip(agent.actor_optimizer.params + agent.critic_optimizer.params,
+                    twin.actor_optimizer.params + twin.critic_optimizer.params):
+        assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)
+    assert torch.allclose(agent.actor_optimizer.flat_trace, twin.actor_optimizer.flat_trace, rtol=1e-9, atol=1e-11)
+
+
+def test_compiled_runs_are_deterministic_and_share_one_graph():
+    config = TrainConfig(chain_length=4, steps=600, hidden_size=8, width=8, population=2, eval_episodes=5,
+                         compile=True)
+    runs = [[(e.member, e.step, e.episode_return) for e in train(config) if isinstance(e, EpisodeEnd)]
+            for _ in range(3)]  # more agents than torch.compile's recompile limit would allow per graph: none
+    assert runs[0] == runs[1] == runs[2] and len(runs[0]) > 100
+
+
+@pytest.mark.parametrize("override", [dict(cell="gru", mode="tbptt"), dict(agent="qrc"), dict(head_width=8),
+                                      dict(optimizer="adaptive_obgd")])
+def test_compile_is_refused_where_there_is_no_compiled_step(override):
+    with pytest.raises(ConfigError, match="compile applies to"):
+        TrainConfig(compile=True, **override)
