@@ -7,56 +7,55 @@ Both use Welford's running mean and variance, var = M2 / (n - 1) (1 before two s
 """
 from __future__ import annotations
 
-import torch
-from torch import Tensor
+import numpy as np
 
 
 class RunningMeanVar:
-    """Per-member Welford statistics of vectors shaped (P, *shape)."""
+    """Per-member Welford statistics of float64 vectors shaped (P, *shape). NumPy, not torch: these are a few
+    tiny elementwise operations per step, where NumPy's per-call cost is a fraction of torch's."""
 
-    def __init__(self, population: int, shape: tuple[int, ...] = (), dtype=torch.float32):
-        self.count = torch.zeros(population, dtype=torch.float64)
-        self.mean = torch.zeros(population, *shape, dtype=torch.float64)
-        self.m2 = torch.zeros(population, *shape, dtype=torch.float64)
-        self.dtype = dtype
+    def __init__(self, population: int, shape: tuple[int, ...] = ()):
+        self.count = np.zeros(population)
+        self.mean = np.zeros((population, *shape))
+        self.m2 = np.zeros((population, *shape))
 
-    def _col(self, t: Tensor) -> Tensor:
-        return t.view(-1, *([1] * (self.mean.dim() - 1)))
+    def _col(self, a: np.ndarray) -> np.ndarray:
+        return a.reshape(-1, *([1] * (self.mean.ndim - 1)))
 
-    def update(self, x: Tensor, mask: Tensor | None = None) -> None:
-        x = x.to(torch.float64)
-        step = torch.ones_like(self.count) if mask is None else mask.to(torch.float64)
+    def update(self, x: np.ndarray, mask: np.ndarray | None = None) -> None:
+        x = np.asarray(x, dtype=np.float64)
+        step = np.ones_like(self.count) if mask is None else np.asarray(mask, dtype=np.float64)
         self.count += step
         delta = x - self.mean
-        self.mean += self._col(step / self.count.clamp(min=1)) * delta
+        self.mean += self._col(step / np.maximum(self.count, 1)) * delta
         self.m2 += self._col(step) * delta * (x - self.mean)
 
     @property
-    def var(self) -> Tensor:
-        var = self.m2 / self._col((self.count - 1).clamp(min=1))
-        return torch.where(self._col(self.count) >= 2, var, torch.ones_like(var))
+    def var(self) -> np.ndarray:
+        var = self.m2 / self._col(np.maximum(self.count - 1, 1))
+        return np.where(self._col(self.count) >= 2, var, 1.0)
 
 
 class ObservationNormalizer:
     def __init__(self, population: int, size: int, eps: float = 1e-8):
         self.stats, self.eps, self.frozen = RunningMeanVar(population, (size,)), eps, False
 
-    def __call__(self, obs: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Update with the members' observations (those in mask, if given) unless frozen; normalise all."""
+    def __call__(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+        """Update with the members' observations (those in mask, if given) unless frozen; normalise all (float64)."""
         if not self.frozen:
             self.stats.update(obs, mask)
-        out = (obs.to(torch.float64) - self.stats.mean) / torch.sqrt(self.stats.var + self.eps)
-        return out.to(obs.dtype)
+        return (np.asarray(obs, dtype=np.float64) - self.stats.mean) / np.sqrt(self.stats.var + self.eps)
 
 
 class RewardScaler:
     def __init__(self, population: int, gamma: float, eps: float = 1e-8):
         self.stats, self.gamma, self.eps = RunningMeanVar(population), gamma, eps
-        self.discounted_return = torch.zeros(population, dtype=torch.float64)
+        self.discounted_return = np.zeros(population)
 
-    def __call__(self, reward: Tensor, done: Tensor) -> Tensor:
-        self.discounted_return = self.gamma * self.discounted_return + reward.to(torch.float64)
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        reward = np.asarray(reward, dtype=np.float64)
+        self.discounted_return = self.gamma * self.discounted_return + reward
         self.stats.update(self.discounted_return)
-        scaled = reward.to(torch.float64) / torch.sqrt(self.stats.var + self.eps)
-        self.discounted_return = self.discounted_return.masked_fill(done, 0.0)
-        return scaled.to(reward.dtype)
+        scaled = reward / np.sqrt(self.stats.var + self.eps)
+        self.discounted_return = np.where(done, 0.0, self.discounted_return)
+        return scaled

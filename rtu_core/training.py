@@ -94,16 +94,16 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
     episode_return, episode_length = np.zeros(P), np.zeros(P, dtype=np.int64)
     episodes = np.zeros(P, dtype=np.int64)
     raw = run.envs.reset()
-    obs = run.obs_normalizer(run.tensor(raw))
+    obs = run.tensor(run.obs_normalizer(raw))
     step = 0
     try:
         for step in range(1, config.steps + 1):
             action = run.agent.act(obs)
             next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(action))
             done = terminated | truncated
-            next_obs = run.obs_normalizer(run.tensor(next_raw))
+            next_obs = run.tensor(run.obs_normalizer(next_raw))
             done_t = torch.from_numpy(done)
-            scaled = run.reward_scaler(run.tensor(reward), done_t)
+            scaled = run.tensor(run.reward_scaler(reward, done))
             td_error = run.agent.learn(scaled, next_obs, torch.from_numpy(terminated), done_t)
             if not bool(torch.isfinite(td_error).all()):
                 bad = int(np.flatnonzero(~torch.isfinite(td_error).numpy())[0])
@@ -127,7 +127,7 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
                 episodes[done] += 1
                 episode_return[done], episode_length[done] = 0.0, 0
                 next_raw = run.envs.reset_members(next_raw, done)
-                reset_obs = run.obs_normalizer(run.tensor(next_raw), mask=done_t)
+                reset_obs = run.tensor(run.obs_normalizer(next_raw, mask=done))
                 next_obs = torch.where(done_t.unsqueeze(-1), reset_obs, next_obs)
             obs = next_obs
             elapsed = time.perf_counter() - started
@@ -174,7 +174,7 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
     try:
         while min(len(r) for r in returns) < config.eval_episodes:
             with torch.no_grad():
-                action = run.agent.act(run.obs_normalizer(run.tensor(raw)), greedy=True, learn=False)
+                action = run.agent.act(run.tensor(run.obs_normalizer(raw)), greedy=True, learn=False)
             raw, reward, terminated, truncated, infos = envs.step(run.env_actions(action))
             done = terminated | truncated
             episode_return += reward

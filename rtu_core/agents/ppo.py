@@ -36,23 +36,25 @@ class ContinuousNormalizer:
 
     def __init__(self, num_envs: int, obs_size: int, gamma: float, eps: float = 1e-8):
         self.obs_stats, self.return_stats = RunningMeanVar(1, (obs_size,)), RunningMeanVar(1)
-        self.discounted_return = torch.zeros(num_envs, dtype=torch.float64)
+        self.discounted_return = np.zeros(num_envs)
         self.gamma, self.eps, self.frozen = gamma, eps, False
 
     def observation(self, obs: Tensor) -> Tensor:
+        values = obs.numpy().astype(np.float64)
         if not self.frozen:
-            for row in obs.split(1):
-                self.obs_stats.update(row)
-        out = (obs.to(torch.float64) - self.obs_stats.mean) / torch.sqrt(self.obs_stats.var + self.eps)
-        return out.clamp(-CLIP, CLIP).to(obs.dtype)
+            for row in values:
+                self.obs_stats.update(row[None])
+        out = (values - self.obs_stats.mean) / np.sqrt(self.obs_stats.var + self.eps)
+        return torch.from_numpy(out.clip(-CLIP, CLIP)).to(obs.dtype)
 
     def reward(self, reward: Tensor, done: Tensor) -> Tensor:
-        self.discounted_return = self.gamma * self.discounted_return + reward.to(torch.float64)
-        for g in self.discounted_return.split(1):
-            self.return_stats.update(g)
-        scaled = reward.to(torch.float64) / torch.sqrt(self.return_stats.var[0] + self.eps)
-        self.discounted_return = self.discounted_return.masked_fill(done, 0.0)
-        return scaled.clamp(-CLIP, CLIP).to(reward.dtype)
+        values = reward.numpy().astype(np.float64)
+        self.discounted_return = self.gamma * self.discounted_return + values
+        for g in self.discounted_return:
+            self.return_stats.update(np.array([g]))
+        scaled = values / np.sqrt(self.return_stats.var[0] + self.eps)
+        self.discounted_return = np.where(done.numpy(), 0.0, self.discounted_return)
+        return torch.from_numpy(scaled.clip(-CLIP, CLIP)).to(reward.dtype)
 
 
 class PPONetworks:
