@@ -1,13 +1,16 @@
 """Throughput of streaming RTU-RTRL agents on this machine, everything measured in one run.
 
-1. One RTU-RTRL Stream AC(λ) agent on MemoryChain (``rtu_core.train``) vs the reference a user would write:
-   a plain eager-autograd Stream AC(λ) with a feed-forward network of the same width (below, ~60 lines).
-2. Aggregate agent-steps/s of populations P = 1, 8, 64, 256, and the memory each agent holds
-   (parameters, eligibility traces, RTRL state).
-3. Time per step vs RTU size n = 32 ... 1024 (width 128): the RTRL cost is linear in the parameters, a
-   dense RNN's RTRL would cost O(n^2 #params); log-log plot to ``assets/scaling.png``.
+1. One RTU-RTRL Stream AC(λ) agent on MemoryChain (``rtu_core.train``, eager and ``compile=True``) vs the
+   reference a user would write: a plain eager-autograd Stream AC(λ) with a feed-forward network of the same
+   width (below, ~60 lines).
+2. Aggregate agent-steps/s of populations P = 1, 8, 64, 256 (eager and compiled), and the memory each agent
+   holds (parameters, eligibility traces, RTRL state).
+3. Time per step vs RTU size n = 32 ... 1024 (width 128), eager and compiled: the RTRL cost is linear in the
+   parameters, a dense RNN's RTRL would cost O(n^2 #params); log-log plot to ``assets/scaling.png``.
 
-    python benchmarks/throughput.py                      # ~15 minutes
+Rates are taken after each run's first tenth of steps (warm-up, compiling).
+
+    python benchmarks/throughput.py                      # ~25 minutes
     python benchmarks/throughput.py --quick              # smaller sizes, a minute
 """
 from __future__ import annotations
@@ -23,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rtu_core import RunEnd, TrainConfig, train
+from rtu_core import Progress, TrainConfig, train
 from rtu_core.envs import MEMORY_CHAIN_ID
 from rtu_core.training import Run
 
@@ -93,15 +96,21 @@ def reference_steps_per_second(width: int, steps: int, seed: int = 0) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def config(hidden: int, width: int, steps: int, population: int = 1) -> TrainConfig:
+def config(hidden: int, width: int, steps: int, population: int = 1, compile: bool = False) -> TrainConfig:
     return TrainConfig(chain_length=CHAIN, hidden_size=hidden, width=width, steps=steps, population=population,
-                       eval_episodes=0, progress_every=steps)
+                       eval_episodes=0, progress_every=max(steps // 10, 1), compile=compile)
 
 
 def agent_steps_per_second(cfg: TrainConfig) -> float:
-    """Agent-steps/s of ``train(cfg)`` (all members), from its own clock."""
-    end = [e for e in train(cfg) if isinstance(e, RunEnd)][0]
-    return cfg.steps * cfg.population / end.wall_seconds
+    """Agent-steps/s of ``train(cfg)`` (all members) after its first tenth of the steps, which absorbs
+    warm-up (and, with ``compile``, the seconds torch.compile takes)."""
+    first = None
+    for event in train(cfg):
+        if isinstance(event, Progress):
+            if first is None:
+                first = (event.step, time.perf_counter())
+            last = (event.step, time.perf_counter())
+    return (last[0] - first[0]) * cfg.population / (last[1] - first[1])
 
 
 def bytes_per_agent(cfg: TrainConfig) -> float:
@@ -126,41 +135,50 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread, "
           f"torch {torch.__version__}, MemoryChain L={CHAIN}, Stream AC(λ), float32")
 
-    print("\n1. one agent: ours (RTU, exact RTRL) vs a plain eager-autograd Stream AC(λ) with an FFN")
+    print("\n1. one agent: ours (RTU, exact RTRL; eager, and compiled with --compile) vs a plain eager-autograd "
+          "Stream AC(λ) with an FFN")
     for width in ((32,) if args.quick else (32, 128)):
-        ours, ref = [], []
-        for _ in range(2):  # interleaved, best of two: both see the same machine load
+        ours, compiled, ref = [], [], []
+        for _ in range(2):  # interleaved, best of two: all see the same machine load
             ref.append(reference_steps_per_second(width, steps))
             ours.append(agent_steps_per_second(config(width, width, steps)))
-        print(f"   width {width:4d}: ours {max(ours):7.1f} steps/s, reference FFN {max(ref):7.1f} steps/s, "
-              f"ratio {max(ours) / max(ref):.2f} (goal >= 1.5)")
+            compiled.append(agent_steps_per_second(config(width, width, 2 * steps, compile=True)))
+        print(f"   width {width:4d}: reference FFN {max(ref):7.1f} steps/s | ours eager {max(ours):7.1f} "
+              f"({max(ours) / max(ref):.2f}x) | ours compiled {max(compiled):7.1f} ({max(compiled) / max(ref):.2f}x; "
+              f"goal >= 1.5x)")
 
     print("\n2. populations (RTU-RTRL 32 units, width 32): aggregate agent-steps/s and memory per agent")
-    base = None
+    base = {}
     for P in ((1, 8, 64) if args.quick else (1, 8, 64, 256)):
-        cfg = config(32, 32, max(steps // max(P // 8, 1), 200), P)
-        rate = agent_steps_per_second(cfg)
-        base = base or rate
-        print(f"   P = {P:4d}: {rate:9.1f} agent-steps/s = {rate / base:6.1f} x P=1   "
-              f"({bytes_per_agent(cfg) / 1024:.1f} KiB per agent)")
+        cells = []
+        for compile in (False, True):
+            cfg = config(32, 32, max(steps // max(P // 8, 1), 300), P, compile)
+            rate = agent_steps_per_second(cfg)
+            base.setdefault(compile, rate)
+            cells.append(f"{'compiled' if compile else 'eager'} {rate:9.1f} = {rate / base[compile]:5.1f} x P=1")
+        print(f"   P = {P:4d}: " + " | ".join(cells) + f"   ({bytes_per_agent(cfg) / 1024:.1f} KiB per agent)")
 
     print("\n3. time per step vs RTU size (width 128)")
     sizes = (32, 64, 128) if args.quick else (32, 64, 128, 256, 512, 1024)
-    times = []
+    times = {False: [], True: []}
     for n in sizes:
-        cfg = config(n, 128, max(steps // max(n // 128, 1), 300))
-        times.append(1.0 / agent_steps_per_second(cfg))
-        print(f"   n = {n:5d}: {1000 * times[-1]:7.2f} ms/step, {rtu_parameters(n, 128):9,d} RTU parameters")
+        for compile in (False, True):
+            cfg = config(n, 128, max(steps // max(n // 128, 1), 300), compile=compile)
+            times[compile].append(1.0 / agent_steps_per_second(cfg))
+        print(f"   n = {n:5d}: eager {1000 * times[False][-1]:7.2f} ms/step, compiled {1000 * times[True][-1]:7.2f} "
+              f"ms/step, {rtu_parameters(n, 128):9,d} RTU parameters")
     params = np.array([rtu_parameters(n, 128) for n in sizes], float)
-    slope = np.polyfit(np.log(params), np.log(times), 1)[0]
-    upper = np.polyfit(np.log(params[-3:]), np.log(times[-3:]), 1)[0]
-    print(f"   log-log slope of time vs parameters: {slope:.2f} over all sizes, {upper:.2f} over the largest three")
+    for compile, label in ((False, "eager"), (True, "compiled")):
+        slope = np.polyfit(np.log(params), np.log(times[compile]), 1)[0]
+        upper = np.polyfit(np.log(params[-3:]), np.log(times[compile][-3:]), 1)[0]
+        print(f"   {label}: log-log slope of time vs parameters {slope:.2f} over all sizes, {upper:.2f} over the "
+              "largest three")
     path = Path(tempfile.gettempdir()) / "scaling_quick.png" if args.quick else ASSETS / "scaling.png"
-    plot_scaling(np.array(sizes), params, np.array(times), path)
+    plot_scaling(np.array(sizes), params, {k: np.array(v) for k, v in times.items()}, path)
 
 
-def plot_scaling(sizes, params, times, path: Path) -> None:
-    """Measured time per step vs parameters, and a dense RNN's RTRL cost extrapolated from the largest size.
+def plot_scaling(sizes, params, times: dict[bool, np.ndarray], path: Path) -> None:
+    """Measured time per step vs parameters (eager and compiled), and a dense RNN's RTRL cost from the smallest size.
 
     Dense RTRL keeps ∂h/∂θ for every (unit, parameter) pair: n x #params numbers updated with an n x n
     Jacobian each step, O(n^2 #params) work vs the RTU's O(#params). Scaled so both agree at the smallest n."""
@@ -169,19 +187,20 @@ def plot_scaling(sizes, params, times, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     dense_params = sizes ** 2 + sizes * 128
-    dense = times[0] * (sizes ** 2 * dense_params) / (sizes[0] ** 2 * dense_params[0])
+    dense = times[True][0] * (sizes ** 2 * dense_params) / (sizes[0] ** 2 * dense_params[0])
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.loglog(params, 1000 * times, "o-", label="RTU + exact RTRL (measured, whole agent step)")
-    ax.loglog(params, 1000 * times[-1] * params / params[-1], "k:", label="slope 1 (linear in #params)")
+    ax.loglog(params, 1000 * times[False], "o-", label="RTU + exact RTRL, eager (measured, whole agent step)")
+    ax.loglog(params, 1000 * times[True], "^-", label="RTU + exact RTRL, compiled (measured, whole agent step)")
+    ax.loglog(params, 1000 * times[True][-1] * params / params[-1], "k:", label="slope 1 (linear in #params)")
     ax.loglog(params, 1000 * dense, "s--", color="tab:red", label="dense-RNN RTRL, O(n² #params) (analytic)")
-    for n, p, t in zip(sizes, params, times):
-        ax.annotate(f"n={n}", (p, 1000 * t), textcoords="offset points", xytext=(4, -12), fontsize=8)
+    for n, p, t in zip(sizes, params, times[False]):
+        ax.annotate(f"n={n}", (p, 1000 * t), textcoords="offset points", xytext=(4, 6), fontsize=8)
     ax.set_xlabel("recurrent parameters")
     ax.set_ylabel("ms per agent step")
     ax.set_title("Streaming step cost vs RTU size (Stream AC, width 128)")
     ax.grid(True, which="major", alpha=0.3)
     ax.minorticks_off()
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"   plot: {path}")
