@@ -6,31 +6,23 @@ import torch
 
 from rtu_core import ConfigError, EpisodeEnd, TrainConfig, compiled, train
 from rtu_core.agents import AGENTS
-from rtu_core.network import MemoryNetwork
 from rtu_core.rng import MemberRandom
 
-OBS, OUT, P = 4, 3, 2
+from .test_fused import OBS, OUT, P, autograd_steps, make_network
 
 
 @pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
 def test_real_pair_network_gradients_equal_autograd(nonlinear, activation):
     """The graphs' equations, run eagerly: out_t, the RTRL state and every parameter's gradient over 7 steps."""
-    torch.manual_seed(0)
-    net = MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
-                        nonlinear_rtu=nonlinear, activation=activation,
-                        generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+    net = make_network(nonlinear, activation)
     params = tuple(net.parameters())
-    memory = pairs = net.initial_memory()
-    pairs = compiled.as_pairs(pairs)
-    for _ in range(7):
-        obs, grad_out = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OUT, dtype=torch.float64)
-        out, memory = net.step(obs, memory)
-        expected = torch.autograd.grad((grad_out * out).sum(), params)
+    pairs = compiled.as_pairs(net.initial_memory())
+    for obs, grad_out, out, memory, expected in autograd_steps(net):
         with torch.no_grad():
             out_pairs, pairs, tape = compiled._network_forward(params, obs, pairs, activation, nonlinear)
             grads = compiled._network_backward(params, tape, pairs, grad_out, activation, nonlinear)
-        assert torch.allclose(out_pairs, out.detach(), rtol=1e-12, atol=1e-13)
+        assert torch.allclose(out_pairs, out, rtol=1e-12, atol=1e-13)
         for got, want in zip(compiled.from_pairs(pairs), memory):
             assert torch.allclose(got, want, rtol=1e-12, atol=1e-13)
         for (name, _), got, want in zip(net.named_parameters(), grads, expected):

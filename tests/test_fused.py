@@ -13,22 +13,32 @@ from rtu_core.rng import MemberRandom
 OBS, OUT, P = 4, 3, 2
 
 
+def make_network(nonlinear: bool, activation: str) -> MemoryNetwork:
+    torch.manual_seed(0)
+    return MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
+                         nonlinear_rtu=nonlinear, activation=activation,
+                         generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+
+
+def autograd_steps(net: MemoryNetwork, steps: int = 7):
+    """(o_t, g, out_t, RTRL state_t, d(g · out_t)/dp for every parameter) by autograd, step after step."""
+    memory = net.initial_memory()
+    for _ in range(steps):
+        obs, grad_out = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OUT, dtype=torch.float64)
+        out, memory = net.step(obs, memory)
+        yield obs, grad_out, out.detach(), memory, torch.autograd.grad((grad_out * out).sum(), list(net.parameters()))
+
+
 @pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
 def test_fused_gradients_equal_autograd_through_the_network(nonlinear, activation):
-    torch.manual_seed(0)
-    net = MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
-                        nonlinear_rtu=nonlinear, activation=activation,
-                        generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+    net = make_network(nonlinear, activation)
     assert fused.supports(net)
-    memory_autograd = memory_fused = net.initial_memory()
-    for _ in range(7):
-        obs, grad_out = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OUT, dtype=torch.float64)
-        out, memory_autograd = net.step(obs, memory_autograd)
-        expected = torch.autograd.grad((grad_out * out).sum(), list(net.parameters()))
-        out_fused, memory_fused, tape = fused.forward(net, obs, memory_fused)
-        assert torch.allclose(out_fused, out.detach(), rtol=1e-12, atol=1e-13)
-        fused.backward(net, tape, memory_fused, grad_out)
+    memory = net.initial_memory()
+    for obs, grad_out, out, _, expected in autograd_steps(net):
+        out_fused, memory, tape = fused.forward(net, obs, memory)
+        assert torch.allclose(out_fused, out, rtol=1e-12, atol=1e-13)
+        fused.backward(net, tape, memory, grad_out)
         for (name, p), e in zip(net.named_parameters(), expected):
             assert torch.allclose(p.grad, e, rtol=1e-10, atol=1e-13), name
             p.grad = None
