@@ -117,6 +117,7 @@ def main() -> int:
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path("runs/memory_chain"))
     parser.add_argument("--plot", type=Path, default=None)
@@ -126,7 +127,7 @@ def main() -> int:
     for method in args.methods:
         cell, mode = METHODS[method]
         base = TrainConfig(agent=args.agent, cell=cell, mode=mode, steps=args.steps, hidden_size=args.hidden_size,
-                           width=args.width, eval_episodes=args.eval_episodes)
+                           width=args.width, eval_episodes=args.eval_episodes, compile=args.compile)
         members = [dataclasses.replace(base, chain_length=L, seed=s) for L in args.lengths for s in seeds]
         if finished(args.out, method, members):
             print(f"[{method}] already finished, skipped")

@@ -36,13 +36,14 @@ def main() -> None:
     parser.add_argument("--ppo-cells", nargs="*", default=["rtu"], choices=["rtu", "gru", "ffn"])
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("runs/mujoco"))
     args = parser.parse_args()
 
     axes = {"env": [f"mujoco:{robot}" for robot in args.robots], "mask": args.masks}
     common = dict(steps=args.steps, hidden_size=args.hidden_size, width=args.width, activation="tanh",
-                  eval_episodes=3)
+                  eval_episodes=3, **({"compile": True} if args.compile else {}))  # absent when off: resumable
     grids = {"Streaming": Grid(common, {**axes, "method": args.methods}, args.seeds)}
     if args.ppo_cells:
         ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]

@@ -34,13 +34,15 @@ def main() -> None:
     parser.add_argument("--ppo-cells", nargs="+", default=["rtu"], choices=["rtu", "gru", "ffn"])
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("runs/popgym"))
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
 
     envs = [f"popgym:{task}" for task in args.tasks]
-    common = dict(steps=args.steps, hidden_size=args.hidden_size, width=args.width, eval_episodes=20)
+    common = dict(steps=args.steps, hidden_size=args.hidden_size, width=args.width, eval_episodes=20,
+                  **({"compile": True} if args.compile else {}))  # absent when off: earlier sweeps stay resumable
     streaming = Grid({**common, "kappa_actor": 3.0, "kappa_critic": 2.0, "entropy_coeff": 0.095},
                      {"env": envs, "method": args.methods}, args.seeds)
     ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]

@@ -4,7 +4,7 @@ import gymnasium as gym
 import pytest
 import torch
 
-from rtu_core import ConfigError, EpisodeEnd, TrainConfig, compiled, train
+from rtu_core import EpisodeEnd, TrainConfig, compiled, train
 from rtu_core.agents import AGENTS
 from rtu_core.rng import MemberRandom
 
@@ -67,8 +67,11 @@ def test_compiled_runs_are_deterministic_and_share_one_graph():
     assert runs[0] == runs[1] == runs[2] and len(runs[0]) > 100
 
 
-@pytest.mark.parametrize("override", [dict(cell="gru", mode="tbptt"), dict(agent="qrc"), dict(head_width=8),
-                                      dict(optimizer="adaptive_obgd")])
-def test_compile_is_refused_where_there_is_no_compiled_step(override):
-    with pytest.raises(ConfigError, match="compile applies to"):
-        TrainConfig(compile=True, **override)
+@pytest.mark.parametrize("override", [dict(cell="gru", mode="tbptt"), dict(agent="qrc"),
+                                      dict(optimizer="adaptive_obgd")], ids=["gru", "qrc", "adaptive_obgd"])
+def test_compile_leaves_settings_without_a_compiled_step_unchanged(override):
+    config = TrainConfig(chain_length=3, steps=150, hidden_size=4, width=4, eval_episodes=2, **override)
+    assert not TrainConfig(**{**config.to_dict(), "compile": True}).compiled_step
+    runs = [[(e.step, e.episode_return) for e in train(TrainConfig(**{**config.to_dict(), "compile": c}))
+             if isinstance(e, EpisodeEnd)] for c in (False, True)]
+    assert runs[0] == runs[1] and runs[0]

@@ -53,7 +53,7 @@ class StreamAC(MemoryAgent):
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.fused = fused.supports(self.actor)
         self.compiled = None
-        if config.compile:
+        if config.compiled_step:
             from ..compiled import CompiledStreamACStep  # torch's compiler is imported only when asked for
             self.compiled = CompiledStreamACStep(self.actor, self.critic, self.discrete, self.actor_optimizer,
                                                  self.critic_optimizer, self.gamma, self.entropy_coeff)
