@@ -21,7 +21,9 @@ with λ = g + iφ and u = (B_real x, B_imag x),
 (SPEC.md §2) — the same equations as ``RTU.advance`` and ``fused.backward``, which this module is tested against
 in float64. The agent's RTRL state stays complex: the graphs read and write it through ``torch.view_as_real``.
 Compiling takes seconds per network shape and dtype (cached by TorchInductor across processes), so it pays off
-for long headless runs and sweeps; the lab and the tests' short runs use the eager path.
+for long headless runs and sweeps; the lab and the tests' short runs use the eager path. Runs stay deterministic,
+but a population member equals its solo run only up to float rounding (eager: bit for bit), since the generated
+kernels depend on the population's shape.
 """
 from __future__ import annotations
 
