@@ -6,7 +6,8 @@ table of the mean episodic return over each run's last 100 training episodes (me
 Streaming: Stream AC(λ), Gaussian policy, tanh features of width 64 (SPEC.md §4-5). PPO: the paper's Brax setting,
 one environment, 2048-step rollouts, 32 minibatches, 4 epochs. The paper's budget is 2M steps per run.
 
-    python benchmarks/mujoco.py --steps 100000 --seeds 2 --robots Hopper --masks P V --out runs/mujoco
+    python benchmarks/mujoco.py --steps 100000 --seeds 3 --robots Hopper --masks P V --out runs/mujoco \
+        --plot assets/mujoco.png
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 
 from rtu_core.envs import MUJOCO_ROBOTS  # noqa: E402
-from rtu_core.sweep import Grid, LocalBackend, run_comparison  # noqa: E402
+from rtu_core.sweep import Grid, LocalBackend, plot_comparison, run_comparison  # noqa: E402
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
 
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("runs/mujoco"))
+    parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
 
     axes = {"env": [f"mujoco:{robot}" for robot in args.robots], "mask": args.masks}
@@ -49,9 +51,12 @@ def main() -> None:
         ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]
         grids["PPO"] = Grid({**common, "agent": "ppo", "ppo_num_envs": 1, "ppo_rollout_steps": 2048},
                             {**axes, "method": ppo_methods}, args.seeds)
-    markdown, _ = run_comparison(args.out, grids, LocalBackend(args.workers),
+    markdown, rows = run_comparison(args.out, grids, LocalBackend(args.workers),
                                  lambda point: f"{point['env'].removeprefix('mujoco:')}-{point['mask']}", digits=1)
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
+    if args.plot:
+        plot_comparison(rows, args.plot, f"Masked MuJoCo, {args.steps:,} steps per run, {args.seeds} seeds "
+                        "(paper: 2M steps)", "mean episodic return (last 100 episodes)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 
 from rtu_core.envs import POPGYM_TASKS  # noqa: E402
-from rtu_core.sweep import Grid, LocalBackend, run_comparison  # noqa: E402
+from rtu_core.sweep import Grid, LocalBackend, plot_comparison, run_comparison  # noqa: E402
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
 
@@ -51,33 +51,8 @@ def main() -> None:
                                     lambda point: point["env"].removeprefix("popgym:").removesuffix("Easy"))
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
     if args.plot:
-        plot(rows, args)
-
-
-def plot(rows: list[dict], args) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    tasks = list(dict.fromkeys(r["task"] for r in rows))
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(10, 4))
-    for k, method in enumerate(methods):
-        cells = {r["task"]: r for r in rows if r["method"] == method}
-        means = [cells[t]["mean"] if t in cells and cells[t]["mean"] is not None else np.nan for t in tasks]
-        errors = [cells[t]["se"] or 0.0 if t in cells else 0.0 for t in tasks]
-        ax.bar(np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width, means, width, yerr=errors,
-               capsize=2, label=method)
-    ax.set_xticks(range(len(tasks)), tasks)
-    ax.axhline(0, color="grey", lw=1)
-    ax.set_ylabel("mean episodic return (last 100 episodes)")
-    ax.set_title(f"POPGym (Easy), {args.steps:,} steps per run, {args.seeds} seeds (paper: 5M steps)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(args.plot, dpi=110)
-    print(f"plot: {args.plot}")
+        plot_comparison(rows, args.plot, f"POPGym (Easy), {args.steps:,} steps per run, {args.seeds} seeds "
+                        "(paper: 5M steps)", "mean episodic return (last 100 episodes)")
 
 
 if __name__ == "__main__":

@@ -362,3 +362,31 @@ def run_comparison(out: Path, grids: dict[str, Grid], backend, task_name: Callab
     markdown = "\n".join(lines) + "\n"
     write_atomic(out / "table.md", markdown)
     return markdown, rows
+
+
+def plot_comparison(rows: list[dict], path: Path, title: str, ylabel: str) -> None:
+    """A bar chart of ``run_comparison``'s rows: one group of bars per task, one bar (mean ± s.e.) per method.
+    Needs matplotlib (the ``bench`` extra)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(tasks) + 3), 4))
+    for k, method in enumerate(methods):
+        cells = {r["task"]: r for r in rows if r["method"] == method}
+        means = [cells[t]["mean"] if t in cells and cells[t]["mean"] is not None else np.nan for t in tasks]
+        errors = [(cells[t]["se"] or 0.0) if t in cells else 0.0 for t in tasks]
+        ax.bar(np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width, means, width, yerr=errors,
+               capsize=2, label=method)
+    ax.set_xticks(range(len(tasks)), tasks)
+    ax.axhline(0, color="grey", lw=1)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    print(f"plot: {path}")
