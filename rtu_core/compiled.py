@@ -195,6 +195,9 @@ class CompiledStreamACStep:
                 bounded_step(list(params), trace, td_error, lr, kappa)
             return td_error
 
+        # one graph per network shape, dtype and setting: a sweep or benchmark process meets more than torch's
+        # default of 8 per function, and with fullgraph=True hitting that limit is an error
+        torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 128)
         self._act = torch.compile(act, dynamic=False, fullgraph=True)
         self._learn = torch.compile(learn, dynamic=False, fullgraph=True)
 
