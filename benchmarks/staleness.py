@@ -49,6 +49,7 @@ def plot(rows: list[dict], args) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
     fig, (drift, success) = plt.subplots(1, 2, figsize=(10, 3.8))
     for k in args.bits:
@@ -58,8 +59,9 @@ def plot(rows: list[dict], args) -> None:
             label = f"K = {k}, " + ("standard RTRL" if refresh == 0 else f"refresh every {refresh}")
             style = dict(marker="o", ls="-" if refresh == 0 else "--", capsize=3, label=label)
             lengths = [r["chain_length"] for r in cells]
-            drift.errorbar(lengths, [r["sensitivity_staleness"] for r in cells],
-                           [r["sensitivity_staleness_se"] or 0 for r in cells], **style)
+            # not measurable (None) where every measurement fell on an episode's first step
+            drift.errorbar(lengths, [np.nan if r["sensitivity_staleness"] is None else r["sensitivity_staleness"]
+                                     for r in cells], [r["sensitivity_staleness_se"] or 0 for r in cells], **style)
             success.errorbar(lengths, [r["eval_success_rate"] for r in cells],
                              [r["eval_success_rate_se"] or 0 for r in cells], **style)
     for ax in (drift, success):

@@ -66,8 +66,9 @@ class KMemoryChain(MemoryChain):
 
         reward = 2 · (fraction of the K bits named right) - 1 ∈ [-1, 1],   success = all K right.
 
-    K = 1 is MemoryChain. Chance: success 2^-K, expected reward 0. The reward's partial credit follows the
-    public reimplementations of the paper's environment (the paper's own code is not available here).
+    K = 1 is MemoryChain. Chance: success 2^-K, expected reward 0. This is our definition: SPEC.md names the
+    task without defining it and the paper's code is not available here, so the partial credit (and recalling all
+    K bits at once, rather than e.g. their majority) is a choice, not a reproduction.
     """
 
     def __init__(self, chain_length: int = 4, num_bits: int = 2, lagged_observation: bool = False):
