@@ -173,6 +173,12 @@ def main() -> None:
         upper = np.polyfit(np.log(params[-3:]), np.log(times[compile][-3:]), 1)[0]
         print(f"   {label}: log-log slope of time vs parameters {slope:.2f} over all sizes, {upper:.2f} over the "
               "largest three")
+        # cost = fixed per-step overhead + a part linear in the parameters: the log-log slope nears 1 only
+        # once the linear part dominates, so also report the affine fit and how well it holds
+        per_param, fixed = np.polyfit(params, times[compile], 1)
+        worst = np.max(np.abs(fixed + per_param * params - times[compile]) / times[compile])
+        print(f"   {label}: affine fit t = {1000 * fixed:.2f} ms + {1e6 * per_param:.1f} ms per million parameters "
+              f"(worst misfit {100 * worst:.0f}%)")
     path = Path(tempfile.gettempdir()) / "scaling_quick.png" if args.quick else ASSETS / "scaling.png"
     plot_scaling(np.array(sizes), params, {k: np.array(v) for k, v in times.items()}, path)
 
