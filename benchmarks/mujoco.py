@@ -21,6 +21,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import os  # noqa: E402
 
+from rtu_core.config import ConfigError  # noqa: E402
 from rtu_core.envs import MUJOCO_ROBOTS  # noqa: E402
 from rtu_core.sweep import Grid, LocalBackend, plot_comparison, run_comparison  # noqa: E402
 
@@ -60,4 +61,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as error:  # e.g. an --out that holds another sweep: one line, nothing written
+        sys.exit(f"error: {error}")

@@ -19,6 +19,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import os  # noqa: E402
 
+from rtu_core.config import ConfigError  # noqa: E402
 from rtu_core.envs import POPGYM_TASKS  # noqa: E402
 from rtu_core.sweep import Grid, LocalBackend, plot_comparison, run_comparison  # noqa: E402
 
@@ -31,7 +32,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", default=list(POPGYM_TASKS), choices=POPGYM_TASKS)
     parser.add_argument("--methods", nargs="+", default=STREAMING_METHODS, choices=STREAMING_METHODS)
-    parser.add_argument("--ppo-cells", nargs="+", default=["rtu"], choices=["rtu", "gru", "ffn"])
+    parser.add_argument("--ppo-cells", nargs="*", default=["rtu"], choices=["rtu", "gru", "ffn"],
+                        help="PPO baselines to run (none: streaming only)")
     parser.add_argument("--hidden-size", type=int, default=32)
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
@@ -45,9 +47,11 @@ def main() -> None:
                   **({"compile": True} if args.compile else {}))  # absent when off: earlier sweeps stay resumable
     streaming = Grid({**common, "kappa_actor": 3.0, "kappa_critic": 2.0, "entropy_coeff": 0.095},
                      {"env": envs, "method": args.methods}, args.seeds)
-    ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]
-    ppo = Grid({**common, "agent": "ppo"}, {"env": envs, "method": ppo_methods}, args.seeds)
-    markdown, rows = run_comparison(args.out, {"Streaming": streaming, "PPO": ppo}, LocalBackend(args.workers),
+    grids = {"Streaming": streaming}
+    if args.ppo_cells:
+        ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]
+        grids["PPO"] = Grid({**common, "agent": "ppo"}, {"env": envs, "method": ppo_methods}, args.seeds)
+    markdown, rows = run_comparison(args.out, grids, LocalBackend(args.workers),
                                     lambda point: point["env"].removeprefix("popgym:").removesuffix("Easy"))
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
     if args.plot:
@@ -56,4 +60,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as error:  # e.g. an --out that holds another sweep: one line, nothing written
+        sys.exit(f"error: {error}")

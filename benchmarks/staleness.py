@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
+from rtu_core.config import ConfigError
 from rtu_core.sweep import Grid, LocalBackend, aggregate, run_sweep
 
 
@@ -79,4 +81,7 @@ def plot(rows: list[dict], args) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except ConfigError as error:  # e.g. an --out that holds another sweep: one line, nothing written
+        sys.exit(f"error: {error}")
