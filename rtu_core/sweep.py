@@ -344,9 +344,13 @@ def run_comparison(out: Path, grids: dict[str, Grid], backend, task_name: Callab
     """Run labelled sweeps (e.g. {"Stream AC": ..., "PPO": ...}) into ``out/<label>/`` and compare them: a markdown
     table with one row per (label, method) and one column per task (``task_name(grid point)``), each cell the mean
     ± s.e. over seeds of ``metric``; also the rows behind it ({"method", "task", "mean", "se"})."""
+    folders = {label: out / label.lower().replace(" ", "_") for label in grids}
+    for label, grid in grids.items():  # every grid and folder checked before any run starts
+        grid.runs()
+        check_out_dir(folders[label], grid)
     rows = []
     for label, grid in grids.items():
-        folder = out / label.lower().replace(" ", "_")
+        folder = folders[label]
         done, skipped = run_sweep(folder, grid, backend)
         print(f"{label}: {done} runs trained, {skipped} already finished")
         for row in aggregate(folder, grid):

@@ -117,3 +117,13 @@ def test_run_comparison_tabulates_labelled_sweeps(tmp_path):
     assert [r["method"] for r in rows] == ["Streaming, RTU, RTRL"] * 2 + ["PPO, FFN (no memory)"] * 2
     assert (tmp_path / "streaming" / "summary.csv").exists() and (tmp_path / "ppo" / "table.md").exists() is False
     assert (tmp_path / "table.md").read_text() == markdown
+
+
+def test_run_comparison_checks_every_grid_before_training_any(tmp_path):
+    from rtu_core.sweep import run_comparison
+
+    grids = {"Streaming": Grid(BASE, {"method": ["rtu-rtrl"]}, seeds=1),
+             "PPO": Grid({**BASE, "agent": "ppo", "steps": 100}, {"method": ["ffn-tbptt"]}, seeds=1)}
+    with pytest.raises(ConfigError, match="grid point method=ffn-tbptt: steps must cover one PPO rollout"):
+        run_comparison(tmp_path / "out", grids, LocalBackend(workers=1), lambda p: "task")
+    assert not (tmp_path / "out").exists()
