@@ -21,7 +21,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse  # noqa: E402
 import os  # noqa: E402
 
-from rtu_core.config import ConfigError  # noqa: E402
+from rtu_core.config import METHOD_OF_CELL, ConfigError  # noqa: E402
 from rtu_core.envs import MUJOCO_ROBOTS  # noqa: E402
 from rtu_core.sweep import Grid, LocalBackend, plot_comparison, run_comparison  # noqa: E402
 
@@ -49,7 +49,7 @@ def main() -> None:
                   eval_episodes=3, **({"compile": True} if args.compile else {}))  # absent when off: resumable
     grids = {"Streaming": Grid(common, {**axes, "method": args.methods}, args.seeds)}
     if args.ppo_cells:
-        ppo_methods = [{"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}[c] for c in args.ppo_cells]
+        ppo_methods = [METHOD_OF_CELL[c] for c in args.ppo_cells]
         grids["PPO"] = Grid({**common, "agent": "ppo", "ppo_num_envs": 1, "ppo_rollout_steps": 2048},
                             {**axes, "method": ppo_methods}, args.seeds)
     markdown, rows = run_comparison(args.out, grids, LocalBackend(args.workers),

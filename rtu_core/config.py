@@ -13,6 +13,8 @@ DEFAULT_TRACE_DECAY = {"stream_ac": 0.8, "qrc": 0.95}
 # The memory methods compared throughout (paper §4.1): name -> (cell, mode).
 METHODS = {"rtu-rtrl": ("rtu", "rtrl"), "rtu-tbptt": ("rtu", "tbptt"), "gru-tbptt": ("gru", "tbptt"),
            "ffn-tbptt": ("ffn", "tbptt")}
+# Each cell's own gradient method (what PPO uses per cell: RTRL for the RTU, BPTT for the others).
+METHOD_OF_CELL = {"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}
 METHOD_LABELS = {"rtu-rtrl": "RTU, RTRL", "rtu-tbptt": "RTU, TBPTT(1)", "gru-tbptt": "GRU, TBPTT(1)",
                  "ffn-tbptt": "FFN (no memory)"}
 # Fields in which the members of one population may differ (everything else runs in lockstep).
