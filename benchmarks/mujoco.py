@@ -3,8 +3,9 @@
 Robots HalfCheetah, Hopper, Walker2d, Ant (gymnasium v5) with the observation masked to positions (P) or
 velocities (V) or full (F). Two resumable sweeps (``rtu_core.sweep.run_comparison``) into OUT/streaming and OUT/ppo, then one
 table of the mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds).
-Streaming: Stream AC(λ), Gaussian policy, tanh features of width 64 (SPEC.md §4-5). PPO: the paper's Brax setting,
-one environment, 2048-step rollouts, 32 minibatches, 4 epochs. The paper's budget is 2M steps per run.
+Settings are the paper's presets (``docs/method.md`` §7): Stream AC(λ) with a Gaussian policy, tanh Dense 64 blocks
+around an RTU of 192 units; PPO as in the paper's Brax setting, one environment, 2048-step rollouts, 32 minibatches,
+4 epochs. The paper's budget is 2M steps per run.
 
     python benchmarks/mujoco.py --steps 100000 --seeds 3 --robots Hopper --masks P V --out runs/mujoco \
         --plot assets/mujoco.png
@@ -36,8 +37,8 @@ def main() -> None:
     parser.add_argument("--masks", nargs="+", default=["P", "V"], choices=["F", "P", "V"])
     parser.add_argument("--methods", nargs="+", default=STREAMING_METHODS, choices=STREAMING_METHODS)
     parser.add_argument("--ppo-cells", nargs="*", default=["rtu"], choices=["rtu", "gru", "ffn"])
-    parser.add_argument("--hidden-size", type=int, default=32)
-    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--hidden-size", type=int, default=192)
+    parser.add_argument("--width", type=int, default=None, help="feature width (default: the paper's preset, 64)")
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("runs/mujoco"))
@@ -45,12 +46,12 @@ def main() -> None:
     args = parser.parse_args()
 
     axes = {"env": [f"mujoco:{robot}" for robot in args.robots], "mask": args.masks}
-    common = dict(steps=args.steps, hidden_size=args.hidden_size, width=args.width, activation="tanh",
-                  eval_episodes=3, **({"compile": True} if args.compile else {}))  # absent when off: resumable
+    common = dict(steps=args.steps, hidden_size=args.hidden_size, eval_episodes=3,
+                  **({"width": args.width} if args.width else {}), **({"compile": True} if args.compile else {}))  # absent when off: resumable
     grids = {"Streaming": Grid(common, {**axes, "method": args.methods}, args.seeds)}
     if args.ppo_cells:
         ppo_methods = [METHOD_OF_CELL[c] for c in args.ppo_cells]
-        grids["PPO"] = Grid({**common, "agent": "ppo", "ppo_num_envs": 1, "ppo_rollout_steps": 2048},
+        grids["PPO"] = Grid({**common, "agent": "ppo"},
                             {**axes, "method": ppo_methods}, args.seeds)
     markdown, rows = run_comparison(args.out, grids, LocalBackend(args.workers),
                                  lambda point: f"{point['env'].removeprefix('mujoco:')}-{point['mask']}", digits=1)

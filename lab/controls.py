@@ -8,14 +8,15 @@ import param
 
 from rtu_core import TrainConfig
 from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
+from rtu_core.presets import preset
 
-TASKS = {"MemoryChain": "memory_chain", "KMemoryChain (K bits)": "kmemory_chain",
+TASKS = {"MemoryChain": "memory_chain", "KMemoryChain (recall k back)": "kmemory_chain",
          **{f"POPGym {task.removesuffix('Easy')} (easy)": f"popgym:{task}" for task in POPGYM_TASKS},
          **{f"MuJoCo {robot}": f"mujoco:{robot}" for robot in MUJOCO_ROBOTS}}
 MASKS = {"full": "F", "positions only": "P", "velocities only": "V"}
-# Per-task defaults (SPEC.md §4-5): ObGD bounds of the POPGym runs; MuJoCo uses tanh features, a Gaussian
-# policy (Stream AC only: QRC needs discrete actions) and a short greedy evaluation (episodes of 1000 steps).
-TASK_KAPPAS = {"memory_chain": (1.5, 1.0), "kmemory_chain": (1.5, 1.0), "popgym": (3.0, 2.0), "mujoco": (1.5, 1.0)}
+# The κ and λ widgets start at the paper's presets for the task and agent (rtu_core.presets); the rest of the
+# network and learning settings the lab does not show come from the presets too. MuJoCo has a Gaussian policy
+# (Stream AC only: QRC needs discrete actions) and a short greedy evaluation (episodes of 1000 steps).
 AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO (batched)": "ppo"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
@@ -25,10 +26,8 @@ LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and 
 class LabSettings(param.Parameterized):
     task = param.Selector(default="memory_chain", objects=TASKS, label="Task", doc="Environment")
     mask = param.Selector(default="F", objects=MASKS, label="MuJoCo observation", doc="Masked MuJoCo: what is kept")
-    chain_length = param.Integer(default=8, bounds=(2, 128), label="Chain length L",
-                                 doc="Steps between the context bit and the question")
-    num_bits = param.Integer(default=2, bounds=(1, 6), label="Context bits K",
-                             doc="KMemoryChain: bits recalled together (2^K answers)")
+    chain_length = param.Integer(default=8, bounds=(2, 128), label="Chain length L (KMemoryChain: k)",
+                                 doc="Steps between the context bit and the question (KMemoryChain: how far back)")
     agent = param.Selector(default="stream_ac", objects=AGENTS, label="Agent", doc="Streaming agent")
     cell = param.Selector(default="rtu", objects=CELLS, label="Cell", doc="Recurrent cell")
     mode = param.Selector(default="rtrl", objects=MODES, label="Gradient", doc="RTRL is exact and only for the RTU")
@@ -53,33 +52,29 @@ class LabSettings(param.Parameterized):
             self.mode = "tbptt"
 
     @param.depends("task", watch=True)
-    def _defaults_for_task(self):
-        family = self.task.split(":")[0]
-        self.kappa_actor, self.kappa_critic = TASK_KAPPAS[family]
-        self.param.agent.objects = ({k: v for k, v in AGENTS.items() if v != "qrc"} if family == "mujoco"
-                                    else AGENTS)
-        if family == "mujoco" and self.agent == "qrc":
+    def _agents_for_task(self):
+        mujoco = self.task.startswith("mujoco:")
+        self.param.agent.objects = {k: v for k, v in AGENTS.items() if v != "qrc"} if mujoco else AGENTS
+        if mujoco and self.agent == "qrc":
             self.agent = "stream_ac"
-        else:
+        elif not mujoco:
             self.mask = "F"
 
-    @param.depends("agent", watch=True)
-    def _trace_decay_for_agent(self):
-        self.trace_decay = 0.95 if self.agent == "qrc" else 0.8
+    @param.depends("task", "agent", watch=True, on_init=True)
+    def _presets_for_task_and_agent(self):
+        values = preset(self.task, self.agent)
+        self.param.update(kappa_actor=values["kappa_actor"], kappa_critic=values["kappa_critic"],
+                          trace_decay=values["trace_decay"])
 
     def config(self, **overrides) -> TrainConfig:
         """The TrainConfig these settings describe (validated)."""
-        values = dict(env=self.task, chain_length=self.chain_length, num_bits=self.num_bits, agent=self.agent, cell=self.cell,
+        values = dict(env=self.task, chain_length=self.chain_length, agent=self.agent, cell=self.cell,
                       mode=self.mode, hidden_size=self.hidden_size, width=self.width, lr=self.lr,
                       kappa_actor=self.kappa_actor, kappa_critic=self.kappa_critic, lr_q=self.lr_q,
                       trace_decay=self.trace_decay, seed=self.seed, steps=self.steps, mask=self.mask,
                       progress_every=LAB_PROGRESS_EVERY, rtrl_refresh=self.rtrl_refresh)
         if self.task.startswith("mujoco:"):
-            values.update(activation="tanh", eval_episodes=5)
-            if self.agent == "ppo":  # the paper's Brax setting: one env, 2048-step rollouts
-                values.update(ppo_num_envs=1, ppo_rollout_steps=2048)
-        elif self.task.startswith("popgym:"):
-            values.update(entropy_coeff=0.095)
+            values.update(eval_episodes=5)
         values.update(overrides)
         if values["mode"] != "rtrl" or values["agent"] == "ppo":  # refreshing applies to streaming RTRL only
             values["rtrl_refresh"] = 0
@@ -87,7 +82,7 @@ class LabSettings(param.Parameterized):
 
     def widgets(self) -> pn.Param:
         return pn.Param(self, show_name=False, widgets={
-            "chain_length": pn.widgets.IntSlider, "num_bits": pn.widgets.IntSlider,
+            "chain_length": pn.widgets.IntSlider,
             "agent": pn.widgets.RadioButtonGroup, "cell": pn.widgets.RadioButtonGroup,
             "mode": pn.widgets.RadioButtonGroup,
             "lr": {"type": pn.widgets.FloatInput, "step": 0.1},

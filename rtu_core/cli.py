@@ -15,10 +15,9 @@ import importlib.util
 import os
 import sys
 import time
-import typing
 from pathlib import Path
 
-from .config import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig, field_type
 from .events import EpisodeEnd, Progress, RunEnd
 from .results import RunRecorder
 from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
@@ -35,12 +34,6 @@ class UsageError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line instead of argparse's usage block
         raise UsageError(message)
-
-
-def _option_type(field: dataclasses.Field):
-    hint = typing.get_type_hints(TrainConfig)[field.name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    return args[0] if args else hint
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,12 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_config_options(run: argparse.ArgumentParser) -> None:
     for field in dataclasses.fields(TrainConfig):
         flag = "--" + field.name.replace("_", "-")
-        kind = _option_type(field)
+        kind = field_type(field.name)
         help_text = field.metadata.get("help", "")
         if kind is bool:
             run.add_argument(flag, action="store_true", help=help_text)
-        elif field.name == "mode":
-            run.add_argument(flag, default=None, help=help_text + " (default: rtrl for rtu, tbptt otherwise)")
+        elif field.default is None:
+            run.add_argument(flag, type=kind, default=None, help=help_text)
         else:
             run.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {field.default})")
 
@@ -83,9 +76,7 @@ def given_config_values(args: argparse.Namespace) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values = given_config_values(args)
-    values.setdefault("mode", "rtrl" if values.get("cell", "rtu") == "rtu" else "tbptt")
-    return TrainConfig(**values)
+    return TrainConfig(**given_config_values(args))
 
 
 def check_out_dir(out: Path) -> None:
@@ -175,10 +166,10 @@ def list_envs() -> int:
     import gymnasium as gym
 
     from .envs import ENV_NAMES
-    from .training import make_env
+    from .envs import make_env
 
     for name in ENV_NAMES:
-        env = make_env(TrainConfig(env=name, chain_length=4))
+        env = make_env(name, chain_length=4)
         print(f"{name:30s} observation {gym.spaces.flatdim(env.observation_space):4d}   actions {env.action_space}")
         env.close()
     return 0

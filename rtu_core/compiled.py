@@ -18,7 +18,7 @@ with λ = g + iφ and u = (B_real x, B_imag x),
     S^θ   = λ S^θ + (dλ/dθ_log) h_{t-1},           dλ/dθ_log = iθλ
     S^B_real = λ S^B_real + γ x,   S^B_imag = λ S^B_imag + iγ x            (each times D when nonlinear)
 
-(SPEC.md §2) — the same equations as ``RTU.advance`` and ``fused.backward``, which this module is tested against
+(``docs/method.md`` §2) — the same equations as ``RTU.advance`` and ``fused.backward``, which this module is tested against
 in float64. The agent's RTRL state stays complex: the graphs read and write it through ``torch.view_as_real``.
 Compiling takes seconds per network shape and dtype (cached by TorchInductor across processes), so it pays off
 for long headless runs and sweeps; the lab and the tests' short runs use the eager path. Runs stay deterministic,
@@ -32,17 +32,14 @@ from torch import Tensor
 
 from .agents.policy import categorical, categorical_grad, gaussian, gaussian_grads
 from .cells import RTRLState
-from .cells.rtu import _GAMMA_EPS
+from .cells.rtu import _rotate, advance_pairs, eigen
+from .cells.rtu import rowsum_matvec as _matvec
 from .fused import LEAKY_SLOPE, LN_EPS, activation_derivative
 from .network import MemoryNetwork
 from .optim import ObGD, bounded_step
 
 Params = tuple[Tensor, ...]  # W_f, b_f, ν_log, θ_log, B_real, B_imag, W_o, b_o (MemoryNetwork.parameters() order)
 Pairs = tuple[Tensor, ...]   # h, S^ν, S^θ, S^B_real, S^B_imag as (..., 2) real pairs
-
-
-def _matvec(weight: Tensor, x: Tensor) -> Tensor:
-    return (weight * x.unsqueeze(-2)).sum(-1)
 
 
 def _features(params: Params, obs: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -56,21 +53,6 @@ def _features(params: Params, obs: Tensor, activation: str) -> tuple[Tensor, Ten
     return normed, inv_std, torch.tanh(normed) if activation == "tanh" else torch.relu(normed)
 
 
-def _eigen(params: Params) -> tuple[Tensor, ...]:
-    """e^ν, θ, g = r cos θ, φ = r sin θ, γ, dγ/dν of the RTU."""
-    e_nu = torch.exp(params[2])
-    r = torch.exp(-e_nu)
-    theta = torch.exp(params[3])
-    one_minus_r2 = 1 - r * r
-    return (e_nu, theta, r * torch.cos(theta), r * torch.sin(theta), torch.sqrt(one_minus_r2) + _GAMMA_EPS,
-            e_nu * r * r / torch.sqrt(one_minus_r2))
-
-
-def _rotate(g: Tensor, phi: Tensor, re: Tensor, im: Tensor) -> tuple[Tensor, Tensor]:
-    """λ z for z = re + i im."""
-    return g * re - phi * im, g * im + phi * re
-
-
 def _head(params: Params, c: Tensor) -> tuple[Tensor, Tensor]:
     y = torch.tanh(c)
     return _matvec(params[6], y) + params[7], y
@@ -79,29 +61,8 @@ def _head(params: Params, c: Tensor) -> tuple[Tensor, Tensor]:
 def _network_forward(params: Params, obs: Tensor, state: Pairs, activation: str, nonlinear: bool):
     """(out_t, state_t as real pairs, tape) from o_t and the state of step t-1."""
     normed, inv_std, x = _features(params, obs, activation)
-    e_nu, theta, g, phi, gamma, dgamma = _eigen(params)
-    u1, u2 = _matvec(params[4], x), _matvec(params[5], x)
-    h1, h2 = state[0].unbind(-1)
-    lh1, lh2 = _rotate(g, phi, h1, h2)
-    pre1, pre2 = lh1 + gamma * u1, lh2 + gamma * u2
-    s1, s2 = _rotate(g, phi, *state[1].unbind(-1))
-    s_nu = (s1 - e_nu * lh1 + dgamma * u1, s2 - e_nu * lh2 + dgamma * u2)
-    s1, s2 = _rotate(g, phi, *state[2].unbind(-1))
-    s_theta = (s1 - theta * lh2, s2 + theta * lh1)
-    gx = gamma.unsqueeze(-1) * x.unsqueeze(-2)
-    g_col, phi_col = g.unsqueeze(-1), phi.unsqueeze(-1)
-    s1, s2 = _rotate(g_col, phi_col, *state[3].unbind(-1))
-    s_b_real = (s1 + gx, s2)
-    s1, s2 = _rotate(g_col, phi_col, *state[4].unbind(-1))
-    s_b_imag = (s1, s2 + gx)
-    sensitivities = [s_nu, s_theta, s_b_real, s_b_imag]
-    if nonlinear:
-        pre1, pre2 = torch.tanh(pre1), torch.tanh(pre2)
-        d1, d2 = 1 - pre1.square(), 1 - pre2.square()
-        sensitivities = [(d1 * a, d2 * b) if a.dim() == d1.dim() else (d1.unsqueeze(-1) * a, d2.unsqueeze(-1) * b)
-                         for a, b in sensitivities]
-    out, y = _head(params, torch.cat((pre1, pre2), -1))
-    new_state = tuple(torch.stack(pair, -1) for pair in [(pre1, pre2), *sensitivities])
+    new_state = advance_pairs(params[2:6], x, state, nonlinear)
+    out, y = _head(params, torch.cat(new_state[0].unbind(-1), -1))  # c = [Re h, Im h]
     return out, new_state, (obs, normed, inv_std, y)
 
 
@@ -118,7 +79,7 @@ def _network_backward(params: Params, tape, state: Pairs, grad_out: Tensor, acti
         grads.append(dc1.unsqueeze(-1) * s[..., 0] + dc2.unsqueeze(-1) * s[..., 1])
     if nonlinear:
         dc1, dc2 = dc1 * (1 - state[0][..., 0].square()), dc2 * (1 - state[0][..., 1].square())
-    gamma = _eigen(params)[4]
+    gamma = eigen(params[2], params[3])[4]
     dx = _matvec(params[4].transpose(-1, -2), gamma * dc1) + _matvec(params[5].transpose(-1, -2), gamma * dc2)
     dn = dx * activation_derivative(activation, normed)
     da = (dn - dn.mean(-1, keepdim=True) - normed * (dn * normed).mean(-1, keepdim=True)) * inv_std
@@ -130,7 +91,7 @@ def _network_backward(params: Params, tape, state: Pairs, grad_out: Tensor, acti
 def _next_value(params: Params, next_obs: Tensor, hidden: Tensor, activation: str, nonlinear: bool) -> Tensor:
     """V(o_{t+1}) (P,) by the plain recurrence from h_t, without advancing anything."""
     x = _features(params, next_obs, activation)[2]
-    _, _, g, phi, gamma, _ = _eigen(params)
+    _, _, g, phi, gamma, _ = eigen(params[2], params[3])
     lh1, lh2 = _rotate(g, phi, *hidden.unbind(-1))
     c1, c2 = lh1 + gamma * _matvec(params[4], x), lh2 + gamma * _matvec(params[5], x)
     if nonlinear:
@@ -139,7 +100,7 @@ def _next_value(params: Params, next_obs: Tensor, hidden: Tensor, activation: st
 
 
 def as_pairs(memory: RTRLState) -> Pairs:
-    return tuple(torch.view_as_real(t) for t in memory)
+    return tuple(torch.view_as_real(t) for t in memory[:5])
 
 
 def from_pairs(pairs: Pairs) -> RTRLState:

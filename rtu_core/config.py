@@ -1,15 +1,23 @@
-"""Run configuration: one typed, validated dataclass shared by the CLI, the app, notebooks and sweeps."""
+"""Run configuration: one typed, validated dataclass shared by the CLI, the app, notebooks and sweeps.
+
+Fields left at ``None`` are resolved when the config is built: ``mode`` follows the cell (RTRL for the RTU,
+TBPTT(1) otherwise) and the network and learning settings come from the paper's presets for the task and agent
+(``rtu_core.presets``, ``docs/method.md`` §7). A resolved config holds no ``None`` in those fields, so
+``config.json`` records exactly what ran and reloading it gives the same run.
+"""
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 
-from .envs import ENV_NAMES, MASKS
+from .envs import ENV_NAMES, MASKS, TIMINGS
 from .network import ACTIVATIONS, CELLS, MODES
+from .presets import PRESET_FIELDS, preset
 
 AGENT_NAMES = ("stream_ac", "qrc", "ppo")
 OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
-DEFAULT_TRACE_DECAY = {"stream_ac": 0.8, "qrc": 0.95}
+ENGINES = ("auto", "native", "eager")
 # The memory methods compared throughout (paper §4.1): name -> (cell, mode).
 METHODS = {"rtu-rtrl": ("rtu", "rtrl"), "rtu-tbptt": ("rtu", "tbptt"), "gru-tbptt": ("gru", "tbptt"),
            "ffn-tbptt": ("ffn", "tbptt")}
@@ -18,76 +26,103 @@ METHOD_OF_CELL = {"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}
 METHOD_LABELS = {"rtu-rtrl": "RTU, RTRL", "rtu-tbptt": "RTU, TBPTT(1)", "gru-tbptt": "GRU, TBPTT(1)",
                  "ffn-tbptt": "FFN (no memory)"}
 # Fields in which the members of one population may differ (everything else runs in lockstep).
-MEMBER_FIELDS = ("seed", "chain_length", "lagged_observation")
+MEMBER_FIELDS = ("seed", "chain_length", "observation_timing")
 
 
 class ConfigError(ValueError):
     """An invalid run configuration; the message is one line meant for the user."""
 
 
+def _help(text: str, default=None) -> dict:
+    return {"metadata": {"help": text}, "default": default}
+
+
 @dataclass
 class TrainConfig:
+    """One training run (or a population of P runs in lockstep): task, agent, network, budget and settings.
+
+    Every field is a command-line option (``chain_length`` -> ``--chain-length``); ``help`` says what it means.
+    ``None`` means "the preset for this task and agent" (resolved in ``__post_init__``)."""
+
     # task
-    env: str = field(default="memory_chain", metadata={"help": "environment: memory_chain, kmemory_chain, popgym:<Task>, mujoco:<Robot> (python -m rtu_core envs lists them)"})
-    chain_length: int = field(default=16, metadata={"help": "(K)MemoryChain memory length L (episode = L + 1 steps)"})
-    num_bits: int = field(default=2, metadata={"help": "KMemoryChain: context bits K recalled together (2^K actions)"})
-    mask: str = field(default="F", metadata={"help": "masked MuJoCo: F full, P positions only, V velocities only"})
-    lagged_observation: bool = field(default=False, metadata={"help": "the paper's one-step-late MemoryChain observations"})
+    env: str = field(**_help("environment: memory_chain, kmemory_chain, popgym:<Task>, mujoco:<Robot> "
+                             "(python -m rtu_core envs lists them)", "memory_chain"))
+    chain_length: int = field(**_help("MemoryChain memory length L (episode = L + 1 actions); KMemoryChain k "
+                                      "(recall the bit from k steps back)", 16))
+    num_bits: int = field(**_help("MemoryChain: context bits (bsuite num_bits; one of them is queried)", 1))
+    observation_timing: str = field(**_help("MemoryChain: bsuite (the paper's task: observations one step behind "
+                                            "the time) or immediate (a harder variant)", "bsuite"))
+    mask: str = field(**_help("masked MuJoCo: F full, P positions only, V velocities only", "F"))
     # agent and network
-    agent: str = field(default="stream_ac", metadata={"help": "streaming agent: " + ", ".join(AGENT_NAMES)})
-    cell: str = field(default="rtu", metadata={"help": "recurrent cell: " + ", ".join(CELLS)})
-    mode: str = field(default="rtrl", metadata={"help": "rtrl (exact, RTU only) or tbptt (one-step horizon)"})
-    nonlinear_rtu: bool = field(default=False, metadata={"help": "tanh inside the RTU recurrence"})
-    rtrl_refresh: int = field(default=0, metadata={"help": "every k steps, recompute the RTRL state under the current parameters by replaying the episode (0: never, standard RTRL)"})
-    staleness_every: int = field(default=0, metadata={"help": "every k steps, measure how far the RTRL sensitivities are from their replay under the current parameters (0: off)"})
-    hidden_size: int = field(default=192, metadata={"help": "RTU complex units / GRU units"})
-    width: int = field(default=128, metadata={"help": "feature layer width (the cell's input size)"})
-    head_width: int = field(default=0, metadata={"help": "hidden layer of the head (0: linear read-out)"})
-    activation: str = field(default="leaky_relu", metadata={"help": "feature activation: " + ", ".join(ACTIVATIONS)})
-    sparsity: float = field(default=0.9, metadata={"help": "fraction of each layer's weights zeroed at init"})
-    dtype: str = field(default="float32", metadata={"help": "float32 or float64"})
-    compile: bool = field(default=False, metadata={"help": "where a compiled step exists (stream_ac, rtu, rtrl, obgd, head-width 0), run each step as two torch.compile'd graphs: seconds to compile once per process, then about 3x faster; other settings run as without it"})
+    agent: str = field(**_help("agent: " + ", ".join(AGENT_NAMES), "stream_ac"))
+    cell: str = field(**_help("recurrent cell: " + ", ".join(CELLS), "rtu"))
+    mode: str | None = field(**_help("rtrl (exact, RTU only) or tbptt (one-step horizon); default: rtrl for the "
+                                     "rtu, tbptt otherwise"))
+    nonlinear_rtu: bool = field(**_help("tanh inside the RTU recurrence", False))
+    taylor_sensitivity: bool = field(**_help("first-order Taylor correction of stale RTRL sensitivities (paper "
+                                             "§4.4): gradients use S + C", False))
+    rtrl_refresh: int = field(**_help("every k steps, recompute the RTRL state under the current parameters by "
+                                      "replaying the episode (0: never, standard RTRL)", 0))
+    staleness_every: int = field(**_help("every k steps, measure how far the RTRL sensitivities are from their "
+                                         "replay under the current parameters (0: off)", 0))
+    hidden_size: int = field(**_help("RTU complex units / GRU units", 192))
+    width: int | None = field(**_help("feature layer width (the cell's input size); preset"))
+    feature_layers: int | None = field(**_help("feature blocks (Dense -> LayerNorm -> activation) before the cell; "
+                                               "preset"))
+    head_width: int | None = field(**_help("hidden layer of the head (0: linear read-out); preset"))
+    activation: str | None = field(**_help("feature activation: " + ", ".join(ACTIVATIONS) + "; preset"))
+    sparsity: float = field(**_help("fraction of each layer's weights zeroed at init", 0.9))
+    dtype: str = field(**_help("float32 or float64", "float32"))
+    engine: str = field(**_help("auto: the native (compiled C++) step wherever it applies (RTU-RTRL, linear head, "
+                                "Stream AC with ObGD or QRC, CPU), else eager; native: require it; eager: never",
+                                "auto"))
+    compile: bool = field(**_help("where a compiled step exists (stream_ac, rtu, rtrl, obgd, head-width 0, one "
+                                  "feature layer), run each step as two torch.compile'd graphs instead", False))
     # run
-    steps: int = field(default=100_000, metadata={"help": "environment steps per member"})
-    seed: int = field(default=0, metadata={"help": "seed of member 0 (member k uses seed + k)"})
-    population: int = field(default=1, metadata={"help": "independent agents trained in lockstep"})
-    eval_episodes: int = field(default=100, metadata={"help": "greedy evaluation episodes after training"})
-    time_limit: float | None = field(default=None, metadata={"help": "stop cleanly after this many seconds"})
-    snapshot_every: int = field(default=0, metadata={"help": "steps between diagnostic snapshots (0: off)"})
-    snapshot_window: int = field(default=256, metadata={"help": "hidden-state steps kept for snapshots"})
-    progress_every: int = field(default=500, metadata={"help": "steps between progress events"})
+    steps: int = field(**_help("environment steps per member", 100_000))
+    seed: int = field(**_help("seed of member 0 (member k uses seed + k)", 0))
+    population: int = field(**_help("independent agents trained in lockstep", 1))
+    eval_episodes: int = field(**_help("greedy evaluation episodes after training", 100))
+    time_limit: float | None = field(**_help("stop cleanly after this many seconds"))
+    snapshot_every: int = field(**_help("steps between diagnostic snapshots (0: off)", 0))
+    snapshot_window: int = field(**_help("hidden-state steps kept for snapshots", 256))
+    progress_every: int = field(**_help("steps between progress events", 500))
     # shared learning settings
-    gamma: float = field(default=0.99, metadata={"help": "discount"})
-    trace_decay: float | None = field(default=None, metadata={"help": "eligibility trace λ (default: 0.8 AC, 0.95 QRC)"})
+    gamma: float = field(**_help("discount", 0.99))
+    trace_decay: float | None = field(**_help("eligibility trace λ; preset (0.8 Stream AC, 0.95 QRC)"))
     # Stream AC(λ)
-    optimizer: str = field(default="obgd", metadata={"help": "obgd or adaptive_obgd"})
-    lr: float = field(default=1.0, metadata={"help": "ObGD step size α"})
-    kappa_actor: float = field(default=1.5, metadata={"help": "ObGD κ of the actor"})
-    kappa_critic: float = field(default=1.0, metadata={"help": "ObGD κ of the critic"})
-    entropy_coeff: float = field(default=0.01, metadata={"help": "entropy bonus η"})
+    optimizer: str = field(**_help("obgd or adaptive_obgd", "obgd"))
+    lr: float = field(**_help("ObGD step size α", 1.0))
+    kappa_actor: float | None = field(**_help("ObGD κ of the actor; preset"))
+    kappa_critic: float | None = field(**_help("ObGD κ of the critic; preset"))
+    entropy_coeff: float | None = field(**_help("entropy bonus η; preset"))
     # QRC(λ)
-    lr_q: float = field(default=1e-4, metadata={"help": "QRC step size of Q"})
-    lr_h: float = field(default=1e-5, metadata={"help": "QRC step size of h"})
-    beta: float = field(default=1.0, metadata={"help": "QRC regularisation of h"})
-    epsilon_start: float = field(default=1.0, metadata={"help": "initial ε of ε-greedy"})
-    epsilon_end: float = field(default=0.01, metadata={"help": "final ε of ε-greedy"})
-    exploration_fraction: float = field(default=0.1, metadata={"help": "fraction of steps over which ε decays"})
-    grad_clip: float | None = field(default=None, metadata={"help": "per-member global-norm clip of QRC updates"})
-    # batched PPO baseline (SPEC.md §5; POPGym settings by default, MuJoCo: --ppo-num-envs 1 --ppo-rollout-steps 2048)
-    ppo_num_envs: int = field(default=32, metadata={"help": "PPO: parallel environments"})
-    ppo_rollout_steps: int = field(default=64, metadata={"help": "PPO: steps per environment per rollout"})
-    ppo_minibatches: int = field(default=32, metadata={"help": "PPO: minibatches of sequences per epoch"})
-    ppo_epochs: int = field(default=4, metadata={"help": "PPO: passes over each rollout"})
-    ppo_lr_actor: float = field(default=3e-4, metadata={"help": "PPO: Adam step size of the actor"})
-    ppo_lr_critic: float = field(default=1e-4, metadata={"help": "PPO: Adam step size of the critic"})
-    ppo_max_grad_norm: float = field(default=1.5, metadata={"help": "PPO: gradient-norm clip per network"})
-    ppo_gae_lambda: float = field(default=0.95, metadata={"help": "PPO: GAE λ"})
-    ppo_clip: float = field(default=0.2, metadata={"help": "PPO: ratio and value clip ε"})
-    ppo_entropy_coeff: float = field(default=0.0, metadata={"help": "PPO: entropy bonus"})
+    lr_q: float = field(**_help("QRC step size of Q", 1e-4))
+    lr_h: float = field(**_help("QRC step size of h", 1e-5))
+    beta: float = field(**_help("QRC regularisation of h", 1.0))
+    epsilon_start: float = field(**_help("initial ε of ε-greedy", 1.0))
+    epsilon_end: float = field(**_help("final ε of ε-greedy", 0.01))
+    exploration_fraction: float | None = field(**_help("fraction of steps over which ε decays; preset"))
+    grad_clip: float | None = field(**_help("per-member global-norm clip of QRC updates (0: off); preset"))
+    # batched PPO baseline (docs/method.md §5)
+    ppo_num_envs: int | None = field(**_help("PPO: parallel environments; preset"))
+    ppo_rollout_steps: int | None = field(**_help("PPO: steps per environment per rollout; preset"))
+    ppo_minibatches: int = field(**_help("PPO: minibatches of sequences per epoch", 32))
+    ppo_epochs: int = field(**_help("PPO: passes over each rollout", 4))
+    ppo_lr_actor: float = field(**_help("PPO: Adam step size of the actor", 3e-4))
+    ppo_lr_critic: float = field(**_help("PPO: Adam step size of the critic", 1e-4))
+    ppo_max_grad_norm: float = field(**_help("PPO: gradient-norm clip per network", 1.5))
+    ppo_gae_lambda: float = field(**_help("PPO: GAE λ", 0.95))
+    ppo_clip: float = field(**_help("PPO: ratio and value clip ε", 0.2))
+    ppo_entropy_coeff: float = field(**_help("PPO: entropy bonus", 0.0))
 
     def __post_init__(self):
-        if self.trace_decay is None and self.agent in DEFAULT_TRACE_DECAY:
-            self.trace_decay = DEFAULT_TRACE_DECAY[self.agent]
+        if self.agent in AGENT_NAMES and self.env in ENV_NAMES:  # else validate() names the bad value
+            if self.mode is None:
+                self.mode = "rtrl" if self.cell == "rtu" else "tbptt"
+            for name, value in preset(self.env, self.agent).items():
+                if getattr(self, name) is None:
+                    setattr(self, name, value)
         self.validate()
 
     def validate(self) -> None:
@@ -99,16 +134,24 @@ class TrainConfig:
         choose("mask", MASKS)
         if self.mask != "F" and not self.env.startswith("mujoco:"):
             raise ConfigError(f"mask {self.mask} applies to mujoco:<Robot> envs, not {self.env}")
+        choose("observation_timing", TIMINGS)
+        if (self.observation_timing != "bsuite" or self.num_bits != 1) and self.env != "memory_chain":
+            raise ConfigError(f"observation-timing and num-bits apply to memory_chain, not {self.env}")
         choose("agent", AGENT_NAMES)
         choose("cell", CELLS)
         choose("mode", MODES)
         choose("activation", tuple(ACTIVATIONS))
         choose("optimizer", OPTIMIZER_NAMES)
         choose("dtype", ("float32", "float64"))
+        choose("engine", ENGINES)
+        if self.engine == "native" and not self.native_step:
+            raise ConfigError("engine native runs stream_ac (obgd) or qrc with cell rtu, mode rtrl, head-width 0, no "
+                              "taylor-sensitivity and no compile; use engine auto or eager")
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
-        positive = ("chain_length", "num_bits", "steps", "population", "hidden_size", "width", "progress_every", "snapshot_window",
-                    "ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches", "ppo_epochs")
+        positive = ("chain_length", "num_bits", "steps", "population", "hidden_size", "width", "feature_layers",
+                    "progress_every", "snapshot_window", "ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches",
+                    "ppo_epochs")
         for name in positive:
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -127,13 +170,16 @@ class TrainConfig:
         for name in ("entropy_coeff", "beta"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
-        if (self.rtrl_refresh or self.staleness_every) and (self.mode != "rtrl" or self.agent == "ppo"):
-            raise ConfigError("rtrl-refresh and staleness-every apply to streaming agents in mode rtrl")
+        if (self.rtrl_refresh or self.staleness_every or self.taylor_sensitivity) and (
+                self.mode != "rtrl" or self.agent == "ppo"):
+            raise ConfigError("taylor-sensitivity, rtrl-refresh and staleness-every apply to streaming agents in "
+                              "mode rtrl (cell rtu)")
         if self.agent == "ppo":
             self._validate_ppo()
-        for name in ("time_limit", "grad_clip"):
-            if getattr(self, name) is not None and not getattr(self, name) > 0:
-                raise ConfigError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
+        if self.time_limit is not None and not self.time_limit > 0:
+            raise ConfigError(f"time-limit must be > 0, got {self.time_limit!r}")
+        if not self.grad_clip >= 0:
+            raise ConfigError(f"grad-clip must be >= 0 (0: off), got {self.grad_clip!r}")
 
     def _validate_ppo(self) -> None:
         if self.population != 1:
@@ -149,13 +195,27 @@ class TrainConfig:
     @property
     def compiled_step(self) -> bool:
         """Whether this run uses ``rtu_core.compiled`` (``compile`` asked for, and a compiled step exists)."""
-        return self.compile and (self.agent, self.cell, self.mode, self.head_width, self.optimizer) == (
-            "stream_ac", "rtu", "rtrl", 0, "obgd")
+        return self.compile and not self.taylor_sensitivity and (
+            self.agent, self.cell, self.mode, self.head_width, self.feature_layers, self.optimizer) == (
+            "stream_ac", "rtu", "rtrl", 0, 1, "obgd")
+
+    @property
+    def native_step(self) -> bool:
+        """Whether the native step (``rtu_core.native``) applies to this run (it is used unless engine is eager or
+        the extension cannot be built)."""
+        return self.engine != "eager" and not self.compiled_step and not self.taylor_sensitivity and (
+            self.cell, self.mode, self.head_width) == ("rtu", "rtrl", 0) and (
+            self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
 
     def network_kwargs(self) -> dict:
         return dict(cell=self.cell, mode=self.mode, hidden_size=self.hidden_size, width=self.width,
-                    head_width=self.head_width, nonlinear_rtu=self.nonlinear_rtu, activation=self.activation,
-                    sparsity=self.sparsity)
+                    feature_layers=self.feature_layers, head_width=self.head_width, nonlinear_rtu=self.nonlinear_rtu,
+                    activation=self.activation, sparsity=self.sparsity, taylor=self.taylor_sensitivity)
+
+    def env_kwargs(self) -> dict:
+        """The arguments of ``envs.make_env`` for this config's task."""
+        return dict(chain_length=self.chain_length, num_bits=self.num_bits,
+                    observation_timing=self.observation_timing, mask=self.mask)
 
     def member(self, index: int) -> "TrainConfig":
         """The solo configuration of population member ``index`` (seed + index, population 1)."""
@@ -175,6 +235,13 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+def field_type(name: str) -> type:
+    """The value type of a TrainConfig field (``int`` for ``int | None``)."""
+    hint = typing.get_type_hints(TrainConfig)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
 
 
 def pack_population(members: "TrainConfig | list[TrainConfig]") -> tuple[TrainConfig, list[TrainConfig]]:

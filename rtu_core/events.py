@@ -14,7 +14,7 @@ class EpisodeEnd:
     episode: int
     episode_return: float
     length: int
-    success: bool | None
+    success: float | None         # fraction of the episode's rewarded decisions that were right (None: no measure)
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class EvaluationEnd:
     """Greedy evaluation of member ``member`` after training (no learning, normalisation frozen)."""
     member: int
     returns: list[float]
-    successes: list[bool] = field(default_factory=list)
+    successes: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,12 @@
-"""The agents' network (SPEC.md §2): observation -> feature layer -> cell -> head.
+"""The agents' network (``docs/method.md`` §2): observation -> feature layers -> cell -> head.
 
-    x_t = act(LayerNorm(W_f o_t + b_f))                  sparse-initialised feature layer
+    x_t = act(LayerNorm(W_f o_t + b_f))                  sparse-initialised feature block (``feature_layers`` of them)
     y_t, m_t = cell(x_t, m_{t-1})                       RTU (RTRL or TBPTT(1)), GRU or FFN
     out_t = W_o act(LayerNorm(W_h y_t + b_h)) + b_o      head (a plain linear read-out if head_width = 0)
 
 ``mode="rtrl"`` carries the RTU's RTRL state (hidden state and sensitivities): gradients of out_t reach
-the RTU parameters through the exact RTRL sensitivities, and the feature layer through x_t only.
+the RTU parameters through the exact RTRL sensitivities, and the feature layers through x_t only. With
+``taylor=True`` the state also carries the paper's Taylor correction of the sensitivities (``TaylorRTRLState``).
 ``mode="tbptt"`` carries the cell's hidden state detached, so every gradient has a one-step horizon.
 """
 from __future__ import annotations
@@ -27,10 +28,12 @@ Memory = Tensor | RTRLState
 
 
 class MemoryNetwork(nn.Module):
+    """Feature blocks, a cell and a head, optionally stacked over a population; ``step`` advances its memory."""
+
     def __init__(self, obs_size: int, out_size: int, *, cell: str = "rtu", mode: str = "rtrl",
-                 hidden_size: int = 192, width: int = 128, head_width: int = 0, nonlinear_rtu: bool = False,
-                 activation: str = "leaky_relu", sparsity: float = 0.9, population: int | None = None,
-                 generators: Generators = None):
+                 hidden_size: int = 192, width: int = 128, feature_layers: int = 1, head_width: int = 0,
+                 nonlinear_rtu: bool = False, activation: str = "leaky_relu", sparsity: float = 0.9,
+                 taylor: bool = False, population: int | None = None, generators: Generators = None):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r} (choose from {', '.join(CELLS)})")
@@ -38,11 +41,14 @@ class MemoryNetwork(nn.Module):
             raise ValueError(f"unknown mode {mode!r} (choose from {', '.join(MODES)})")
         if mode == "rtrl" and cell != "rtu":
             raise ValueError(f"mode 'rtrl' needs the rtu cell; {cell} is trained with mode 'tbptt'")
-        self.cell_name, self.mode, self.population = cell, mode, population
+        if taylor and mode != "rtrl":
+            raise ValueError("the Taylor correction applies to RTRL sensitivities (mode 'rtrl')")
+        self.cell_name, self.mode, self.population, self.taylor = cell, mode, population, taylor
         self.activation_name, self.activation = activation, ACTIVATIONS[activation]
         gens = member_generators(population, generators)
         common = dict(population=population, generators=gens if population is not None else gens[0])
-        self.feature = Linear(obs_size, width, sparsity=sparsity, **common)
+        self.features = nn.ModuleList([Linear(obs_size if i == 0 else width, width, sparsity=sparsity, **common)
+                                       for i in range(feature_layers)])
         if cell == "rtu":
             self.cell = RTU(width, hidden_size, nonlinear=nonlinear_rtu, **common)
         elif cell == "gru":
@@ -54,10 +60,15 @@ class MemoryNetwork(nn.Module):
         self.head = Linear(head_width or self.cell.output_size, out_size, sparsity=sparsity, **common)
 
     def initial_memory(self) -> Memory:
-        return self.cell.initial_rtrl_state() if self.mode == "rtrl" else self.cell.initial_hidden()
+        if self.mode == "tbptt":
+            return self.cell.initial_hidden()
+        return self.cell.initial_taylor_state() if self.taylor else self.cell.initial_rtrl_state()
 
     def _features(self, obs: Tensor) -> Tensor:
-        return self.activation(layer_norm(self.feature(obs)))
+        x = obs
+        for layer in self.features:
+            x = self.activation(layer_norm(layer(x)))
+        return x
 
     def _read_out(self, y: Tensor) -> Tensor:
         if self.head_hidden is not None:
@@ -113,10 +124,13 @@ class MemoryNetwork(nn.Module):
         Online RTRL advances S_t = D_t ⊙ (λ_t S_{t-1} + J_t) with the parameters of each step, so after updates
         S_t is stale: it is not ∂h_t/∂p of the current network. Replaying the episode's inputs o_1 … o_t
         (T, P, d) from zero, with the memory zeroed where ``starts`` (T, P) marks an episode's first step,
-        gives the sensitivities that a network with fixed current parameters would carry."""
-        memory = self.initial_memory()
+        gives the sensitivities that a network with fixed current parameters would carry (with ``taylor``: and a
+        zero correction)."""
+        memory = self.cell.initial_rtrl_state()
         for obs, start in zip(observations, starts):
             memory = self.cell.advance(self._features(obs), self.reset_memory(memory, start))
+        if self.taylor:
+            memory = type(self.initial_memory())(*memory, *(torch.zeros_like(s) for s in memory[1:]))
         return memory
 
     @staticmethod
@@ -125,7 +139,7 @@ class MemoryNetwork(nn.Module):
         def zero(t: Tensor) -> Tensor:
             return t.masked_fill(mask.view(-1, *([1] * (t.dim() - 1))), 0)
         if isinstance(memory, RTRLState):
-            return RTRLState(*(zero(t) for t in memory))
+            return type(memory)(*(zero(t) for t in memory))
         return zero(memory)
 
     @staticmethod

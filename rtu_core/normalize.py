@@ -1,4 +1,4 @@
-"""Streaming input normalisation (Elsayed et al. 2024, SPEC.md §4), one set of statistics per member.
+"""Streaming input normalisation (Elsayed et al. 2024, docs/method.md §4), one set of statistics per member.
 
 Both use Welford's running mean and variance, var = M2 / (n - 1) (1 before two samples).
 - ObservationNormalizer: o ← (o - mean) / sqrt(var + ε), statistics updated with every observation

@@ -1,4 +1,4 @@
-"""Step-size control for streaming updates: ObGD and AdaptiveObGD (Elsayed et al. 2024, SPEC.md §4).
+"""Step-size control for streaming updates: ObGD and AdaptiveObGD (Elsayed et al. 2024, docs/method.md §4).
 
 Every parameter carries a leading population axis (P, ...); the bound is computed per member.
 ``p.grad`` must hold ∇f of the quantity being *ascended* (the value, the log-policy objective).

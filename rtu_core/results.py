@@ -1,7 +1,7 @@
 """Results files of a run, built from its event stream and written atomically.
 
-A solo run writes ``DIR/config.json``, ``DIR/episodes.csv`` (step,episode,return,length) and
-``DIR/summary.json``. A population of P > 1 writes the same three files for member k (seed S + k) in
+A solo run writes ``DIR/config.json``, ``DIR/episodes.csv`` (step,episode,return,length,success),
+``DIR/summary.json`` and, when it measured RTRL staleness, ``DIR/staleness.csv`` (step,staleness). A population of P > 1 writes the same three files for member k (seed S + k) in
 ``DIR/seed_<S+k>/`` -- identical to the solo run with that seed -- plus ``DIR/config.json`` and a
 ``DIR/summary.json`` that averages the members and lists them under ``runs``.
 """
@@ -47,7 +47,8 @@ class RunRecorder:
         P = self.config.population
         self.episodes: list[list[EpisodeEnd]] = [[] for _ in range(P)]
         self.evaluations: dict[int, EvaluationEnd] = {}
-        self.staleness: list[list[float]] = [[] for _ in range(P)]  # per member: mean over networks per measurement
+        # per member: (step, mean over networks) of each measurement
+        self.staleness: list[list[tuple[int, float]]] = [[] for _ in range(P)]
         self.step, self.wall_seconds, self.steps_per_second = 0, 0.0, 0.0
         self.status, self.message = "running", ""
 
@@ -60,7 +61,7 @@ class RunRecorder:
         elif isinstance(event, Staleness):
             errors = np.stack(list(event.errors.values()))
             for member in np.flatnonzero(~np.isnan(errors).all(0)):
-                self.staleness[member].append(float(np.nanmean(errors[:, member])))
+                self.staleness[member].append((event.step, float(np.nanmean(errors[:, member]))))
         elif isinstance(event, EvaluationEnd):
             self.evaluations[event.member] = event
         elif isinstance(event, RunEnd):
@@ -89,7 +90,8 @@ class RunRecorder:
             "eval_episodes": len(evaluation.returns) if evaluation else 0,
             "steps_per_second": self.steps_per_second,
             "wall_seconds": self.wall_seconds,
-            **({"sensitivity_staleness": _mean(self.staleness[member])} if self.config.staleness_every else {}),
+            **({"sensitivity_staleness": _mean([v for _, v in self.staleness[member]])}
+               if self.config.staleness_every else {}),
         }
 
     def summary(self) -> dict:
@@ -115,17 +117,26 @@ class RunRecorder:
     def episodes_csv(self, member: int) -> str:
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(["step", "episode", "return", "length"])
+        writer.writerow(["step", "episode", "return", "length", "success"])
         for e in self.episodes[member]:
-            writer.writerow([e.step, e.episode, repr(e.episode_return), e.length])
+            writer.writerow([e.step, e.episode, repr(e.episode_return), e.length,
+                             "" if e.success is None else repr(e.success)])
         return out.getvalue()
 
+    def member_files(self, member: int) -> dict[str, str]:
+        """File name -> contents of one member's results, exactly as its solo run writes them (summary last)."""
+        files = {"config.json": json.dumps(self.members[member].to_dict(), indent=2) + "\n",
+                 "episodes.csv": self.episodes_csv(member)}
+        if self.config.staleness_every:
+            files["staleness.csv"] = "step,staleness\n" + "".join(
+                f"{step},{value!r}\n" for step, value in self.staleness[member])
+        files["summary.json"] = json.dumps(self.member_summary(member), indent=2) + "\n"
+        return files
+
     def write_member(self, member: int, out: Path) -> None:
-        """config.json, episodes.csv and summary.json of one member, exactly as its solo run writes them."""
-        out = Path(out)
-        write_atomic(out / "config.json", json.dumps(self.members[member].to_dict(), indent=2) + "\n")
-        write_atomic(out / "episodes.csv", self.episodes_csv(member))
-        write_atomic(out / "summary.json", json.dumps(self.member_summary(member), indent=2) + "\n")
+        """The results files of one member, exactly as its solo run writes them; summary.json last."""
+        for name, text in self.member_files(member).items():
+            write_atomic(Path(out) / name, text)
 
     def write(self, out: Path) -> None:
         """A solo run's three files in ``out``; a population's members in ``out/seed_<seed>/`` and its summary."""

@@ -25,7 +25,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .config import METHOD_LABELS, METHODS, MEMBER_FIELDS, ConfigError, TrainConfig
+from .config import METHOD_LABELS, METHODS, MEMBER_FIELDS, ConfigError, TrainConfig, field_type
 from .events import Progress, RunEnd
 from .results import RunRecorder, write_atomic
 
@@ -70,8 +70,6 @@ class Grid:
                     values["cell"], values["mode"] = METHODS[value]
                 else:
                     values[name] = value
-            if "mode" not in values and "method" not in point:
-                values["mode"] = "rtrl" if values.get("cell", "rtu") == "rtu" else "tbptt"
             for k in range(self.seeds):
                 values["seed"] = self.base.get("seed", 0) + k
                 try:
@@ -99,8 +97,7 @@ def parse_axis(text: str) -> tuple[str, list]:
     items = [v.strip() for v in values.split(",") if v.strip()]
     if name == "method" or name not in CONFIG_FIELDS:
         return name, items
-    default = next(f.default for f in dataclasses.fields(TrainConfig) if f.name == name)
-    kind = type(default) if default is not None else float
+    kind = field_type(name)
     try:
         if kind is bool:
             parsed = [{"true": True, "false": False}[v.lower()] for v in items]
@@ -152,12 +149,7 @@ def run_population(members: list[tuple[str, TrainConfig]], report: Callable[[int
         if report is not None and isinstance(event, (Progress, RunEnd)):
             report(event.step * len(members) - done)
             done = event.step * len(members)
-    files = {}
-    for i, (name, config) in enumerate(members):
-        files[name] = {"config.json": json.dumps(config.to_dict(), indent=2) + "\n",
-                       "episodes.csv": recorder.episodes_csv(i),
-                       "summary.json": json.dumps(recorder.member_summary(i), indent=2) + "\n"}
-    return files
+    return {name: recorder.member_files(i) for i, (name, _) in enumerate(members)}
 
 
 def finished(run_dir: Path) -> bool:
@@ -169,7 +161,7 @@ def finished(run_dir: Path) -> bool:
 
 def write_run(out: Path, name: str, files: dict[str, str]) -> None:
     """A run's files, summary.json last: a run folder with a summary is complete."""
-    for file_name in ("config.json", "episodes.csv", "summary.json"):
+    for file_name in sorted(files, key=lambda file_name: file_name == "summary.json"):
         write_atomic(out / "runs" / name / file_name, files[file_name])
 
 

@@ -23,7 +23,8 @@ import torch
 
 from .agents import AGENTS
 from .config import TrainConfig, pack_population
-from .envs import KMEMORY_CHAIN_ID, MEMORY_CHAIN_ID, make_mujoco, make_popgym
+from .envs import episode_success
+from .envs import make_env as make_named_env
 from .envs.population import EnvPopulation
 from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
 from .network import MemoryNetwork
@@ -35,17 +36,7 @@ INIT, ACTIONS, ENV, EVAL_ENV = range(4)
 
 def make_env(config: TrainConfig) -> gym.Env:
     """The gymnasium environment a config names."""
-    if config.env == "memory_chain":
-        return gym.make(MEMORY_CHAIN_ID, chain_length=config.chain_length,
-                        lagged_observation=config.lagged_observation)
-    if config.env == "kmemory_chain":
-        return gym.make(KMEMORY_CHAIN_ID, chain_length=config.chain_length, num_bits=config.num_bits,
-                        lagged_observation=config.lagged_observation)
-    if config.env.startswith("popgym:"):
-        return make_popgym(config.env.removeprefix("popgym:"))
-    if config.env.startswith("mujoco:"):
-        return make_mujoco(config.env.removeprefix("mujoco:"), config.mask)
-    raise ValueError(f"unknown env {config.env!r}")
+    return make_named_env(config.env, **config.env_kwargs())
 
 
 class Run:
@@ -121,9 +112,8 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
             episode_length += 1
             if done.any():
                 for i in np.flatnonzero(done):
-                    success = infos[i].get("is_success")
                     yield EpisodeEnd(step, int(i), int(episodes[i]), float(episode_return[i]),
-                                     int(episode_length[i]), None if success is None else bool(success))
+                                     int(episode_length[i]), episode_success(infos[i]))
                 episodes[done] += 1
                 episode_return[done], episode_length[done] = 0.0, 0
                 next_raw = run.envs.reset_members(next_raw, done)
@@ -168,7 +158,7 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
     run.obs_normalizer.frozen = True
     run.agent.reset_memory()
     returns: list[list[float]] = [[] for _ in range(P)]
-    successes: list[list[bool]] = [[] for _ in range(P)]
+    successes: list[list[float]] = [[] for _ in range(P)]
     episode_return = np.zeros(P)
     raw = envs.reset()
     try:
@@ -181,8 +171,9 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
             for i in np.flatnonzero(done):
                 if len(returns[i]) < config.eval_episodes:
                     returns[i].append(float(episode_return[i]))
-                    if "is_success" in infos[i]:
-                        successes[i].append(bool(infos[i]["is_success"]))
+                    success = episode_success(infos[i])
+                    if success is not None:
+                        successes[i].append(success)
             if done.any():
                 episode_return[done] = 0.0
                 raw = envs.reset_members(raw, done)

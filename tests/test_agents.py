@@ -33,7 +33,7 @@ def test_gaussian_stream_ac_learns_a_continuous_bandit():
     error_before = ((first_mean - target) ** 2).sum(-1)
     error_after = ((greedy - target) ** 2).sum(-1)
     assert torch.all(error_after < 0.3 * error_before), (error_before, error_after)
-    assert agent.log_std.grad is not None
+    assert agent.log_std.abs().max() > 0  # the log-std learns too
 
 
 def test_qrc_cuts_traces_after_non_greedy_actions_and_episode_ends():

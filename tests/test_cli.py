@@ -24,7 +24,7 @@ def test_train_writes_config_episodes_and_summary(tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "episodes.csv", "summary.json"]
     rows = list(csv.DictReader((out / "episodes.csv").open()))
-    assert list(rows[0]) == ["step", "episode", "return", "length"]
+    assert list(rows[0]) == ["step", "episode", "return", "length", "success"]
     assert len(rows) == 300 // 4 and all(int(r["length"]) == 4 for r in rows)
     summary = json.loads((out / "summary.json").read_text())
     for key in ("steps", "episodes", "final_return", "success_rate", "eval_success_rate",
@@ -59,7 +59,15 @@ def test_population_writes_one_folder_per_seed_equal_to_solo_runs(tmp_path):
     (["--gamma", "1.5"], "gamma"),
     (["--no-such-flag"], "unrecognized"),
     (["--cell", "gru", "--rtrl-refresh", "5"], "apply to streaming agents in mode rtrl"),
-    (["--env", "kmemory_chain", "--num-bits", "0"], "num-bits"),
+    (["--num-bits", "0"], "num-bits"),
+    (["--env", "kmemory_chain", "--chain-length", "0"], "chain-length"),
+    (["--env", "kmemory_chain", "--num-bits", "2"], "apply to memory_chain"),
+    (["--observation-timing", "late"], "unknown observation_timing"),
+    (["--env", "popgym:RepeatFirstEasy", "--observation-timing", "immediate"], "apply to memory_chain"),
+    (["--taylor-sensitivity", "--cell", "gru"], "apply to streaming agents in mode rtrl"),
+    (["--taylor-sensitivity", "--agent", "ppo"], "apply to streaming agents in mode rtrl"),
+    (["--grad-clip", "-1"], "grad-clip"),
+    (["--feature-layers", "0"], "feature-layers"),
 ])
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     out = tmp_path / "never"
@@ -109,9 +117,23 @@ def test_ctrl_c_stops_cleanly_with_valid_partial_results(tmp_path):
 
 def test_kmemory_chain_run_reports_sensitivity_staleness(tmp_path):
     out = tmp_path / "stale"
-    result = cli("train", "--env", "kmemory_chain", "--num-bits", "2", "--staleness-every", "5", "--rtrl-refresh", "50",
-                 "--out", str(out), *TINY)
+    result = cli("train", "--env", "kmemory_chain", "--chain-length", "3", "--staleness-every", "5",
+                 "--rtrl-refresh", "50", "--taylor-sensitivity", "--out", str(out), *TINY)
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert 0 < summary["sensitivity_staleness"] < 1
-    assert json.loads((out / "config.json").read_text())["num_bits"] == 2
+    config = json.loads((out / "config.json").read_text())
+    assert (config["env"], config["chain_length"], config["taylor_sensitivity"]) == ("kmemory_chain", 3, True)
+    assert config["feature_layers"] == 2                     # the paper's Stream AC network on KMemoryChain
+    rows = list(csv.DictReader((out / "staleness.csv").open()))
+    assert len(rows) > 10 and all(float(r["staleness"]) >= 0 for r in rows)
+    assert [int(r["step"]) % 5 for r in rows] == [0] * len(rows)
+
+
+def test_config_json_records_the_resolved_preset(tmp_path):
+    out = tmp_path / "popgym"
+    result = cli("train", "--env", "popgym:RepeatFirstEasy", "--kappa-critic", "1.25", "--out", str(out), *TINY)
+    assert result.returncode == 0, result.stderr
+    config = json.loads((out / "config.json").read_text())
+    assert (config["kappa_actor"], config["kappa_critic"], config["entropy_coeff"]) == (3.0, 1.25, 0.095)
+    assert None not in (config[name] for name in ("width", "head_width", "trace_decay", "grad_clip", "mode"))

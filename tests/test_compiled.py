@@ -32,7 +32,7 @@ def test_real_pair_network_gradients_equal_autograd(nonlinear, activation):
 
 
 def agent_pair(discrete: bool, nonlinear: bool):
-    config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64", nonlinear_rtu=nonlinear,
+    config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64", nonlinear_rtu=nonlinear, engine="eager",
                          activation="leaky_relu" if discrete else "tanh")
     space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
     make = lambda compile: AGENTS["stream_ac"](  # noqa: E731

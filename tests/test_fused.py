@@ -62,12 +62,12 @@ def test_policy_gradients_equal_autograd():
 @pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
 def test_fused_agent_takes_the_autograd_agents_steps(discrete):
     torch.manual_seed(2)
-    config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64")
+    config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64", engine="eager")
     space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
     agent, twin = (AGENTS["stream_ac"](config, OBS, space, [torch.Generator().manual_seed(i) for i in range(P)],
                                        MemberRandom([5, 6], dtype=torch.float64)) for _ in range(2))
     twin.fused = False
-    assert agent.fused
+    assert agent.fused and agent.native is None
     for t in range(12):
         obs = torch.randn(P, OBS, dtype=torch.float64)
         reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)

@@ -8,7 +8,7 @@ from rtu_core import ConfigError, RunEnd, TrainConfig, train
 from rtu_core.envs import MUJOCO_ROBOTS, make_mujoco
 
 pytest.importorskip("mujoco")
-POSITIONS = {"HalfCheetah": 8, "Hopper": 5, "Walker2d": 8, "Ant": 13}   # SPEC.md §5 (x/y excluded)
+POSITIONS = {"HalfCheetah": 8, "Hopper": 5, "Walker2d": 8, "Ant": 13}   # docs/method.md §5 (x/y excluded)
 VELOCITIES = {"HalfCheetah": 9, "Hopper": 6, "Walker2d": 9, "Ant": 14}
 
 

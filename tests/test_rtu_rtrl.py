@@ -1,4 +1,4 @@
-"""RTRL of the RTU is exact: it equals autograd through the fully unrolled recurrence (SPEC.md §2)."""
+"""RTRL of the RTU is exact: it equals autograd through the fully unrolled recurrence (docs/method.md §2)."""
 import pytest
 import torch
 

@@ -78,10 +78,11 @@ class MemoryAgent:
 
     def staleness(self) -> dict[str, np.ndarray]:
         """Per network, the relative error ‖S_online - S_fresh‖ / ‖S_fresh‖ of each member's RTRL sensitivities
-        (all parameters together) against their replay under the current parameters; NaN where S_fresh = 0."""
+        (all parameters together; S + C with the Taylor correction) against their replay under the current
+        parameters; NaN where S_fresh = 0."""
         errors = {}
         for name, fresh in self.fresh_memories().items():
-            online = torch.cat([s.flatten(1) for s in self.memories[name].sensitivities.values()], dim=1)
+            online = torch.cat([s.flatten(1) for s in self.memories[name].credited_sensitivities], dim=1)
             fresh = torch.cat([s.flatten(1) for s in fresh.sensitivities.values()], dim=1)
             # member by member, so that a member's number does not depend on the population's size
             errors[name] = np.array([float((o - f).norm() / f.norm()) if f.norm() > 0 else np.nan

@@ -1,4 +1,4 @@
-"""Batched PPO baseline (Schulman et al. 2017) with memory networks, as in the paper (SPEC.md §5).
+"""Batched PPO baseline (Schulman et al. 2017) with memory networks, as in the paper (docs/method.md §5).
 
 Not a streaming agent: it collects ``rollout_steps`` steps from ``num_envs`` environments, then runs
 ``epochs`` passes of clipped-surrogate updates over minibatches of *sequences*:
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..envs import episode_success
 from ..network import MemoryNetwork
 from ..normalize import RunningMeanVar
 
@@ -193,8 +194,8 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
                 episode_length += 1
                 for i in np.flatnonzero(done):
                     final = infos.get("final_info", {})
-                    success = (bool(final["is_success"][i]) if "is_success" in final and final["_is_success"][i]
-                               else None)
+                    success = episode_success({key: final[key][i] for key in ("is_success", "success_rate")
+                                               if key in final and final["_" + key][i]})
                     yield EpisodeEnd(step, 0, episodes, float(episode_return[i]), int(episode_length[i]), success)
                     episodes += 1
                     episode_return[i], episode_length[i] = 0.0, 0
@@ -244,7 +245,7 @@ def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act, obs
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
-        if "is_success" in info:
-            successes.append(bool(info["is_success"]))
+        if episode_success(info) is not None:
+            successes.append(episode_success(info))
     env.close()
     return EvaluationEnd(0, returns, successes)

@@ -1,4 +1,4 @@
-"""QRC(λ): Q-learning with regularised gradient correction and Watkins traces (SPEC.md §4).
+"""QRC(λ): Q-learning with regularised gradient correction and Watkins traces (docs/method.md §4).
 
 Two networks, Q and h, each with its own memory. For a transition (o, a, r, o') of every member:
 
@@ -18,8 +18,9 @@ import gymnasium as gym
 import torch
 from torch import Tensor
 
+from .. import native
 from ..network import MemoryNetwork
-from ..optim import per_member
+from ..optim import _flat_buffer, _views, per_member
 from ..rng import MemberRandom
 from .base import MemoryAgent
 
@@ -35,10 +36,19 @@ class QRC(MemoryAgent):
         self.h_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(dtype)
         self.networks = {"q": self.q_net, "h": self.h_net}
         self.q_params, self.h_params = list(self.q_net.parameters()), list(self.h_net.parameters())
-        self.q_trace = [torch.zeros_like(p) for p in self.q_params]
-        self.h_trace = [torch.zeros_like(p) for p in self.h_params]
+        # traces as views of one flat (P, N) buffer per network (the native step works on the flat buffers)
+        self.q_trace_flat, self.h_trace_flat = _flat_buffer(self.q_params), _flat_buffer(self.h_params)
+        self.q_trace, self.h_trace = _views(self.q_trace_flat, self.q_params), _views(self.h_trace_flat, self.h_params)
         self.bias_trace = torch.zeros(P, dtype=dtype)
         self.config, self.random, self.steps_taken = config, action_random, 0
+        self.native = None
+        if config.native_step and native.available():
+            self.native = (native.NativeNetwork(self.q_net, native.flatten_parameters(self.q_params)),
+                           native.NativeNetwork(self.h_net, native.flatten_parameters(self.h_params)))
+            # ∇Q(o, a), ∇h(o, a), ∇Q(o', a*); each update overwrites the first two with its direction u
+            self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))
+        elif config.engine == "native":
+            native.load()  # raises with the reason the native step is missing
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
@@ -50,18 +60,27 @@ class QRC(MemoryAgent):
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
         """Advance Q's and h's memories on o_t and choose a_t ε-greedily (greedily if asked)."""
-        with torch.set_grad_enabled(learn):
-            q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
-            greedy_action = q.detach().argmax(dim=-1)
-            if not learn:
-                return greedy_action
-            h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
+        if learn and self.native is not None:
+            with torch.no_grad():
+                (q_net, h_net), memories = self.native, self.memories
+                q, memories["q"], q_tape = q_net.forward(obs, memories["q"], advance=True)
+                h, memories["h"], h_tape = h_net.forward(obs, memories["h"], advance=True)
+                self._tapes = q_tape, h_tape
+            greedy_action = q.argmax(dim=-1)
             self.remember(obs)
+        else:
+            with torch.set_grad_enabled(learn):
+                q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
+                greedy_action = q.detach().argmax(dim=-1)
+                if not learn:
+                    return greedy_action
+                h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
+                self.remember(obs)
         draws = self.random.uniform(2)
         explore = draws[:, 0] < (0.0 if greedy else self.epsilon())
         random_action = (draws[:, 1] * self.num_actions).long().clamp(max=self.num_actions - 1)
         action = torch.where(explore, random_action, greedy_action)
-        self._nongreedy = action != greedy_action
+        self._nongreedy, self._action = action != greedy_action, action
         self._q = q.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         self._h = h.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         self.steps_taken += 1
@@ -69,6 +88,8 @@ class QRC(MemoryAgent):
 
     def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """One QRC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
+        if self.native is not None:
+            return self._learn_native(reward, next_obs, terminated, done)
         c, continuing = self.config, (~terminated).to(self._q.dtype)
         next_q = self.q_net.step(next_obs, self.memories["q"])[0].max(dim=-1).values
         td_error = (reward + c.gamma * continuing * next_q - self._q).detach()
@@ -98,10 +119,40 @@ class QRC(MemoryAgent):
         self.reset_memory(done)
         return td_error
 
+    @torch.no_grad()
+    def _learn_native(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        """The update of ``learn`` by the native loops: Q(o', ·) without advancing the memory, the three gradients
+        ∇Q(o, a), ∇Q(o', a*) (through the sensitivities one step further) and ∇h(o, a) into flat rows, then both
+        updates on the flat parameter and trace buffers."""
+        c, (q_net, h_net), memories = self.config, self.native, self.memories
+        grad_q, grad_h, grad_next = self._buffers
+        (q_tape, h_tape), continuing = self._tapes, (~terminated).to(self._q.dtype)
+        next_q_all, _, next_tape = q_net.forward(next_obs, memories["q"], advance=False)
+        next_q, best = next_q_all.max(dim=-1)
+        td_error = reward + c.gamma * continuing * next_q - self._q
+        onehot = torch.nn.functional.one_hot(self._action, self.num_actions).to(next_q.dtype)
+        q_net.backward(grad_q, onehot, q_tape, memories["q"])
+        q_net.backward(grad_next, torch.nn.functional.one_hot(best, self.num_actions).to(next_q.dtype), next_tape,
+                       memories["q"], next_step=True)
+        h_net.backward(grad_h, onehot, h_tape, memories["h"])
+        decay = c.gamma * c.trace_decay
+        self.bias_trace.mul_(decay).add_(self._h)
+        cut = done | self._nongreedy
+        coeffs = torch.stack([self.bias_trace, c.gamma * continuing, td_error, self._h, cut.to(td_error.dtype)], 1)
+        q_net.module.qrc_update(q_net.flat, self.q_trace_flat, grad_q, grad_next, coeffs, grad_q, decay, c.lr_q, 0.0,
+                                c.grad_clip)
+        h_net.module.qrc_update(h_net.flat, self.h_trace_flat, grad_h, None, coeffs, grad_h, decay, c.lr_h, c.beta,
+                                c.grad_clip)
+        q_net.changed()
+        h_net.changed()
+        self.bias_trace.masked_fill_(cut, 0.0)
+        self.reset_memory(done)
+        return td_error
+
     def _clip_scale(self, updates: list[Tensor]) -> Tensor:
         """min(1, clip / ‖update‖₂) per member (1 when clipping is off)."""
         norm = torch.sqrt(sum(u.pow(2).flatten(1).sum(1) for u in updates))
-        if self.config.grad_clip is None:
+        if not self.config.grad_clip:
             return torch.ones_like(norm)
         return (self.config.grad_clip / (norm + 1e-12)).clamp(max=1.0)
 

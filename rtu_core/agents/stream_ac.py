@@ -1,4 +1,4 @@
-"""Stream AC(λ) (Elsayed et al. 2024), with memory networks (SPEC.md §4): one update per step, no replay.
+"""Stream AC(λ) (Elsayed et al. 2024), with memory networks (docs/method.md §4): one update per step, no replay.
 
 For a transition (o_t, a_t, r_t, o_{t+1}) of every population member:
 
@@ -10,8 +10,9 @@ For a transition (o_t, a_t, r_t, o_{t+1}) of every population member:
 Traces are zeroed after the update of a transition that ends the episode, together with the memory.
 With RTUs in RTRL mode, ∇ with respect to the RTU parameters is the exact RTRL gradient, so the
 eligibility trace accumulates RTRL gradients like any other gradient. For those networks the gradients are
-computed by the hand-written backward of ``rtu_core.fused`` (no autograd graph), or with ``compile`` by the two
-``torch.compile``d graphs of ``rtu_core.compiled``; other cells use autograd.
+computed by the native C++ loops of ``rtu_core.native`` (the default where they apply), else by the hand-written
+backward of ``rtu_core.fused`` (no autograd graph), or with ``compile`` by the two ``torch.compile``d graphs of
+``rtu_core.compiled``; other cells use autograd.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from .. import fused
+from .. import fused, native
 from ..network import MemoryNetwork
 from ..optim import AdaptiveObGD, ObGD
 from ..rng import MemberRandom
@@ -52,7 +53,13 @@ class StreamAC(MemoryAgent):
         self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.fused = fused.supports(self.actor)
-        self.compiled = None
+        self.compiled = self.native = None
+        if config.native_step and native.available():
+            self.native = (native.NativeNetwork(self.actor, native.flatten_parameters(actor_params)),
+                           native.NativeNetwork(self.critic, native.flatten_parameters(list(self.critic.parameters()))))
+            self._grads = tuple(torch.zeros_like(net.flat) for net in self.native)
+        elif config.engine == "native":
+            native.load()  # raises with the reason the native step is missing
         if config.compiled_step:
             from ..compiled import CompiledStreamACStep  # torch's compiler is imported only when asked for
             self.compiled = CompiledStreamACStep(self.actor, self.critic, self.discrete, self.actor_optimizer,
@@ -68,6 +75,8 @@ class StreamAC(MemoryAgent):
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
         """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean)."""
+        if learn and self.native is not None:
+            return self._act_native(obs, greedy)
         if learn and self.fused:
             return self._act_fused(obs, greedy)
         with torch.set_grad_enabled(learn):
@@ -98,6 +107,40 @@ class StreamAC(MemoryAgent):
         return action
 
     @torch.no_grad()
+    def _act_native(self, obs: Tensor, greedy: bool) -> Tensor:
+        (actor, critic), memories = self.native, self.memories
+        out, memories["actor"], actor_tape = actor.forward(obs, memories["actor"], advance=True)
+        value, memories["critic"], critic_tape = critic.forward(obs, memories["critic"], advance=True)
+        action = self._policy(out, greedy)[0]
+        self.remember(obs)
+        self._value, self._fused = value.squeeze(-1), (out, action, (actor_tape, critic_tape))
+        return action
+
+    @torch.no_grad()
+    def _learn_native(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        """The update of ``learn`` by the native loops: V(o_{t+1}), δ, both networks' gradients into flat rows,
+        then ObGD on the flat parameter and trace buffers."""
+        (actor, critic), (actor_grad, critic_grad), memories = self.native, self._grads, self.memories
+        out, action, (actor_tape, critic_tape) = self._fused
+        next_value = critic.forward(next_obs, memories["critic"], advance=False)[0].squeeze(-1)
+        td_error = reward + self.gamma * next_value * (~terminated) - self._value
+        coeff = self.entropy_coeff * td_error.sign()
+        if self.discrete:
+            grad_out = categorical_grad(out, action, coeff)
+        else:
+            grad_out, actor_grad[:, -self.out_size:] = gaussian_grads(out, self.log_std, action, coeff)
+        actor.backward(actor_grad, grad_out, actor_tape, memories["actor"])
+        critic.backward(critic_grad, torch.ones_like(self._value).unsqueeze(-1), critic_tape, memories["critic"])
+        for net, grad, optimizer in ((actor, actor_grad, self.actor_optimizer),
+                                     (critic, critic_grad, self.critic_optimizer)):
+            group = optimizer.param_groups[0]
+            net.module.obgd_step(net.flat, optimizer.flat_trace, grad, group["gamma"] * group["lamda"], td_error,
+                                 group["lr"], group["kappa"], done)
+            net.changed()
+        self.reset_memory(done)
+        return td_error
+
+    @torch.no_grad()
     def _gradients_fused(self, td_error: Tensor) -> None:
         """p.grad = ∇[V(o_t)] for the critic and ∇[log π(a_t|o_t) + η sign(δ) H] for the actor, by hand."""
         out, action, (actor_tape, critic_tape) = self._fused
@@ -111,6 +154,8 @@ class StreamAC(MemoryAgent):
 
     def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """One Stream AC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
+        if self.native is not None:
+            return self._learn_native(reward, next_obs, terminated, done)
         if self.compiled is not None:  # the update runs inside the learn graph
             out, action, tape = self._fused
             td_error = self.compiled.learn(tape, self.memories["actor"], self.memories["critic"], out, action,

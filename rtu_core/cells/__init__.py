@@ -5,6 +5,6 @@ the RTU adds ``initial_rtrl_state()``, ``rtrl_step(x, state)`` and ``rtrl_grads(
 """
 from .ffn import FFN
 from .gru import GRU
-from .rtu import RTU, RTRLState
+from .rtu import RTU, RTRLState, TaylorRTRLState
 
-__all__ = ["RTU", "RTRLState", "GRU", "FFN"]
+__all__ = ["RTU", "RTRLState", "TaylorRTRLState", "GRU", "FFN"]

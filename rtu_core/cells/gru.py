@@ -5,7 +5,7 @@
     n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))
     h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1},   y_t = h_t
 
-Trained by autograd only: TBPTT(1) when the caller detaches the carried state (SPEC.md §3).
+Trained by autograd only: TBPTT(1) when the caller detaches the carried state (docs/method.md §3).
 """
 from __future__ import annotations
 

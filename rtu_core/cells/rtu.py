@@ -1,4 +1,4 @@
-"""Recurrent Trace Unit (Elelimy et al. 2024) with exact real-time recurrent learning (SPEC.md §1-2).
+"""Recurrent Trace Unit (Elelimy et al. 2024) with exact real-time recurrent learning (``docs/method.md`` §1-2).
 
 n complex units with eigenvalues λ = r e^{iθ}, r = exp(-exp(ν_log)), θ = exp(θ_log) and input
 normaliser γ = sqrt(1 - r²). With c = (c¹, c²) = (Re h, Im h), u¹ = B_real x, u² = B_imag x:
@@ -37,23 +37,56 @@ PARAMETERS = ("nu_log", "theta_log", "B_real", "B_imag")
 _GAMMA_EPS = 1e-8
 
 
-class RTRLState(NamedTuple):
-    """Hidden state h_t (complex, (..., n)) and its sensitivities S^p_t, one per parameter, named like it."""
-
+class _RTRLFields(NamedTuple):
     hidden: Tensor
     nu_log: Tensor
     theta_log: Tensor
     B_real: Tensor
     B_imag: Tensor
 
+
+class RTRLState(_RTRLFields):
+    """Hidden state h_t (complex, (..., n)) and its sensitivities S^p_t, one per parameter, named like it."""
+
     @property
     def sensitivities(self) -> dict[str, Tensor]:
         return {name: getattr(self, name) for name in PARAMETERS}
 
     @property
+    def credited_sensitivities(self) -> tuple[Tensor, ...]:
+        """The sensitivities the gradient dL/dp = dL/dc · S^p uses (with a Taylor correction: S + C)."""
+        return self[1:5]
+
+    @property
     def features(self) -> Tensor:
         """The real pair c = [Re h, Im h] (the cell's pre-output state)."""
         return torch.cat((self.hidden.real, self.hidden.imag), dim=-1)
+
+
+class _TaylorFields(NamedTuple):
+    hidden: Tensor
+    nu_log: Tensor
+    theta_log: Tensor
+    B_real: Tensor
+    B_imag: Tensor
+    correction_nu_log: Tensor
+    correction_theta_log: Tensor
+    correction_B_real: Tensor
+    correction_B_imag: Tensor
+
+
+class TaylorRTRLState(_TaylorFields, RTRLState):
+    """An RTRL state with the paper's first-order Taylor correction C of each sensitivity (§4.4,
+    ``docs/method.md`` §3): S_t = F(θ_t, S_{t-1}) is plain RTRL under each step's parameters, and
+    C_t = ∂F/∂S · C_{t-1} + ∂F/∂θ · Δθ_t (at S_{t-1}, Δθ_t = θ_t - θ_{t-1}); gradients use S_t + C_t."""
+
+    @property
+    def corrections(self) -> dict[str, Tensor]:
+        return dict(zip(PARAMETERS, self[5:]))
+
+    @property
+    def credited_sensitivities(self) -> tuple[Tensor, ...]:
+        return tuple(s + c for s, c in zip(self[1:5], self[5:]))
 
 
 class _Coefficients(NamedTuple):
@@ -64,6 +97,62 @@ class _Coefficients(NamedTuple):
     dlam_dnu: Tensor     # complex
     dlam_dtheta: Tensor  # complex
     dgamma_dnu: Tensor
+
+
+def rowsum_matvec(weight: Tensor, x: Tensor) -> Tensor:
+    """(..., out, in) · (..., in) -> (..., out) as a broadcast product and a sum (what generated code fuses best)."""
+    return (weight * x.unsqueeze(-2)).sum(-1)
+
+
+def eigen(nu_log: Tensor, theta_log: Tensor) -> tuple[Tensor, ...]:
+    """(e^ν, θ, g = r cos θ, φ = r sin θ, γ = sqrt(1 - r²) + ε, dγ/dν = e^ν r² / sqrt(1 - r²)) with
+    r = exp(-e^ν), θ = exp(θ_log): the RTU's real coefficients, pure tensor code."""
+    e_nu = torch.exp(nu_log)
+    r = torch.exp(-e_nu)
+    theta = torch.exp(theta_log)
+    one_minus_r2 = 1 - r * r
+    return (e_nu, theta, r * torch.cos(theta), r * torch.sin(theta), torch.sqrt(one_minus_r2) + _GAMMA_EPS,
+            e_nu * r * r / torch.sqrt(one_minus_r2))
+
+
+def _rotate(g: Tensor, phi: Tensor, re: Tensor, im: Tensor) -> tuple[Tensor, Tensor]:
+    """λ z for z = re + i im, λ = g + iφ."""
+    return g * re - phi * im, g * im + phi * re
+
+
+def advance_pairs(params: tuple[Tensor, ...], x: Tensor, state: tuple[Tensor, ...], nonlinear: bool):
+    """One RTRL step of the RTU in real pairs: ``params`` = (ν_log, θ_log, B_real, B_imag), ``state`` = (h, S^ν,
+    S^θ, S^B_real, S^B_imag) each (..., 2) as (re, im). Returns the new state in the same form:
+
+        h_t = f(λ h_{t-1} + γ u),  u = (B_real x, B_imag x)
+        S^ν = D (λ S^ν + (dλ/dν) h_{t-1} + (dγ/dν) u),   dλ/dν = -e^ν λ
+        S^θ = D (λ S^θ + (dλ/dθ_log) h_{t-1}),          dλ/dθ_log = iθλ
+        S^B_real = D (λ S^B_real + γ x),   S^B_imag = D (λ S^B_imag + iγ x)
+
+    with D = f'(pre-activation) on each part (1 for the linear RTU). Pure tensor code: the compiled step runs it,
+    and the Taylor correction differentiates it forward (``torch.func.jvp``)."""
+    nu_log, theta_log, b_real, b_imag = params
+    e_nu, theta, g, phi, gamma, dgamma = eigen(nu_log, theta_log)
+    u1, u2 = rowsum_matvec(b_real, x), rowsum_matvec(b_imag, x)
+    lh1, lh2 = _rotate(g, phi, *state[0].unbind(-1))
+    pre1, pre2 = lh1 + gamma * u1, lh2 + gamma * u2
+    s1, s2 = _rotate(g, phi, *state[1].unbind(-1))
+    s_nu = (s1 - e_nu * lh1 + dgamma * u1, s2 - e_nu * lh2 + dgamma * u2)
+    s1, s2 = _rotate(g, phi, *state[2].unbind(-1))
+    s_theta = (s1 - theta * lh2, s2 + theta * lh1)
+    gx = gamma.unsqueeze(-1) * x.unsqueeze(-2)
+    g_col, phi_col = g.unsqueeze(-1), phi.unsqueeze(-1)
+    s1, s2 = _rotate(g_col, phi_col, *state[3].unbind(-1))
+    s_b_real = (s1 + gx, s2)
+    s1, s2 = _rotate(g_col, phi_col, *state[4].unbind(-1))
+    s_b_imag = (s1, s2 + gx)
+    sensitivities = [s_nu, s_theta, s_b_real, s_b_imag]
+    if nonlinear:
+        pre1, pre2 = torch.tanh(pre1), torch.tanh(pre2)
+        d1, d2 = 1 - pre1.square(), 1 - pre2.square()
+        sensitivities = [(d1 * a, d2 * b) if a.dim() == d1.dim() else (d1.unsqueeze(-1) * a, d2.unsqueeze(-1) * b)
+                         for a, b in sensitivities]
+    return tuple(torch.stack(pair, -1) for pair in [(pre1, pre2), *sensitivities])
 
 
 class RTU(nn.Module):
@@ -107,7 +196,7 @@ class RTU(nn.Module):
     # -- shared pieces -------------------------------------------------------------------------------
     @torch.no_grad()
     def coefficients(self) -> _Coefficients:
-        """λ, γ and their derivatives with respect to ν_log and θ_log (SPEC.md §2), constants for autograd.
+        """λ, γ and their derivatives with respect to ν_log and θ_log (``docs/method.md`` §2), constants for autograd.
 
         Cached until ν_log or θ_log change (their version counters and storage): a streaming step reads them
         twice (advance, then the input gradient in backward) and the parameters only change at the update."""
@@ -177,9 +266,17 @@ class RTU(nn.Module):
                          self._zeros(n, dtype=complex_dtype), self._zeros(n, d, dtype=complex_dtype),
                          self._zeros(n, d, dtype=complex_dtype))
 
+    def initial_taylor_state(self) -> TaylorRTRLState:
+        """h_0 = 0, S_0 = 0 and C_0 = 0 (RTRL with the Taylor correction)."""
+        state = self.initial_rtrl_state()
+        return TaylorRTRLState(*state, *(torch.zeros_like(s) for s in state[1:]))
+
     @torch.no_grad()
     def advance(self, x: Tensor, state: RTRLState) -> RTRLState:
-        """h_t = f(λ h_{t-1} + γ u_t) and S^p_t = D_t ⊙ (λ S^p_{t-1} + J^p_t); returns new tensors."""
+        """h_t = f(λ h_{t-1} + γ u_t) and S^p_t = D_t ⊙ (λ S^p_{t-1} + J^p_t); returns new tensors (of the
+        state's kind: a ``TaylorRTRLState`` also advances its correction)."""
+        if isinstance(state, TaylorRTRLState):
+            return self._advance_taylor(x, state)
         k = self.coefficients()
         x = x.detach()
         u = torch.complex(matvec(self.B_real, x), matvec(self.B_imag, x))
@@ -202,6 +299,27 @@ class RTU(nn.Module):
 
         return RTRLState(hidden, scale(s_nu), scale(s_theta), scale(s_b_real), scale(s_b_imag))
 
+    @torch.no_grad()
+    def _advance_taylor(self, x: Tensor, state: TaylorRTRLState) -> TaylorRTRLState:
+        """(h_t, S_t) = F(θ_t; h_{t-1}, S_{t-1}, x_t) and C_t = ∂F/∂S · C_{t-1} + ∂F/∂θ · Δθ_t, evaluated at
+        (θ_t, S_{t-1}) as one forward-mode derivative of ``advance_pairs`` along (Δθ_t, C_{t-1}).
+
+        Δθ_t = θ_t - θ_{t-1} is the change of the RTU's parameters since its previous advance (zero at the first);
+        the carry h_{t-1} and the input x_t are held fixed."""
+        params = tuple(p.detach() for p in self.parameters())
+        previous = getattr(self, "_taylor_previous", None)
+        delta = tuple(torch.zeros_like(p) for p in params) if previous is None or any(
+            a.shape != b.shape for a, b in zip(previous, params)) else tuple(p - q for p, q in zip(params, previous))
+        self._taylor_previous = tuple(p.clone() for p in params)
+        state_pairs = tuple(torch.view_as_real(t) for t in state[:5])
+        # the hidden state's tangent is zero: the carry is not corrected (the paper's method)
+        tangents = (torch.zeros_like(state_pairs[0]), *(torch.view_as_real(c) for c in state[5:]))
+        new_pairs, correction_pairs = torch.func.jvp(
+            lambda p, s: advance_pairs(p, x.detach(), s, self.nonlinear), (params, state_pairs), (delta, tangents))
+        complex_of = torch.view_as_complex
+        return TaylorRTRLState(*(complex_of(t.contiguous()) for t in new_pairs),
+                               *(complex_of(t.contiguous()) for t in correction_pairs[1:]))
+
     def rtrl_step(self, x: Tensor, state: RTRLState) -> tuple[Tensor, RTRLState]:
         """Advance the RTRL state by one step and return (y_t, state_t).
 
@@ -219,12 +337,12 @@ class RTU(nn.Module):
             return dict(zip(PARAMETERS, self._parameter_grads(dc, state)))
 
     def _parameter_grads(self, dc: Tensor, state: RTRLState) -> tuple[Tensor, ...]:
-        """dL/dp = dL/dc¹ Re S^p + dL/dc² Im S^p for every parameter."""
+        """dL/dp = dL/dc¹ Re S^p + dL/dc² Im S^p for every parameter (S + C with a Taylor correction)."""
         dc1, dc2 = dc.chunk(2, dim=-1)
-        grads = [dc1 * state.nu_log.real + dc2 * state.nu_log.imag,
-                 dc1 * state.theta_log.real + dc2 * state.theta_log.imag]
+        s_nu, s_theta, s_b_real, s_b_imag = state.credited_sensitivities
+        grads = [dc1 * s_nu.real + dc2 * s_nu.imag, dc1 * s_theta.real + dc2 * s_theta.imag]
         dc1, dc2 = dc1.unsqueeze(-1), dc2.unsqueeze(-1)
-        grads += [dc1 * s.real + dc2 * s.imag for s in (state.B_real, state.B_imag)]
+        grads += [dc1 * s.real + dc2 * s.imag for s in (s_b_real, s_b_imag)]
         return tuple(grads)
 
     def _input_grad(self, dc: Tensor, state: RTRLState) -> Tensor:

@@ -1,39 +1,69 @@
-"""MemoryChain (bsuite ``memory_len``; Osband et al. 2020) as a gymnasium environment (SPEC.md §5).
+"""MemoryChain (bsuite ``memory_len``, Osband et al. 2020) and the paper's KMemoryChain as gymnasium environments.
 
-At t = 0 the agent sees a context bit (as ±1); for t = 1 … L-1 it sees only the time left; at t = L it
-sees which bit is queried and must name it: reward +1 if right, -1 if wrong, and the episode ends.
-An episode is L + 1 steps. Observation (num_bits + 2 floats): [1 - t/L, query (at t = L only),
-context ±1 (at t = 0 only)]. Actions: 2. Chance success rate: 0.5.
-
-``lagged_observation=True`` reproduces the paper's JAX environment (gymnax ``MemoryChain-bsuite``), whose
-``step`` returns the observation of the state *before* the step: every observation arrives one step
-late, the context is seen twice (at reset and after the first step) and the query step's observation
-is the one for t = L - 1. Results with it compare directly with the paper's; bsuite's is the default.
+Both follow bsuite's observation timing (``docs/method.md`` §5): ``step`` returns the observation of the state
+*before* time advances, so every observation arrives one step after the state it describes. bsuite, gymnax
+(``MemoryChain-bsuite``) and the paper all use this timing.
 """
 from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
 
+TIMINGS = ("bsuite", "immediate")
+
+
+def _check_length(name: str, value) -> int:
+    if isinstance(value, bool) or int(value) != value or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def episode_success(info: dict) -> float | None:
+    """The fraction of an ended episode's rewarded decisions that were right (MemoryChain: 1.0 or 0.0; None for
+    tasks without a success measure)."""
+    if "success_rate" in info:
+        return float(info["success_rate"])
+    if "is_success" in info:
+        return float(info["is_success"])
+    return None
+
 
 class MemoryChain(gym.Env):
+    """bsuite's MemoryChain: remember a context bit for L steps, then name it.
+
+    Observation ``[1 - t/L, query, context]`` (num_bits + 2 floats) of the state at time t: the query index is
+    shown at t = L - 1, the context bits (as ±1) at t = 0, zeros otherwise. Actions: 2. Reward 0 until the
+    (L + 1)-th action, which ends the episode with +1 if it names ``context[query]`` and -1 otherwise. Success =
+    that last reward is +1 (chance 0.5).
+
+    ``observation_timing="bsuite"`` (the default, bsuite's and the paper's task): ``step`` at time t returns the
+    observation of time t (built before the time advances). The agent sees the context at reset *and* after its
+    first action, and the query in the observation it answers from (that of t = L - 1).
+    ``observation_timing="immediate"``: ``step`` returns the observation of the new time t + 1, with the query
+    shown at t = L. The context is seen once and the gap to the answer is one step longer: a strictly harder
+    task, not the one the paper reports.
+    """
+
     metadata = {"render_modes": []}
 
-    def __init__(self, chain_length: int = 4, num_bits: int = 1, lagged_observation: bool = False):
-        if int(chain_length) != chain_length or chain_length < 1:
-            raise ValueError(f"chain_length must be an integer >= 1, got {chain_length!r}")
-        if int(num_bits) != num_bits or num_bits < 1:
-            raise ValueError(f"num_bits must be an integer >= 1, got {num_bits!r}")
-        self.chain_length, self.num_bits = int(chain_length), int(num_bits)
-        self.lagged_observation = lagged_observation
-        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(self.num_bits + 2,), dtype=np.float32)
+    def __init__(self, chain_length: int = 4, num_bits: int = 1, observation_timing: str = "bsuite"):
+        self.chain_length = _check_length("chain_length", chain_length)
+        self.num_bits = _check_length("num_bits", num_bits)
+        if observation_timing not in TIMINGS:
+            raise ValueError(f"observation_timing must be one of {', '.join(TIMINGS)}, got {observation_timing!r}")
+        self.observation_timing = observation_timing
+        # the time at whose observation the query index is shown: the one the answer is chosen from
+        self._query_time = self.chain_length - 1 if observation_timing == "bsuite" else self.chain_length
+        low = np.array([0.0, 0.0] + [-1.0] * self.num_bits, dtype=np.float32)
+        high = np.array([1.0, max(self.num_bits - 1, 1)] + [1.0] * self.num_bits, dtype=np.float32)
+        self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self.action_space = gym.spaces.Discrete(2)
         self._t, self._context, self._query = 0, np.zeros(self.num_bits, np.int64), 0
 
     def _observation(self, t: int) -> np.ndarray:
         obs = np.zeros(self.num_bits + 2, dtype=np.float32)
         obs[0] = 1.0 - t / self.chain_length
-        if t == self.chain_length:
+        if t == self._query_time:
             obs[1] = self._query
         if t == 0:
             obs[2:] = 2 * self._context - 1
@@ -50,41 +80,63 @@ class MemoryChain(gym.Env):
         if not self.action_space.contains(action):
             raise ValueError(f"invalid action {action!r} for {self.action_space}")
         t = self._t
-        if t == self.chain_length:
-            success = int(action) == int(self._context[self._query])
-            obs = self._observation(t)
-            return obs, (1.0 if success else -1.0), True, False, {"is_success": success}
         self._t = t + 1
-        return self._observation(t if self.lagged_observation else t + 1), 0.0, False, False, {}
+        # bsuite: the observation of time t; immediate: of t + 1 (the last one stays at t = L)
+        obs = self._observation(t if self.observation_timing == "bsuite" else min(t + 1, self.chain_length))
+        if t < self.chain_length:
+            return obs, 0.0, False, False, {}
+        success = int(action) == int(self._context[self._query])
+        return obs, (1.0 if success else -1.0), True, False, {"is_success": success}
 
 
-class KMemoryChain(MemoryChain):
-    """MemoryChain with K context bits recalled together (paper §4.4, the RTRL staleness study).
+class KMemoryChain(gym.Env):
+    """The paper's KMemoryChain (§4.4): a continuing recall of the bit seen k steps back.
 
-    At t = 0 the agent sees K context bits (as ±1); for t = 1 … L-1 only the time left; at t = L it answers
-    with one of 2^K actions whose binary digits (least significant first) name the bits:
-
-        reward = 2 · (fraction of the K bits named right) - 1 ∈ [-1, 1],   success = all K right.
-
-    K = 1 is MemoryChain. Chance: success 2^-K, expected reward 0. This is our definition: SPEC.md names the
-    task without defining it and the paper's code is not available here, so the partial credit (and recalling all
-    K bits at once, rather than e.g. their majority) is a choice, not a reproduction.
+    State: the last k + 1 bits (oldest first) and the time. Reset: zeros, with a fresh Bernoulli(½) bit as the
+    newest entry. Observation ``[2 b_newest - 1, 1 - time/T]`` with bsuite's timing (the observation of the state
+    before the step, so the first bit is seen twice), T = ``horizons`` · k steps per episode. Each action (2 of
+    them) is scored against the *oldest* bit of the history: reward 0 during the warm-up (time < k), then +1 if
+    right and -1 if wrong; then the history shifts by one fresh bit. So (horizons - 1) · k rewarded decisions per
+    episode, return in [-(horizons-1)k, (horizons-1)k], chance return 0. Success of an episode = the fraction of
+    its rewarded decisions that were right (chance 0.5), reported as ``info["success_rate"]`` at its end.
     """
 
-    def __init__(self, chain_length: int = 4, num_bits: int = 2, lagged_observation: bool = False):
-        super().__init__(chain_length, num_bits, lagged_observation)
-        self.action_space = gym.spaces.Discrete(2 ** self.num_bits)
+    metadata = {"render_modes": []}
+
+    def __init__(self, memory_length: int = 4, horizons: int = 8):
+        self.memory_length = _check_length("memory_length", memory_length)
+        self.horizons = _check_length("horizons", horizons)
+        if self.horizons < 2:
+            raise ValueError(f"horizons must be >= 2 (one horizon is the warm-up), got {horizons!r}")
+        self.episode_steps = self.horizons * self.memory_length
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self._history = np.zeros(self.memory_length + 1, np.int64)
+        self._time, self._correct = 0, 0
+
+    def _observation(self) -> np.ndarray:
+        return np.array([2 * self._history[-1] - 1, 1.0 - self._time / self.episode_steps], dtype=np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        obs, info = super().reset(seed=seed, options=options)
-        self._query = 0  # every bit is recalled: no query
-        return obs, info
+        super().reset(seed=seed)
+        self._history = np.zeros(self.memory_length + 1, np.int64)
+        self._history[-1] = self.np_random.integers(0, 2)
+        self._time, self._correct = 0, 0
+        return self._observation(), {}
 
     def step(self, action):
-        if self._t < self.chain_length:
-            return super().step(action)
         if not self.action_space.contains(action):
             raise ValueError(f"invalid action {action!r} for {self.action_space}")
-        named = (int(action) >> np.arange(self.num_bits)) & 1
-        right = float(np.mean(named == self._context))
-        return self._observation(self._t), 2 * right - 1, True, False, {"is_success": right == 1.0}
+        obs = self._observation()  # built before the time advances (bsuite's timing)
+        reward = 0.0
+        if self._time >= self.memory_length:
+            right = int(action) == int(self._history[0])
+            self._correct += right
+            reward = 1.0 if right else -1.0
+        self._history = np.roll(self._history, -1)
+        self._history[-1] = self.np_random.integers(0, 2)
+        self._time += 1
+        if self._time < self.episode_steps:
+            return obs, reward, False, False, {}
+        decisions = self.episode_steps - self.memory_length
+        return obs, reward, True, False, {"success_rate": self._correct / decisions}

@@ -1,4 +1,4 @@
-"""Gymnasium wrappers that adapt the paper's tasks to the streaming agents (SPEC.md §5).
+"""Gymnasium wrappers that adapt the paper's tasks to the streaming agents (docs/method.md §5).
 
 - ``FlattenObservation`` (gymnasium's own) turns Discrete / MultiDiscrete / Tuple observations into one-hot
   vectors: ``spaces.flatten`` one-hot encodes every discrete part.
@@ -48,7 +48,7 @@ MASKS = ("F", "P", "V")
 
 
 class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
-    """o'_t = m ⊙ o_t for a gymnasium MuJoCo (v5) robot (SPEC.md §5): ``F`` keeps everything, ``P`` only the
+    """o'_t = m ⊙ o_t for a gymnasium MuJoCo (v5) robot (docs/method.md §5): ``F`` keeps everything, ``P`` only the
     joint positions (qpos part), ``V`` only the velocities (qvel part). The parts are read from the model's
     ``observation_structure`` (qpos dims first, then qvel, then e.g. contact forces, which P and V both drop)."""
 

@@ -1,0 +1,129 @@
+"""The native engine: the streaming step of RTU-RTRL networks as compiled C++ loops (``rtu_rtrl.cpp``).
+
+A streaming step is a few hundred small tensor operations; in eager PyTorch its cost is the per-operation dispatch
+and the full-size temporaries, not the arithmetic. Here a network's forward pass (with the RTRL advance of its
+sensitivities, in place), its backward pass (exact RTRL credit, the hand-written backward of ``rtu_core.fused``)
+and the ObGD / QRC(λ) updates are one call each, looping member by member over flat (P, N) buffers:
+
+    forward    x = f(LayerNorm(W_f o + b_f)) (per feature block),  h_t = f(λ h_{t-1} + γ B x),
+               S^p_t = D (λ S^p_{t-1} + J^p_t)  (in place),  out = W_o tanh([Re h_t, Im h_t]) + b_o
+    backward   every dθ into one flat gradient row per member (RTRL credit dc¹ Re S + dc² Im S for the RTU)
+    ObGD       e ← γλ e + g,  α' from ‖e‖₁,  θ ← θ + α' δ e
+    QRC        z ← γλ z + g,  u = -b (γc g' - g) + δ z - h g [- β θ],  θ ← θ + α min(1, clip / ‖u‖) u
+
+The same equations as ``rtu_core.fused`` and ``rtu_core.cells.rtu`` (``docs/method.md`` §2, §4), tested equal to
+autograd in float64. Every member is computed on its own in a fixed order, so a population member equals its solo
+run bit for bit, and runs repeat exactly. The extension is compiled once per machine (about a minute, cached by
+torch under ``~/.cache/torch_extensions``); where no compiler is available the agents use the eager step.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+ACTIVATION_CODES = {"leaky_relu": 0, "tanh": 1, "relu": 2}
+_lock = threading.Lock()
+_module = None
+_failure: str | None = None
+
+
+def load():
+    """The compiled extension (built on first use; later processes load it from torch's cache)."""
+    global _module, _failure
+    with _lock:
+        if _module is None and _failure is None:
+            from torch.utils import cpp_extension
+
+            source = Path(__file__).with_name("rtu_rtrl.cpp")
+            build = Path(cpp_extension._get_build_directory("rtu_rtrl_native", verbose=False))
+            if not any(build.glob("*.so")):
+                print("rtu_core: building the native RTU-RTRL step (once per machine, about a minute)...",
+                      file=sys.stderr, flush=True)
+            try:
+                _module = cpp_extension.load(name="rtu_rtrl_native", sources=[str(source)],
+                                             extra_cflags=["-O3", "-march=native", "-fno-math-errno"],
+                                             verbose=False)
+            except Exception as error:  # no compiler or ninja: the eager step still works
+                _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error) else ''}"
+    if _module is None:
+        raise RuntimeError(f"the native RTU-RTRL step could not be built ({_failure})")
+    return _module
+
+
+def available() -> bool:
+    try:
+        load()
+        return True
+    except RuntimeError:
+        return False
+
+
+def flatten_parameters(params: list[Tensor]) -> Tensor:
+    """One contiguous (P, N) buffer holding every parameter (each of shape (P, ...)) in order; each parameter
+    becomes a view of its columns, so the optimisers, the eager code and the native loops share the values."""
+    P = params[0].shape[0]
+    sizes = [p[0].numel() for p in params]
+    flat = params[0].new_empty(P, sum(sizes))
+    offset = 0
+    with torch.no_grad():
+        for p, size in zip(params, sizes):
+            flat[:, offset:offset + size] = p.reshape(P, size)
+            p.data = flat[:, offset:offset + size].view(p.shape)
+            offset += size
+    return flat
+
+
+class NativeNetwork:
+    """A ``MemoryNetwork`` (RTU in RTRL mode, linear head) run by the native loops over its flat parameter row.
+
+    ``flat`` must be the buffer whose leading columns are the network's parameters (``flatten_parameters``); the
+    row may continue with other parameters of the same optimiser (a Gaussian log-std)."""
+
+    def __init__(self, net, flat: Tensor):
+        if not supports(net):
+            raise ValueError("the native step runs RTU-RTRL networks with a linear head")
+        self.net, self.flat = net, flat
+        self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
+        self.n, self.out_size = net.cell.hidden_size, net.head.weight.shape[-2]
+        self.activation, self.nonlinear = ACTIVATION_CODES[net.activation_name], net.cell.nonlinear
+        self.module = load()
+
+    def forward(self, obs: Tensor, memory, advance: bool):
+        """(out_t, memory_t, tape) from o_t and the memory of step t-1. With ``advance`` the sensitivities are
+        advanced in place (the memory's own tensors); without, only the output is computed (memory unchanged)."""
+        from ..cells import RTRLState
+
+        hidden = torch.view_as_real(memory.hidden)
+        tape = self.module.network_forward(
+            self.flat, self.dims, self.n, self.out_size, obs.contiguous(), hidden,
+            *(torch.view_as_real(s) for s in memory[1:5]), self.activation, self.nonlinear, advance)
+        if advance:
+            memory = RTRLState(torch.view_as_complex(tape[1]), *memory[1:5])
+        return tape[0], memory, (tape, hidden)
+
+    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False) -> None:
+        """Write d(grad_out · out_t)/dθ into ``grad`` (shaped like ``flat``): RTRL credit through the memory's
+        sensitivities (``next_step``: through the sensitivities one step further, for a forward pass run without
+        ``advance``)."""
+        tape, hidden_prev = tape
+        self.module.network_backward(self.flat, self.dims, self.n, self.out_size, grad, grad_out.contiguous(), tape,
+                                     hidden_prev, *(torch.view_as_real(s) for s in memory[1:5]), self.activation,
+                                     self.nonlinear, next_step)
+
+    def changed(self) -> None:
+        """Tell torch the parameters changed in place (cached RTU coefficients are keyed by the version)."""
+        torch.autograd.graph.increment_version(self.flat)
+
+
+def supports(net) -> bool:
+    """Whether the native step can run ``net``: the RTU in RTRL mode (no Taylor correction), a linear head, a tanh
+    RTU output, on the CPU."""
+    from ..cells import RTU
+
+    return (isinstance(net.cell, RTU) and net.mode == "rtrl" and not net.taylor and net.head_hidden is None
+            and net.cell.output_activation == "tanh" and net.population is not None
+            and net.head.weight.device.type == "cpu")

@@ -1,0 +1,475 @@
+// The streaming step of populations of RTU-RTRL networks, written as plain loops (rtu_core/native/__init__.py).
+//
+// Equations: docs/method.md §2 (network, exact RTRL), §4 (ObGD, QRC(λ)). One network per population member p;
+// every parameter of member p lives in row p of a flat (P, N) buffer, in MemoryNetwork.parameters() order:
+//   feature block i: W_i (out_i x in_i), b_i (out_i);  RTU: nu_log (n), theta_log (n), B_real (n x d), B_imag (n x d);
+//   head: W_o (A x 2n), b_o (A)   [+ anything the caller appends after the network, e.g. a Gaussian log-std].
+// Complex numbers are (re, im) pairs. Loops run member by member in a fixed order on one thread, so member p's
+// numbers do not depend on the population around it (a population member equals its solo run bit for bit).
+#include <torch/extension.h>
+
+#include <cmath>
+#include <vector>
+
+namespace {
+
+constexpr double kLayerNormEps = 1e-5;
+constexpr double kLeakySlope = 0.01;
+constexpr double kGammaEps = 1e-8;
+
+struct Layout {
+  std::vector<int64_t> dims;  // O, W_1, ..., W_L (feature block widths); d = W_L
+  int64_t n, A, N;            // RTU units, outputs, flat row length (>= the network's own parameters)
+  int64_t blocks() const { return (int64_t)dims.size() - 1; }
+  int64_t d() const { return dims.back(); }
+  // offsets of the parameters in a row
+  std::vector<int64_t> W, b;
+  int64_t nu, theta, Br, Bi, Wo, bo, end;
+  Layout(std::vector<int64_t> dims_, int64_t n_, int64_t A_, int64_t N_) : dims(dims_), n(n_), A(A_), N(N_) {
+    int64_t off = 0;
+    for (int64_t i = 0; i < blocks(); ++i) {
+      W.push_back(off);
+      off += dims[i + 1] * dims[i];
+      b.push_back(off);
+      off += dims[i + 1];
+    }
+    nu = off; off += n;
+    theta = off; off += n;
+    Br = off; off += n * d();
+    Bi = off; off += n * d();
+    Wo = off; off += A * 2 * n;
+    bo = off; off += A;
+    end = off;
+    TORCH_CHECK(end <= N, "flat parameter row of ", N, " holds fewer than the network's ", end, " parameters");
+  }
+};
+
+template <typename T>
+inline T activate(T v, int64_t kind) {
+  if (kind == 0) return v > 0 ? v : (T)kLeakySlope * v;
+  if (kind == 1) return std::tanh(v);
+  return v > 0 ? v : (T)0;
+}
+
+template <typename T>
+inline T activation_derivative(T normed, int64_t kind) {
+  if (kind == 0) return normed > 0 ? (T)1 : (T)kLeakySlope;
+  if (kind == 1) {
+    T t = std::tanh(normed);
+    return 1 - t * t;
+  }
+  return normed > 0 ? (T)1 : (T)0;
+}
+
+// The RTU's coefficients of one member: e^ν, θ, g = r cos θ, φ = r sin θ, γ = sqrt(1 - r²) + ε, dγ/dν.
+template <typename T>
+struct Coefficients {
+  std::vector<T> e_nu, theta, g, phi, gamma, dgamma;
+  Coefficients(const T* nu_log, const T* theta_log, int64_t n)
+      : e_nu(n), theta(n), g(n), phi(n), gamma(n), dgamma(n) {
+    for (int64_t k = 0; k < n; ++k) {
+      T e = std::exp(nu_log[k]);
+      T r = std::exp(-e);
+      T th = std::exp(theta_log[k]);
+      T one_minus_r2 = 1 - r * r;
+      e_nu[k] = e;
+      theta[k] = th;
+      g[k] = r * std::cos(th);
+      phi[k] = r * std::sin(th);
+      gamma[k] = std::sqrt(one_minus_r2) + (T)kGammaEps;
+      dgamma[k] = e * r * r / std::sqrt(one_minus_r2);
+    }
+  }
+};
+
+// Forward pass of every member; the tape keeps what the backward pass needs.
+template <typename T>
+void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, const T* hidden, T* s_nu, T* s_theta,
+                  T* s_br, T* s_bi, T* out, T* new_hidden, T* y_tape, T* x_tape, std::vector<T*>& block_inputs,
+                  std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, int64_t activation, bool nonlinear,
+                  bool advance) {
+  const int64_t n = L.n, d = L.d(), A = L.A;
+  std::vector<T> a_buf;
+  for (int64_t p = 0; p < P; ++p) {
+    const T* row = params + p * L.N;
+    // feature blocks: a = W x + b, n = LayerNorm(a), x = f(n)
+    const T* x_in = obs + p * L.dims[0];
+    for (int64_t i = 0; i < L.blocks(); ++i) {
+      const int64_t in = L.dims[i], width = L.dims[i + 1];
+      T* input_copy = block_inputs[i] + p * in;
+      for (int64_t j = 0; j < in; ++j) input_copy[j] = x_in[j];
+      a_buf.assign(width, 0);
+      const T* W = row + L.W[i];
+      const T* bias = row + L.b[i];
+      T mean = 0;
+      for (int64_t r = 0; r < width; ++r) {
+        T acc = bias[r];
+        const T* w = W + r * in;
+        for (int64_t j = 0; j < in; ++j) acc += w[j] * input_copy[j];
+        a_buf[r] = acc;
+        mean += acc;
+      }
+      mean /= width;
+      T var = 0;
+      for (int64_t r = 0; r < width; ++r) {
+        T c = a_buf[r] - mean;
+        var += c * c;
+      }
+      var /= width;
+      T inv_std = 1 / std::sqrt(var + (T)kLayerNormEps);
+      block_inv_std[i][p] = inv_std;
+      T* normed = block_normed[i] + p * width;
+      T* x_out = (i + 1 < L.blocks()) ? block_inputs[i + 1] + p * width : x_tape + p * d;
+      for (int64_t r = 0; r < width; ++r) {
+        normed[r] = (a_buf[r] - mean) * inv_std;
+        x_out[r] = activate(normed[r], activation);
+      }
+      x_in = x_out;
+    }
+    const T* x = x_tape + p * d;
+    // the RTU: h_t = f(λ h_{t-1} + γ u), u = (B_real x, B_imag x)
+    Coefficients<T> k(row + L.nu, row + L.theta, n);
+    const T* Br = row + L.Br;
+    const T* Bi = row + L.Bi;
+    const T* h = hidden + p * 2 * n;
+    T* h_new = new_hidden + p * 2 * n;
+    T* sn = s_nu + p * 2 * n;
+    T* st = s_theta + p * 2 * n;
+    T* sbr = s_br + p * 2 * n * d;
+    T* sbi = s_bi + p * 2 * n * d;
+    for (int64_t u = 0; u < n; ++u) {
+      const T* br = Br + u * d;
+      const T* bi = Bi + u * d;
+      T u1 = 0, u2 = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        u1 += br[j] * x[j];
+        u2 += bi[j] * x[j];
+      }
+      const T g = k.g[u], phi = k.phi[u], gamma = k.gamma[u];
+      const T h1 = h[2 * u], h2 = h[2 * u + 1];
+      const T lh1 = g * h1 - phi * h2, lh2 = g * h2 + phi * h1;
+      T c1 = lh1 + gamma * u1, c2 = lh2 + gamma * u2;
+      if (nonlinear) {
+        c1 = std::tanh(c1);
+        c2 = std::tanh(c2);
+      }
+      h_new[2 * u] = c1;
+      h_new[2 * u + 1] = c2;
+      if (!advance) continue;
+      // S^p_t = D (λ S^p_{t-1} + J^p_t)
+      const T D1 = nonlinear ? 1 - c1 * c1 : (T)1, D2 = nonlinear ? 1 - c2 * c2 : (T)1;
+      {
+        const T a = sn[2 * u], b = sn[2 * u + 1];
+        sn[2 * u] = D1 * (g * a - phi * b - k.e_nu[u] * lh1 + k.dgamma[u] * u1);
+        sn[2 * u + 1] = D2 * (g * b + phi * a - k.e_nu[u] * lh2 + k.dgamma[u] * u2);
+      }
+      {
+        const T a = st[2 * u], b = st[2 * u + 1];
+        st[2 * u] = D1 * (g * a - phi * b - k.theta[u] * lh2);
+        st[2 * u + 1] = D2 * (g * b + phi * a + k.theta[u] * lh1);
+      }
+      T* r1 = sbr + 2 * u * d;
+      T* r2 = sbi + 2 * u * d;
+      for (int64_t j = 0; j < d; ++j) {
+        const T gx = gamma * x[j];
+        const T a = r1[2 * j], b = r1[2 * j + 1];
+        r1[2 * j] = D1 * (g * a - phi * b + gx);
+        r1[2 * j + 1] = D2 * (g * b + phi * a);
+        const T e = r2[2 * j], f = r2[2 * j + 1];
+        r2[2 * j] = D1 * (g * e - phi * f);
+        r2[2 * j + 1] = D2 * (g * f + phi * e + gx);
+      }
+    }
+    // head: y = tanh([Re h, Im h]), out = W_o y + b_o
+    T* y = y_tape + p * 2 * n;
+    for (int64_t u = 0; u < n; ++u) {
+      y[u] = std::tanh(h_new[2 * u]);
+      y[n + u] = std::tanh(h_new[2 * u + 1]);
+    }
+    const T* Wo = row + L.Wo;
+    const T* bo = row + L.bo;
+    for (int64_t a = 0; a < A; ++a) {
+      T acc = bo[a];
+      const T* w = Wo + a * 2 * n;
+      for (int64_t j = 0; j < 2 * n; ++j) acc += w[j] * y[j];
+      out[p * A + a] = acc;
+    }
+  }
+}
+
+// d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params). With ``next_step`` the
+// sensitivities used are those one step further, S' = D'(λ S + J(h_{t}, x')), computed on the fly from the stored
+// S and the tape of a forward pass run with advance = false (QRC's ∇Q(o', a*)).
+template <typename T>
+void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, const T* s_theta, const T* s_br,
+                   const T* s_bi, const T* grad_out, T* grad, const T* y_tape, const T* x_tape, const T* hidden_prev,
+                   const T* hidden_new, const std::vector<const T*>& block_inputs,
+                   const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
+                   int64_t activation, bool nonlinear, bool next_step) {
+  const int64_t n = L.n, d = L.d(), A = L.A;
+  std::vector<T> dc(2 * n), dx, dn, da;
+  for (int64_t p = 0; p < P; ++p) {
+    const T* row = params + p * L.N;
+    T* g_row = grad + p * L.N;
+    const T* go = grad_out + p * A;
+    const T* y = y_tape + p * 2 * n;
+    // head
+    T* gWo = g_row + L.Wo;
+    for (int64_t a = 0; a < A; ++a) {
+      for (int64_t j = 0; j < 2 * n; ++j) gWo[a * 2 * n + j] = go[a] * y[j];
+      g_row[L.bo + a] = go[a];
+    }
+    const T* Wo = row + L.Wo;
+    for (int64_t j = 0; j < 2 * n; ++j) {
+      T acc = 0;
+      for (int64_t a = 0; a < A; ++a) acc += Wo[a * 2 * n + j] * go[a];
+      dc[j] = acc * (1 - y[j] * y[j]);
+    }
+    // the RTU: dL/dp = dc¹ Re S^p + dc² Im S^p
+    Coefficients<T> k(row + L.nu, row + L.theta, n);
+    const T* x = x_tape + p * d;
+    const T* h = hidden_prev + p * 2 * n;
+    const T* hn = hidden_new + p * 2 * n;
+    const T* sn = s_nu + p * 2 * n;
+    const T* st = s_theta + p * 2 * n;
+    const T* sbr = s_br + p * 2 * n * d;
+    const T* sbi = s_bi + p * 2 * n * d;
+    const T* Br = row + L.Br;
+    const T* Bi = row + L.Bi;
+    T* g_nu = g_row + L.nu;
+    T* g_theta = g_row + L.theta;
+    T* g_br = g_row + L.Br;
+    T* g_bi = g_row + L.Bi;
+    for (int64_t u = 0; u < n; ++u) {
+      const T dc1 = dc[u], dc2 = dc[n + u];
+      const T* r1 = sbr + 2 * u * d;
+      const T* r2 = sbi + 2 * u * d;
+      if (!next_step) {
+        g_nu[u] = dc1 * sn[2 * u] + dc2 * sn[2 * u + 1];
+        g_theta[u] = dc1 * st[2 * u] + dc2 * st[2 * u + 1];
+        for (int64_t j = 0; j < d; ++j) {
+          g_br[u * d + j] = dc1 * r1[2 * j] + dc2 * r1[2 * j + 1];
+          g_bi[u * d + j] = dc1 * r2[2 * j] + dc2 * r2[2 * j + 1];
+        }
+        continue;
+      }
+      const T g = k.g[u], phi = k.phi[u], gamma = k.gamma[u];
+      const T c1 = hn[2 * u], c2 = hn[2 * u + 1];
+      // dc · D (λ S + J) = (dc D λ-rotated) · S + dc D · J
+      const T e1 = nonlinear ? dc1 * (1 - c1 * c1) : dc1, e2 = nonlinear ? dc2 * (1 - c2 * c2) : dc2;
+      // (e1, e2) · (g a - φ b, g b + φ a) = a (e1 g + e2 φ) + b (e2 g - e1 φ)
+      const T wa = e1 * g + e2 * phi, wb = e2 * g - e1 * phi;
+      const T h1 = h[2 * u], h2 = h[2 * u + 1];
+      const T lh1 = g * h1 - phi * h2, lh2 = g * h2 + phi * h1;
+      T u1 = 0, u2 = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        u1 += Br[u * d + j] * x[j];
+        u2 += Bi[u * d + j] * x[j];
+      }
+      g_nu[u] = wa * sn[2 * u] + wb * sn[2 * u + 1] + e1 * (-k.e_nu[u] * lh1 + k.dgamma[u] * u1) +
+                e2 * (-k.e_nu[u] * lh2 + k.dgamma[u] * u2);
+      g_theta[u] = wa * st[2 * u] + wb * st[2 * u + 1] + e1 * (-k.theta[u] * lh2) + e2 * (k.theta[u] * lh1);
+      for (int64_t j = 0; j < d; ++j) {
+        g_br[u * d + j] = wa * r1[2 * j] + wb * r1[2 * j + 1] + e1 * gamma * x[j];
+        g_bi[u * d + j] = wa * r2[2 * j] + wb * r2[2 * j + 1] + e2 * gamma * x[j];
+      }
+    }
+    // one-step input gradient dx = B_realᵀ(γ D¹ dc¹) + B_imagᵀ(γ D² dc²), then the feature blocks backwards
+    dx.assign(d, 0);
+    for (int64_t u = 0; u < n; ++u) {
+      T e1 = dc[u], e2 = dc[n + u];
+      if (nonlinear) {
+        const T c1 = hn[2 * u], c2 = hn[2 * u + 1];
+        e1 *= 1 - c1 * c1;
+        e2 *= 1 - c2 * c2;
+      }
+      e1 *= k.gamma[u];
+      e2 *= k.gamma[u];
+      for (int64_t j = 0; j < d; ++j) dx[j] += Br[u * d + j] * e1 + Bi[u * d + j] * e2;
+    }
+    for (int64_t i = L.blocks() - 1; i >= 0; --i) {
+      const int64_t in = L.dims[i], width = L.dims[i + 1];
+      const T* normed = block_normed[i] + p * width;
+      const T inv_std = block_inv_std[i][p];
+      dn.assign(width, 0);
+      T mean_dn = 0, mean_dn_n = 0;
+      for (int64_t r = 0; r < width; ++r) {
+        dn[r] = dx[r] * activation_derivative(normed[r], activation);
+        mean_dn += dn[r];
+        mean_dn_n += dn[r] * normed[r];
+      }
+      mean_dn /= width;
+      mean_dn_n /= width;
+      da.assign(width, 0);
+      const T* input = block_inputs[i] + p * in;
+      T* gW = g_row + L.W[i];
+      T* gb = g_row + L.b[i];
+      for (int64_t r = 0; r < width; ++r) {
+        da[r] = (dn[r] - mean_dn - normed[r] * mean_dn_n) * inv_std;
+        gb[r] = da[r];
+        for (int64_t j = 0; j < in; ++j) gW[r * in + j] = da[r] * input[j];
+      }
+      if (i == 0) break;
+      const T* W = row + L.W[i];
+      dx.assign(in, 0);
+      for (int64_t r = 0; r < width; ++r)
+        for (int64_t j = 0; j < in; ++j) dx[j] += W[r * in + j] * da[r];
+    }
+  }
+}
+
+Layout layout_of(const std::vector<int64_t>& dims, int64_t n, int64_t A, const at::Tensor& params) {
+  TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
+  return Layout(dims, n, A, params.size(1));
+}
+
+void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+  TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " has the wrong dtype");
+  TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
+}
+
+}  // namespace
+
+// Returns [out, new hidden, y, x, block inputs..., block normed..., block 1/σ...]; S advanced in place if asked.
+std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
+                                        at::Tensor obs, at::Tensor hidden, at::Tensor s_nu, at::Tensor s_theta,
+                                        at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
+                                        bool advance) {
+  Layout L = layout_of(dims, n, A, params);
+  const int64_t P = params.size(0);
+  for (auto* t : {&obs, &hidden, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a network input");
+  TORCH_CHECK(obs.numel() == P * dims[0] && hidden.numel() == P * 2 * n && s_br.numel() == P * 2 * n * L.d(),
+              "network_forward: shapes do not match the layout");
+  auto opts = params.options();
+  at::Tensor out = at::empty({P, A}, opts), new_hidden = at::empty({P, n, 2}, opts);
+  at::Tensor y = at::empty({P, 2 * n}, opts), x = at::empty({P, L.d()}, opts);
+  std::vector<at::Tensor> inputs, normed, inv_std;
+  for (int64_t i = 0; i < L.blocks(); ++i) {
+    inputs.push_back(at::empty({P, dims[i]}, opts));
+    normed.push_back(at::empty({P, dims[i + 1]}, opts));
+    inv_std.push_back(at::empty({P}, opts));
+  }
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_forward", [&] {
+    std::vector<scalar_t*> in_p, nd_p, is_p;
+    for (int64_t i = 0; i < L.blocks(); ++i) {
+      in_p.push_back(inputs[i].data_ptr<scalar_t>());
+      nd_p.push_back(normed[i].data_ptr<scalar_t>());
+      is_p.push_back(inv_std[i].data_ptr<scalar_t>());
+    }
+    forward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), obs.data_ptr<scalar_t>(), hidden.data_ptr<scalar_t>(),
+                           s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(),
+                           s_bi.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), new_hidden.data_ptr<scalar_t>(),
+                           y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), in_p, nd_p, is_p, activation, nonlinear,
+                           advance);
+  });
+  std::vector<at::Tensor> result = {out, new_hidden, y, x};
+  for (auto* group : {&inputs, &normed, &inv_std}) result.insert(result.end(), group->begin(), group->end());
+  return result;
+}
+
+void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A, at::Tensor grad,
+                      at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, at::Tensor s_nu,
+                      at::Tensor s_theta, at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
+                      bool next_step) {
+  Layout L = layout_of(dims, n, A, params);
+  const int64_t P = params.size(0), B = L.blocks();
+  TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
+  TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B, "network_backward: the tape of network_forward is expected");
+  for (auto* t : {&grad_out, &hidden_prev, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a backward input");
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_backward", [&] {
+    std::vector<const scalar_t*> in_p, nd_p, is_p;
+    for (int64_t i = 0; i < B; ++i) {
+      in_p.push_back(tape[4 + i].data_ptr<scalar_t>());
+      nd_p.push_back(tape[4 + B + i].data_ptr<scalar_t>());
+      is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
+    }
+    backward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
+                            s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
+                            grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
+                            tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
+                            tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, activation, nonlinear, next_step);
+  });
+}
+
+// ObGD on flat (P, N) buffers: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α;
+// θ ← θ + α' δ e; then e ← 0 where reset. Returns α' (P,).
+at::Tensor obgd_step(at::Tensor params, at::Tensor trace, at::Tensor grad, double decay, at::Tensor td_error,
+                     double lr, double kappa, at::Tensor reset) {
+  check(trace, params, "trace");
+  check(grad, params, "grad");
+  check(td_error, params, "td_error");
+  const int64_t P = params.size(0), N = params.size(1);
+  at::Tensor step_size = at::empty({P}, params.options());
+  auto reset_c = reset.to(at::kBool).contiguous();
+  const bool* r = reset_c.data_ptr<bool>();
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "obgd_step", [&] {
+    for (int64_t p = 0; p < P; ++p) {
+      scalar_t* th = params.data_ptr<scalar_t>() + p * N;
+      scalar_t* e = trace.data_ptr<scalar_t>() + p * N;
+      const scalar_t* g = grad.data_ptr<scalar_t>() + p * N;
+      const scalar_t dec = (scalar_t)decay;
+      scalar_t l1 = 0;
+      for (int64_t i = 0; i < N; ++i) {
+        e[i] = dec * e[i] + g[i];
+        l1 += std::abs(e[i]);
+      }
+      const scalar_t delta = td_error.data_ptr<scalar_t>()[p];
+      const scalar_t bound = (scalar_t)lr * (scalar_t)kappa * std::max(std::abs(delta), (scalar_t)1) * l1;
+      const scalar_t alpha = bound > 1 ? (scalar_t)lr / bound : (scalar_t)lr;
+      step_size.data_ptr<scalar_t>()[p] = alpha;
+      const scalar_t scale = alpha * delta;
+      for (int64_t i = 0; i < N; ++i) th[i] += scale * e[i];
+      if (r[p])
+        for (int64_t i = 0; i < N; ++i) e[i] = 0;
+    }
+  });
+  return step_size;
+}
+
+// QRC(λ) on flat buffers, per member p (docs/method.md §4):
+//   z ← decay z + g;   u = -b (γc g_next - g) + δ z - h g - β θ   (g_next absent for h; β = 0 for Q)
+//   θ ← θ + α s u,  s = min(1, clip / ‖u‖₂) (1 when clip = 0);   z ← 0 where cut.
+// ``coeffs`` (P, 5): b, γ(1 - terminal), δ, h(o, a), cut (0/1). ``work`` receives u.
+void qrc_update(at::Tensor params, at::Tensor trace, at::Tensor grad, c10::optional<at::Tensor> grad_next,
+                at::Tensor coeffs, at::Tensor work, double decay, double lr, double beta, double clip) {
+  check(trace, params, "trace");
+  check(grad, params, "grad");
+  check(work, params, "work");
+  check(coeffs, params, "coeffs");
+  const int64_t P = params.size(0), N = params.size(1);
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "qrc_update", [&] {
+    const scalar_t* gn_all = grad_next.has_value() ? grad_next->data_ptr<scalar_t>() : nullptr;
+    for (int64_t p = 0; p < P; ++p) {
+      scalar_t* th = params.data_ptr<scalar_t>() + p * N;
+      scalar_t* z = trace.data_ptr<scalar_t>() + p * N;
+      scalar_t* u = work.data_ptr<scalar_t>() + p * N;
+      const scalar_t* g = grad.data_ptr<scalar_t>() + p * N;
+      const scalar_t* c = coeffs.data_ptr<scalar_t>() + p * 5;
+      const scalar_t b = c[0], gc = c[1], delta = c[2], hv = c[3];
+      const bool cut = c[4] != 0;
+      const scalar_t dec = (scalar_t)decay, bt = (scalar_t)beta;
+      scalar_t sq = 0;
+      for (int64_t i = 0; i < N; ++i) {
+        z[i] = dec * z[i] + g[i];
+        scalar_t v = delta * z[i] - hv * g[i];
+        if (gn_all) v += -b * (gc * gn_all[p * N + i] - g[i]);
+        if (bt != 0) v -= bt * th[i];
+        u[i] = v;
+        sq += v * v;
+      }
+      scalar_t scale = (scalar_t)lr;
+      if (clip > 0) scale *= std::min((scalar_t)1, (scalar_t)clip / (std::sqrt(sq) + (scalar_t)1e-12));
+      for (int64_t i = 0; i < N; ++i) th[i] += scale * u[i];
+      if (cut)
+        for (int64_t i = 0; i < N; ++i) z[i] = 0;
+    }
+  });
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("network_forward", &network_forward, "forward pass (and in-place RTRL advance) of a population of networks");
+  m.def("network_backward", &network_backward, "every parameter's gradient into a flat (P, N) buffer");
+  m.def("obgd_step", &obgd_step, "ObGD on flat buffers");
+  m.def("qrc_update", &qrc_update, "QRC(lambda) update on flat buffers");
+}

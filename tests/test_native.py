@@ -1,0 +1,120 @@
+"""The native engine (``rtu_core.native``): its forward pass, RTRL advance and gradients equal autograd through the
+network (float64), the Stream AC and QRC agents using it take the eager agents' steps, and a population member
+equals its solo run bit for bit."""
+import dataclasses
+
+import gymnasium as gym
+import pytest
+import torch
+
+from rtu_core import TrainConfig, native
+from rtu_core.agents import AGENTS
+from rtu_core.network import MemoryNetwork
+from rtu_core.results import RunRecorder
+from rtu_core.rng import MemberRandom
+from rtu_core.training import train
+
+OBS, OUT, P = 4, 3, 2
+
+
+def make_network(nonlinear: bool, activation: str, feature_layers: int = 1) -> MemoryNetwork:
+    torch.manual_seed(0)
+    return MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
+                         nonlinear_rtu=nonlinear, activation=activation, feature_layers=feature_layers,
+                         generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+
+
+def flat_grads(grads) -> torch.Tensor:
+    return torch.cat([g.reshape(P, -1) for g in grads], dim=1)
+
+
+@pytest.mark.parametrize("feature_layers", [1, 2])
+@pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
+def test_native_network_equals_autograd(nonlinear, activation, feature_layers):
+    """out_t, the RTRL state and d(g · out_t)/dθ for every parameter over 7 steps, and the gradient of the *next*
+    output through the sensitivities one step further (QRC's ∇Q(o', a*))."""
+    net = make_network(nonlinear, activation, feature_layers)
+    twin = make_network(nonlinear, activation, feature_layers)
+    runner = native.NativeNetwork(twin, native.flatten_parameters(list(twin.parameters())))
+    grad = torch.zeros_like(runner.flat)
+    memory, native_memory = net.initial_memory(), twin.initial_memory()
+    for _ in range(7):
+        obs, next_obs = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
+        grad_out = torch.randn(P, OUT, dtype=torch.float64)
+        out, memory = net.step(obs, memory)
+        expected = flat_grads(torch.autograd.grad((grad_out * out).sum(), list(net.parameters())))
+        got, native_memory, tape = runner.forward(obs, native_memory, advance=True)
+        assert torch.allclose(got, out.detach(), rtol=1e-12, atol=1e-13)
+        for a, b in zip(native_memory, memory):
+            assert torch.allclose(a, b, rtol=1e-12, atol=1e-13)
+        runner.backward(grad, grad_out, tape, native_memory)
+        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-13)
+        # one step further without advancing: the output and the gradient of the advanced network
+        next_out, _ = net.step(next_obs, memory)
+        expected = flat_grads(torch.autograd.grad((grad_out * next_out).sum(), list(net.parameters())))
+        hidden_before = native_memory.hidden.clone()
+        got, unchanged, tape = runner.forward(next_obs, native_memory, advance=False)
+        assert torch.allclose(got, next_out.detach(), rtol=1e-12, atol=1e-13)
+        assert torch.equal(unchanged.hidden, hidden_before)
+        runner.backward(grad, grad_out, tape, native_memory, next_step=True)
+        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-13)
+
+
+def agent_pair(agent: str, discrete: bool = True, **overrides):
+    config = TrainConfig(agent=agent, hidden_size=5, width=6, population=P, dtype="float64", lr_q=0.05, lr_h=0.02,
+                         activation="leaky_relu" if discrete else "tanh", **overrides)
+    space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
+
+    def make(engine):
+        return AGENTS[agent](dataclasses.replace(config, engine=engine), OBS, space,
+                             [torch.Generator().manual_seed(i) for i in range(P)],
+                             MemberRandom([5, 6], dtype=torch.float64))
+    return make("native"), make("eager")
+
+
+@pytest.mark.parametrize("agent, discrete, overrides", [
+    ("stream_ac", True, {}), ("stream_ac", False, dict(nonlinear_rtu=True)), ("qrc", True, {}),
+    ("qrc", True, dict(grad_clip=0.01, nonlinear_rtu=True, feature_layers=2))],
+    ids=["stream-ac-categorical", "stream-ac-gaussian-nonlinear", "qrc", "qrc-clipped-nonlinear-two-blocks"])
+def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
+    torch.manual_seed(2)
+    fast, eager = agent_pair(agent, discrete, **overrides)
+    assert fast.native is not None and eager.native is None
+    for t in range(15):
+        obs = torch.randn(P, OBS, dtype=torch.float64)
+        reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
+        done = torch.tensor([t % 5 == 4, t % 7 == 6])
+        actions = fast.act(obs), eager.act(obs)
+        assert torch.equal(*actions) if discrete else torch.allclose(*actions, rtol=1e-10)
+        deltas = fast.learn(reward, next_obs, done, done), eager.learn(reward, next_obs, done, done)
+        assert torch.allclose(*deltas, rtol=1e-10, atol=1e-12)
+    for a, b in zip(fast.networks.values(), eager.networks.values()):
+        for p, q in zip(a.parameters(), b.parameters()):
+            assert torch.allclose(p, q, rtol=1e-9, atol=1e-11)
+    if agent == "qrc":
+        assert torch.allclose(fast.q_trace_flat, eager.q_trace_flat, rtol=1e-9, atol=1e-11)
+
+
+def test_native_population_members_equal_their_solo_runs_bit_for_bit():
+    base = TrainConfig(agent="qrc", chain_length=3, steps=600, hidden_size=8, width=8, eval_episodes=5,
+                       engine="native")
+    members = [dataclasses.replace(base, seed=s, chain_length=L) for s, L in ((0, 3), (1, 5), (2, 3))]
+    population = RunRecorder(members)
+    for event in train(members):
+        population.record(event)
+    for i, member in enumerate(members):
+        solo = RunRecorder(member)
+        for event in train(member):
+            solo.record(event)
+        assert population.episodes_csv(i) == solo.episodes_csv(0)
+        assert population.member_summary(i)["eval_return"] == solo.member_summary(0)["eval_return"]
+
+
+def test_engine_choice():
+    assert TrainConfig().native_step and TrainConfig(agent="qrc").native_step
+    assert not TrainConfig(engine="eager").native_step
+    assert not TrainConfig(cell="gru").native_step and not TrainConfig(env="popgym:RepeatFirstEasy").native_step
+    assert not TrainConfig(taylor_sensitivity=True).native_step
+    with pytest.raises(ValueError, match="engine native"):
+        TrainConfig(engine="native", cell="gru")
