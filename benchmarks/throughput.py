@@ -1,17 +1,18 @@
-"""Throughput of streaming RTU-RTRL agents on this machine, everything measured in one run.
+"""Throughput of streaming RTU-RTRL agents at the paper's size, measured in one run against a plain reference.
 
-1. One RTU-RTRL Stream AC(λ) agent on MemoryChain (``rtu_core.train``, eager and ``compile=True``) vs the
-   reference a user would write: a plain eager-autograd Stream AC(λ) with a feed-forward network of the same
-   width (below, ~60 lines).
-2. Aggregate agent-steps/s of populations P = 1, 8, 64, 256 (eager and compiled), and the memory each agent
-   holds (parameters, eligibility traces, RTRL state).
-3. Time per step vs RTU size n = 32 ... 1024 (width 128), eager and compiled: the RTRL cost is linear in the
-   parameters, a dense RNN's RTRL would cost O(n^2 #params); log-log plot to ``assets/scaling.png``.
+1. Memory bandwidth of this core (a large tensor copy) and, from it, the bound on agent-steps/s: every agent-step
+   must read and write each network's parameters, eligibility traces and RTRL sensitivities.
+2. One agent at the paper's size (RTU 192 units, feature width 128, MemoryChain L = 16), QRC(λ) and Stream AC(λ):
+   the native step (the default), the eager step, and for Stream AC the ``--compile`` step, vs the reference a user
+   would write: a plain eager-autograd Stream AC(λ) with a feed-forward network of width 128 (below, ~60 lines).
+3. Populations of 32 (agent-steps/s of one process), native and eager, each as a fraction of the bound; and the
+   wall time the paper's MemoryChain figure (7 lengths x 5 seeds x 500k steps per method) would take on 2 processes.
+4. With ``--scaling``: time per step vs RTU size n = 32 ... 1024 (width 128); log-log plot to ``assets/scaling.png``.
 
-Rates are taken after each run's first tenth of steps (warm-up, compiling).
+Rates are taken after each run's first tenth of steps (warm-up, compiling). One torch thread.
 
-    python benchmarks/throughput.py                      # ~25 minutes
-    python benchmarks/throughput.py --quick              # smaller sizes, a minute
+    python benchmarks/throughput.py                # ~10 minutes
+    python benchmarks/throughput.py --quick        # shorter runs, a couple of minutes
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from rtu_core.envs import MEMORY_CHAIN_ID
 from rtu_core.training import Run
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-CHAIN = 8
+CHAIN = 16
 
 
 class ReferenceStreamAC:
@@ -113,68 +114,105 @@ def agent_steps_per_second(cfg: TrainConfig) -> float:
     return (last[0] - first[0]) * cfg.population / (last[1] - first[1])
 
 
-def bytes_per_agent(cfg: TrainConfig) -> float:
-    """Parameters, optimiser state (eligibility traces) and memories (RTRL state) of a population, per agent."""
-    agent = Run(cfg).agent
-    parameters = sum(p.numel() * p.element_size() for net in agent.networks.values() for p in net.parameters())
-    memories = [t for m in agent.memories.values() for t in (m if isinstance(m, tuple) else (m,))]
-    # each parameter has one eligibility trace of its size (allocated at the first update)
-    return (2 * parameters + sum(t.numel() * t.element_size() for t in memories)) / cfg.population
-
-
 def rtu_parameters(n: int, width: int) -> int:
     return 2 * n + 2 * n * width  # ν_log, θ_log, B_real, B_imag
 
 
+def paper_config(agent: str, steps: int, population: int = 1, **overrides) -> TrainConfig:
+    """The paper's network (RTU 192, width 128; the MemoryChain presets) on MemoryChain L = 16."""
+    return TrainConfig(agent=agent, chain_length=16, steps=steps, population=population, eval_episodes=0,
+                       progress_every=max(steps // 10, 1), **overrides)
+
+
+def copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
+    """Bytes per second moved by a large tensor copy (read + write), best of ``repeats``."""
+    source = torch.ones(megabytes * 2**20 // 4)
+    target = torch.empty_like(source)
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        target.copy_(source)
+        best = min(best, time.perf_counter() - started)
+    return 2 * source.numel() * 4 / best
+
+
+def traffic_per_agent_step(cfg: TrainConfig) -> float:
+    """Bytes one agent-step must at least read and write: each network's parameters, eligibility traces and RTRL
+    state (hidden state and sensitivities), each read once and written once."""
+    agent = Run(cfg).agent
+    parameters = sum(p.numel() * p.element_size() for net in agent.networks.values() for p in net.parameters())
+    memories = [t for m in agent.memories.values() for t in (m if isinstance(m, tuple) else (m,))]
+    state = sum(t.numel() * t.element_size() for t in memories)
+    return 2 * (2 * parameters + state) / cfg.population
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes and budgets (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="shorter runs")
+    parser.add_argument("--scaling", action="store_true", help="also time per step vs RTU size (slow)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    steps = 600 if args.quick else 3000
+    steps = 1000 if args.quick else 3000
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread, "
-          f"torch {torch.__version__}, MemoryChain L={CHAIN}, Stream AC(λ), float32")
+          f"torch {torch.__version__}, MemoryChain L=16, float32, RTU 192 units, feature width 128")
 
-    print("\n1. one agent: ours (RTU, exact RTRL; eager, and compiled with --compile) vs a plain eager-autograd "
-          "Stream AC(λ) with an FFN")
-    for width in ((32,) if args.quick else (32, 128)):
-        ours, compiled, ref = [], [], []
-        for _ in range(2):  # interleaved, best of two: all see the same machine load
-            ref.append(reference_steps_per_second(width, steps))
-            ours.append(agent_steps_per_second(config(width, width, steps)))
-            compiled.append(agent_steps_per_second(config(width, width, 2 * steps, compile=True)))
-        print(f"   width {width:4d}: reference FFN {max(ref):7.1f} steps/s | ours eager {max(ours):7.1f} "
-              f"({max(ours) / max(ref):.2f}x) | ours compiled {max(compiled):7.1f} ({max(compiled) / max(ref):.2f}x; "
-              f"goal >= 1.5x)")
+    bandwidth = copy_bandwidth()
+    traffic = traffic_per_agent_step(paper_config("qrc", 100))
+    bound = bandwidth / traffic
+    print(f"\n1. copy bandwidth {bandwidth / 1e9:.1f} GB/s; an agent-step moves >= {traffic / 1e6:.2f} MB "
+          f"(parameters, traces, RTRL state of both networks, read and written) -> bound {bound:.0f} agent-steps/s")
 
-    print("\n2. populations (RTU-RTRL 32 units, width 32): aggregate agent-steps/s and memory per agent")
-    base = {}
-    for P in ((1, 8, 64) if args.quick else (1, 8, 64, 256)):
-        cells = []
-        for compile in (False, True):
-            cfg = config(32, 32, max(steps // max(P // 8, 1), 300), P, compile)
-            rate = agent_steps_per_second(cfg)
-            base.setdefault(compile, rate)
-            cells.append(f"{'compiled' if compile else 'eager'} {rate:9.1f} = {rate / base[compile]:5.1f} x P=1")
-        print(f"   P = {P:4d}: " + " | ".join(cells) + f"   ({bytes_per_agent(cfg) / 1024:.1f} KiB per agent)")
+    print("\n2. one agent vs the reference (plain eager-autograd Stream AC(λ), FFN width 128)")
+    reference = max(reference_steps_per_second(128, steps) for _ in range(2))
+    print(f"   reference: {reference:.0f} steps/s")
+    single = {}
+    for agent in ("qrc", "stream_ac"):
+        engines = {"native": {}, "eager": dict(engine="eager")}
+        if agent == "stream_ac":
+            engines["compiled"] = dict(compile=True)
+        for name, overrides in engines.items():
+            n = steps if name != "compiled" else 2 * steps
+            rate = max(agent_steps_per_second(paper_config(agent, n, **overrides)) for _ in range(2))
+            single[agent, name] = rate
+            print(f"   {agent:9s} {name:8s} {rate:7.0f} steps/s = {rate / reference:5.2f}x reference "
+                  f"({100 * rate / bound:3.0f}% of the bound){'   target >= 3x' if name == 'native' else ''}")
 
-    print("\n3. time per step vs RTU size (width 128)")
+    print("\n3. populations of 32 (agent-steps/s of one process)")
+    population = {}
+    for agent in ("qrc", "stream_ac"):
+        for name, overrides in {"native": {}, "eager": dict(engine="eager")}.items():
+            n = max(steps // 10, 100) if name == "native" else max(steps // 30, 50)
+            rate = agent_steps_per_second(paper_config(agent, n, 32, **overrides))
+            population[agent, name] = rate
+            print(f"   {agent:9s} {name:8s} P=32 {rate:7.0f} agent-steps/s = {rate / reference:5.2f}x reference "
+                  f"({100 * rate / bound:3.0f}% of the bound){'   target >= 5x' if name == 'native' else ''}")
+    total = 7 * 5 * 500_000
+    for agent in ("qrc", "stream_ac"):
+        hours = total / (2 * population[agent, "native"]) / 3600
+        print(f"   the paper's MemoryChain figure with {agent}, RTU-RTRL: {total / 1e6:.1f}M agent-steps per method "
+              f"-> {hours:.1f} h per method on 2 processes (native)")
+
+    if args.scaling:
+        scaling(args)
+
+
+def scaling(args) -> None:
+    print("\n4. time per step vs RTU size (width 128), Stream AC(λ)")
+    steps = 600 if args.quick else 3000
     sizes = (32, 64, 128) if args.quick else (32, 64, 128, 256, 512, 1024)
     times = {False: [], True: []}
     for n in sizes:
         for compile in (False, True):
             cfg = config(n, 128, max(steps // max(n // 128, 1), 300), compile=compile)
             times[compile].append(1.0 / agent_steps_per_second(cfg))
-        print(f"   n = {n:5d}: eager {1000 * times[False][-1]:7.2f} ms/step, compiled {1000 * times[True][-1]:7.2f} "
+        print(f"   n = {n:5d}: native {1000 * times[False][-1]:7.2f} ms/step, compiled {1000 * times[True][-1]:7.2f} "
               f"ms/step, {rtu_parameters(n, 128):9,d} RTU parameters")
     params = np.array([rtu_parameters(n, 128) for n in sizes], float)
-    for compile, label in ((False, "eager"), (True, "compiled")):
+    for compile, label in ((False, "native"), (True, "compiled")):
         slope = np.polyfit(np.log(params), np.log(times[compile]), 1)[0]
         upper = np.polyfit(np.log(params[-3:]), np.log(times[compile][-3:]), 1)[0]
         print(f"   {label}: log-log slope of time vs parameters {slope:.2f} over all sizes, {upper:.2f} over the "
               "largest three")
-        # cost = fixed per-step overhead + a part linear in the parameters: the log-log slope nears 1 only
-        # once the linear part dominates, so also report the affine fit and how well it holds
         per_param, fixed = np.polyfit(params, times[compile], 1)
         worst = np.max(np.abs(fixed + per_param * params - times[compile]) / times[compile])
         print(f"   {label}: affine fit t = {1000 * fixed:.2f} ms + {1e6 * per_param:.1f} ms per million parameters "
@@ -184,7 +222,7 @@ def main() -> None:
 
 
 def plot_scaling(sizes, params, times: dict[bool, np.ndarray], path: Path) -> None:
-    """Measured time per step vs parameters (eager and compiled), and a dense RNN's RTRL cost from the smallest size.
+    """Measured time per step vs parameters (native and compiled), and a dense RNN's RTRL cost from the smallest size.
 
     Dense RTRL keeps ∂h/∂θ for every (unit, parameter) pair: n x #params numbers updated with an n x n
     Jacobian each step, O(n^2 #params) work vs the RTU's O(#params). Scaled so both agree at the smallest n."""
@@ -195,7 +233,7 @@ def plot_scaling(sizes, params, times: dict[bool, np.ndarray], path: Path) -> No
     dense_params = sizes ** 2 + sizes * 128
     dense = times[True][0] * (sizes ** 2 * dense_params) / (sizes[0] ** 2 * dense_params[0])
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.loglog(params, 1000 * times[False], "o-", label="RTU + exact RTRL, eager (measured, whole agent step)")
+    ax.loglog(params, 1000 * times[False], "o-", label="RTU + exact RTRL, native (measured, whole agent step)")
     ax.loglog(params, 1000 * times[True], "^-", label="RTU + exact RTRL, compiled (measured, whole agent step)")
     ax.loglog(params, 1000 * times[True][-1] * params / params[-1], "k:", label="slope 1 (linear in #params)")
     ax.loglog(params, 1000 * dense, "s--", color="tab:red", label="dense-RNN RTRL, O(n² #params) (analytic)")

@@ -73,7 +73,7 @@ class TrainConfig:
     activation: str | None = field(**_help("feature activation: " + ", ".join(ACTIVATIONS) + "; preset"))
     sparsity: float = field(**_help("fraction of each layer's weights zeroed at init", 0.9))
     dtype: str = field(**_help("float32 or float64", "float32"))
-    engine: str = field(**_help("auto: the native (compiled C++) step wherever it applies (RTU-RTRL, linear head, "
+    engine: str = field(**_help("auto: the native (compiled C++) step wherever it applies (the RTU, linear head, "
                                 "Stream AC with ObGD or QRC, CPU), else eager; native: require it; eager: never",
                                 "auto"))
     compile: bool = field(**_help("where a compiled step exists (stream_ac, rtu, rtrl, obgd, head-width 0, one "
@@ -145,7 +145,7 @@ class TrainConfig:
         choose("dtype", ("float32", "float64"))
         choose("engine", ENGINES)
         if self.engine == "native" and not self.native_step:
-            raise ConfigError("engine native runs stream_ac (obgd) or qrc with cell rtu, mode rtrl, head-width 0, no "
+            raise ConfigError("engine native runs stream_ac (obgd) or qrc with cell rtu, head-width 0, no "
                               "taylor-sensitivity and no compile; use engine auto or eager")
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
@@ -204,7 +204,7 @@ class TrainConfig:
         """Whether the native step (``rtu_core.native``) applies to this run (it is used unless engine is eager or
         the extension cannot be built)."""
         return self.engine != "eager" and not self.compiled_step and not self.taylor_sensitivity and (
-            self.cell, self.mode, self.head_width) == ("rtu", "rtrl", 0) and (
+            self.cell, self.head_width) == ("rtu", 0) and (
             self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
 
     def network_kwargs(self) -> dict:

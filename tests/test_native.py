@@ -75,8 +75,10 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
 
 @pytest.mark.parametrize("agent, discrete, overrides", [
     ("stream_ac", True, {}), ("stream_ac", False, dict(nonlinear_rtu=True)), ("qrc", True, {}),
-    ("qrc", True, dict(grad_clip=0.01, nonlinear_rtu=True, feature_layers=2))],
-    ids=["stream-ac-categorical", "stream-ac-gaussian-nonlinear", "qrc", "qrc-clipped-nonlinear-two-blocks"])
+    ("qrc", True, dict(grad_clip=0.01, nonlinear_rtu=True, feature_layers=2)),
+    ("stream_ac", True, dict(mode="tbptt", nonlinear_rtu=True)), ("qrc", True, dict(mode="tbptt"))],
+    ids=["stream-ac-categorical", "stream-ac-gaussian-nonlinear", "qrc", "qrc-clipped-nonlinear-two-blocks",
+         "stream-ac-tbptt-nonlinear", "qrc-tbptt"])
 def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
     torch.manual_seed(2)
     fast, eager = agent_pair(agent, discrete, **overrides)
@@ -114,6 +116,7 @@ def test_native_population_members_equal_their_solo_runs_bit_for_bit():
 def test_engine_choice():
     assert TrainConfig().native_step and TrainConfig(agent="qrc").native_step
     assert not TrainConfig(engine="eager").native_step
+    assert TrainConfig(mode="tbptt").native_step                 # the RTU's TBPTT(1): one-step sensitivities
     assert not TrainConfig(cell="gru").native_step and not TrainConfig(env="popgym:RepeatFirstEasy").native_step
     assert not TrainConfig(taylor_sensitivity=True).native_step
     with pytest.raises(ValueError, match="engine native"):

@@ -47,6 +47,7 @@ class QRC(MemoryAgent):
                            native.NativeNetwork(self.h_net, native.flatten_parameters(self.h_params)))
             # ∇Q(o, a), ∇h(o, a), ∇Q(o', a*); each update overwrites the first two with its direction u
             self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))
+            self._onehot = torch.eye(self.num_actions, dtype=dtype)  # rows: d Q(·, a) / d out
         elif config.engine == "native":
             native.load()  # raises with the reason the native step is missing
         if config.rtrl_refresh or config.staleness_every:
@@ -126,19 +127,19 @@ class QRC(MemoryAgent):
         updates on the flat parameter and trace buffers."""
         c, (q_net, h_net), memories = self.config, self.native, self.memories
         grad_q, grad_h, grad_next = self._buffers
-        (q_tape, h_tape), continuing = self._tapes, (~terminated).to(self._q.dtype)
+        q_tape, h_tape = self._tapes
+        discount = c.gamma * (~terminated).to(self._q.dtype)  # γ (1 - terminal)
         next_q_all, _, next_tape = q_net.forward(next_obs, memories["q"], advance=False)
         next_q, best = next_q_all.max(dim=-1)
-        td_error = reward + c.gamma * continuing * next_q - self._q
-        onehot = torch.nn.functional.one_hot(self._action, self.num_actions).to(next_q.dtype)
+        td_error = reward + discount * next_q - self._q
+        onehot = self._onehot[self._action]
         q_net.backward(grad_q, onehot, q_tape, memories["q"])
-        q_net.backward(grad_next, torch.nn.functional.one_hot(best, self.num_actions).to(next_q.dtype), next_tape,
-                       memories["q"], next_step=True)
+        q_net.backward(grad_next, self._onehot[best], next_tape, memories["q"], next_step=True)
         h_net.backward(grad_h, onehot, h_tape, memories["h"])
         decay = c.gamma * c.trace_decay
         self.bias_trace.mul_(decay).add_(self._h)
         cut = done | self._nongreedy
-        coeffs = torch.stack([self.bias_trace, c.gamma * continuing, td_error, self._h, cut.to(td_error.dtype)], 1)
+        coeffs = torch.stack([self.bias_trace, discount, td_error, self._h, cut], 1).to(td_error.dtype)
         q_net.module.qrc_update(q_net.flat, self.q_trace_flat, grad_q, grad_next, coeffs, grad_q, decay, c.lr_q, 0.0,
                                 c.grad_clip)
         h_net.module.qrc_update(h_net.flat, self.h_trace_flat, grad_h, None, coeffs, grad_h, decay, c.lr_h, c.beta,

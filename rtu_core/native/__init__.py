@@ -45,7 +45,7 @@ def load():
                       file=sys.stderr, flush=True)
             try:
                 _module = cpp_extension.load(name="rtu_rtrl_native", sources=[str(source)],
-                                             extra_cflags=["-O3", "-march=native", "-fno-math-errno"],
+                                             extra_cflags=["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd"],
                                              verbose=False)
             except Exception as error:  # no compiler or ninja: the eager step still works
                 _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error) else ''}"
@@ -78,7 +78,10 @@ def flatten_parameters(params: list[Tensor]) -> Tensor:
 
 
 class NativeNetwork:
-    """A ``MemoryNetwork`` (RTU in RTRL mode, linear head) run by the native loops over its flat parameter row.
+    """A ``MemoryNetwork`` (RTU, RTRL or TBPTT(1), linear head) run by the native loops over its flat parameter row.
+
+    TBPTT(1) is RTRL with the previous sensitivities taken as zero: S_t = D_t J_t, so every gradient reaches the
+    current step only, exactly as backpropagating through one step from the detached carried state.
 
     ``flat`` must be the buffer whose leading columns are the network's parameters (``flatten_parameters``); the
     row may continue with other parameters of the same optimiser (a Gaussian log-std)."""
@@ -90,29 +93,49 @@ class NativeNetwork:
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
         self.n, self.out_size = net.cell.hidden_size, net.head.weight.shape[-2]
         self.activation, self.nonlinear = ACTIVATION_CODES[net.activation_name], net.cell.nonlinear
+        self.truncate = net.mode == "tbptt"
+        self._pairs_key = None
+        if self.truncate:  # the one-step sensitivities D_t J_t, written by forward and read by backward
+            zero = net.cell.initial_rtrl_state()
+            self._scratch = tuple(torch.view_as_real(torch.zeros_like(s)) for s in zero[1:5])
         self.module = load()
 
     def forward(self, obs: Tensor, memory, advance: bool):
         """(out_t, memory_t, tape) from o_t and the memory of step t-1. With ``advance`` the sensitivities are
-        advanced in place (the memory's own tensors); without, only the output is computed (memory unchanged)."""
+        advanced in place (the memory's own tensors; in mode tbptt a scratch buffer holding D_t J_t, the one-step
+        sensitivities); without, only the output is computed (memory unchanged)."""
         from ..cells import RTRLState
 
-        hidden = torch.view_as_real(memory.hidden)
+        if self.truncate:  # memory: the carried real pair [c¹ | c²] (P, 2n)
+            hidden = torch.stack(memory.chunk(2, dim=-1), dim=-1)
+        else:
+            hidden = torch.view_as_real(memory.hidden)
         tape = self.module.network_forward(
-            self.flat, self.dims, self.n, self.out_size, obs.contiguous(), hidden,
-            *(torch.view_as_real(s) for s in memory[1:5]), self.activation, self.nonlinear, advance)
+            self.flat, self.dims, self.n, self.out_size, obs.contiguous(), hidden, *self._pairs(memory),
+            self.activation, self.nonlinear, advance, self.truncate)
         if advance:
-            memory = RTRLState(torch.view_as_complex(tape[1]), *memory[1:5])
+            memory = (torch.cat(tape[1].unbind(-1), dim=-1) if self.truncate
+                      else RTRLState(torch.view_as_complex(tape[1]), *memory[1:5]))
         return tape[0], memory, (tape, hidden)
 
     def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False) -> None:
         """Write d(grad_out · out_t)/dθ into ``grad`` (shaped like ``flat``): RTRL credit through the memory's
         sensitivities (``next_step``: through the sensitivities one step further, for a forward pass run without
-        ``advance``)."""
+        ``advance``; in mode tbptt through the one step alone)."""
         tape, hidden_prev = tape
         self.module.network_backward(self.flat, self.dims, self.n, self.out_size, grad, grad_out.contiguous(), tape,
-                                     hidden_prev, *(torch.view_as_real(s) for s in memory[1:5]), self.activation,
-                                     self.nonlinear, next_step)
+                                     hidden_prev, *self._pairs(memory), self.activation, self.nonlinear, next_step,
+                                     self.truncate)
+
+    def _pairs(self, memory) -> tuple[Tensor, ...]:
+        """The sensitivities as real (re, im) views, remembered while the memory keeps the same buffers (the views
+        keep those buffers alive, so no new tensor can reuse their addresses)."""
+        if self.truncate:
+            return self._scratch
+        key = tuple(s.data_ptr() for s in memory[1:5])
+        if key != self._pairs_key:
+            self._pairs_key, self._pairs_views = key, tuple(torch.view_as_real(s) for s in memory[1:5])
+        return self._pairs_views
 
     def changed(self) -> None:
         """Tell torch the parameters changed in place (cached RTU coefficients are keyed by the version)."""
@@ -120,10 +143,10 @@ class NativeNetwork:
 
 
 def supports(net) -> bool:
-    """Whether the native step can run ``net``: the RTU in RTRL mode (no Taylor correction), a linear head, a tanh
-    RTU output, on the CPU."""
+    """Whether the native step can run ``net``: the RTU (RTRL, or TBPTT(1) through one-step sensitivities; no Taylor
+    correction), a linear head, a tanh RTU output, on the CPU."""
     from ..cells import RTU
 
-    return (isinstance(net.cell, RTU) and net.mode == "rtrl" and not net.taylor and net.head_hidden is None
+    return (isinstance(net.cell, RTU) and not net.taylor and net.head_hidden is None
             and net.cell.output_activation == "tanh" and net.population is not None
             and net.head.weight.device.type == "cpu")

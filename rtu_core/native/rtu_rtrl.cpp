@@ -87,7 +87,7 @@ template <typename T>
 void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, const T* hidden, T* s_nu, T* s_theta,
                   T* s_br, T* s_bi, T* out, T* new_hidden, T* y_tape, T* x_tape, std::vector<T*>& block_inputs,
                   std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, int64_t activation, bool nonlinear,
-                  bool advance) {
+                  bool advance, bool truncate) {
   const int64_t n = L.n, d = L.d(), A = L.A;
   std::vector<T> a_buf;
   for (int64_t p = 0; p < P; ++p) {
@@ -105,6 +105,7 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
       for (int64_t r = 0; r < width; ++r) {
         T acc = bias[r];
         const T* w = W + r * in;
+#pragma omp simd reduction(+ : acc)
         for (int64_t j = 0; j < in; ++j) acc += w[j] * input_copy[j];
         a_buf[r] = acc;
         mean += acc;
@@ -141,6 +142,7 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
       const T* br = Br + u * d;
       const T* bi = Bi + u * d;
       T u1 = 0, u2 = 0;
+#pragma omp simd reduction(+ : u1, u2)
       for (int64_t j = 0; j < d; ++j) {
         u1 += br[j] * x[j];
         u2 += bi[j] * x[j];
@@ -156,20 +158,30 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
       h_new[2 * u] = c1;
       h_new[2 * u + 1] = c2;
       if (!advance) continue;
-      // S^p_t = D (λ S^p_{t-1} + J^p_t)
+      // S^p_t = D (λ S^p_{t-1} + J^p_t); TBPTT(1) (truncate): S_{t-1} = 0, so S_t = D J_t
       const T D1 = nonlinear ? 1 - c1 * c1 : (T)1, D2 = nonlinear ? 1 - c2 * c2 : (T)1;
       {
-        const T a = sn[2 * u], b = sn[2 * u + 1];
+        const T a = truncate ? 0 : sn[2 * u], b = truncate ? 0 : sn[2 * u + 1];
         sn[2 * u] = D1 * (g * a - phi * b - k.e_nu[u] * lh1 + k.dgamma[u] * u1);
         sn[2 * u + 1] = D2 * (g * b + phi * a - k.e_nu[u] * lh2 + k.dgamma[u] * u2);
       }
       {
-        const T a = st[2 * u], b = st[2 * u + 1];
+        const T a = truncate ? 0 : st[2 * u], b = truncate ? 0 : st[2 * u + 1];
         st[2 * u] = D1 * (g * a - phi * b - k.theta[u] * lh2);
         st[2 * u + 1] = D2 * (g * b + phi * a + k.theta[u] * lh1);
       }
       T* r1 = sbr + 2 * u * d;
       T* r2 = sbi + 2 * u * d;
+      if (truncate) {
+        for (int64_t j = 0; j < d; ++j) {
+          const T gx = gamma * x[j];
+          r1[2 * j] = D1 * gx;
+          r1[2 * j + 1] = 0;
+          r2[2 * j] = 0;
+          r2[2 * j + 1] = D2 * gx;
+        }
+        continue;
+      }
       for (int64_t j = 0; j < d; ++j) {
         const T gx = gamma * x[j];
         const T a = r1[2 * j], b = r1[2 * j + 1];
@@ -191,6 +203,7 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
     for (int64_t a = 0; a < A; ++a) {
       T acc = bo[a];
       const T* w = Wo + a * 2 * n;
+#pragma omp simd reduction(+ : acc)
       for (int64_t j = 0; j < 2 * n; ++j) acc += w[j] * y[j];
       out[p * A + a] = acc;
     }
@@ -205,7 +218,7 @@ void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, c
                    const T* s_bi, const T* grad_out, T* grad, const T* y_tape, const T* x_tape, const T* hidden_prev,
                    const T* hidden_new, const std::vector<const T*>& block_inputs,
                    const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
-                   int64_t activation, bool nonlinear, bool next_step) {
+                   int64_t activation, bool nonlinear, bool next_step, bool truncate) {
   const int64_t n = L.n, d = L.d(), A = L.A;
   std::vector<T> dc(2 * n), dx, dn, da;
   for (int64_t p = 0; p < P; ++p) {
@@ -262,13 +275,22 @@ void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, c
       const T h1 = h[2 * u], h2 = h[2 * u + 1];
       const T lh1 = g * h1 - phi * h2, lh2 = g * h2 + phi * h1;
       T u1 = 0, u2 = 0;
+#pragma omp simd reduction(+ : u1, u2)
       for (int64_t j = 0; j < d; ++j) {
         u1 += Br[u * d + j] * x[j];
         u2 += Bi[u * d + j] * x[j];
       }
-      g_nu[u] = wa * sn[2 * u] + wb * sn[2 * u + 1] + e1 * (-k.e_nu[u] * lh1 + k.dgamma[u] * u1) +
-                e2 * (-k.e_nu[u] * lh2 + k.dgamma[u] * u2);
-      g_theta[u] = wa * st[2 * u] + wb * st[2 * u + 1] + e1 * (-k.theta[u] * lh2) + e2 * (k.theta[u] * lh1);
+      g_nu[u] = e1 * (-k.e_nu[u] * lh1 + k.dgamma[u] * u1) + e2 * (-k.e_nu[u] * lh2 + k.dgamma[u] * u2);
+      g_theta[u] = e1 * (-k.theta[u] * lh2) + e2 * (k.theta[u] * lh1);
+      if (truncate) {  // TBPTT(1): the step from a detached h_t, no earlier sensitivity
+        for (int64_t j = 0; j < d; ++j) {
+          g_br[u * d + j] = e1 * gamma * x[j];
+          g_bi[u * d + j] = e2 * gamma * x[j];
+        }
+        continue;
+      }
+      g_nu[u] += wa * sn[2 * u] + wb * sn[2 * u + 1];
+      g_theta[u] += wa * st[2 * u] + wb * st[2 * u + 1];
       for (int64_t j = 0; j < d; ++j) {
         g_br[u * d + j] = wa * r1[2 * j] + wb * r1[2 * j + 1] + e1 * gamma * x[j];
         g_bi[u * d + j] = wa * r2[2 * j] + wb * r2[2 * j + 1] + e2 * gamma * x[j];
@@ -335,7 +357,7 @@ void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
 std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
                                         at::Tensor obs, at::Tensor hidden, at::Tensor s_nu, at::Tensor s_theta,
                                         at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
-                                        bool advance) {
+                                        bool advance, bool truncate) {
   Layout L = layout_of(dims, n, A, params);
   const int64_t P = params.size(0);
   for (auto* t : {&obs, &hidden, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a network input");
@@ -361,7 +383,7 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
                            s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(),
                            s_bi.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), new_hidden.data_ptr<scalar_t>(),
                            y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), in_p, nd_p, is_p, activation, nonlinear,
-                           advance);
+                           advance, truncate);
   });
   std::vector<at::Tensor> result = {out, new_hidden, y, x};
   for (auto* group : {&inputs, &normed, &inv_std}) result.insert(result.end(), group->begin(), group->end());
@@ -371,7 +393,7 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
 void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A, at::Tensor grad,
                       at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, at::Tensor s_nu,
                       at::Tensor s_theta, at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
-                      bool next_step) {
+                      bool next_step, bool truncate) {
   Layout L = layout_of(dims, n, A, params);
   const int64_t P = params.size(0), B = L.blocks();
   TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
@@ -388,12 +410,57 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
                             s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
                             grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
                             tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
-                            tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, activation, nonlinear, next_step);
+                            tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, activation, nonlinear, next_step,
+                            truncate);
   });
 }
 
-// ObGD on flat (P, N) buffers: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α;
-// θ ← θ + α' δ e; then e ← 0 where reset. Returns α' (P,).
+namespace {
+
+// ObGD for one member's row: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α; θ ← θ + α' δ e.
+template <typename T>
+T obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, bool reset) {
+  T l1 = 0;
+#pragma omp simd reduction(+ : l1)
+  for (int64_t i = 0; i < N; ++i) {
+    e[i] = decay * e[i] + g[i];
+    l1 += std::abs(e[i]);
+  }
+  const T bound = lr * kappa * std::max(std::abs(delta), (T)1) * l1;
+  const T alpha = bound > 1 ? lr / bound : lr;
+  const T scale = alpha * delta;
+#pragma omp simd
+  for (int64_t i = 0; i < N; ++i) th[i] += scale * e[i];
+  if (reset)
+    for (int64_t i = 0; i < N; ++i) e[i] = 0;
+  return alpha;
+}
+
+// QRC(λ) for one member's row (see qrc_update); ``u`` may be ``g`` itself.
+template <typename T>
+void qrc_row(T* th, T* z, const T* g, const T* gn, T* u, int64_t N, const T* c, T decay, T lr, T beta, T clip) {
+  const T b = c[0], gc = c[1], delta = c[2], hv = c[3];
+  T sq = 0;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t i = 0; i < N; ++i) {
+    const T gi = g[i];
+    z[i] = decay * z[i] + gi;
+    T v = delta * z[i] - hv * gi - beta * th[i];
+    if (gn) v += -b * (gc * gn[i] - gi);
+    u[i] = v;
+    sq += v * v;
+  }
+  T scale = lr;
+  if (clip > 0) scale *= std::min((T)1, clip / (std::sqrt(sq) + (T)1e-12));
+#pragma omp simd
+  for (int64_t i = 0; i < N; ++i) th[i] += scale * u[i];
+  if (c[4] != 0)
+    for (int64_t i = 0; i < N; ++i) z[i] = 0;
+}
+
+}  // namespace
+
+// ObGD on flat (P, N) buffers, member by member (obgd_row); then e ← 0 where reset. Returns α' (P,).
 at::Tensor obgd_step(at::Tensor params, at::Tensor trace, at::Tensor grad, double decay, at::Tensor td_error,
                      double lr, double kappa, at::Tensor reset) {
   check(trace, params, "trace");
@@ -404,25 +471,10 @@ at::Tensor obgd_step(at::Tensor params, at::Tensor trace, at::Tensor grad, doubl
   auto reset_c = reset.to(at::kBool).contiguous();
   const bool* r = reset_c.data_ptr<bool>();
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "obgd_step", [&] {
-    for (int64_t p = 0; p < P; ++p) {
-      scalar_t* th = params.data_ptr<scalar_t>() + p * N;
-      scalar_t* e = trace.data_ptr<scalar_t>() + p * N;
-      const scalar_t* g = grad.data_ptr<scalar_t>() + p * N;
-      const scalar_t dec = (scalar_t)decay;
-      scalar_t l1 = 0;
-      for (int64_t i = 0; i < N; ++i) {
-        e[i] = dec * e[i] + g[i];
-        l1 += std::abs(e[i]);
-      }
-      const scalar_t delta = td_error.data_ptr<scalar_t>()[p];
-      const scalar_t bound = (scalar_t)lr * (scalar_t)kappa * std::max(std::abs(delta), (scalar_t)1) * l1;
-      const scalar_t alpha = bound > 1 ? (scalar_t)lr / bound : (scalar_t)lr;
-      step_size.data_ptr<scalar_t>()[p] = alpha;
-      const scalar_t scale = alpha * delta;
-      for (int64_t i = 0; i < N; ++i) th[i] += scale * e[i];
-      if (r[p])
-        for (int64_t i = 0; i < N; ++i) e[i] = 0;
-    }
+    for (int64_t p = 0; p < P; ++p)
+      step_size.data_ptr<scalar_t>()[p] = obgd_row<scalar_t>(
+          params.data_ptr<scalar_t>() + p * N, trace.data_ptr<scalar_t>() + p * N, grad.data_ptr<scalar_t>() + p * N,
+          N, (scalar_t)decay, td_error.data_ptr<scalar_t>()[p], (scalar_t)lr, (scalar_t)kappa, r[p]);
   });
   return step_size;
 }
@@ -430,7 +482,7 @@ at::Tensor obgd_step(at::Tensor params, at::Tensor trace, at::Tensor grad, doubl
 // QRC(λ) on flat buffers, per member p (docs/method.md §4):
 //   z ← decay z + g;   u = -b (γc g_next - g) + δ z - h g - β θ   (g_next absent for h; β = 0 for Q)
 //   θ ← θ + α s u,  s = min(1, clip / ‖u‖₂) (1 when clip = 0);   z ← 0 where cut.
-// ``coeffs`` (P, 5): b, γ(1 - terminal), δ, h(o, a), cut (0/1). ``work`` receives u.
+// ``coeffs`` (P, 5): b, γ(1 - terminal), δ, h(o, a), cut (0/1). ``work`` receives u (it may be ``grad``).
 void qrc_update(at::Tensor params, at::Tensor trace, at::Tensor grad, c10::optional<at::Tensor> grad_next,
                 at::Tensor coeffs, at::Tensor work, double decay, double lr, double beta, double clip) {
   check(trace, params, "trace");
@@ -440,30 +492,11 @@ void qrc_update(at::Tensor params, at::Tensor trace, at::Tensor grad, c10::optio
   const int64_t P = params.size(0), N = params.size(1);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "qrc_update", [&] {
     const scalar_t* gn_all = grad_next.has_value() ? grad_next->data_ptr<scalar_t>() : nullptr;
-    for (int64_t p = 0; p < P; ++p) {
-      scalar_t* th = params.data_ptr<scalar_t>() + p * N;
-      scalar_t* z = trace.data_ptr<scalar_t>() + p * N;
-      scalar_t* u = work.data_ptr<scalar_t>() + p * N;
-      const scalar_t* g = grad.data_ptr<scalar_t>() + p * N;
-      const scalar_t* c = coeffs.data_ptr<scalar_t>() + p * 5;
-      const scalar_t b = c[0], gc = c[1], delta = c[2], hv = c[3];
-      const bool cut = c[4] != 0;
-      const scalar_t dec = (scalar_t)decay, bt = (scalar_t)beta;
-      scalar_t sq = 0;
-      for (int64_t i = 0; i < N; ++i) {
-        z[i] = dec * z[i] + g[i];
-        scalar_t v = delta * z[i] - hv * g[i];
-        if (gn_all) v += -b * (gc * gn_all[p * N + i] - g[i]);
-        if (bt != 0) v -= bt * th[i];
-        u[i] = v;
-        sq += v * v;
-      }
-      scalar_t scale = (scalar_t)lr;
-      if (clip > 0) scale *= std::min((scalar_t)1, (scalar_t)clip / (std::sqrt(sq) + (scalar_t)1e-12));
-      for (int64_t i = 0; i < N; ++i) th[i] += scale * u[i];
-      if (cut)
-        for (int64_t i = 0; i < N; ++i) z[i] = 0;
-    }
+    for (int64_t p = 0; p < P; ++p)
+      qrc_row<scalar_t>(params.data_ptr<scalar_t>() + p * N, trace.data_ptr<scalar_t>() + p * N,
+                        grad.data_ptr<scalar_t>() + p * N, gn_all ? gn_all + p * N : nullptr,
+                        work.data_ptr<scalar_t>() + p * N, N, coeffs.data_ptr<scalar_t>() + p * 5, (scalar_t)decay,
+                        (scalar_t)lr, (scalar_t)beta, (scalar_t)clip);
   });
 }
 
