@@ -1,5 +1,10 @@
 """MemoryChain chain-length sweep: RTU-RTRL vs TBPTT(1) RTU / GRU / FFN (the paper's Fig. 2 question).
 
+Defaults are the paper's settings (``docs/method.md`` §7): QRC(λ), RTU 192 units, feature width 128, 5 seeds,
+L = 2 ... 128; the paper trains 500k steps per run. Metric: greedy success rate over ``--eval-episodes`` episodes
+after training, and the fraction of seeds solved (greedy evaluation return > 0.5, the paper's criterion applied to
+a greedy evaluation rather than to its training return).
+
 Each method trains all its chain lengths x seeds as ONE population (members differ only in seed and
 chain length), and methods run in parallel processes. Every member writes its own results folder
 (``OUT/<method>/L<length>/seed_<seed>/``); finished methods are skipped when the command is re-run.
@@ -113,9 +118,9 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--agent", default="stream_ac")
-    parser.add_argument("--hidden-size", type=int, default=32)
-    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--agent", default="qrc", help="qrc: the paper's agent for this task")
+    parser.add_argument("--hidden-size", type=int, default=192)
+    parser.add_argument("--width", type=int, default=None, help="feature width (default: the paper's preset, 128)")
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=2)

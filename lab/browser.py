@@ -35,12 +35,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def served_app(timeout: float = 60.0) -> Iterator[str]:
-    """``python -m panel serve app.py`` on a free local port (as ``make lab`` serves it); yields the page's URL."""
+def served_app(timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
+    """``python -m panel serve app.py`` on a free local port (as ``make lab`` serves it); yields the page's URL.
+    The server's output goes to ``log`` when given (tests read it for tracebacks)."""
     port = free_port()
+    output = open(log, "w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port), "--address",
                              "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=output, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -56,6 +58,8 @@ def served_app(timeout: float = 60.0) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=20)
+        if log is not None:
+            output.close()
 
 
 @contextmanager

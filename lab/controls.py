@@ -47,9 +47,11 @@ class LabSettings(param.Parameterized):
     def _modes_for_cell(self):
         """RTRL is offered for the RTU only."""
         allowed = MODES if self.cell == "rtu" else {"TBPTT(1)": "tbptt"}
-        self.param.mode.objects = allowed
+        # the value first, then the options: shrinking the options under a selected RTRL left the widget without a
+        # value, which it sent back as None (rejected, restored, resent: a RecursionError per click)
         if self.mode not in allowed.values():
             self.mode = "tbptt"
+        self.param.mode.objects = allowed
 
     @param.depends("task", watch=True)
     def _agents_for_task(self):

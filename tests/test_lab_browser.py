@@ -72,3 +72,24 @@ def test_sweep_view_fills_success_vs_chain_length(page, tmp_path):
     screenshot(page, "lab_sweep.png", tmp_path)
     page.get_by_role("button", name="Stop sweep", exact=True).click()
     wait_until(lambda: "stopped" in page.get_by_text(re.compile(r"Sweep: \w+ · step")).inner_text())
+
+
+COMBINATIONS = [(agent, cell, mode) for agent in ("Stream AC(λ)", "QRC(λ)", "PPO (batched)")
+                for cell in ("RTU", "GRU", "FFN") for mode in (("RTRL", "TBPTT(1)") if cell == "RTU" else ("TBPTT(1)",))]
+
+
+def test_every_agent_cell_and_mode_trains_without_server_errors(tmp_path):
+    """Click each agent x cell x mode as a user would (in an order that leaves RTRL selected before GRU/FFN are
+    chosen: that used to break the session with a RecursionError), press Start, see the step count grow."""
+    log = tmp_path / "server.log"
+    with served_app(log=log) as url, chromium_page(url) as page:
+        for agent, cell, mode in COMBINATIONS:
+            for name in ("RTU", "RTRL", agent, cell, mode):
+                page.get_by_role("button", name=name, exact=True).click()
+                time.sleep(0.3)  # a person's pace: the server answers each click before the next
+            page.get_by_role("button", name="Start", exact=True).click()
+            wait_until(lambda: status_step(page) > 0, timeout=90.0)
+            page.get_by_role("button", name="Reset", exact=True).click()
+            wait_until(lambda: status_step(page) == 0)
+        text = log.read_text()
+    assert "Traceback" not in text and "Error" not in text, text[-3000:]
