@@ -1,24 +1,34 @@
-# Two entry points (README): `make lab` and `make test`. Both create .venv on a fresh clone.
+# Set-up entry points (README): `make lab` and `make test`; `make check` is the quick tier while editing.
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
-STAMP  := $(VENV)/.installed
 
-.PHONY: install lab test
-
-install: $(STAMP)
+.PHONY: lab test check
 
 # torch==2.13.0 first: it is the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+$(VENV)/.base:
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install -q --upgrade pip
 	$(PYTHON) -m pip install -q torch==2.13.0
+	touch $@
+
+# What the lab needs, and no more.
+$(VENV)/.lab: $(VENV)/.base pyproject.toml
+	$(PYTHON) -m pip install -q -e ".[lab]"
+	touch $@
+
+# Everything the test suite, the benchmarks and the Ray backend need.
+$(VENV)/.test: $(VENV)/.base pyproject.toml
 	$(PYTHON) -m pip install -q -e ".[lab,test,bench,ray]"
-	touch $(STAMP)
+	touch $@
 
 # The Panel lab at http://localhost:5006/app (PORT=... to change it).
 PORT ?= 5006
-lab: install
+lab: $(VENV)/.lab
 	$(VENV)/bin/python -m panel serve app.py --port $(PORT)
 
-test: install
+test: $(VENV)/.test
 	$(PYTHON) -m pytest -q
+
+# Exactness and unit tests only (under a minute once the native step is built).
+check: $(VENV)/.test
+	$(PYTHON) -m pytest -q -m "not slow" tests

@@ -1,6 +1,18 @@
 import pytest
 import torch
 
+# The full tier (make test, CI) runs everything; the quick tier (make check) leaves these modules out: they serve
+# the app in a browser, execute notebooks, train to a bar, compile graphs, or run training subprocesses.
+SLOW_MODULES = {"test_lab_browser", "test_lab_session", "test_learning", "test_compiled", "test_ppo", "test_sweep",
+                "test_cli", "test_stops", "test_mujoco", "test_popgym", "test_determinism"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else ""
+        if module in SLOW_MODULES or item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.slow)
+
 
 @pytest.fixture(autouse=True)
 def _one_thread():
