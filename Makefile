@@ -26,7 +26,10 @@ PORT ?= 5006
 lab: $(VENV)/.lab
 	$(VENV)/bin/python -m panel serve app.py --port $(PORT)
 
+# Lint and format first (ruff, settings in pyproject.toml): a lint error fails the suite as a failing test does.
 test: $(VENV)/.test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PYTHON) -m pytest -q
 
 # Exactness and unit tests only (under a minute once the native step is built).

@@ -1,4 +1,5 @@
 """`panel serve app.py`: the rtu-lab page. A thin entry point; the components live in lab/."""
+
 import panel as pn
 
 from lab.app import LabApp

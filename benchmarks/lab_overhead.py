@@ -10,6 +10,7 @@ Three ways of running the same config (the app's defaults, MemoryChain, Stream A
 
     python benchmarks/lab_overhead.py --steps 6000 --repeats 2 --served-seconds 40
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,7 +85,10 @@ def main() -> None:
     print(f"MemoryChain L={args.chain_length}, Stream AC, RTU-RTRL 32x32, {args.steps} steps, best of {args.repeats}")
     print(f"headless train():          {base:8.1f} steps/s")
     print(f"lab session + UI refresh:  {lab:8.1f} steps/s   ratio {lab / base:.2f}  (goal >= 0.80)")
-    print(f"plot updates:              {max(r[2] for r in rows):8.2f} /s     ({min(r[3] for r in rows):.1f} ms per refresh)")
+    print(
+        f"plot updates:              {max(r[2] for r in rows):8.2f} /s     "
+        f"({min(r[3] for r in rows):.1f} ms per refresh)"
+    )
     if args.served_seconds > 0:
         speed, updates = served(args.served_seconds)
         print(f"served app + chromium:     {speed:8.1f} steps/s   ratio {speed / base:.2f}  (goal >= 0.80)")

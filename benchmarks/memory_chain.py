@@ -13,6 +13,7 @@ Then a table (``OUT/table.md``) and a plot of greedy-evaluation success rate vs 
     python benchmarks/memory_chain.py --steps 100000 --seeds 5 --out runs/memory_chain \
         --plot assets/memory_chain.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,8 +44,11 @@ def run_method(job: tuple[str, list[TrainConfig], str]) -> str:
         recorder.record(event)
         if isinstance(event, Progress) and event.step / event.total_steps >= last + 0.1:
             last = event.step / event.total_steps
-            print(f"[{method}] {event.step}/{event.total_steps} steps, "
-                  f"{event.steps_per_second * event.population:.0f} agent-steps/s", flush=True)
+            print(
+                f"[{method}] {event.step}/{event.total_steps} steps, "
+                f"{event.steps_per_second * event.population:.0f} agent-steps/s",
+                flush=True,
+            )
     for i, member in enumerate(members):
         recorder.write_member(i, member_dir(out, method, member))
     return f"[{method}] done in {time.time() - started:.0f} s ({recorder.status})"
@@ -62,20 +66,25 @@ def aggregate(out: Path, methods: list[str], lengths: list[int], seeds: list[int
     table = {}
     for method in methods:
         for length in lengths:
-            runs = [json.loads((out / method / f"L{length}" / f"seed_{s}" / "summary.json").read_text())
-                    for s in seeds]
+            runs = [json.loads((out / method / f"L{length}" / f"seed_{s}" / "summary.json").read_text()) for s in seeds]
             rates = np.array([r["eval_success_rate"] for r in runs], dtype=float)
-            table[(method, length)] = dict(mean=float(rates.mean()), std=float(rates.std()),
-                                           solved=float(np.mean([r["eval_return"] > 0.5 for r in runs])),
-                                           train=float(np.mean([r["success_rate"] for r in runs])))
+            table[(method, length)] = dict(
+                mean=float(rates.mean()),
+                std=float(rates.std()),
+                solved=float(np.mean([r["eval_return"] > 0.5 for r in runs])),
+                train=float(np.mean([r["success_rate"] for r in runs])),
+            )
     return table
 
 
 def write_table(out: Path, table: dict, methods, lengths, seeds, command: str) -> str:
-    lines = ["Greedy-evaluation success rate after training (mean over seeds; chance = 0.50), "
-             "and in brackets the fraction of seeds solved (eval return > 0.5).", "",
-             "| method | " + " | ".join(f"L={L}" for L in lengths) + " |",
-             "|---|" + "---|" * len(lengths)]
+    lines = [
+        "Greedy-evaluation success rate after training (mean over seeds; chance = 0.50), "
+        "and in brackets the fraction of seeds solved (eval return > 0.5).",
+        "",
+        "| method | " + " | ".join(f"L={L}" for L in lengths) + " |",
+        "|---|" + "---|" * len(lengths),
+    ]
     for method in methods:
         cells = [f"{table[(method, L)]['mean']:.2f} ({table[(method, L)]['solved']:.1f})" for L in lengths]
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
@@ -87,6 +96,7 @@ def write_table(out: Path, table: dict, methods, lengths, seeds, command: str) -
 
 def plot(path: Path, table: dict, methods, lengths, title: str) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import matplotlib.ticker
@@ -96,7 +106,7 @@ def plot(path: Path, table: dict, methods, lengths, title: str) -> None:
         mean = np.array([table[(method, L)]["mean"] for L in lengths])
         std = np.array([table[(method, L)]["std"] for L in lengths])
         solved = [table[(method, L)]["solved"] for L in lengths]
-        line, = axes[0].plot(lengths, mean, marker="o", label=LABELS[method])
+        (line,) = axes[0].plot(lengths, mean, marker="o", label=LABELS[method])
         axes[0].fill_between(lengths, mean - std, mean + std, color=line.get_color(), alpha=0.15)
         axes[1].plot(lengths, solved, marker="o", color=line.get_color(), label=LABELS[method])
     axes[0].axhline(0.5, color="grey", lw=0.8, ls="--")
@@ -131,8 +141,16 @@ def main() -> int:
     jobs = []
     for method in args.methods:
         cell, mode = METHODS[method]
-        base = TrainConfig(agent=args.agent, cell=cell, mode=mode, steps=args.steps, hidden_size=args.hidden_size,
-                           width=args.width, eval_episodes=args.eval_episodes, compile=args.compile)
+        base = TrainConfig(
+            agent=args.agent,
+            cell=cell,
+            mode=mode,
+            steps=args.steps,
+            hidden_size=args.hidden_size,
+            width=args.width,
+            eval_episodes=args.eval_episodes,
+            compile=args.compile,
+        )
         members = [dataclasses.replace(base, chain_length=L, seed=s) for L in args.lengths for s in seeds]
         if finished(args.out, method, members):
             print(f"[{method}] already finished, skipped")
@@ -145,8 +163,13 @@ def main() -> int:
     command = "python " + " ".join(sys.argv)
     print(write_table(args.out, table, args.methods, args.lengths, seeds, command))
     if args.plot:
-        plot(args.plot, table, args.methods, args.lengths,
-             f"MemoryChain, {args.agent}, {args.steps:,} steps, {len(seeds)} seeds, hidden {args.hidden_size}")
+        plot(
+            args.plot,
+            table,
+            args.methods,
+            args.lengths,
+            f"MemoryChain, {args.agent}, {args.steps:,} steps, {len(seeds)} seeds, hidden {args.hidden_size}",
+        )
     return 0
 
 

@@ -1,7 +1,8 @@
 """Masked MuJoCo: streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
 
 Robots HalfCheetah, Hopper, Walker2d, Ant (gymnasium v5) with the observation masked to positions (P) or
-velocities (V) or full (F). Two resumable sweeps (``rtu_core.sweep.run_comparison``) into OUT/streaming and OUT/ppo, then one
+velocities (V) or full (F). Two resumable sweeps (``rtu_core.sweep.run_comparison``) into OUT/streaming and
+OUT/ppo, then one
 table of the mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds).
 Settings are the paper's presets (``docs/method.md`` §7): Stream AC(λ) with a Gaussian policy, tanh Dense 64 blocks
 around an RTU of 192 units; PPO as in the paper's Brax setting, one environment, 2048-step rollouts, 32 minibatches,
@@ -10,6 +11,7 @@ around an RTU of 192 units; PPO as in the paper's Brax setting, one environment,
     python benchmarks/mujoco.py --steps 100000 --seeds 3 --robots Hopper --masks P V --out runs/mujoco \
         --plot assets/mujoco.png
 """
+
 from __future__ import annotations
 
 import sys
@@ -46,19 +48,32 @@ def main() -> None:
     args = parser.parse_args()
 
     axes = {"env": [f"mujoco:{robot}" for robot in args.robots], "mask": args.masks}
-    common = dict(steps=args.steps, hidden_size=args.hidden_size, eval_episodes=3,
-                  **({"width": args.width} if args.width else {}), **({"compile": True} if args.compile else {}))  # absent when off: resumable
+    common = dict(
+        steps=args.steps,
+        hidden_size=args.hidden_size,
+        eval_episodes=3,
+        **({"width": args.width} if args.width else {}),
+        **({"compile": True} if args.compile else {}),
+    )  # absent when off: resumable
     grids = {"Streaming": Grid(common, {**axes, "method": args.methods}, args.seeds)}
     if args.ppo_cells:
         ppo_methods = [METHOD_OF_CELL[c] for c in args.ppo_cells]
-        grids["PPO"] = Grid({**common, "agent": "ppo"},
-                            {**axes, "method": ppo_methods}, args.seeds)
-    markdown, rows = run_comparison(args.out, grids, LocalBackend(args.workers),
-                                 lambda point: f"{point['env'].removeprefix('mujoco:')}-{point['mask']}", digits=1)
+        grids["PPO"] = Grid({**common, "agent": "ppo"}, {**axes, "method": ppo_methods}, args.seeds)
+    markdown, rows = run_comparison(
+        args.out,
+        grids,
+        LocalBackend(args.workers),
+        lambda point: f"{point['env'].removeprefix('mujoco:')}-{point['mask']}",
+        digits=1,
+    )
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
     if args.plot:
-        plot_comparison(rows, args.plot, f"Masked MuJoCo, {args.steps:,} steps per run, {args.seeds} seeds "
-                        "(paper: 2M steps)", "mean episodic return (last 100 episodes)")
+        plot_comparison(
+            rows,
+            args.plot,
+            f"Masked MuJoCo, {args.steps:,} steps per run, {args.seeds} seeds (paper: 2M steps)",
+            "mean episodic return (last 100 episodes)",
+        )
 
 
 if __name__ == "__main__":

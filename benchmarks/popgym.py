@@ -1,12 +1,14 @@
 """POPGym (Easy): streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
 
-Two resumable sweeps (``rtu_core.sweep.run_comparison``, local processes) into OUT/streaming and OUT/ppo, then one table of the
+Two resumable sweeps (``rtu_core.sweep.run_comparison``, local processes) into OUT/streaming and OUT/ppo, then
+one table of the
 mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds) and a bar plot.
 Settings are the paper's presets for POPGym (``docs/method.md`` §7: κ_actor 3, κ_critic 2, η 0.095, Dense 64 blocks
 around an RTU of 192 units; PPO 32 envs x 64 steps, 32 minibatches, 4 epochs). The paper's budget is 5M steps per run.
 
     python benchmarks/popgym.py --steps 50000 --seeds 2 --out runs/popgym --plot assets/popgym.png
 """
+
 from __future__ import annotations
 
 import sys
@@ -32,8 +34,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--tasks", nargs="+", default=list(POPGYM_TASKS), choices=POPGYM_TASKS)
     parser.add_argument("--methods", nargs="+", default=STREAMING_METHODS, choices=STREAMING_METHODS)
-    parser.add_argument("--ppo-cells", nargs="*", default=["rtu"], choices=["rtu", "gru", "ffn"],
-                        help="PPO baselines to run (none: streaming only)")
+    parser.add_argument(
+        "--ppo-cells",
+        nargs="*",
+        default=["rtu"],
+        choices=["rtu", "gru", "ffn"],
+        help="PPO baselines to run (none: streaming only)",
+    )
     parser.add_argument("--hidden-size", type=int, default=192)
     parser.add_argument("--width", type=int, default=None, help="feature width (default: the paper's preset, 64)")
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
@@ -43,20 +50,32 @@ def main() -> None:
     args = parser.parse_args()
 
     envs = [f"popgym:{task}" for task in args.tasks]
-    common = dict(steps=args.steps, hidden_size=args.hidden_size, eval_episodes=20,
-                  **({"width": args.width} if args.width else {}),
-                  **({"compile": True} if args.compile else {}))  # absent when off: earlier sweeps stay resumable
+    common = dict(
+        steps=args.steps,
+        hidden_size=args.hidden_size,
+        eval_episodes=20,
+        **({"width": args.width} if args.width else {}),
+        **({"compile": True} if args.compile else {}),
+    )  # absent when off: earlier sweeps stay resumable
     streaming = Grid(common, {"env": envs, "method": args.methods}, args.seeds)
     grids = {"Streaming": streaming}
     if args.ppo_cells:
         ppo_methods = [METHOD_OF_CELL[c] for c in args.ppo_cells]
         grids["PPO"] = Grid({**common, "agent": "ppo"}, {"env": envs, "method": ppo_methods}, args.seeds)
-    markdown, rows = run_comparison(args.out, grids, LocalBackend(args.workers),
-                                    lambda point: point["env"].removeprefix("popgym:").removesuffix("Easy"))
+    markdown, rows = run_comparison(
+        args.out,
+        grids,
+        LocalBackend(args.workers),
+        lambda point: point["env"].removeprefix("popgym:").removesuffix("Easy"),
+    )
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
     if args.plot:
-        plot_comparison(rows, args.plot, f"POPGym (Easy), {args.steps:,} steps per run, {args.seeds} seeds "
-                        "(paper: 5M steps)", "mean episodic return (last 100 episodes)")
+        plot_comparison(
+            rows,
+            args.plot,
+            f"POPGym (Easy), {args.steps:,} steps per run, {args.seeds} seeds (paper: 5M steps)",
+            "mean episodic return (last 100 episodes)",
+        )
 
 
 if __name__ == "__main__":

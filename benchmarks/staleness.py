@@ -8,6 +8,7 @@ per run to ``staleness.csv``; the table averages it over the run. Task settings 
 
     python benchmarks/staleness.py --steps 20000 --seeds 2 --out runs/staleness-k --plot assets/staleness.png
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,9 +38,19 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
 
-    grid = Grid({"env": "kmemory_chain", "cell": "rtu", "steps": args.steps, "hidden_size": args.hidden_size,
-                 "width": args.width, "staleness_every": args.measure_every, "eval_episodes": 10},
-                {"agent": args.agents, "taylor_sensitivity": [False, True], "chain_length": args.k}, args.seeds)
+    grid = Grid(
+        {
+            "env": "kmemory_chain",
+            "cell": "rtu",
+            "steps": args.steps,
+            "hidden_size": args.hidden_size,
+            "width": args.width,
+            "staleness_every": args.measure_every,
+            "eval_episodes": 10,
+        },
+        {"agent": args.agents, "taylor_sensitivity": [False, True], "chain_length": args.k},
+        args.seeds,
+    )
     done, skipped = run_sweep(args.out, grid, LocalBackend(args.workers))
     print(f"{done} runs trained, {skipped} already finished\n{(args.out / 'summary.md').read_text()}")
     if args.plot:
@@ -61,6 +72,7 @@ def staleness_curve(run_dir: Path, bins: int = 20) -> tuple[list[float], list[fl
 
 def plot(rows: list[dict], args) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
@@ -70,28 +82,45 @@ def plot(rows: list[dict], args) -> None:
     colours = dict(zip(args.k, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
     for agent in args.agents:
         for taylor in (False, True):
-            cells = sorted((r for r in rows if r["agent"] == agent and r["taylor_sensitivity"] == taylor),
-                           key=lambda r: r["chain_length"])
+            cells = sorted(
+                (r for r in rows if r["agent"] == agent and r["taylor_sensitivity"] == taylor),
+                key=lambda r: r["chain_length"],
+            )
             label = f"{AGENT_LABELS[agent]}, " + ("Taylor-corrected" if taylor else "plain RTRL")
             style = dict(marker="o" if agent == "stream_ac" else "s", ls="--" if taylor else "-", capsize=3)
             ks = [r["chain_length"] for r in cells]
-            by_k.errorbar(ks, [np.nan if r["sensitivity_staleness"] is None else r["sensitivity_staleness"]
-                               for r in cells], [r["sensitivity_staleness_se"] or 0 for r in cells], label=label,
-                          **style)
-            accuracy.errorbar(ks, [r["eval_success_rate"] for r in cells],
-                              [r["eval_success_rate_se"] or 0 for r in cells], label=label, **style)
+            by_k.errorbar(
+                ks,
+                [np.nan if r["sensitivity_staleness"] is None else r["sensitivity_staleness"] for r in cells],
+                [r["sensitivity_staleness_se"] or 0 for r in cells],
+                label=label,
+                **style,
+            )
+            accuracy.errorbar(
+                ks,
+                [r["eval_success_rate"] for r in cells],
+                [r["eval_success_rate_se"] or 0 for r in cells],
+                label=label,
+                **style,
+            )
             if agent != args.agents[0]:
                 continue
             for k in args.k:
-                runs = sorted((args.out / "runs").glob(f"agent={agent},taylor_sensitivity={taylor},chain_length={k},"
-                                                       "seed=*"))
+                runs = sorted(
+                    (args.out / "runs").glob(f"agent={agent},taylor_sensitivity={taylor},chain_length={k},seed=*")
+                )
                 curves = [staleness_curve(run) for run in runs if (run / "staleness.csv").exists()]
                 curves = [c for c in curves if c[0]]
                 if curves:
                     steps = curves[0][0]
                     values = np.nanmean([np.interp(steps, *c) for c in curves], axis=0)
-                    over_time.plot(steps, values, ls=style["ls"], color=colours[k],
-                                   label=f"k = {k}, " + ("Taylor" if taylor else "plain"))
+                    over_time.plot(
+                        steps,
+                        values,
+                        ls=style["ls"],
+                        color=colours[k],
+                        label=f"k = {k}, " + ("Taylor" if taylor else "plain"),
+                    )
     over_time.set_title(f"{AGENT_LABELS[args.agents[0]]}: staleness during training (mean of seeds)")
     over_time.set_xlabel("step")
     over_time.set_yscale("log")

@@ -14,6 +14,7 @@ Rates are taken after each run's first tenth of steps (warm-up, compiling). One 
     python benchmarks/throughput.py                # ~10 minutes
     python benchmarks/throughput.py --quick        # shorter runs, a couple of minutes
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,12 +41,29 @@ class ReferenceStreamAC:
     (Linear -> LayerNorm -> LeakyReLU, twice, then a linear head), eligibility traces per parameter,
     ObGD step sizes. No memory: the same width as our feature layer and RTU."""
 
-    def __init__(self, obs_size: int, n_actions: int, width: int, gamma=0.99, lamda=0.8, lr=1.0,
-                 kappa_actor=1.5, kappa_critic=1.0, entropy_coeff=0.01):
+    def __init__(
+        self,
+        obs_size: int,
+        n_actions: int,
+        width: int,
+        gamma=0.99,
+        lamda=0.8,
+        lr=1.0,
+        kappa_actor=1.5,
+        kappa_critic=1.0,
+        entropy_coeff=0.01,
+    ):
         def mlp(out: int) -> nn.Sequential:
-            return nn.Sequential(nn.Linear(obs_size, width), nn.LayerNorm(width, elementwise_affine=False),
-                                 nn.LeakyReLU(), nn.Linear(width, width), nn.LayerNorm(width, elementwise_affine=False),
-                                 nn.LeakyReLU(), nn.Linear(width, out))
+            return nn.Sequential(
+                nn.Linear(obs_size, width),
+                nn.LayerNorm(width, elementwise_affine=False),
+                nn.LeakyReLU(),
+                nn.Linear(width, width),
+                nn.LayerNorm(width, elementwise_affine=False),
+                nn.LeakyReLU(),
+                nn.Linear(width, out),
+            )
+
         self.actor, self.critic = mlp(n_actions), mlp(1)
         self.z_actor = [torch.zeros_like(p) for p in self.actor.parameters()]
         self.z_critic = [torch.zeros_like(p) for p in self.critic.parameters()]
@@ -74,10 +92,12 @@ class ReferenceStreamAC:
         td_error = reward + self.gamma * next_value - self.value.item()
         actor_params, critic_params = list(self.actor.parameters()), list(self.critic.parameters())
         actor_objective = self.log_prob + self.entropy_coeff * np.sign(td_error) * self.entropy
-        self._obgd(actor_params, self.z_actor, torch.autograd.grad(actor_objective, actor_params), td_error,
-                   self.kappa_actor)
-        self._obgd(critic_params, self.z_critic, torch.autograd.grad(self.value, critic_params), td_error,
-                   self.kappa_critic)
+        self._obgd(
+            actor_params, self.z_actor, torch.autograd.grad(actor_objective, actor_params), td_error, self.kappa_actor
+        )
+        self._obgd(
+            critic_params, self.z_critic, torch.autograd.grad(self.value, critic_params), td_error, self.kappa_critic
+        )
         if done:
             for z in self.z_actor + self.z_critic:
                 z.zero_()
@@ -98,8 +118,16 @@ def reference_steps_per_second(width: int, steps: int, seed: int = 0) -> float:
 
 
 def config(hidden: int, width: int, steps: int, population: int = 1, compile: bool = False) -> TrainConfig:
-    return TrainConfig(chain_length=CHAIN, hidden_size=hidden, width=width, steps=steps, population=population,
-                       eval_episodes=0, progress_every=max(steps // 10, 1), compile=compile)
+    return TrainConfig(
+        chain_length=CHAIN,
+        hidden_size=hidden,
+        width=width,
+        steps=steps,
+        population=population,
+        eval_episodes=0,
+        progress_every=max(steps // 10, 1),
+        compile=compile,
+    )
 
 
 def agent_steps_per_second(cfg: TrainConfig) -> float:
@@ -120,8 +148,15 @@ def rtu_parameters(n: int, width: int) -> int:
 
 def paper_config(agent: str, steps: int, population: int = 1, **overrides) -> TrainConfig:
     """The paper's network (RTU 192, width 128; the MemoryChain presets) on MemoryChain L = 16."""
-    return TrainConfig(agent=agent, chain_length=16, steps=steps, population=population, eval_episodes=0,
-                       progress_every=max(steps // 10, 1), **overrides)
+    return TrainConfig(
+        agent=agent,
+        chain_length=16,
+        steps=steps,
+        population=population,
+        eval_episodes=0,
+        progress_every=max(steps // 10, 1),
+        **overrides,
+    )
 
 
 def copy_bandwidth(megabytes: int = 256, repeats: int = 5) -> float:
@@ -153,14 +188,18 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     steps = 1000 if args.quick else 3000
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread, "
-          f"torch {torch.__version__}, MemoryChain L=16, float32, RTU 192 units, feature width 128")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch thread, "
+        f"torch {torch.__version__}, MemoryChain L=16, float32, RTU 192 units, feature width 128"
+    )
 
     bandwidth = copy_bandwidth()
     traffic = traffic_per_agent_step(paper_config("qrc", 100))
     bound = bandwidth / traffic
-    print(f"\n1. copy bandwidth {bandwidth / 1e9:.1f} GB/s; an agent-step moves >= {traffic / 1e6:.2f} MB "
-          f"(parameters, traces, RTRL state of both networks, read and written) -> bound {bound:.0f} agent-steps/s")
+    print(
+        f"\n1. copy bandwidth {bandwidth / 1e9:.1f} GB/s; an agent-step moves >= {traffic / 1e6:.2f} MB "
+        f"(parameters, traces, RTRL state of both networks, read and written) -> bound {bound:.0f} agent-steps/s"
+    )
 
     print("\n2. one agent vs the reference (plain eager-autograd Stream AC(λ), FFN width 128)")
     reference = max(reference_steps_per_second(128, steps) for _ in range(2))
@@ -174,8 +213,10 @@ def main() -> None:
             n = steps if name != "compiled" else 2 * steps
             rate = max(agent_steps_per_second(paper_config(agent, n, **overrides)) for _ in range(2))
             single[agent, name] = rate
-            print(f"   {agent:9s} {name:8s} {rate:7.0f} steps/s = {rate / reference:5.2f}x reference "
-                  f"({100 * rate / bound:3.0f}% of the bound){'   target >= 3x' if name == 'native' else ''}")
+            print(
+                f"   {agent:9s} {name:8s} {rate:7.0f} steps/s = {rate / reference:5.2f}x reference "
+                f"({100 * rate / bound:3.0f}% of the bound){'   target >= 3x' if name == 'native' else ''}"
+            )
 
     print("\n3. populations of 32 (agent-steps/s of one process)")
     population = {}
@@ -184,13 +225,17 @@ def main() -> None:
             n = max(steps // 10, 100) if name == "native" else max(steps // 30, 50)
             rate = agent_steps_per_second(paper_config(agent, n, 32, **overrides))
             population[agent, name] = rate
-            print(f"   {agent:9s} {name:8s} P=32 {rate:7.0f} agent-steps/s = {rate / reference:5.2f}x reference "
-                  f"({100 * rate / bound:3.0f}% of the bound){'   target >= 5x' if name == 'native' else ''}")
+            print(
+                f"   {agent:9s} {name:8s} P=32 {rate:7.0f} agent-steps/s = {rate / reference:5.2f}x reference "
+                f"({100 * rate / bound:3.0f}% of the bound){'   target >= 5x' if name == 'native' else ''}"
+            )
     total = 7 * 5 * 500_000
     for agent in ("qrc", "stream_ac"):
         hours = total / (2 * population[agent, "native"]) / 3600
-        print(f"   the paper's MemoryChain figure with {agent}, RTU-RTRL: {total / 1e6:.1f}M agent-steps per method "
-              f"-> {hours:.1f} h per method on 2 processes (native)")
+        print(
+            f"   the paper's MemoryChain figure with {agent}, RTU-RTRL: {total / 1e6:.1f}M agent-steps per method "
+            f"-> {hours:.1f} h per method on 2 processes (native)"
+        )
 
     if args.scaling:
         scaling(args)
@@ -205,18 +250,24 @@ def scaling(args) -> None:
         for compile in (False, True):
             cfg = config(n, 128, max(steps // max(n // 128, 1), 300), compile=compile)
             times[compile].append(1.0 / agent_steps_per_second(cfg))
-        print(f"   n = {n:5d}: native {1000 * times[False][-1]:7.2f} ms/step, compiled {1000 * times[True][-1]:7.2f} "
-              f"ms/step, {rtu_parameters(n, 128):9,d} RTU parameters")
+        print(
+            f"   n = {n:5d}: native {1000 * times[False][-1]:7.2f} ms/step, compiled {1000 * times[True][-1]:7.2f} "
+            f"ms/step, {rtu_parameters(n, 128):9,d} RTU parameters"
+        )
     params = np.array([rtu_parameters(n, 128) for n in sizes], float)
     for compile, label in ((False, "native"), (True, "compiled")):
         slope = np.polyfit(np.log(params), np.log(times[compile]), 1)[0]
         upper = np.polyfit(np.log(params[-3:]), np.log(times[compile][-3:]), 1)[0]
-        print(f"   {label}: log-log slope of time vs parameters {slope:.2f} over all sizes, {upper:.2f} over the "
-              "largest three")
+        print(
+            f"   {label}: log-log slope of time vs parameters {slope:.2f} over all sizes, {upper:.2f} over the "
+            "largest three"
+        )
         per_param, fixed = np.polyfit(params, times[compile], 1)
         worst = np.max(np.abs(fixed + per_param * params - times[compile]) / times[compile])
-        print(f"   {label}: affine fit t = {1000 * fixed:.2f} ms + {1e6 * per_param:.1f} ms per million parameters "
-              f"(worst misfit {100 * worst:.0f}%)")
+        print(
+            f"   {label}: affine fit t = {1000 * fixed:.2f} ms + {1e6 * per_param:.1f} ms per million parameters "
+            f"(worst misfit {100 * worst:.0f}%)"
+        )
     path = Path(tempfile.gettempdir()) / "scaling_quick.png" if args.quick else ASSETS / "scaling.png"
     plot_scaling(np.array(sizes), params, {k: np.array(v) for k, v in times.items()}, path)
 
@@ -227,11 +278,12 @@ def plot_scaling(sizes, params, times: dict[bool, np.ndarray], path: Path) -> No
     Dense RTRL keeps ∂h/∂θ for every (unit, parameter) pair: n x #params numbers updated with an n x n
     Jacobian each step, O(n^2 #params) work vs the RTU's O(#params). Scaled so both agree at the smallest n."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    dense_params = sizes ** 2 + sizes * 128
-    dense = times[True][0] * (sizes ** 2 * dense_params) / (sizes[0] ** 2 * dense_params[0])
+    dense_params = sizes**2 + sizes * 128
+    dense = times[True][0] * (sizes**2 * dense_params) / (sizes[0] ** 2 * dense_params[0])
     fig, ax = plt.subplots(figsize=(6, 4.2))
     ax.loglog(params, 1000 * times[False], "o-", label="RTU + exact RTRL, native (measured, whole agent step)")
     ax.loglog(params, 1000 * times[True], "^-", label="RTU + exact RTRL, compiled (measured, whole agent step)")

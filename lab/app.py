@@ -2,6 +2,7 @@
 
 Everything that runs lives here (importable); ``app.py`` only builds a ``LabApp`` and serves it.
 """
+
 from __future__ import annotations
 
 import time
@@ -126,8 +127,9 @@ class LabApp(pn.viewable.Viewer):
 
     def status_line(self) -> pn.pane.Markdown:
         s = self.session.param
-        text = pn.bind(_status_text, s.status, s.step, s.episodes, s.steps_per_second, s.recent_success,
-                       s.recent_return, s.message)
+        text = pn.bind(
+            _status_text, s.status, s.step, s.episodes, s.steps_per_second, s.recent_success, s.recent_return, s.message
+        )
         return pn.pane.Markdown(text, css_classes=["status-line"])
 
     def main(self) -> pn.Tabs:
@@ -135,15 +137,22 @@ class LabApp(pn.viewable.Viewer):
             return pn.pane.HoloViews(element, sizing_mode="stretch_width")
 
         train_view = pn.Column(
-            pn.pane.Markdown(INTRO), self.status_line(),
+            pn.pane.Markdown(INTRO),
+            self.status_line(),
             pn.Row(plot(self.curves.returns), plot(self.curves.successes), sizing_mode="stretch_width"),
             pn.Row(plot(self.hidden.element), plot(self.eigenvalues.element), sizing_mode="stretch_width"),
-            plot(self.traces.element), sizing_mode="stretch_width")
+            plot(self.traces.element),
+            sizing_mode="stretch_width",
+        )
         return pn.Tabs(("Train", train_view), ("Sweep chain lengths", self.sweep), sizing_mode="stretch_width")
 
     def template(self) -> pn.template.FastListTemplate:
-        return pn.template.FastListTemplate(title="rtu-lab · streaming RL with exact RTRL", sidebar=[self.controls()],
-                                            main=[self.main()], sidebar_width=340)
+        return pn.template.FastListTemplate(
+            title="rtu-lab · streaming RL with exact RTRL",
+            sidebar=[self.controls()],
+            main=[self.main()],
+            sidebar_width=340,
+        )
 
     def __panel__(self):
         return pn.Row(self.controls(), self.main(), sizing_mode="stretch_width")

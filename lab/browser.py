@@ -1,8 +1,9 @@
 """Serve the lab and drive it from headless Debian Chromium (Playwright): for the browser tests and benchmarks.
 
-    with served_app() as url, chromium_page(url) as page:
-        page.get_by_role("button", name="Start", exact=True).click()
+with served_app() as url, chromium_page(url) as page:
+    page.get_by_role("button", name="Start", exact=True).click()
 """
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,16 @@ from pathlib import Path
 from typing import Iterator
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 ROOT = Path(__file__).resolve().parents[1]
 STATUS = re.compile(r"step [\d,]+ · episodes")
 
@@ -40,9 +49,23 @@ def served_app(timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
     The server's output goes to ``log`` when given (tests read it for tracebacks)."""
     port = free_port()
     output = open(log, "w") if log is not None else subprocess.DEVNULL
-    proc = subprocess.Popen([sys.executable, "-m", "panel", "serve", "app.py", "--port", str(port), "--address",
-                             "127.0.0.1", f"--allow-websocket-origin=127.0.0.1:{port}"], cwd=ROOT,
-                            stdout=output, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "panel",
+            "serve",
+            "app.py",
+            "--port",
+            str(port),
+            "--address",
+            "127.0.0.1",
+            f"--allow-websocket-origin=127.0.0.1:{port}",
+        ],
+        cwd=ROOT,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.time() + timeout
         while time.time() < deadline:

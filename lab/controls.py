@@ -1,4 +1,5 @@
 """The lab's run settings: a ``param.Parameterized`` whose widgets are derived from its params."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -10,9 +11,12 @@ from rtu_core import TrainConfig
 from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
 from rtu_core.presets import preset
 
-TASKS = {"MemoryChain": "memory_chain", "KMemoryChain (recall k back)": "kmemory_chain",
-         **{f"POPGym {task.removesuffix('Easy')} (easy)": f"popgym:{task}" for task in POPGYM_TASKS},
-         **{f"MuJoCo {robot}": f"mujoco:{robot}" for robot in MUJOCO_ROBOTS}}
+TASKS = {
+    "MemoryChain": "memory_chain",
+    "KMemoryChain (recall k back)": "kmemory_chain",
+    **{f"POPGym {task.removesuffix('Easy')} (easy)": f"popgym:{task}" for task in POPGYM_TASKS},
+    **{f"MuJoCo {robot}": f"mujoco:{robot}" for robot in MUJOCO_ROBOTS},
+}
 MASKS = {"full": "F", "positions only": "P", "velocities only": "V"}
 # The κ and λ widgets start at the paper's presets for the task and agent (rtu_core.presets); the rest of the
 # network and learning settings the lab does not show come from the presets too. MuJoCo has a Gaussian policy
@@ -26,8 +30,12 @@ LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and 
 class LabSettings(param.Parameterized):
     task = param.Selector(default="memory_chain", objects=TASKS, label="Task", doc="Environment")
     mask = param.Selector(default="F", objects=MASKS, label="MuJoCo observation", doc="Masked MuJoCo: what is kept")
-    chain_length = param.Integer(default=8, bounds=(2, 128), label="Chain length L (KMemoryChain: k)",
-                                 doc="Steps between the context bit and the question (KMemoryChain: how far back)")
+    chain_length = param.Integer(
+        default=8,
+        bounds=(2, 128),
+        label="Chain length L (KMemoryChain: k)",
+        doc="Steps between the context bit and the question (KMemoryChain: how far back)",
+    )
     agent = param.Selector(default="stream_ac", objects=AGENTS, label="Agent", doc="Streaming agent")
     cell = param.Selector(default="rtu", objects=CELLS, label="Cell", doc="Recurrent cell")
     mode = param.Selector(default="rtrl", objects=MODES, label="Gradient", doc="RTRL is exact and only for the RTU")
@@ -38,8 +46,12 @@ class LabSettings(param.Parameterized):
     kappa_critic = param.Number(default=1.0, bounds=(0.1, 10.0), label="κ critic", doc="ObGD bound of the critic")
     lr_q = param.Number(default=1e-4, bounds=(1e-6, 1e-1), label="QRC step size α_Q", doc="QRC(λ)")
     trace_decay = param.Number(default=0.8, bounds=(0.0, 1.0), label="Trace decay λ", doc="Eligibility trace λ")
-    rtrl_refresh = param.Integer(default=0, bounds=(0, 1000), label="RTRL refresh every k steps",
-                                 doc="0: standard (stale) RTRL; k: replay the episode under current parameters")
+    rtrl_refresh = param.Integer(
+        default=0,
+        bounds=(0, 1000),
+        label="RTRL refresh every k steps",
+        doc="0: standard (stale) RTRL; k: replay the episode under current parameters",
+    )
     seed = param.Integer(default=0, bounds=(0, None), label="Seed")
     steps = param.Integer(default=50_000, bounds=(100, 5_000_000), label="Step budget")
 
@@ -65,16 +77,31 @@ class LabSettings(param.Parameterized):
     @param.depends("task", "agent", watch=True, on_init=True)
     def _presets_for_task_and_agent(self):
         values = preset(self.task, self.agent)
-        self.param.update(kappa_actor=values["kappa_actor"], kappa_critic=values["kappa_critic"],
-                          trace_decay=values["trace_decay"])
+        self.param.update(
+            kappa_actor=values["kappa_actor"], kappa_critic=values["kappa_critic"], trace_decay=values["trace_decay"]
+        )
 
     def config(self, **overrides) -> TrainConfig:
         """The TrainConfig these settings describe (validated)."""
-        values = dict(env=self.task, chain_length=self.chain_length, agent=self.agent, cell=self.cell,
-                      mode=self.mode, hidden_size=self.hidden_size, width=self.width, lr=self.lr,
-                      kappa_actor=self.kappa_actor, kappa_critic=self.kappa_critic, lr_q=self.lr_q,
-                      trace_decay=self.trace_decay, seed=self.seed, steps=self.steps, mask=self.mask,
-                      progress_every=LAB_PROGRESS_EVERY, rtrl_refresh=self.rtrl_refresh)
+        values = dict(
+            env=self.task,
+            chain_length=self.chain_length,
+            agent=self.agent,
+            cell=self.cell,
+            mode=self.mode,
+            hidden_size=self.hidden_size,
+            width=self.width,
+            lr=self.lr,
+            kappa_actor=self.kappa_actor,
+            kappa_critic=self.kappa_critic,
+            lr_q=self.lr_q,
+            trace_decay=self.trace_decay,
+            seed=self.seed,
+            steps=self.steps,
+            mask=self.mask,
+            progress_every=LAB_PROGRESS_EVERY,
+            rtrl_refresh=self.rtrl_refresh,
+        )
         if self.task.startswith("mujoco:"):
             values.update(eval_episodes=5)
         values.update(overrides)
@@ -83,17 +110,21 @@ class LabSettings(param.Parameterized):
         return TrainConfig(**values)
 
     def widgets(self) -> pn.Param:
-        return pn.Param(self, show_name=False, widgets={
-            "chain_length": pn.widgets.IntSlider,
-            "agent": pn.widgets.RadioButtonGroup, "cell": pn.widgets.RadioButtonGroup,
-            "mode": pn.widgets.RadioButtonGroup,
-            "lr": {"type": pn.widgets.FloatInput, "step": 0.1},
-            "lr_q": {"type": pn.widgets.FloatInput, "step": 1e-5},
-            "steps": {"type": pn.widgets.IntInput, "step": 10_000},
-        })
+        return pn.Param(
+            self,
+            show_name=False,
+            widgets={
+                "chain_length": pn.widgets.IntSlider,
+                "agent": pn.widgets.RadioButtonGroup,
+                "cell": pn.widgets.RadioButtonGroup,
+                "mode": pn.widgets.RadioButtonGroup,
+                "lr": {"type": pn.widgets.FloatInput, "step": 0.1},
+                "lr_q": {"type": pn.widgets.FloatInput, "step": 1e-5},
+                "steps": {"type": pn.widgets.IntInput, "step": 10_000},
+            },
+        )
 
 
 def member_configs(base: TrainConfig, chain_lengths: list[int], seeds: int) -> list[TrainConfig]:
     """One population's members: every chain length x seed (they differ in nothing else)."""
-    return [dataclasses.replace(base, chain_length=L, seed=base.seed + s) for L in chain_lengths
-            for s in range(seeds)]
+    return [dataclasses.replace(base, chain_length=L, seed=base.seed + s) for L in chain_lengths for s in range(seeds)]

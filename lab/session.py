@@ -5,6 +5,7 @@ populations ("jobs"), interleaved, and relays its ``(job, event)`` pairs from th
 UI thread calls ``drain()`` from its periodic callback: it updates this object's read-only params and hands
 the events to the plots. Bokeh and HoloViews objects are never touched from the worker.
 """
+
 from __future__ import annotations
 
 import queue
@@ -31,8 +32,12 @@ def notify(message: str) -> None:
 
 
 class TrainingSession(pn.viewable.Viewer):
-    status = param.Selector(default="idle", objects=["idle", "running", "stopping", "stopped", "completed", "error"],
-                            constant=True, doc="What the worker is doing")
+    status = param.Selector(
+        default="idle",
+        objects=["idle", "running", "stopping", "stopped", "completed", "error"],
+        constant=True,
+        doc="What the worker is doing",
+    )
     step = param.Integer(default=0, constant=True, doc="Environment steps of each member so far")
     episodes = param.Integer(default=0, constant=True, doc="Episodes finished (all members)")
     steps_per_second = param.Number(default=0.0, constant=True, doc="Agent-steps per second (all members)")
@@ -71,8 +76,15 @@ class TrainingSession(pn.viewable.Viewer):
         self._stop.clear()
         self._recent = []
         self._populations = [j.population if isinstance(j, TrainConfig) else len(j) for j in jobs]
-        self._set(status="running", step=0, episodes=0, steps_per_second=0.0, recent_success=None,
-                  recent_return=None, message="")
+        self._set(
+            status="running",
+            step=0,
+            episodes=0,
+            steps_per_second=0.0,
+            recent_success=None,
+            recent_return=None,
+            message="",
+        )
         self._thread = threading.Thread(target=self._work, args=(list(jobs),), daemon=True, name="rtu-lab-training")
         self._thread.start()
 
@@ -90,8 +102,9 @@ class TrainingSession(pn.viewable.Viewer):
         self.stop(wait=True)
         self._drop_queue()
         self._recent = []
-        self._set(status="idle", step=0, episodes=0, steps_per_second=0.0, recent_success=None,
-                  recent_return=None, message="")
+        self._set(
+            status="idle", step=0, episodes=0, steps_per_second=0.0, recent_success=None, recent_return=None, message=""
+        )
 
     def drain(self, limit: int = 100_000) -> list[tuple[int, object]]:
         """Take the events the worker produced since the last call and update the params (UI thread)."""
@@ -131,8 +144,9 @@ class TrainingSession(pn.viewable.Viewer):
         context = process_context()
         receiver, sender = context.Pipe(duplex=False)
         stop_event = context.Event()
-        process = context.Process(target=run_in_process, args=(jobs, sender, stop_event, self._train_fn),
-                                  daemon=True, name="rtu-lab-training")
+        process = context.Process(
+            target=run_in_process, args=(jobs, sender, stop_event, self._train_fn), daemon=True, name="rtu-lab-training"
+        )
         process.start()
         sender.close()  # the child holds the only writing end: its exit closes the pipe
         try:
@@ -175,4 +189,3 @@ class TrainingSession(pn.viewable.Viewer):
 
     def __panel__(self):
         return pn.pane.Markdown(self.param.status)
-

@@ -3,6 +3,7 @@
 Each method is ONE population whose members are the chosen chain lengths x seeds (rtu_core's
 mixed-member populations); all methods' populations interleave in the session's one training process.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict, deque
@@ -34,8 +35,8 @@ class SweepView(pn.viewable.Viewer):
     def __init__(self, settings: LabSettings, on_start=lambda: None, **params):
         super().__init__(**params)
         self.settings, self.session, self._on_start = settings, TrainingSession(), on_start
-        self._members: list[list] = []   # per job (method): its member configs
-        self._methods: list[str] = []    # per job: the method name
+        self._members: list[list] = []  # per job (method): its member configs
+        self._methods: list[str] = []  # per job: the method name
         self._recent: dict[tuple[int, int], deque] = defaultdict(lambda: deque(maxlen=RECENT))
         self.pipe = Pipe(data=pd.DataFrame(columns=COLUMNS))
         self.plot = hv.DynamicMap(self._draw, streams=[self.pipe])
@@ -59,8 +60,10 @@ class SweepView(pn.viewable.Viewer):
         if not self.methods or not self.chain_lengths:
             raise ConfigError("choose at least one method and one chain length")
         if self.settings.agent == "ppo" or self.settings.task not in ("memory_chain", "kmemory_chain"):
-            raise ConfigError("the sweep tab runs streaming agents on (K)MemoryChain; sweep other settings with "
-                              "python -m rtu_core sweep")
+            raise ConfigError(
+                "the sweep tab runs streaming agents on (K)MemoryChain; sweep other settings with "
+                "python -m rtu_core sweep"
+            )
         jobs = self.jobs()
         self.clear()
         self._members = jobs
@@ -107,29 +110,59 @@ class SweepView(pn.viewable.Viewer):
         layers = []
         for label in METHOD_LABELS.values():
             group = data[data["method"] == label] if len(data) else pd.DataFrame(columns=COLUMNS)
-            layers += [hv.Curve(group, "chain_length", "success", label=label),
-                       hv.Scatter(group, "chain_length", ["success", "members"], label=label).opts(
-                           size=7, tools=["hover"])]
+            layers += [
+                hv.Curve(group, "chain_length", "success", label=label),
+                hv.Scatter(group, "chain_length", ["success", "members"], label=label).opts(size=7, tools=["hover"]),
+            ]
         layers.append(hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1))
         return hv.Overlay(layers).opts(
-            title=f"Success rate (last {RECENT} episodes, mean over seeds) vs chain length", logx=True,
-            ylim=(-0.05, 1.05), xlim=(1.5, 160), xticks=[(L, str(L)) for L in CHAIN_LENGTHS],
-            xlabel="chain length L", ylabel="success rate", height=420,
-            responsive=True, show_grid=True, legend_position="bottom_left")
+            title=f"Success rate (last {RECENT} episodes, mean over seeds) vs chain length",
+            logx=True,
+            ylim=(-0.05, 1.05),
+            xlim=(1.5, 160),
+            xticks=[(L, str(L)) for L in CHAIN_LENGTHS],
+            xlabel="chain length L",
+            ylabel="success rate",
+            height=420,
+            responsive=True,
+            show_grid=True,
+            legend_position="bottom_left",
+        )
 
     def __panel__(self):
-        controls = pn.Param(self, parameters=["chain_lengths", "methods", "seeds", "steps"], show_name=False,
-                            widgets={"chain_lengths": {"type": pn.widgets.CheckButtonGroup, "button_type": "primary",
-                                                       "button_style": "outline"},
-                                     "methods": pn.widgets.CheckBoxGroup,
-                                     "steps": {"type": pn.widgets.IntInput, "step": 10_000}})
-        status = pn.bind(lambda status, step, sps: f"**Sweep:** {status} · step {step:,} per member · "
-                         f"{sps:,.0f} agent-steps/s", self.session.param.status, self.session.param.step,
-                         self.session.param.steps_per_second)
+        controls = pn.Param(
+            self,
+            parameters=["chain_lengths", "methods", "seeds", "steps"],
+            show_name=False,
+            widgets={
+                "chain_lengths": {
+                    "type": pn.widgets.CheckButtonGroup,
+                    "button_type": "primary",
+                    "button_style": "outline",
+                },
+                "methods": pn.widgets.CheckBoxGroup,
+                "steps": {"type": pn.widgets.IntInput, "step": 10_000},
+            },
+        )
+        status = pn.bind(
+            lambda status, step, sps: f"**Sweep:** {status} · step {step:,} per member · {sps:,.0f} agent-steps/s",
+            self.session.param.status,
+            self.session.param.step,
+            self.session.param.steps_per_second,
+        )
         return pn.Column(
-            pn.pane.Markdown("Train every chosen chain length and method at once: each method is one population "
-                             "of chain lengths x seeds, so the whole sweep runs in one process. Agent, sizes and step "
-                             "sizes come from the settings on the left."),
-            pn.Row(controls, pn.Column(pn.Row(self.start_button, self.stop_button, self.reset_button),
-                                       pn.pane.Markdown(status, css_classes=["sweep-status"]))),
-            pn.pane.HoloViews(self.plot, sizing_mode="stretch_width"), sizing_mode="stretch_width")
+            pn.pane.Markdown(
+                "Train every chosen chain length and method at once: each method is one population "
+                "of chain lengths x seeds, so the whole sweep runs in one process. Agent, sizes and step "
+                "sizes come from the settings on the left."
+            ),
+            pn.Row(
+                controls,
+                pn.Column(
+                    pn.Row(self.start_button, self.stop_button, self.reset_button),
+                    pn.pane.Markdown(status, css_classes=["sweep-status"]),
+                ),
+            ),
+            pn.pane.HoloViews(self.plot, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )

@@ -6,6 +6,7 @@ headless speed (measured, issue 4). In a process of its own it keeps its own int
 
 This module imports no Panel/Bokeh, so the fork server preloads only torch and ``rtu_core``.
 """
+
 from __future__ import annotations
 
 import multiprocessing
@@ -37,8 +38,9 @@ def interleave(streams: list[Iterator]) -> Iterator[tuple[int, object]]:
                 active.remove(job)
 
 
-def produce(jobs: list[Job], send: Callable[[tuple[int, object]], None], stop: Callable[[], bool],
-            train_fn: Callable = train) -> None:
+def produce(
+    jobs: list[Job], send: Callable[[tuple[int, object]], None], stop: Callable[[], bool], train_fn: Callable = train
+) -> None:
     """Train ``jobs`` interleaved, sending ``(job, event)`` pairs and finally ``(END, RunEnd(overall status))``.
 
     ``stop()`` is polled between events; a diverged member or an exception also sends ``(END, Failure)``

@@ -7,6 +7,7 @@ option (``chain_length`` -> ``--chain-length``); for ``sweep`` they set the base
 one line and exits with status 2 before anything is written; Ctrl-C, time-outs and divergence stop
 cleanly with the results so far written (exit 130, 0 and 1).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig, field_type
-from .events import EpisodeEnd, Progress, RunEnd
+from .events import Progress, RunEnd
 from .results import RunRecorder
 from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
 from .sweep import check_out_dir as check_sweep_dir
@@ -44,8 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(run)
     sweep = commands.add_parser("sweep", help="run a grid of configs x seeds as populations, resumably")
     sweep.add_argument("--out", type=Path, required=True, help="sweep folder (new, or this sweep's, to resume)")
-    sweep.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2,...",
-                       help="an axis: any config field, or method (rtu-rtrl, rtu-tbptt, gru-tbptt, ffn-tbptt)")
+    sweep.add_argument(
+        "--grid",
+        action="append",
+        default=[],
+        metavar="NAME=V1,V2,...",
+        help="an axis: any config field, or method (rtu-rtrl, rtu-tbptt, gru-tbptt, ffn-tbptt)",
+    )
     sweep.add_argument("--seeds", type=int, default=1, help="seeds per grid point (--seed, --seed + 1, ...)")
     sweep.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes (or Ray tasks) at once")
     sweep.add_argument("--max-population", type=int, default=64, help="most runs packed into one population")
@@ -71,8 +77,11 @@ def _add_config_options(run: argparse.ArgumentParser) -> None:
 
 def given_config_values(args: argparse.Namespace) -> dict:
     """The TrainConfig fields given on the command line (flags left out stay at their defaults)."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-            if getattr(args, f.name) is not None and getattr(args, f.name) is not False}
+    return {
+        f.name: getattr(args, f.name)
+        for f in dataclasses.fields(TrainConfig)
+        if getattr(args, f.name) is not None and getattr(args, f.name) is not False
+    }
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
@@ -114,9 +123,11 @@ def run_training(config: TrainConfig, out: Path) -> int:
     bar.close()
     recorder.write(out)
     summary = recorder.summary()
-    print(f"{out}: status {summary['status']}, episodes {summary['episodes']}, "
-          f"success {summary['success_rate']}, eval success {summary['eval_success_rate']}, "
-          f"{summary['steps_per_second']:.0f} agent-steps/s")
+    print(
+        f"{out}: status {summary['status']}, episodes {summary['episodes']}, "
+        f"success {summary['success_rate']}, eval success {summary['eval_success_rate']}, "
+        f"{summary['steps_per_second']:.0f} agent-steps/s"
+    )
     return 1 if recorder.status == "diverged" else 0
 
 
@@ -148,12 +159,13 @@ def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
         bar.set_postfix({"runs": f"{len(finished)}/{len(runs)}"}, refresh=False)
 
     try:
-        done, skipped = run_sweep(args.out, grid, backend, args.max_population, on_progress=bar.update,
-                                  on_run=on_run)
+        done, skipped = run_sweep(args.out, grid, backend, args.max_population, on_progress=bar.update, on_run=on_run)
     except KeyboardInterrupt:
         bar.close()
-        print(f"rtu_core: interrupted; {len(finished)} finished runs kept in {args.out} (run again to resume)",
-              file=sys.stderr)
+        print(
+            f"rtu_core: interrupted; {len(finished)} finished runs kept in {args.out} (run again to resume)",
+            file=sys.stderr,
+        )
         return 130
     bar.close()
     print((args.out / "summary.md").read_text(), end="")
@@ -165,8 +177,7 @@ def list_envs() -> int:
     """One line per environment --env accepts: name, observation size (after the agents' wrappers), actions."""
     import gymnasium as gym
 
-    from .envs import ENV_NAMES
-    from .envs import make_env
+    from .envs import ENV_NAMES, make_env
 
     for name in ENV_NAMES:
         env = make_env(name, chain_length=4)

@@ -18,13 +18,15 @@ with λ = g + iφ and u = (B_real x, B_imag x),
     S^θ   = λ S^θ + (dλ/dθ_log) h_{t-1},           dλ/dθ_log = iθλ
     S^B_real = λ S^B_real + γ x,   S^B_imag = λ S^B_imag + iγ x            (each times D when nonlinear)
 
-(``docs/method.md`` §2) — the same equations as ``RTU.advance`` and ``fused.backward``, which this module is tested against
+(``docs/method.md`` §2) — the same equations as ``RTU.advance`` and ``fused.backward``, which this module is tested
+against
 in float64. The agent's RTRL state stays complex: the graphs read and write it through ``torch.view_as_real``.
 Compiling takes seconds per network shape and dtype (cached by TorchInductor across processes), so it pays off
 for long headless runs and sweeps; the lab and the tests' short runs use the eager path. Runs stay deterministic,
 but a population member equals its solo run only up to float rounding (eager: bit for bit), since the generated
 kernels depend on the population's shape.
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,7 +41,7 @@ from .network import MemoryNetwork
 from .optim import ObGD, bounded_step
 
 Params = tuple[Tensor, ...]  # W_f, b_f, ν_log, θ_log, B_real, B_imag, W_o, b_o (MemoryNetwork.parameters() order)
-Pairs = tuple[Tensor, ...]   # h, S^ν, S^θ, S^B_real, S^B_imag as (..., 2) real pairs
+Pairs = tuple[Tensor, ...]  # h, S^ν, S^θ, S^B_real, S^B_imag as (..., 2) real pairs
 
 
 def _features(params: Params, obs: Tensor, activation: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -66,8 +68,9 @@ def _network_forward(params: Params, obs: Tensor, state: Pairs, activation: str,
     return out, new_state, (obs, normed, inv_std, y)
 
 
-def _network_backward(params: Params, tape, state: Pairs, grad_out: Tensor, activation: str,
-                      nonlinear: bool) -> list[Tensor]:
+def _network_backward(
+    params: Params, tape, state: Pairs, grad_out: Tensor, activation: str, nonlinear: bool
+) -> list[Tensor]:
     """d(grad_out · out_t)/dp for every parameter, in ``Params`` order (``fused.backward`` in real pairs)."""
     obs, normed, inv_std, y = tape
     dc = _matvec(params[6].transpose(-1, -2), grad_out) * (1 - y.square())
@@ -113,31 +116,66 @@ class CompiledStreamACStep:
     The graphs see only tensors and a few settings (``discrete``, activation, nonlinear), never the agent's
     objects, so agents of equal shapes share one compiled graph (torch.compile caches per code and guards)."""
 
-    def __init__(self, actor: MemoryNetwork, critic: MemoryNetwork, discrete: bool, actor_optimizer: ObGD,
-                 critic_optimizer: ObGD, gamma: float, entropy_coeff: float):
+    def __init__(
+        self,
+        actor: MemoryNetwork,
+        critic: MemoryNetwork,
+        discrete: bool,
+        actor_optimizer: ObGD,
+        critic_optimizer: ObGD,
+        gamma: float,
+        entropy_coeff: float,
+    ):
         activation, nonlinear = actor.activation_name, actor.cell.nonlinear
         # parameters and traces are updated in place, so these stay valid for the agent's life
         self.actor_params, self.critic_params = tuple(actor.parameters()), tuple(critic.parameters())
-        self.optimizers = ((tuple(actor_optimizer.params), actor_optimizer.flat_trace),
-                           (tuple(critic_optimizer.params), critic_optimizer.flat_trace))
+        self.optimizers = (
+            (tuple(actor_optimizer.params), actor_optimizer.flat_trace),
+            (tuple(critic_optimizer.params), critic_optimizer.flat_trace),
+        )
         dtype = actor_optimizer.flat_trace.dtype
 
         def setting(value: float) -> Tensor:  # a tensor, not a Python float: no recompiling for another value
             return torch.tensor(value, dtype=dtype)
 
         group, critic_group = actor_optimizer.param_groups[0], critic_optimizer.param_groups[0]
-        self.settings = tuple(map(setting, (gamma, entropy_coeff, group["gamma"] * group["lamda"], group["lr"],
-                                            group["kappa"], critic_group["kappa"])))
+        self.settings = tuple(
+            map(
+                setting,
+                (
+                    gamma,
+                    entropy_coeff,
+                    group["gamma"] * group["lamda"],
+                    group["lr"],
+                    group["kappa"],
+                    critic_group["kappa"],
+                ),
+            )
+        )
 
         def act(actor_params, critic_params, log_std, obs, actor_state, critic_state, noise):
             out, actor_state, actor_tape = _network_forward(actor_params, obs, actor_state, activation, nonlinear)
-            value, critic_state, critic_tape = _network_forward(critic_params, obs, critic_state, activation,
-                                                                nonlinear)
+            value, critic_state, critic_tape = _network_forward(critic_params, obs, critic_state, activation, nonlinear)
             action = categorical(out, noise)[0] if discrete else gaussian(out, log_std, noise)[0]
             return action, out, value.squeeze(-1), actor_state, critic_state, actor_tape, critic_tape
 
-        def learn(actor_params, critic_params, optimizers, settings, log_std, actor_tape, critic_tape, actor_state,
-                  critic_state, out, action, value, reward, next_obs, terminated):
+        def learn(
+            actor_params,
+            critic_params,
+            optimizers,
+            settings,
+            log_std,
+            actor_tape,
+            critic_tape,
+            actor_state,
+            critic_state,
+            out,
+            action,
+            value,
+            reward,
+            next_obs,
+            terminated,
+        ):
             gamma, entropy_coeff, trace_decay, lr, kappa_actor, kappa_critic = settings
             next_value = _next_value(critic_params, next_obs, critic_state[0], activation, nonlinear)
             td_error = reward + gamma * next_value * (~terminated) - value
@@ -147,10 +185,18 @@ class CompiledStreamACStep:
             else:
                 grad_out, log_std_grad = gaussian_grads(out, log_std, action, coeff)
                 log_std_grad = [log_std_grad]
-            grads = (_network_backward(actor_params, actor_tape, actor_state, grad_out, activation, nonlinear)
-                     + log_std_grad,
-                     _network_backward(critic_params, critic_tape, critic_state,
-                                       torch.ones_like(value).unsqueeze(-1), activation, nonlinear))
+            grads = (
+                _network_backward(actor_params, actor_tape, actor_state, grad_out, activation, nonlinear)
+                + log_std_grad,
+                _network_backward(
+                    critic_params,
+                    critic_tape,
+                    critic_state,
+                    torch.ones_like(value).unsqueeze(-1),
+                    activation,
+                    nonlinear,
+                ),
+            )
             for (params, trace), grad, kappa in zip(optimizers, grads, (kappa_actor, kappa_critic)):
                 trace.mul_(trace_decay).add_(torch.cat([g.flatten(1) for g in grad], dim=1))  # e ← γλ e + ∇
                 bounded_step(list(params), trace, td_error, lr, kappa)
@@ -163,20 +209,50 @@ class CompiledStreamACStep:
         self._learn = torch.compile(learn, dynamic=False, fullgraph=True)
 
     @torch.no_grad()
-    def act(self, obs: Tensor, actor_memory: RTRLState, critic_memory: RTRLState, noise: Tensor | None,
-            log_std: Tensor | None):
+    def act(
+        self,
+        obs: Tensor,
+        actor_memory: RTRLState,
+        critic_memory: RTRLState,
+        noise: Tensor | None,
+        log_std: Tensor | None,
+    ):
         """(a_t, out_t, V(o_t), actor memory_t, critic memory_t, tape for ``learn``); a_t is drawn with
         ``noise`` (uniform for a categorical policy, standard normal for a Gaussian one; None: greedy)."""
         action, out, value, actor_state, critic_state, actor_tape, critic_tape = self._act(
-            self.actor_params, self.critic_params, log_std, obs, as_pairs(actor_memory), as_pairs(critic_memory),
-            noise)
+            self.actor_params, self.critic_params, log_std, obs, as_pairs(actor_memory), as_pairs(critic_memory), noise
+        )
         return action, out, value, from_pairs(actor_state), from_pairs(critic_state), (actor_tape, critic_tape)
 
     @torch.no_grad()
-    def learn(self, tape, actor_memory: RTRLState, critic_memory: RTRLState, out: Tensor, action: Tensor,
-              value: Tensor, reward: Tensor, next_obs: Tensor, terminated: Tensor, log_std: Tensor | None) -> Tensor:
+    def learn(
+        self,
+        tape,
+        actor_memory: RTRLState,
+        critic_memory: RTRLState,
+        out: Tensor,
+        action: Tensor,
+        value: Tensor,
+        reward: Tensor,
+        next_obs: Tensor,
+        terminated: Tensor,
+        log_std: Tensor | None,
+    ) -> Tensor:
         """One update of both networks and their eligibility traces (the optimisers' traces are not reset here:
         ``ObGD.reset_traces``); returns δ_t."""
-        return self._learn(self.actor_params, self.critic_params, self.optimizers, self.settings, log_std, *tape,
-                           as_pairs(actor_memory), as_pairs(critic_memory), out, action, value, reward, next_obs,
-                           terminated)
+        return self._learn(
+            self.actor_params,
+            self.critic_params,
+            self.optimizers,
+            self.settings,
+            log_std,
+            *tape,
+            as_pairs(actor_memory),
+            as_pairs(critic_memory),
+            out,
+            action,
+            value,
+            reward,
+            next_obs,
+            terminated,
+        )

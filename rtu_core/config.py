@@ -5,6 +5,7 @@ TBPTT(1) otherwise) and the network and learning settings come from the paper's 
 (``rtu_core.presets``, ``docs/method.md`` §7). A resolved config holds no ``None`` in those fields, so
 ``config.json`` records exactly what ran and reloading it gives the same run.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,18 +14,26 @@ from dataclasses import dataclass, field
 
 from .envs import ENV_NAMES, MASKS, TIMINGS
 from .network import ACTIVATIONS, CELLS, MODES
-from .presets import PRESET_FIELDS, preset
+from .presets import preset
 
 AGENT_NAMES = ("stream_ac", "qrc", "ppo")
 OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
 ENGINES = ("auto", "native", "eager")
 # The memory methods compared throughout (paper §4.1): name -> (cell, mode).
-METHODS = {"rtu-rtrl": ("rtu", "rtrl"), "rtu-tbptt": ("rtu", "tbptt"), "gru-tbptt": ("gru", "tbptt"),
-           "ffn-tbptt": ("ffn", "tbptt")}
+METHODS = {
+    "rtu-rtrl": ("rtu", "rtrl"),
+    "rtu-tbptt": ("rtu", "tbptt"),
+    "gru-tbptt": ("gru", "tbptt"),
+    "ffn-tbptt": ("ffn", "tbptt"),
+}
 # Each cell's own gradient method (what PPO uses per cell: RTRL for the RTU, BPTT for the others).
 METHOD_OF_CELL = {"rtu": "rtu-rtrl", "gru": "gru-tbptt", "ffn": "ffn-tbptt"}
-METHOD_LABELS = {"rtu-rtrl": "RTU, RTRL", "rtu-tbptt": "RTU, TBPTT(1)", "gru-tbptt": "GRU, TBPTT(1)",
-                 "ffn-tbptt": "FFN (no memory)"}
+METHOD_LABELS = {
+    "rtu-rtrl": "RTU, RTRL",
+    "rtu-tbptt": "RTU, TBPTT(1)",
+    "gru-tbptt": "GRU, TBPTT(1)",
+    "ffn-tbptt": "FFN (no memory)",
+}
 # Fields in which the members of one population may differ (everything else runs in lockstep).
 MEMBER_FIELDS = ("seed", "chain_length", "observation_timing")
 
@@ -45,39 +54,75 @@ class TrainConfig:
     ``None`` means "the preset for this task and agent" (resolved in ``__post_init__``)."""
 
     # task
-    env: str = field(**_help("environment: memory_chain, kmemory_chain, popgym:<Task>, mujoco:<Robot> "
-                             "(python -m rtu_core envs lists them)", "memory_chain"))
-    chain_length: int = field(**_help("MemoryChain memory length L (episode = L + 1 actions); KMemoryChain k "
-                                      "(recall the bit from k steps back)", 16))
+    env: str = field(
+        **_help(
+            "environment: memory_chain, kmemory_chain, popgym:<Task>, mujoco:<Robot> "
+            "(python -m rtu_core envs lists them)",
+            "memory_chain",
+        )
+    )
+    chain_length: int = field(
+        **_help(
+            "MemoryChain memory length L (episode = L + 1 actions); KMemoryChain k (recall the bit from k steps back)",
+            16,
+        )
+    )
     num_bits: int = field(**_help("MemoryChain: context bits (bsuite num_bits; one of them is queried)", 1))
-    observation_timing: str = field(**_help("MemoryChain: bsuite (the paper's task: observations one step behind "
-                                            "the time) or immediate (a harder variant)", "bsuite"))
+    observation_timing: str = field(
+        **_help(
+            "MemoryChain: bsuite (the paper's task: observations one step behind "
+            "the time) or immediate (a harder variant)",
+            "bsuite",
+        )
+    )
     mask: str = field(**_help("masked MuJoCo: F full, P positions only, V velocities only", "F"))
     # agent and network
     agent: str = field(**_help("agent: " + ", ".join(AGENT_NAMES), "stream_ac"))
     cell: str = field(**_help("recurrent cell: " + ", ".join(CELLS), "rtu"))
-    mode: str | None = field(**_help("rtrl (exact, RTU only) or tbptt (one-step horizon); default: rtrl for the "
-                                     "rtu, tbptt otherwise"))
+    mode: str | None = field(
+        **_help("rtrl (exact, RTU only) or tbptt (one-step horizon); default: rtrl for the rtu, tbptt otherwise")
+    )
     nonlinear_rtu: bool = field(**_help("tanh inside the RTU recurrence", False))
-    taylor_sensitivity: bool = field(**_help("first-order Taylor correction of stale RTRL sensitivities (paper "
-                                             "§4.4): gradients use S + C", False))
-    rtrl_refresh: int = field(**_help("every k steps, recompute the RTRL state under the current parameters by "
-                                      "replaying the episode (0: never, standard RTRL)", 0))
-    staleness_every: int = field(**_help("every k steps, measure how far the RTRL sensitivities are from their "
-                                         "replay under the current parameters (0: off)", 0))
+    taylor_sensitivity: bool = field(
+        **_help("first-order Taylor correction of stale RTRL sensitivities (paper §4.4): gradients use S + C", False)
+    )
+    rtrl_refresh: int = field(
+        **_help(
+            "every k steps, recompute the RTRL state under the current parameters by "
+            "replaying the episode (0: never, standard RTRL)",
+            0,
+        )
+    )
+    staleness_every: int = field(
+        **_help(
+            "every k steps, measure how far the RTRL sensitivities are from their "
+            "replay under the current parameters (0: off)",
+            0,
+        )
+    )
     hidden_size: int = field(**_help("RTU complex units / GRU units", 192))
     width: int | None = field(**_help("feature layer width (the cell's input size); preset"))
-    feature_layers: int | None = field(**_help("feature blocks (Dense -> LayerNorm -> activation) before the cell; "
-                                               "preset"))
+    feature_layers: int | None = field(
+        **_help("feature blocks (Dense -> LayerNorm -> activation) before the cell; preset")
+    )
     head_width: int | None = field(**_help("hidden layer of the head (0: linear read-out); preset"))
     activation: str | None = field(**_help("feature activation: " + ", ".join(ACTIVATIONS) + "; preset"))
     sparsity: float = field(**_help("fraction of each layer's weights zeroed at init", 0.9))
     dtype: str = field(**_help("float32 or float64", "float32"))
-    engine: str = field(**_help("auto: the native (compiled C++) step wherever it applies (the RTU, linear head, "
-                                "Stream AC with ObGD or QRC, CPU), else eager; native: require it; eager: never",
-                                "auto"))
-    compile: bool = field(**_help("where a compiled step exists (stream_ac, rtu, rtrl, obgd, head-width 0, one "
-                                  "feature layer), run each step as two torch.compile'd graphs instead", False))
+    engine: str = field(
+        **_help(
+            "auto: the native (compiled C++) step wherever it applies (the RTU, linear head, "
+            "Stream AC with ObGD or QRC, CPU), else eager; native: require it; eager: never",
+            "auto",
+        )
+    )
+    compile: bool = field(
+        **_help(
+            "where a compiled step exists (stream_ac, rtu, rtrl, obgd, head-width 0, one "
+            "feature layer), run each step as two torch.compile'd graphs instead",
+            False,
+        )
+    )
     # run
     steps: int = field(**_help("environment steps per member", 100_000))
     seed: int = field(**_help("seed of member 0 (member k uses seed + k)", 0))
@@ -145,13 +190,27 @@ class TrainConfig:
         choose("dtype", ("float32", "float64"))
         choose("engine", ENGINES)
         if self.engine == "native" and not self.native_step:
-            raise ConfigError("engine native runs stream_ac (obgd) or qrc with cell rtu, head-width 0, no "
-                              "taylor-sensitivity and no compile; use engine auto or eager")
+            raise ConfigError(
+                "engine native runs stream_ac (obgd) or qrc with cell rtu, head-width 0, no "
+                "taylor-sensitivity and no compile; use engine auto or eager"
+            )
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
-        positive = ("chain_length", "num_bits", "steps", "population", "hidden_size", "width", "feature_layers",
-                    "progress_every", "snapshot_window", "ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches",
-                    "ppo_epochs")
+        positive = (
+            "chain_length",
+            "num_bits",
+            "steps",
+            "population",
+            "hidden_size",
+            "width",
+            "feature_layers",
+            "progress_every",
+            "snapshot_window",
+            "ppo_num_envs",
+            "ppo_rollout_steps",
+            "ppo_minibatches",
+            "ppo_epochs",
+        )
         for name in positive:
             if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
                 raise ConfigError(f"{name.replace('_', '-')} must be an integer >= 1, got {getattr(self, name)!r}")
@@ -171,9 +230,11 @@ class TrainConfig:
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
         if (self.rtrl_refresh or self.staleness_every or self.taylor_sensitivity) and (
-                self.mode != "rtrl" or self.agent == "ppo"):
-            raise ConfigError("taylor-sensitivity, rtrl-refresh and staleness-every apply to streaming agents in "
-                              "mode rtrl (cell rtu)")
+            self.mode != "rtrl" or self.agent == "ppo"
+        ):
+            raise ConfigError(
+                "taylor-sensitivity, rtrl-refresh and staleness-every apply to streaming agents in mode rtrl (cell rtu)"
+            )
         if self.agent == "ppo":
             self._validate_ppo()
         if self.time_limit is not None and not self.time_limit > 0:
@@ -186,36 +247,58 @@ class TrainConfig:
             raise ConfigError("ppo is a batched agent: population must be 1 (sweep seeds instead)")
         chunks = max(1, self.ppo_minibatches // self.ppo_num_envs)
         if self.ppo_rollout_steps % chunks or (self.ppo_num_envs * chunks) % self.ppo_minibatches:
-            raise ConfigError("ppo-minibatches must split ppo-num-envs x (rollout sequences) evenly "
-                              f"(got {self.ppo_minibatches} minibatches, {self.ppo_num_envs} envs x "
-                              f"{self.ppo_rollout_steps} steps)")
+            raise ConfigError(
+                "ppo-minibatches must split ppo-num-envs x (rollout sequences) evenly "
+                f"(got {self.ppo_minibatches} minibatches, {self.ppo_num_envs} envs x "
+                f"{self.ppo_rollout_steps} steps)"
+            )
         if self.steps < self.ppo_num_envs * self.ppo_rollout_steps:
             raise ConfigError(f"steps must cover one PPO rollout ({self.ppo_num_envs * self.ppo_rollout_steps})")
 
     @property
     def compiled_step(self) -> bool:
         """Whether this run uses ``rtu_core.compiled`` (``compile`` asked for, and a compiled step exists)."""
-        return self.compile and not self.taylor_sensitivity and (
-            self.agent, self.cell, self.mode, self.head_width, self.feature_layers, self.optimizer) == (
-            "stream_ac", "rtu", "rtrl", 0, 1, "obgd")
+        return (
+            self.compile
+            and not self.taylor_sensitivity
+            and (self.agent, self.cell, self.mode, self.head_width, self.feature_layers, self.optimizer)
+            == ("stream_ac", "rtu", "rtrl", 0, 1, "obgd")
+        )
 
     @property
     def native_step(self) -> bool:
         """Whether the native step (``rtu_core.native``) applies to this run (it is used unless engine is eager or
         the extension cannot be built)."""
-        return self.engine != "eager" and not self.compiled_step and not self.taylor_sensitivity and (
-            self.cell, self.head_width) == ("rtu", 0) and (
-            self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
+        return (
+            self.engine != "eager"
+            and not self.compiled_step
+            and not self.taylor_sensitivity
+            and (self.cell, self.head_width) == ("rtu", 0)
+            and (self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
+        )
 
     def network_kwargs(self) -> dict:
-        return dict(cell=self.cell, mode=self.mode, hidden_size=self.hidden_size, width=self.width,
-                    feature_layers=self.feature_layers, head_width=self.head_width, nonlinear_rtu=self.nonlinear_rtu,
-                    activation=self.activation, sparsity=self.sparsity, taylor=self.taylor_sensitivity)
+        return dict(
+            cell=self.cell,
+            mode=self.mode,
+            hidden_size=self.hidden_size,
+            width=self.width,
+            feature_layers=self.feature_layers,
+            head_width=self.head_width,
+            nonlinear_rtu=self.nonlinear_rtu,
+            activation=self.activation,
+            sparsity=self.sparsity,
+            taylor=self.taylor_sensitivity,
+        )
 
     def env_kwargs(self) -> dict:
         """The arguments of ``envs.make_env`` for this config's task."""
-        return dict(chain_length=self.chain_length, num_bits=self.num_bits,
-                    observation_timing=self.observation_timing, mask=self.mask)
+        return dict(
+            chain_length=self.chain_length,
+            num_bits=self.num_bits,
+            observation_timing=self.observation_timing,
+            mask=self.mask,
+        )
 
     def member(self, index: int) -> "TrainConfig":
         """The solo configuration of population member ``index`` (seed + index, population 1)."""
@@ -259,5 +342,7 @@ def pack_population(members: "TrainConfig | list[TrainConfig]") -> tuple[TrainCo
             raise ConfigError("population members must have population 1")
         differing = sorted(n for n in shared if getattr(m, n) != getattr(first, n))
         if differing:
-            raise ConfigError(f"population members differ in {', '.join(differing)} (only {', '.join(MEMBER_FIELDS)} may)")
+            raise ConfigError(
+                f"population members differ in {', '.join(differing)} (only {', '.join(MEMBER_FIELDS)} may)"
+            )
     return dataclasses.replace(first, population=len(members)), members

@@ -1,4 +1,5 @@
 """Typed events yielded by ``rtu_core.train``: the one stream the CLI, app, notebooks and sweeps consume."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,12 +10,13 @@ import numpy as np
 @dataclass(frozen=True)
 class EpisodeEnd:
     """A training episode of population member ``member`` ended at global step ``step``."""
+
     step: int
     member: int
     episode: int
     episode_return: float
     length: int
-    success: float | None         # fraction of the episode's rewarded decisions that were right (None: no measure)
+    success: float | None  # fraction of the episode's rewarded decisions that were right (None: no measure)
 
 
 @dataclass(frozen=True)
@@ -22,19 +24,20 @@ class Progress:
     step: int
     total_steps: int
     population: int
-    steps_per_second: float       # environment steps of one member per second
-    td_error: np.ndarray          # |δ_t| per member at this step
+    steps_per_second: float  # environment steps of one member per second
+    td_error: np.ndarray  # |δ_t| per member at this step
 
 
 @dataclass(frozen=True)
 class Snapshot:
     """Diagnostics of the networks at ``step``: what the app and notebooks draw."""
+
     step: int
-    hidden: dict[str, np.ndarray]             # network -> (window, size) recent states of member 0 (complex for RTU)
-    episode_time: np.ndarray                  # (window,) time within the episode of each of those states
-    eigenvalues: dict[str, np.ndarray]        # network -> (P, n) complex λ (RTU only)
+    hidden: dict[str, np.ndarray]  # network -> (window, size) recent states of member 0 (complex for RTU)
+    episode_time: np.ndarray  # (window,) time within the episode of each of those states
+    eigenvalues: dict[str, np.ndarray]  # network -> (P, n) complex λ (RTU only)
     sensitivity_norms: dict[str, dict[str, np.ndarray]]  # network -> parameter -> (P,) ‖S^p‖ (RTRL only)
-    trace_norms: dict[str, np.ndarray]        # network -> (P,) ‖z‖₁ of the eligibility trace
+    trace_norms: dict[str, np.ndarray]  # network -> (P,) ‖z‖₁ of the eligibility trace
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,7 @@ class Staleness:
     """How stale the online RTRL sensitivities are at ``step``: per network, (P,) relative errors
     ‖S_online - S_fresh‖ / ‖S_fresh‖ against the episode replayed under the current parameters (NaN for a
     member whose episode just began)."""
+
     step: int
     errors: dict[str, np.ndarray]
 
@@ -49,6 +53,7 @@ class Staleness:
 @dataclass(frozen=True)
 class EvaluationEnd:
     """Greedy evaluation of member ``member`` after training (no learning, normalisation frozen)."""
+
     member: int
     returns: list[float]
     successes: list[float] = field(default_factory=list)
@@ -57,6 +62,7 @@ class EvaluationEnd:
 @dataclass(frozen=True)
 class RunEnd:
     """The run stopped: status is 'completed', 'timeout' or 'diverged' (with a one-line message)."""
+
     status: str
     step: int
     wall_seconds: float

@@ -16,6 +16,7 @@ graph, running its engine) costs more than the arithmetic. This module computes 
 
 Supported: head_width = 0 (linear read-out) and the RTU in RTRL mode; ``supports`` says whether a network is.
 """
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -33,6 +34,7 @@ LEAKY_SLOPE = 0.01  # torch's leaky_relu default, as MemoryNetwork uses
 
 class Block(NamedTuple):
     """One feature block's forward values: its input, its normalised pre-activation n and 1/σ."""
+
     input: Tensor
     normed: Tensor
     inv_std: Tensor
@@ -40,13 +42,18 @@ class Block(NamedTuple):
 
 class Tape(NamedTuple):
     """What the backward pass needs from the forward pass (the RTRL state holds the rest)."""
+
     blocks: tuple[Block, ...]
     y: Tensor
 
 
 def supports(net: MemoryNetwork) -> bool:
-    return isinstance(net.cell, RTU) and net.mode == "rtrl" and net.head_hidden is None \
+    return (
+        isinstance(net.cell, RTU)
+        and net.mode == "rtrl"
+        and net.head_hidden is None
         and net.cell.output_activation == "tanh"
+    )
 
 
 def activation_derivative(activation: str, normed: Tensor) -> Tensor:
@@ -87,8 +94,9 @@ def backward(net: MemoryNetwork, tape: Tape, memory: RTRLState, grad_out: Tensor
     for i in reversed(range(len(net.features))):
         layer, block = net.features[i], tape.blocks[i]
         dn = dx * activation_derivative(net.activation_name, block.normed)
-        da = (dn - dn.mean(-1, keepdim=True) - block.normed * (dn * block.normed).mean(-1, keepdim=True)) \
-            * block.inv_std
+        da = (
+            dn - dn.mean(-1, keepdim=True) - block.normed * (dn * block.normed).mean(-1, keepdim=True)
+        ) * block.inv_std
         layer.weight.grad = da.unsqueeze(-1) * block.input.unsqueeze(-2)
         layer.bias.grad = da
         if i:

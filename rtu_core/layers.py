@@ -5,6 +5,7 @@ acts on inputs shaped ``(in,)``. Built with ``population=P`` its parameters are 
 and it acts on ``(P, in)``: P independent networks evaluated in lockstep. Member i is initialised
 from its own ``torch.Generator``, so member i of a population equals the same seed built alone.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,15 +63,23 @@ def sparse_init_(weight: Tensor, sparsity: float, generator: torch.Generator | N
 class Linear(nn.Module):
     """y = W x + b with sparse initialisation and zero bias, optionally stacked over a population."""
 
-    def __init__(self, in_features: int, out_features: int, *, population: int | None = None,
-                 sparsity: float = 0.9, generators: Generators = None):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        population: int | None = None,
+        sparsity: float = 0.9,
+        generators: Generators = None,
+    ):
         super().__init__()
         pop = population_shape(population)
         self.population = population
         self.weight = nn.Parameter(torch.empty(*pop, out_features, in_features))
         self.bias = nn.Parameter(torch.zeros(*pop, out_features))
-        for view, generator in zip(member_views(self.weight.data, population),
-                                   member_generators(population, generators)):
+        for view, generator in zip(
+            member_views(self.weight.data, population), member_generators(population, generators)
+        ):
             sparse_init_(view, sparsity, generator)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -9,6 +9,7 @@ the RTU parameters through the exact RTRL sensitivities, and the feature layers 
 ``taylor=True`` the state also carries the paper's Taylor correction of the sensitivities (``TaylorRTRLState``).
 ``mode="tbptt"`` carries the cell's hidden state detached, so every gradient has a one-step horizon.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -22,7 +23,10 @@ from .layers import Generators, Linear, layer_norm, member_generators
 CELLS = ("rtu", "gru", "ffn")
 MODES = ("rtrl", "tbptt")
 ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "leaky_relu": nn.functional.leaky_relu, "tanh": torch.tanh, "relu": torch.relu}
+    "leaky_relu": nn.functional.leaky_relu,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+}
 
 Memory = Tensor | RTRLState
 
@@ -30,10 +34,24 @@ Memory = Tensor | RTRLState
 class MemoryNetwork(nn.Module):
     """Feature blocks, a cell and a head, optionally stacked over a population; ``step`` advances its memory."""
 
-    def __init__(self, obs_size: int, out_size: int, *, cell: str = "rtu", mode: str = "rtrl",
-                 hidden_size: int = 192, width: int = 128, feature_layers: int = 1, head_width: int = 0,
-                 nonlinear_rtu: bool = False, activation: str = "leaky_relu", sparsity: float = 0.9,
-                 taylor: bool = False, population: int | None = None, generators: Generators = None):
+    def __init__(
+        self,
+        obs_size: int,
+        out_size: int,
+        *,
+        cell: str = "rtu",
+        mode: str = "rtrl",
+        hidden_size: int = 192,
+        width: int = 128,
+        feature_layers: int = 1,
+        head_width: int = 0,
+        nonlinear_rtu: bool = False,
+        activation: str = "leaky_relu",
+        sparsity: float = 0.9,
+        taylor: bool = False,
+        population: int | None = None,
+        generators: Generators = None,
+    ):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r} (choose from {', '.join(CELLS)})")
@@ -47,16 +65,18 @@ class MemoryNetwork(nn.Module):
         self.activation_name, self.activation = activation, ACTIVATIONS[activation]
         gens = member_generators(population, generators)
         common = dict(population=population, generators=gens if population is not None else gens[0])
-        self.features = nn.ModuleList([Linear(obs_size if i == 0 else width, width, sparsity=sparsity, **common)
-                                       for i in range(feature_layers)])
+        self.features = nn.ModuleList(
+            [Linear(obs_size if i == 0 else width, width, sparsity=sparsity, **common) for i in range(feature_layers)]
+        )
         if cell == "rtu":
             self.cell = RTU(width, hidden_size, nonlinear=nonlinear_rtu, **common)
         elif cell == "gru":
             self.cell = GRU(width, hidden_size, **common)
         else:
             self.cell = FFN(width, population=population)
-        self.head_hidden = (Linear(self.cell.output_size, head_width, sparsity=sparsity, **common)
-                            if head_width else None)
+        self.head_hidden = (
+            Linear(self.cell.output_size, head_width, sparsity=sparsity, **common) if head_width else None
+        )
         self.head = Linear(head_width or self.cell.output_size, out_size, sparsity=sparsity, **common)
 
     def initial_memory(self) -> Memory:
@@ -136,8 +156,10 @@ class MemoryNetwork(nn.Module):
     @staticmethod
     def reset_memory(memory: Memory, mask: Tensor) -> Memory:
         """Zero the memory (hidden state and sensitivities) of the members where mask (P,) is True."""
+
         def zero(t: Tensor) -> Tensor:
             return t.masked_fill(mask.view(-1, *([1] * (t.dim() - 1))), 0)
+
         if isinstance(memory, RTRLState):
             return type(memory)(*(zero(t) for t in memory))
         return zero(memory)

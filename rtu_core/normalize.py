@@ -5,6 +5,7 @@ Both use Welford's running mean and variance, var = M2 / (n - 1) (1 before two s
   (the reset observation included) before it is normalised.
 - RewardScaler: G ← γ G + r (G reset to 0 after an episode ends); r ← r / sqrt(var(G) + ε), no centring.
 """
+
 from __future__ import annotations
 
 import numpy as np

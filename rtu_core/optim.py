@@ -10,6 +10,7 @@ AdaptiveObGD:  additionally v ← β₂ v + (1 - β₂)(δ e)², v̂ = v / (1 - 
                e / (sqrt(v̂) + ε) both in ‖·‖₁ and in the update.
 Traces are zeroed (after the update) for the members where ``reset`` is True.
 """
+
 from __future__ import annotations
 
 import torch
@@ -89,14 +90,22 @@ def _views(flat: Tensor, params: list[Tensor]) -> list[Tensor]:
     views, offset = [], 0
     for p in params:
         size = p.numel() // p.shape[0]
-        views.append(flat[:, offset:offset + size].view(p.shape))
+        views.append(flat[:, offset : offset + size].view(p.shape))
         offset += size
     return views
 
 
 class AdaptiveObGD(ObGD):
-    def __init__(self, params, lr: float = 1.0, gamma: float = 0.99, lamda: float = 0.8, kappa: float = 2.0,
-                 beta2: float = 0.999, eps: float = 1e-8):
+    def __init__(
+        self,
+        params,
+        lr: float = 1.0,
+        gamma: float = 0.99,
+        lamda: float = 0.8,
+        kappa: float = 2.0,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+    ):
         super().__init__(params, lr=lr, gamma=gamma, lamda=lamda, kappa=kappa)
         for group in self.param_groups:
             group.update(beta2=beta2, eps=eps)

@@ -1,10 +1,12 @@
 """Results files of a run, built from its event stream and written atomically.
 
 A solo run writes ``DIR/config.json``, ``DIR/episodes.csv`` (step,episode,return,length,success),
-``DIR/summary.json`` and, when it measured RTRL staleness, ``DIR/staleness.csv`` (step,staleness). A population of P > 1 writes the same three files for member k (seed S + k) in
+``DIR/summary.json`` and, when it measured RTRL staleness, ``DIR/staleness.csv`` (step,staleness). A population
+of P > 1 writes the same files for member k (seed S + k) in
 ``DIR/seed_<S+k>/`` -- identical to the solo run with that seed -- plus ``DIR/config.json`` and a
 ``DIR/summary.json`` that averages the members and lists them under ``runs``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -90,8 +92,11 @@ class RunRecorder:
             "eval_episodes": len(evaluation.returns) if evaluation else 0,
             "steps_per_second": self.steps_per_second,
             "wall_seconds": self.wall_seconds,
-            **({"sensitivity_staleness": _mean([v for _, v in self.staleness[member]])}
-               if self.config.staleness_every else {}),
+            **(
+                {"sensitivity_staleness": _mean([v for _, v in self.staleness[member]])}
+                if self.config.staleness_every
+                else {}
+            ),
         }
 
     def summary(self) -> dict:
@@ -104,11 +109,21 @@ class RunRecorder:
             return _mean(values)
 
         return {
-            "status": self.status, "message": self.message, "steps": self.step,
+            "status": self.status,
+            "message": self.message,
+            "steps": self.step,
             "population": self.config.population,
             "episodes": sum(r["episodes"] for r in runs),
-            **{key: average(key) for key in ("final_return", "success_rate", "eval_return", "eval_success_rate",
-                                         *(("sensitivity_staleness",) if self.config.staleness_every else ()))},
+            **{
+                key: average(key)
+                for key in (
+                    "final_return",
+                    "success_rate",
+                    "eval_return",
+                    "eval_success_rate",
+                    *(("sensitivity_staleness",) if self.config.staleness_every else ()),
+                )
+            },
             "steps_per_second": self.steps_per_second * self.config.population,
             "wall_seconds": self.wall_seconds,
             "runs": runs,
@@ -119,17 +134,21 @@ class RunRecorder:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(["step", "episode", "return", "length", "success"])
         for e in self.episodes[member]:
-            writer.writerow([e.step, e.episode, repr(e.episode_return), e.length,
-                             "" if e.success is None else repr(e.success)])
+            writer.writerow(
+                [e.step, e.episode, repr(e.episode_return), e.length, "" if e.success is None else repr(e.success)]
+            )
         return out.getvalue()
 
     def member_files(self, member: int) -> dict[str, str]:
         """File name -> contents of one member's results, exactly as its solo run writes them (summary last)."""
-        files = {"config.json": json.dumps(self.members[member].to_dict(), indent=2) + "\n",
-                 "episodes.csv": self.episodes_csv(member)}
+        files = {
+            "config.json": json.dumps(self.members[member].to_dict(), indent=2) + "\n",
+            "episodes.csv": self.episodes_csv(member),
+        }
         if self.config.staleness_every:
             files["staleness.csv"] = "step,staleness\n" + "".join(
-                f"{step},{value!r}\n" for step, value in self.staleness[member])
+                f"{step},{value!r}\n" for step, value in self.staleness[member]
+            )
         files["summary.json"] = json.dumps(self.member_summary(member), indent=2) + "\n"
         return files
 

@@ -3,6 +3,7 @@
 Each member owns a ``torch.Generator``; values are drawn in blocks per member and served column by
 column, so a step costs one tensor index for the whole population instead of P generator calls.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,8 +26,9 @@ class MemberRandom:
     def _take(self, name: str, count: int, sampler) -> Tensor:
         pool: Tensor = getattr(self, name)
         if pool.shape[1] < count:
-            fresh = torch.stack([sampler(max(self.block, count), generator=g, dtype=self.dtype)
-                                 for g in self.generators])
+            fresh = torch.stack(
+                [sampler(max(self.block, count), generator=g, dtype=self.dtype) for g in self.generators]
+            )
             pool = torch.cat((pool, fresh), dim=1)
         setattr(self, name, pool[:, count:])
         return pool[:, :count]

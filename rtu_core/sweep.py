@@ -8,6 +8,7 @@ population; a population member equals its solo run, so packing changes speed, n
 runs are skipped when the same sweep is started again. ``OUT/summary.csv`` and ``OUT/summary.md`` aggregate
 the runs over seeds.
 """
+
 from __future__ import annotations
 
 import csv
@@ -25,7 +26,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .config import METHOD_LABELS, METHODS, MEMBER_FIELDS, ConfigError, TrainConfig, field_type
+from .config import MEMBER_FIELDS, METHOD_LABELS, METHODS, ConfigError, TrainConfig, field_type
 from .events import Progress, RunEnd
 from .results import RunRecorder, write_atomic
 
@@ -38,6 +39,7 @@ CONFIG_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 @dataclass(frozen=True)
 class Grid:
     """The runs of a sweep: base config values, the axes varied over (in order) and the seeds per point."""
+
     base: dict
     axes: dict[str, list]
     seeds: int = 1
@@ -310,9 +312,14 @@ def _drain(progress, on_progress, empty: type[Exception]) -> None:
             return
 
 
-def run_sweep(out: Path, grid: Grid, backend, max_population: int = 64,
-              on_progress: Callable[[int], None] = lambda steps: None,
-              on_run: Callable[[str], None] = lambda name: None) -> tuple[int, int]:
+def run_sweep(
+    out: Path,
+    grid: Grid,
+    backend,
+    max_population: int = 64,
+    on_progress: Callable[[int], None] = lambda steps: None,
+    on_run: Callable[[str], None] = lambda name: None,
+) -> tuple[int, int]:
     """Run the unfinished runs of ``grid`` into ``out``; returns (runs done now, runs skipped as finished)."""
     todo = prepare(out, grid)
     skipped = len(grid.runs()) - len(todo)
@@ -331,8 +338,14 @@ def run_sweep(out: Path, grid: Grid, backend, max_population: int = 64,
     return len(todo), skipped
 
 
-def run_comparison(out: Path, grids: dict[str, Grid], backend, task_name: Callable[[dict], str],
-                   metric: str = "final_return", digits: int = 3) -> tuple[str, list[dict]]:
+def run_comparison(
+    out: Path,
+    grids: dict[str, Grid],
+    backend,
+    task_name: Callable[[dict], str],
+    metric: str = "final_return",
+    digits: int = 3,
+) -> tuple[str, list[dict]]:
     """Run labelled sweeps (e.g. {"Stream AC": ..., "PPO": ...}) into ``out/<label>/`` and compare them: a markdown
     table with one row per (label, method) and one column per task (``task_name(grid point)``), each cell the mean
     ± s.e. over seeds of ``metric``; also the rows behind it ({"method", "task", "mean", "se"})."""
@@ -347,12 +360,17 @@ def run_comparison(out: Path, grids: dict[str, Grid], backend, task_name: Callab
         print(f"{label}: {done} runs trained, {skipped} already finished")
         for row in aggregate(folder, grid):
             method = METHOD_LABELS.get(row.get("method"), row.get("method", ""))
-            rows.append({"method": f"{label}, {method}", "task": task_name(row),
-                         "mean": row[metric], "se": row[metric + "_se"]})
+            rows.append(
+                {"method": f"{label}, {method}", "task": task_name(row), "mean": row[metric], "se": row[metric + "_se"]}
+            )
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    cells = {(r["method"], r["task"]): "–" if r["mean"] is None else
-             f"{r['mean']:.{digits}f}" + ("" if r["se"] is None else f" ± {r['se']:.{digits}f}") for r in rows}
+    cells = {
+        (r["method"], r["task"]): "–"
+        if r["mean"] is None
+        else f"{r['mean']:.{digits}f}" + ("" if r["se"] is None else f" ± {r['se']:.{digits}f}")
+        for r in rows
+    }
     lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     lines += ["| " + m + " | " + " | ".join(cells.get((m, t), "") for t in tasks) + " |" for m in methods]
     markdown = "\n".join(lines) + "\n"
@@ -364,6 +382,7 @@ def plot_comparison(rows: list[dict], path: Path, title: str, ylabel: str) -> No
     """A bar chart of ``run_comparison``'s rows: one group of bars per task, one bar (mean ± s.e.) per method.
     Needs matplotlib (the ``bench`` extra)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -375,8 +394,14 @@ def plot_comparison(rows: list[dict], path: Path, title: str, ylabel: str) -> No
         cells = {r["task"]: r for r in rows if r["method"] == method}
         means = [cells[t]["mean"] if t in cells and cells[t]["mean"] is not None else np.nan for t in tasks]
         errors = [(cells[t]["se"] or 0.0) if t in cells else 0.0 for t in tasks]
-        ax.bar(np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width, means, width, yerr=errors,
-               capsize=2, label=method)
+        ax.bar(
+            np.arange(len(tasks)) + (k - (len(methods) - 1) / 2) * width,
+            means,
+            width,
+            yerr=errors,
+            capsize=2,
+            label=method,
+        )
     ax.set_xticks(range(len(tasks)), tasks)
     ax.axhline(0, color="grey", lw=1)
     ax.set_ylabel(ylabel)

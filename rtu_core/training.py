@@ -11,6 +11,7 @@ then, after ``steps`` steps, a greedy evaluation of every member (normalisation 
 Stopping early is the consumer's choice: close the generator (or stop iterating); time-outs and
 non-finite TD errors end the run with a RunEnd whose status says why, after the events so far.
 """
+
 from __future__ import annotations
 
 import time
@@ -51,8 +52,7 @@ class Run:
         self.obs_size = gym.spaces.flatdim(self.envs.observation_space)
         init_generators = [torch.Generator().manual_seed(s[INIT]) for s in self.seeds]
         action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype)
-        self.agent = AGENTS[config.agent](config, self.obs_size, self.envs.action_space, init_generators,
-                                          action_random)
+        self.agent = AGENTS[config.agent](config, self.obs_size, self.envs.action_space, init_generators, action_random)
         self.obs_normalizer = ObservationNormalizer(P, self.obs_size)
         self.reward_scaler = RewardScaler(P, config.gamma)
 
@@ -98,22 +98,39 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
             td_error = run.agent.learn(scaled, next_obs, torch.from_numpy(terminated), done_t)
             if not bool(torch.isfinite(td_error).all()):
                 bad = int(np.flatnonzero(~torch.isfinite(td_error).numpy())[0])
-                yield RunEnd("diverged", step, time.perf_counter() - started,
-                             f"non-finite TD error at step {step} (member {bad}); stopped")
+                yield RunEnd(
+                    "diverged",
+                    step,
+                    time.perf_counter() - started,
+                    f"non-finite TD error at step {step} (member {bad}); stopped",
+                )
                 return
             if config.staleness_every and step % config.staleness_every == 0:
                 yield Staleness(step, run.agent.staleness())
             if config.rtrl_refresh and step % config.rtrl_refresh == 0:
                 run.agent.refresh_rtrl()
             if window is not None:
-                window.append(({n: MemoryNetwork.hidden_state(m)[0].detach().numpy().copy()
-                                for n, m in run.agent.memories.items()}, int(episode_length[0])))
+                window.append(
+                    (
+                        {
+                            n: MemoryNetwork.hidden_state(m)[0].detach().numpy().copy()
+                            for n, m in run.agent.memories.items()
+                        },
+                        int(episode_length[0]),
+                    )
+                )
             episode_return += reward
             episode_length += 1
             if done.any():
                 for i in np.flatnonzero(done):
-                    yield EpisodeEnd(step, int(i), int(episodes[i]), float(episode_return[i]),
-                                     int(episode_length[i]), episode_success(infos[i]))
+                    yield EpisodeEnd(
+                        step,
+                        int(i),
+                        int(episodes[i]),
+                        float(episode_return[i]),
+                        int(episode_length[i]),
+                        episode_success(infos[i]),
+                    )
                 episodes[done] += 1
                 episode_return[done], episode_length[done] = 0.0, 0
                 next_raw = run.envs.reset_members(next_raw, done)
@@ -141,12 +158,20 @@ def snapshot(run: Run, step: int, window: deque) -> Snapshot:
     agent = run.agent
     hidden = {name: np.stack([h[name] for h, _ in window]) for name in agent.networks} if window else {}
     return Snapshot(
-        step=step, hidden=hidden, episode_time=np.array([t for _, t in window], dtype=np.int64),
-        eigenvalues={name: net.cell.eigenvalues().numpy() for name, net in agent.networks.items()
-                     if hasattr(net.cell, "eigenvalues")},
-        sensitivity_norms={name: {p: v.numpy() for p, v in MemoryNetwork.sensitivity_norms(m).items()}
-                           for name, m in agent.memories.items()},
-        trace_norms={name: v.detach().numpy() for name, v in agent.trace_norms().items()})
+        step=step,
+        hidden=hidden,
+        episode_time=np.array([t for _, t in window], dtype=np.int64),
+        eigenvalues={
+            name: net.cell.eigenvalues().numpy()
+            for name, net in agent.networks.items()
+            if hasattr(net.cell, "eigenvalues")
+        },
+        sensitivity_norms={
+            name: {p: v.numpy() for p, v in MemoryNetwork.sensitivity_norms(m).items()}
+            for name, m in agent.memories.items()
+        },
+        trace_norms={name: v.detach().numpy() for name, v in agent.trace_norms().items()},
+    )
 
 
 def evaluate(run: Run, started: float) -> Iterator[Event]:
@@ -180,8 +205,9 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
                 run.agent.reset_memory(torch.from_numpy(done))
             elapsed = time.perf_counter() - started
             if config.time_limit is not None and elapsed > config.time_limit:
-                yield RunEnd("timeout", config.steps, elapsed,
-                             f"time limit of {config.time_limit:g} s reached during evaluation")
+                yield RunEnd(
+                    "timeout", config.steps, elapsed, f"time limit of {config.time_limit:g} s reached during evaluation"
+                )
                 return
     finally:
         envs.close()

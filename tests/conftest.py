@@ -3,8 +3,19 @@ import torch
 
 # The full tier (make test, CI) runs everything; the quick tier (make check) leaves these modules out: they serve
 # the app in a browser, execute notebooks, train to a bar, compile graphs, or run training subprocesses.
-SLOW_MODULES = {"test_lab_browser", "test_lab_session", "test_learning", "test_compiled", "test_ppo", "test_sweep",
-                "test_cli", "test_stops", "test_mujoco", "test_popgym", "test_determinism"}
+SLOW_MODULES = {
+    "test_lab_browser",
+    "test_lab_session",
+    "test_learning",
+    "test_compiled",
+    "test_ppo",
+    "test_sweep",
+    "test_cli",
+    "test_stops",
+    "test_mujoco",
+    "test_popgym",
+    "test_determinism",
+}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,4 +1,5 @@
 """Agent-level behaviour that the MemoryChain runs do not reach: Gaussian Stream AC, QRC traces."""
+
 import gymnasium as gym
 import numpy as np
 import torch
@@ -37,8 +38,9 @@ def test_gaussian_stream_ac_learns_a_continuous_bandit():
 
 
 def test_qrc_cuts_traces_after_non_greedy_actions_and_episode_ends():
-    config = TrainConfig(agent="qrc", hidden_size=6, width=5, population=2, steps=100, epsilon_start=0.5,
-                         epsilon_end=0.5)
+    config = TrainConfig(
+        agent="qrc", hidden_size=6, width=5, population=2, steps=100, epsilon_start=0.5, epsilon_end=0.5
+    )
     gens = [torch.Generator().manual_seed(i) for i in range(2)]
     agent = QRC(config, 3, gym.spaces.Discrete(2), gens, MemberRandom([1, 2]))
     obs = torch.randn(2, 3)

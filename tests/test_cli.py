@@ -1,4 +1,5 @@
 """The CLI as a user runs it: a subprocess, its exit status, its files."""
+
 import csv
 import json
 import signal
@@ -13,22 +14,44 @@ TINY = ["--chain-length", "3", "--steps", "300", "--hidden-size", "8", "--width"
 
 
 def cli(*args, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rtu_core", *args], capture_output=True, text=True, timeout=300,
-                          **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "rtu_core", *args], capture_output=True, text=True, timeout=300, **kwargs
+    )
 
 
 def test_train_writes_config_episodes_and_summary(tmp_path):
     out = tmp_path / "run"
-    result = cli("train", "--env", "memory_chain", "--agent", "stream_ac", "--cell", "rtu", "--mode", "rtrl",
-                 "--seed", "1", "--out", str(out), *TINY)
+    result = cli(
+        "train",
+        "--env",
+        "memory_chain",
+        "--agent",
+        "stream_ac",
+        "--cell",
+        "rtu",
+        "--mode",
+        "rtrl",
+        "--seed",
+        "1",
+        "--out",
+        str(out),
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["config.json", "episodes.csv", "summary.json"]
     rows = list(csv.DictReader((out / "episodes.csv").open()))
     assert list(rows[0]) == ["step", "episode", "return", "length", "success"]
     assert len(rows) == 300 // 4 and all(int(r["length"]) == 4 for r in rows)
     summary = json.loads((out / "summary.json").read_text())
-    for key in ("steps", "episodes", "final_return", "success_rate", "eval_success_rate",
-                "steps_per_second", "wall_seconds"):
+    for key in (
+        "steps",
+        "episodes",
+        "final_return",
+        "success_rate",
+        "eval_success_rate",
+        "steps_per_second",
+        "wall_seconds",
+    ):
         assert key in summary
     assert summary["steps"] == 300 and summary["episodes"] == 75 and summary["status"] == "completed"
     assert json.loads((out / "config.json").read_text())["seed"] == 1
@@ -42,33 +65,38 @@ def test_population_writes_one_folder_per_seed_equal_to_solo_runs(tmp_path):
     assert summary["steps_per_second"] == pytest.approx(2 * summary["runs"][0]["steps_per_second"])
     solo = cli("train", "--out", str(tmp_path / "solo"), "--seed", "6", *TINY)
     assert solo.returncode == 0, solo.stderr
-    assert (tmp_path / "pop" / "seed_6" / "episodes.csv").read_text() == (tmp_path / "solo" / "episodes.csv").read_text()
+    assert (tmp_path / "pop" / "seed_6" / "episodes.csv").read_text() == (
+        tmp_path / "solo" / "episodes.csv"
+    ).read_text()
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--env", "nope"], "unknown env"),
-    (["--agent", "dqn"], "unknown agent"),
-    (["--cell", "lstm"], "unknown cell"),
-    (["--cell", "gru", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
-    (["--cell", "ffn", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
-    (["--chain-length", "0"], "chain-length"),
-    (["--steps", "0"], "steps"),
-    (["--steps", "-5"], "steps"),
-    (["--population", "0"], "population"),
-    (["--chain-length", "ten"], "invalid int"),
-    (["--gamma", "1.5"], "gamma"),
-    (["--no-such-flag"], "unrecognized"),
-    (["--cell", "gru", "--rtrl-refresh", "5"], "apply to streaming agents in mode rtrl"),
-    (["--num-bits", "0"], "num-bits"),
-    (["--env", "kmemory_chain", "--chain-length", "0"], "chain-length"),
-    (["--env", "kmemory_chain", "--num-bits", "2"], "apply to memory_chain"),
-    (["--observation-timing", "late"], "unknown observation_timing"),
-    (["--env", "popgym:RepeatFirstEasy", "--observation-timing", "immediate"], "apply to memory_chain"),
-    (["--taylor-sensitivity", "--cell", "gru"], "apply to streaming agents in mode rtrl"),
-    (["--taylor-sensitivity", "--agent", "ppo"], "apply to streaming agents in mode rtrl"),
-    (["--grad-clip", "-1"], "grad-clip"),
-    (["--feature-layers", "0"], "feature-layers"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--env", "nope"], "unknown env"),
+        (["--agent", "dqn"], "unknown agent"),
+        (["--cell", "lstm"], "unknown cell"),
+        (["--cell", "gru", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
+        (["--cell", "ffn", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
+        (["--chain-length", "0"], "chain-length"),
+        (["--steps", "0"], "steps"),
+        (["--steps", "-5"], "steps"),
+        (["--population", "0"], "population"),
+        (["--chain-length", "ten"], "invalid int"),
+        (["--gamma", "1.5"], "gamma"),
+        (["--no-such-flag"], "unrecognized"),
+        (["--cell", "gru", "--rtrl-refresh", "5"], "apply to streaming agents in mode rtrl"),
+        (["--num-bits", "0"], "num-bits"),
+        (["--env", "kmemory_chain", "--chain-length", "0"], "chain-length"),
+        (["--env", "kmemory_chain", "--num-bits", "2"], "apply to memory_chain"),
+        (["--observation-timing", "late"], "unknown observation_timing"),
+        (["--env", "popgym:RepeatFirstEasy", "--observation-timing", "immediate"], "apply to memory_chain"),
+        (["--taylor-sensitivity", "--cell", "gru"], "apply to streaming agents in mode rtrl"),
+        (["--taylor-sensitivity", "--agent", "ppo"], "apply to streaming agents in mode rtrl"),
+        (["--grad-clip", "-1"], "grad-clip"),
+        (["--feature-layers", "0"], "feature-layers"),
+    ],
+)
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
     out = tmp_path / "never"
     result = cli("train", "--out", str(out), *args)
@@ -92,9 +120,29 @@ def test_missing_subcommand_is_a_one_line_error():
 
 def test_ctrl_c_stops_cleanly_with_valid_partial_results(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "rtu_core", "train", "--out", str(out), "--chain-length", "3",
-                             "--steps", "1000000", "--hidden-size", "8", "--width", "8", "--progress-every", "50"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "rtu_core",
+            "train",
+            "--out",
+            str(out),
+            "--chain-length",
+            "3",
+            "--steps",
+            "1000000",
+            "--hidden-size",
+            "8",
+            "--width",
+            "8",
+            "--progress-every",
+            "50",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen: list[str] = []
     reader = threading.Thread(target=lambda: seen.extend(iter(lambda: proc.stderr.read(1), "")), daemon=True)
     reader.start()
@@ -117,14 +165,27 @@ def test_ctrl_c_stops_cleanly_with_valid_partial_results(tmp_path):
 
 def test_kmemory_chain_run_reports_sensitivity_staleness(tmp_path):
     out = tmp_path / "stale"
-    result = cli("train", "--env", "kmemory_chain", "--chain-length", "3", "--staleness-every", "5",
-                 "--rtrl-refresh", "50", "--taylor-sensitivity", "--out", str(out), *TINY)
+    result = cli(
+        "train",
+        "--env",
+        "kmemory_chain",
+        "--chain-length",
+        "3",
+        "--staleness-every",
+        "5",
+        "--rtrl-refresh",
+        "50",
+        "--taylor-sensitivity",
+        "--out",
+        str(out),
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert 0 < summary["sensitivity_staleness"] < 1
     config = json.loads((out / "config.json").read_text())
     assert (config["env"], config["chain_length"], config["taylor_sensitivity"]) == ("kmemory_chain", 3, True)
-    assert config["feature_layers"] == 2                     # the paper's Stream AC network on KMemoryChain
+    assert config["feature_layers"] == 2  # the paper's Stream AC network on KMemoryChain
     rows = list(csv.DictReader((out / "staleness.csv").open()))
     assert len(rows) > 10 and all(float(r["staleness"]) >= 0 for r in rows)
     assert [int(r["step"]) % 5 for r in rows] == [0] * len(rows)

@@ -1,4 +1,5 @@
 """Same config + seed -> same numbers; population member i == the same seed run alone."""
+
 import dataclasses
 
 import pytest
@@ -16,8 +17,10 @@ def record(config) -> RunRecorder:
     return recorder
 
 
-@pytest.mark.parametrize("agent,cell,mode", [("stream_ac", "rtu", "rtrl"), ("qrc", "rtu", "rtrl"),
-                                             ("stream_ac", "gru", "tbptt"), ("qrc", "ffn", "tbptt")])
+@pytest.mark.parametrize(
+    "agent,cell,mode",
+    [("stream_ac", "rtu", "rtrl"), ("qrc", "rtu", "rtrl"), ("stream_ac", "gru", "tbptt"), ("qrc", "ffn", "tbptt")],
+)
 def test_same_seed_same_episodes(agent, cell, mode):
     config = TrainConfig(agent=agent, cell=cell, mode=mode, seed=3, **SMALL)
     a, b = record(config), record(config)

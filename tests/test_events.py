@@ -1,4 +1,5 @@
 """The event stream carries what the app and notebooks draw."""
+
 import numpy as np
 import pytest
 
@@ -7,8 +8,18 @@ from rtu_core import EpisodeEnd, EvaluationEnd, Progress, RunEnd, Snapshot, Trai
 
 @pytest.mark.parametrize("agent,networks", [("stream_ac", ("actor", "critic")), ("qrc", ("q", "h"))])
 def test_snapshots_progress_and_order(agent, networks):
-    config = TrainConfig(agent=agent, chain_length=4, steps=200, hidden_size=6, width=5, population=2,
-                         snapshot_every=50, snapshot_window=30, progress_every=100, eval_episodes=3)
+    config = TrainConfig(
+        agent=agent,
+        chain_length=4,
+        steps=200,
+        hidden_size=6,
+        width=5,
+        population=2,
+        snapshot_every=50,
+        snapshot_window=30,
+        progress_every=100,
+        eval_episodes=3,
+    )
     events = list(train(config))
     snapshots = [e for e in events if isinstance(e, Snapshot)]
     assert [s.step for s in snapshots] == [50, 100, 150, 200]
@@ -29,8 +40,17 @@ def test_snapshots_progress_and_order(agent, networks):
 
 
 def test_gru_snapshot_has_real_hidden_state_and_no_eigenvalues():
-    config = TrainConfig(cell="gru", mode="tbptt", chain_length=2, steps=20, hidden_size=4, width=5,
-                         snapshot_every=20, snapshot_window=8, eval_episodes=0)
+    config = TrainConfig(
+        cell="gru",
+        mode="tbptt",
+        chain_length=2,
+        steps=20,
+        hidden_size=4,
+        width=5,
+        snapshot_every=20,
+        snapshot_window=8,
+        eval_episodes=0,
+    )
     snapshot = next(e for e in train(config) if isinstance(e, Snapshot))
     assert snapshot.hidden["actor"].shape == (8, 4) and not np.iscomplexobj(snapshot.hidden["actor"])
     assert snapshot.eigenvalues == {} and snapshot.sensitivity_norms == {"actor": {}, "critic": {}}

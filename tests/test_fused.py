@@ -1,5 +1,6 @@
 """The hand-written backward of ``rtu_core.fused`` == autograd through the network (float64), and a Stream AC
 agent using it takes the same steps as the autograd agent."""
+
 import gymnasium as gym
 import pytest
 import torch
@@ -15,9 +16,19 @@ OBS, OUT, P = 4, 3, 2
 
 def make_network(nonlinear: bool, activation: str) -> MemoryNetwork:
     torch.manual_seed(0)
-    return MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
-                         nonlinear_rtu=nonlinear, activation=activation,
-                         generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+    return MemoryNetwork(
+        OBS,
+        OUT,
+        cell="rtu",
+        mode="rtrl",
+        hidden_size=5,
+        width=6,
+        sparsity=0.5,
+        population=P,
+        nonlinear_rtu=nonlinear,
+        activation=activation,
+        generators=[torch.Generator().manual_seed(i) for i in range(P)],
+    ).double()
 
 
 def autograd_steps(net: MemoryNetwork, steps: int = 7):
@@ -49,7 +60,7 @@ def test_policy_gradients_equal_autograd():
     logits = torch.randn(P, 5, dtype=torch.float64, requires_grad=True)
     coeff = torch.tensor([0.3, -0.3], dtype=torch.float64)
     action, log_prob, entropy = categorical(logits, torch.rand(P, 1, dtype=torch.float64))
-    expected, = torch.autograd.grad((log_prob + coeff * entropy).sum(), logits)
+    (expected,) = torch.autograd.grad((log_prob + coeff * entropy).sum(), logits)
     assert torch.allclose(categorical_grad(logits.detach(), action, coeff), expected, rtol=1e-12, atol=1e-14)
     mean = torch.randn(P, 3, dtype=torch.float64, requires_grad=True)
     log_std = torch.randn(P, 3, dtype=torch.float64, requires_grad=True)
@@ -64,8 +75,16 @@ def test_fused_agent_takes_the_autograd_agents_steps(discrete):
     torch.manual_seed(2)
     config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64", engine="eager")
     space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
-    agent, twin = (AGENTS["stream_ac"](config, OBS, space, [torch.Generator().manual_seed(i) for i in range(P)],
-                                       MemberRandom([5, 6], dtype=torch.float64)) for _ in range(2))
+    agent, twin = (
+        AGENTS["stream_ac"](
+            config,
+            OBS,
+            space,
+            [torch.Generator().manual_seed(i) for i in range(P)],
+            MemberRandom([5, 6], dtype=torch.float64),
+        )
+        for _ in range(2)
+    )
     twin.fused = False
     assert agent.fused and agent.native is None
     for t in range(12):
@@ -76,6 +95,8 @@ def test_fused_agent_takes_the_autograd_agents_steps(discrete):
         assert torch.equal(actions[0], actions[1]) if discrete else torch.allclose(*actions, rtol=1e-10)
         deltas = agent.learn(reward, next_obs, done, done), twin.learn(reward, next_obs, done, done)
         assert torch.allclose(*deltas, rtol=1e-10, atol=1e-12)
-    for a, b in zip(agent.actor_optimizer.params + agent.critic_optimizer.params,
-                    twin.actor_optimizer.params + twin.critic_optimizer.params):
+    for a, b in zip(
+        agent.actor_optimizer.params + agent.critic_optimizer.params,
+        twin.actor_optimizer.params + twin.critic_optimizer.params,
+    ):
         assert torch.allclose(a, b, rtol=1e-9, atol=1e-11)

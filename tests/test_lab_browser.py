@@ -4,6 +4,7 @@ and watch the plots' data and the step count grow; press Stop and watch them sta
 Skipped only where chromium is absent and CI is unset; in CI it runs (and fails if chromium is missing).
 Set RTU_LAB_SCREENSHOTS=1 to (re)write assets/lab.png and assets/lab_sweep.png.
 """
+
 import os
 import re
 import time
@@ -74,8 +75,12 @@ def test_sweep_view_fills_success_vs_chain_length(page, tmp_path):
     wait_until(lambda: "stopped" in page.get_by_text(re.compile(r"Sweep: \w+ · step")).inner_text())
 
 
-COMBINATIONS = [(agent, cell, mode) for agent in ("Stream AC(λ)", "QRC(λ)", "PPO (batched)")
-                for cell in ("RTU", "GRU", "FFN") for mode in (("RTRL", "TBPTT(1)") if cell == "RTU" else ("TBPTT(1)",))]
+COMBINATIONS = [
+    (agent, cell, mode)
+    for agent in ("Stream AC(λ)", "QRC(λ)", "PPO (batched)")
+    for cell in ("RTU", "GRU", "FFN")
+    for mode in (("RTRL", "TBPTT(1)") if cell == "RTU" else ("TBPTT(1)",))
+]
 
 
 def test_every_agent_cell_and_mode_trains_without_server_errors(tmp_path):

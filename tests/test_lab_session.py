@@ -1,4 +1,5 @@
 """The lab's session controller and app object, without a browser."""
+
 import multiprocessing
 import os
 import signal
@@ -151,9 +152,9 @@ def test_app_refresh_feeds_plots_and_reset_clears(monkeypatch):
     app.start()
     app.session._thread.join(60)
     app.refresh()
-    assert len(app.curves.buffer.data) == 100            # one row per episode
-    assert len(app.traces.buffer.data) >= 5                # one row per snapshot
-    assert len(app.eigenvalues.pipe.data) == 6             # one point per RTU unit
+    assert len(app.curves.buffer.data) == 100  # one row per episode
+    assert len(app.traces.buffer.data) >= 5  # one row per snapshot
+    assert len(app.eigenvalues.pipe.data) == 6  # one point per RTU unit
     assert set(app.hidden.pipe.data["t"]) <= set(range(4)) and len(app.hidden.pipe.data) > 0
     app.reset()
     assert len(app.curves.buffer.data) == 0 and app.session.status == "idle"
@@ -165,7 +166,7 @@ def test_sweep_runs_methods_as_populations_of_lengths_and_seeds(monkeypatch):
     app.settings.param.update(hidden_size=6, width=5)
     app.sweep.param.update(chain_lengths=[2, 4, 8], methods=["rtu-rtrl", "ffn-tbptt"], seeds=2, steps=300)
     jobs = app.sweep.jobs()
-    assert len(jobs) == 2 and all(len(job) == 6 for job in jobs)   # one population per method
+    assert len(jobs) == 2 and all(len(job) == 6 for job in jobs)  # one population per method
     assert sorted({(c.chain_length, c.seed) for c in jobs[0]}) == [(L, s) for L in (2, 4, 8) for s in (0, 1)]
     app.sweep.start()
     wait_for(lambda: len(training_threads()) == 2)  # one worker thread and one training process for the whole sweep
@@ -190,8 +191,11 @@ def test_app_displays_in_a_notebook_kernel():
     from nbclient import NotebookClient
 
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(
-        "import panel as pn\nfrom lab.app import LabApp\npn.extension(notifications=True)\nLabApp()")]
+    notebook.cells = [
+        nbformat.v4.new_code_cell(
+            "import panel as pn\nfrom lab.app import LabApp\npn.extension(notifications=True)\nLabApp()"
+        )
+    ]
     NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     result = [o for o in notebook.cells[0].outputs if o["output_type"] == "execute_result"]
     assert result and "application/vnd.holoviews_exec.v0+json" in result[0]["data"]

@@ -10,7 +10,7 @@ def test_sparse_init_zeroes_a_fraction_per_row_but_never_a_whole_row(fan_in, exp
     sparse_init_(weight, 0.9, torch.Generator().manual_seed(0))
     zeros_per_row = (weight == 0).sum(1)
     assert torch.all(zeros_per_row == expected_zeros)
-    assert float(weight.abs().max()) <= fan_in ** -0.5
+    assert float(weight.abs().max()) <= fan_in**-0.5
 
 
 def test_population_linear_members_are_their_own_seeds():

@@ -1,11 +1,13 @@
 """Learning curves reach a bar: RTU-RTRL learns a short MemoryChain; a memoryless FFN stays at chance."""
+
 import numpy as np
 
 from rtu_core import TrainConfig, train
 from rtu_core.results import RunRecorder
 
-BUDGET = dict(agent="stream_ac", chain_length=4, steps=6000, hidden_size=16, width=16, population=4,
-              eval_episodes=100, seed=0)
+BUDGET = dict(
+    agent="stream_ac", chain_length=4, steps=6000, hidden_size=16, width=16, population=4, eval_episodes=100, seed=0
+)
 
 
 def run(**overrides) -> dict:

@@ -1,4 +1,5 @@
 """MemoryChain: bsuite's episodes reproduced exactly, gymnasium conformity, the harder 'immediate' variant."""
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,10 +19,10 @@ class BsuiteMemoryChain:
 
     def get_observation(self) -> np.ndarray:
         obs = np.zeros(len(self.context) + 2, dtype=np.float32)
-        obs[0] = 1 - self.timestep / self.memory_length        # the time, on every step
-        if self.timestep == self.memory_length - 1:            # the query, on the last step
+        obs[0] = 1 - self.timestep / self.memory_length  # the time, on every step
+        if self.timestep == self.memory_length - 1:  # the query, on the last step
             obs[1] = self.query
-        if self.timestep == 0:                                 # the context, on the first step
+        if self.timestep == 0:  # the context, on the first step
             obs[2:] = 2 * self.context - 1
         return obs
 
@@ -60,7 +61,7 @@ def test_default_env_reproduces_bsuite_episodes(length, num_bits):
                 assert np.array_equal(obs, want_obs), (t, obs, want_obs)
                 assert (reward, terminated, truncated) == (want_reward, want_done, False)
             assert terminated and info["is_success"] == (want_reward == 1.0)
-    assert len(contexts_seen) > 1                              # both values of the context bit(s) were tried
+    assert len(contexts_seen) > 1  # both values of the context bit(s) were tried
 
 
 def test_hand_written_bsuite_episodes():
@@ -69,8 +70,10 @@ def test_hand_written_bsuite_episodes():
     env.reset(seed=0)
     env._context, env._query = np.array([1]), 0
     assert env._observation(0).tolist() == [1.0, 0.0, 1.0]
-    assert [env.step(0)[:3] for _ in range(2)] == [(pytest.approx([1.0, 0.0, 1.0]), 0.0, False),
-                                                    (pytest.approx([0.5, 0.0, 0.0]), 0.0, False)]
+    assert [env.step(0)[:3] for _ in range(2)] == [
+        (pytest.approx([1.0, 0.0, 1.0]), 0.0, False),
+        (pytest.approx([0.5, 0.0, 0.0]), 0.0, False),
+    ]
     obs, reward, terminated, _, info = env.step(1)
     assert obs.tolist() == [0.0, 0.0, 0.0] and reward == 1.0 and terminated and info["is_success"]
 
@@ -79,7 +82,7 @@ def test_hand_written_bsuite_episodes():
     env._context, env._query = np.array([1, 0, 1]), 2
     seen = [env._observation(0)] + [env.step(0)[0] for _ in range(2)]
     assert [o.tolist() for o in seen] == [[1, 0, 1, -1, 1], [1, 0, 1, -1, 1], [0.5, 2, 0, 0, 0]]
-    assert env.step(0)[1] == -1.0                              # context[2] = 1
+    assert env.step(0)[1] == -1.0  # context[2] = 1
 
 
 def test_query_index_is_visible_before_the_decision_with_several_bits():
@@ -99,7 +102,7 @@ def test_immediate_variant_shows_the_context_once_and_is_one_step_longer():
     seen = [first] + [env.step(0)[0] for _ in range(3)]
     assert [o[0] for o in seen] == pytest.approx([1.0, 2 / 3, 1 / 3, 0.0])
     assert [o[2] != 0 for o in seen] == [True, False, False, False]
-    assert env.step(0)[2]                                       # the (L+1)-th action ends the episode
+    assert env.step(0)[2]  # the (L+1)-th action ends the episode
 
 
 @pytest.mark.parametrize("timing", ["bsuite", "immediate"])
@@ -115,10 +118,15 @@ def test_context_is_balanced_and_seeded():
     assert env.reset(seed=11)[0][2] == env.reset(seed=11)[0][2]
 
 
-@pytest.mark.parametrize("kwargs, match", [(dict(chain_length=0), "chain_length"),
-                                           (dict(chain_length=2.5), "chain_length"),
-                                           (dict(num_bits=0), "num_bits"),
-                                           (dict(observation_timing="late"), "observation_timing")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(chain_length=0), "chain_length"),
+        (dict(chain_length=2.5), "chain_length"),
+        (dict(num_bits=0), "num_bits"),
+        (dict(observation_timing="late"), "observation_timing"),
+    ],
+)
 def test_rejects_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         gym.make(MEMORY_CHAIN_ID, **kwargs)

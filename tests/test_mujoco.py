@@ -1,5 +1,5 @@
 """Masked MuJoCo: the mask's indices come from each robot's qpos/qvel split; the streaming agent runs on all."""
-import gymnasium as gym
+
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
@@ -8,7 +8,7 @@ from rtu_core import ConfigError, RunEnd, TrainConfig, train
 from rtu_core.envs import MUJOCO_ROBOTS, make_mujoco
 
 pytest.importorskip("mujoco")
-POSITIONS = {"HalfCheetah": 8, "Hopper": 5, "Walker2d": 8, "Ant": 13}   # docs/method.md §5 (x/y excluded)
+POSITIONS = {"HalfCheetah": 8, "Hopper": 5, "Walker2d": 8, "Ant": 13}  # docs/method.md §5 (x/y excluded)
 VELOCITIES = {"HalfCheetah": 9, "Hopper": 6, "Walker2d": 9, "Ant": 14}
 
 
@@ -42,8 +42,16 @@ def test_actions_are_clipped_to_the_robot_box():
 def test_streaming_gaussian_agent_runs_every_robot_and_mask():
     for robot in MUJOCO_ROBOTS:
         for mask in ("F", "P", "V"):
-            config = TrainConfig(env=f"mujoco:{robot}", mask=mask, steps=200, hidden_size=8, width=8,
-                                 activation="tanh", eval_episodes=1, progress_every=100)
+            config = TrainConfig(
+                env=f"mujoco:{robot}",
+                mask=mask,
+                steps=200,
+                hidden_size=8,
+                width=8,
+                activation="tanh",
+                eval_episodes=1,
+                progress_every=100,
+            )
             end = [e for e in train(config) if isinstance(e, RunEnd)][0]
             assert end.status == "completed" and end.step == 200, (robot, mask, end)
 

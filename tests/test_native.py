@@ -1,6 +1,7 @@
 """The native engine (``rtu_core.native``): its forward pass, RTRL advance and gradients equal autograd through the
 network (float64), the Stream AC and QRC agents using it take the eager agents' steps, and a population member
 equals its solo run bit for bit."""
+
 import dataclasses
 
 import gymnasium as gym
@@ -19,9 +20,20 @@ OBS, OUT, P = 4, 3, 2
 
 def make_network(nonlinear: bool, activation: str, feature_layers: int = 1) -> MemoryNetwork:
     torch.manual_seed(0)
-    return MemoryNetwork(OBS, OUT, cell="rtu", mode="rtrl", hidden_size=5, width=6, sparsity=0.5, population=P,
-                         nonlinear_rtu=nonlinear, activation=activation, feature_layers=feature_layers,
-                         generators=[torch.Generator().manual_seed(i) for i in range(P)]).double()
+    return MemoryNetwork(
+        OBS,
+        OUT,
+        cell="rtu",
+        mode="rtrl",
+        hidden_size=5,
+        width=6,
+        sparsity=0.5,
+        population=P,
+        nonlinear_rtu=nonlinear,
+        activation=activation,
+        feature_layers=feature_layers,
+        generators=[torch.Generator().manual_seed(i) for i in range(P)],
+    ).double()
 
 
 def flat_grads(grads) -> torch.Tensor:
@@ -62,23 +74,50 @@ def test_native_network_equals_autograd(nonlinear, activation, feature_layers):
 
 
 def agent_pair(agent: str, discrete: bool = True, **overrides):
-    config = TrainConfig(agent=agent, hidden_size=5, width=6, population=P, dtype="float64", lr_q=0.05, lr_h=0.02,
-                         activation="leaky_relu" if discrete else "tanh", **overrides)
+    config = TrainConfig(
+        agent=agent,
+        hidden_size=5,
+        width=6,
+        population=P,
+        dtype="float64",
+        lr_q=0.05,
+        lr_h=0.02,
+        activation="leaky_relu" if discrete else "tanh",
+        **overrides,
+    )
     space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
 
     def make(engine):
-        return AGENTS[agent](dataclasses.replace(config, engine=engine), OBS, space,
-                             [torch.Generator().manual_seed(i) for i in range(P)],
-                             MemberRandom([5, 6], dtype=torch.float64))
+        return AGENTS[agent](
+            dataclasses.replace(config, engine=engine),
+            OBS,
+            space,
+            [torch.Generator().manual_seed(i) for i in range(P)],
+            MemberRandom([5, 6], dtype=torch.float64),
+        )
+
     return make("native"), make("eager")
 
 
-@pytest.mark.parametrize("agent, discrete, overrides", [
-    ("stream_ac", True, {}), ("stream_ac", False, dict(nonlinear_rtu=True)), ("qrc", True, {}),
-    ("qrc", True, dict(grad_clip=0.01, nonlinear_rtu=True, feature_layers=2)),
-    ("stream_ac", True, dict(mode="tbptt", nonlinear_rtu=True)), ("qrc", True, dict(mode="tbptt"))],
-    ids=["stream-ac-categorical", "stream-ac-gaussian-nonlinear", "qrc", "qrc-clipped-nonlinear-two-blocks",
-         "stream-ac-tbptt-nonlinear", "qrc-tbptt"])
+@pytest.mark.parametrize(
+    "agent, discrete, overrides",
+    [
+        ("stream_ac", True, {}),
+        ("stream_ac", False, dict(nonlinear_rtu=True)),
+        ("qrc", True, {}),
+        ("qrc", True, dict(grad_clip=0.01, nonlinear_rtu=True, feature_layers=2)),
+        ("stream_ac", True, dict(mode="tbptt", nonlinear_rtu=True)),
+        ("qrc", True, dict(mode="tbptt")),
+    ],
+    ids=[
+        "stream-ac-categorical",
+        "stream-ac-gaussian-nonlinear",
+        "qrc",
+        "qrc-clipped-nonlinear-two-blocks",
+        "stream-ac-tbptt-nonlinear",
+        "qrc-tbptt",
+    ],
+)
 def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
     torch.manual_seed(2)
     fast, eager = agent_pair(agent, discrete, **overrides)
@@ -99,8 +138,7 @@ def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
 
 
 def test_native_population_members_equal_their_solo_runs_bit_for_bit():
-    base = TrainConfig(agent="qrc", chain_length=3, steps=600, hidden_size=8, width=8, eval_episodes=5,
-                       engine="native")
+    base = TrainConfig(agent="qrc", chain_length=3, steps=600, hidden_size=8, width=8, eval_episodes=5, engine="native")
     members = [dataclasses.replace(base, seed=s, chain_length=L) for s, L in ((0, 3), (1, 5), (2, 3))]
     population = RunRecorder(members)
     for event in train(members):
@@ -116,7 +154,7 @@ def test_native_population_members_equal_their_solo_runs_bit_for_bit():
 def test_engine_choice():
     assert TrainConfig().native_step and TrainConfig(agent="qrc").native_step
     assert not TrainConfig(engine="eager").native_step
-    assert TrainConfig(mode="tbptt").native_step                 # the RTU's TBPTT(1): one-step sensitivities
+    assert TrainConfig(mode="tbptt").native_step  # the RTU's TBPTT(1): one-step sensitivities
     assert not TrainConfig(cell="gru").native_step and not TrainConfig(env="popgym:RepeatFirstEasy").native_step
     assert not TrainConfig(taylor_sensitivity=True).native_step
     with pytest.raises(ValueError, match="engine native"):

@@ -1,5 +1,6 @@
 """Gradient horizons through the agents' network: RTRL reaches every past step for the RTU's own
 parameters; TBPTT(1) stops after one step; and eligibility traces compose with RTRL."""
+
 import pytest
 import torch
 
@@ -12,8 +13,19 @@ OBS, OUT, T = 3, 2, 60
 
 def network(cell: str, mode: str, nonlinear: bool = False) -> MemoryNetwork:
     gens = [torch.Generator().manual_seed(7)]
-    return MemoryNetwork(OBS, OUT, cell=cell, mode=mode, hidden_size=6, width=5, head_width=4,
-                         nonlinear_rtu=nonlinear, sparsity=0.0, population=1, generators=gens).double()
+    return MemoryNetwork(
+        OBS,
+        OUT,
+        cell=cell,
+        mode=mode,
+        hidden_size=6,
+        width=5,
+        head_width=4,
+        nonlinear_rtu=nonlinear,
+        sparsity=0.0,
+        population=1,
+        generators=gens,
+    ).double()
 
 
 def rtu_parameters(net: MemoryNetwork) -> list[torch.Tensor]:
@@ -54,9 +66,9 @@ def test_tbptt_gradient_does_not_reach_two_steps_back(cell):
     for obs in observations:
         out, memory = net.step(obs, memory)
     grads = torch.autograd.grad(out.sum(), observations, allow_unused=True)
-    assert grads[0] is None and grads[1] is None      # steps t-2 and t-1: no gradient
+    assert grads[0] is None and grads[1] is None  # steps t-2 and t-1: no gradient
     assert grads[2] is not None and grads[2].abs().sum() > 0
-    assert not memory.requires_grad                   # the carried state is detached
+    assert not memory.requires_grad  # the carried state is detached
 
 
 @pytest.mark.parametrize("cell", ["rtu", "gru"])
@@ -87,8 +99,9 @@ def test_eligibility_trace_composes_with_rtrl():
     observations = torch.randn(T, 1, OBS, dtype=torch.float64)
     weights = torch.ones(T, 1, OUT, dtype=torch.float64)
     decay = torch.tensor([(gamma * lamda) ** (T - 1 - t) for t in range(T)], dtype=torch.float64)
-    expected = torch.autograd.grad(bptt_network_output(net, observations, decay.view(T, 1, 1) * weights),
-                                   rtu_parameters(net))
+    expected = torch.autograd.grad(
+        bptt_network_output(net, observations, decay.view(T, 1, 1) * weights), rtu_parameters(net)
+    )
     before = [p.detach().clone() for p in rtu_parameters(net)]
     memory = net.initial_memory()
     for obs in observations:

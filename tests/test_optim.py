@@ -1,4 +1,5 @@
 """ObGD / AdaptiveObGD on hand-computed cases, per population member."""
+
 import pytest
 import torch
 
@@ -22,8 +23,8 @@ def test_obgd_hand_computed_two_members():
     assert step[0].item() == pytest.approx(1 / 3.5)
     assert (p.data[0] - before[0]).tolist() == pytest.approx([-1.25 / 3.5, -0.5 / 3.5])
     trace = opt.traces()[0]
-    assert trace[0].tolist() == [0.0, 0.0]                     # reset after the update
-    assert trace[1].tolist() == pytest.approx([0.05, 0.05])    # member 1 untouched by member 0's reset
+    assert trace[0].tolist() == [0.0, 0.0]  # reset after the update
+    assert trace[1].tolist() == pytest.approx([0.05, 0.05])  # member 1 untouched by member 0's reset
 
 
 def test_obgd_update_is_bounded_by_one_over_kappa():
@@ -32,12 +33,11 @@ def test_obgd_update_is_bounded_by_one_over_kappa():
     p = torch.nn.Parameter(torch.randn(1, 1000))
     opt = ObGD([p], lr=1.0, gamma=0.0, lamda=0.0, kappa=2.0)
     p.grad = torch.randn(1, 1000) * 10
-    e = p.grad.clone()
     before = p.data.clone()
     delta = torch.tensor([5.0])
     opt.step(delta)
     change = (p.data - before).abs().sum()
-    assert float(change) == pytest.approx(1 / 2.0, rel=1e-4)   # the bound is attained: M > 1 here
+    assert float(change) == pytest.approx(1 / 2.0, rel=1e-4)  # the bound is attained: M > 1 here
 
 
 def test_adaptive_obgd_first_step_by_hand():

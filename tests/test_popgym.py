@@ -1,4 +1,5 @@
 """POPGym tasks through the agents' wrappers: one-hot observations plus previous action and reward."""
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -18,12 +19,12 @@ def test_wrapped_task_spaces_and_previous_action_reward(task):
     assert env.observation_space.shape == (gym.spaces.flatdim(raw.observation_space) + n + 1,)
     check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=3)
-    assert env.observation_space.contains(obs) and not obs[-n - 1:].any()    # no previous action/reward yet
+    assert env.observation_space.contains(obs) and not obs[-n - 1 :].any()  # no previous action/reward yet
     raw_obs, _ = raw.reset(seed=3)
-    assert np.array_equal(obs[:-n - 1], gym.spaces.flatten(raw.observation_space, raw_obs))  # one-hot encoding
+    assert np.array_equal(obs[: -n - 1], gym.spaces.flatten(raw.observation_space, raw_obs))  # one-hot encoding
     for action in (1, n - 1):
         obs, reward, terminated, truncated, _ = env.step(action)
-        previous = obs[-n - 1:-1]
+        previous = obs[-n - 1 : -1]
         assert previous.sum() == 1 and previous[action] == 1 and obs[-1] == np.float32(reward)
         if terminated or truncated:
             break
@@ -47,8 +48,16 @@ def test_same_seed_same_observations(task):
 @pytest.mark.parametrize("agent", ["stream_ac", "qrc"])
 def test_streaming_agents_run_every_popgym_task(agent):
     for task in POPGYM_TASKS:
-        config = TrainConfig(env=f"popgym:{task}", agent=agent, steps=300, hidden_size=8, width=8, eval_episodes=1,
-                             population=2, progress_every=100)
+        config = TrainConfig(
+            env=f"popgym:{task}",
+            agent=agent,
+            steps=300,
+            hidden_size=8,
+            width=8,
+            eval_episodes=1,
+            population=2,
+            progress_every=100,
+        )
         end = [e for e in train(config) if isinstance(e, RunEnd)][0]
         assert end.status == "completed" and end.step == 300, (task, end)
 

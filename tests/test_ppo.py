@@ -1,4 +1,5 @@
 """The batched PPO baseline: its RTRL sequence gradients, GAE, learning a short MemoryChain, events and CLI."""
+
 import subprocess
 import sys
 
@@ -10,8 +11,17 @@ from rtu_core import ConfigError, EpisodeEnd, EvaluationEnd, RunEnd, TrainConfig
 from rtu_core.agents.ppo import ContinuousNormalizer, gae, to_sequences
 from rtu_core.network import MemoryNetwork
 
-PPO = dict(agent="ppo", chain_length=2, steps=4096, hidden_size=8, width=8, eval_episodes=100,
-           ppo_num_envs=8, ppo_rollout_steps=32, ppo_minibatches=4)
+PPO = dict(
+    agent="ppo",
+    chain_length=2,
+    steps=4096,
+    hidden_size=8,
+    width=8,
+    eval_episodes=100,
+    ppo_num_envs=8,
+    ppo_rollout_steps=32,
+    ppo_minibatches=4,
+)
 
 
 def test_rtrl_sequence_gradient_equals_bptt_for_the_rtu_and_head():
@@ -21,14 +31,18 @@ def test_rtrl_sequence_gradient_equals_bptt_for_the_rtu_and_head():
     bptt.load_state_dict(rtrl.state_dict())
     obs = torch.randn(9, 2, 3, dtype=torch.float64)
     starts = torch.zeros(9, 2, dtype=torch.bool)
-    starts[5, 1] = True                                    # an episode begins inside the second sequence
+    starts[5, 1] = True  # an episode begins inside the second sequence
     hidden0 = torch.randn(2, 8, dtype=torch.float64)
     weights = torch.randn(9, 2, 2, dtype=torch.float64)
     grads = {}
     for name, net in (("rtrl", rtrl), ("bptt", bptt)):
         out = net.unroll(obs, hidden0, starts)
-        grads[name] = dict(zip([n for n, _ in net.named_parameters()],
-                               torch.autograd.grad((out * weights).sum(), list(net.parameters()))))
+        grads[name] = dict(
+            zip(
+                [n for n, _ in net.named_parameters()],
+                torch.autograd.grad((out * weights).sum(), list(net.parameters())),
+            )
+        )
     for name in ("cell.nu_log", "cell.theta_log", "cell.B_real", "cell.B_imag", "head.weight", "head.bias"):
         assert torch.allclose(grads["rtrl"][name], grads["bptt"][name], rtol=1e-10, atol=1e-12), name
 
@@ -36,13 +50,13 @@ def test_rtrl_sequence_gradient_equals_bptt_for_the_rtu_and_head():
 def test_gae_by_hand_and_sequences_keep_time_order():
     rewards = torch.tensor([[1.0], [0.0], [2.0]])
     values = torch.tensor([[0.5], [0.2], [0.1]])
-    dones = torch.tensor([[0.0], [0.0], [1.0]])            # o_2 began a new episode
+    dones = torch.tensor([[0.0], [0.0], [1.0]])  # o_2 began a new episode
     adv = gae(rewards, values, dones, torch.tensor([0.3]), torch.tensor([0.0]), gamma=0.9, lam=0.5)
     a2 = 2.0 + 0.9 * 0.3 - 0.1
-    a1 = 0.0 - 0.2                                          # o_2 starts a new episode: no bootstrap
+    a1 = 0.0 - 0.2  # o_2 starts a new episode: no bootstrap
     a0 = (1.0 + 0.9 * 0.2 - 0.5) + 0.9 * 0.5 * a1
     assert adv.squeeze(-1).tolist() == pytest.approx([a0, a1, a2])
-    x = torch.arange(8).reshape(4, 2)                       # (T=4, E=2) -> 2 chunks per env
+    x = torch.arange(8).reshape(4, 2)  # (T=4, E=2) -> 2 chunks per env
     assert to_sequences(x, 2).T.tolist() == [[0, 2], [1, 3], [4, 6], [5, 7]]
 
 
@@ -73,11 +87,39 @@ def test_ppo_config_errors():
 
 
 def test_ppo_cli_with_mode_omitted(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "rtu_core", "train", "--agent", "ppo", "--cell", "gru",
-                             "--chain-length", "2", "--steps", "512", "--hidden-size", "8", "--width", "8",
-                             "--ppo-num-envs", "4", "--ppo-rollout-steps", "32", "--ppo-minibatches", "2",
-                             "--eval-episodes", "3", "--out", str(tmp_path / "ppo")],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rtu_core",
+            "train",
+            "--agent",
+            "ppo",
+            "--cell",
+            "gru",
+            "--chain-length",
+            "2",
+            "--steps",
+            "512",
+            "--hidden-size",
+            "8",
+            "--width",
+            "8",
+            "--ppo-num-envs",
+            "4",
+            "--ppo-rollout-steps",
+            "32",
+            "--ppo-minibatches",
+            "2",
+            "--eval-episodes",
+            "3",
+            "--out",
+            str(tmp_path / "ppo"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ppo" / "summary.json").exists() and (tmp_path / "ppo" / "episodes.csv").exists()
 
@@ -109,7 +151,7 @@ def test_continuous_normalizer_shares_statistics_across_envs_and_clips():
     expected = (obs.double() - seen.mean(0)) / torch.sqrt(seen.var(0) + 1e-8)
     assert torch.allclose(out.double(), expected.clamp(-10, 10), atol=1e-5)
     norm.frozen = True
-    assert norm.observation(torch.full((1, 3), 1e6)).max() == 10.0          # clipped, statistics untouched
+    assert norm.observation(torch.full((1, 3), 1e6)).max() == 10.0  # clipped, statistics untouched
     assert np.allclose(norm.obs_stats.mean[0], seen.mean(0).numpy())
     rewards = [torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5]), torch.tensor([0.0, 1.0])]
     dones = [torch.tensor([False, True]), torch.tensor([False, False]), torch.tensor([True, False])]
@@ -123,8 +165,20 @@ def test_continuous_normalizer_shares_statistics_across_envs_and_clips():
 
 
 def test_ppo_on_mujoco_normalises_and_runs():
-    config = TrainConfig(env="mujoco:Hopper", mask="V", agent="ppo", cell="rtu", mode="rtrl", hidden_size=8, width=8,
-                         steps=256, ppo_num_envs=1, ppo_rollout_steps=128, ppo_minibatches=4, eval_episodes=1)
+    config = TrainConfig(
+        env="mujoco:Hopper",
+        mask="V",
+        agent="ppo",
+        cell="rtu",
+        mode="rtrl",
+        hidden_size=8,
+        width=8,
+        steps=256,
+        ppo_num_envs=1,
+        ppo_rollout_steps=128,
+        ppo_minibatches=4,
+        eval_episodes=1,
+    )
     events = list(train(config))
     assert events[-1].status == "completed"
     evaluation = next(e for e in events if isinstance(e, EvaluationEnd))

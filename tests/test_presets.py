@@ -1,5 +1,6 @@
 """The paper's settings as presets (docs/method.md §7): resolved by TrainConfig itself, explicit values win,
 the resolved config reloads to the same run."""
+
 import dataclasses
 import json
 
@@ -19,19 +20,28 @@ def test_every_field_a_preset_sets_is_resolved_for_every_task_and_agent():
             assert config.mode == "rtrl"
 
 
-@pytest.mark.parametrize("env, agent, expected", [
-    ("memory_chain", "qrc", dict(width=128, head_width=0, trace_decay=0.95, exploration_fraction=0.1,
-                                 grad_clip=0.0)),
-    ("memory_chain", "stream_ac", dict(width=128, trace_decay=0.8, kappa_actor=1.5, kappa_critic=1.0)),
-    ("kmemory_chain", "stream_ac", dict(feature_layers=2, width=128, trace_decay=0.95)),
-    ("kmemory_chain", "qrc", dict(feature_layers=1, trace_decay=0.95)),
-    ("popgym:CountRecallEasy", "stream_ac", dict(width=64, head_width=64, kappa_actor=3.0, kappa_critic=2.0,
-                                                 entropy_coeff=0.095, trace_decay=0.8)),
-    ("popgym:CountRecallEasy", "qrc", dict(width=64, head_width=64, grad_clip=1.0, exploration_fraction=0.2)),
-    ("popgym:CountRecallEasy", "ppo", dict(ppo_num_envs=32, ppo_rollout_steps=64)),
-    ("mujoco:Walker2d", "stream_ac", dict(activation="tanh", width=64, head_width=64, entropy_coeff=0.01)),
-    ("mujoco:Walker2d", "ppo", dict(activation="tanh", ppo_num_envs=1, ppo_rollout_steps=2048)),
-])
+@pytest.mark.parametrize(
+    "env, agent, expected",
+    [
+        (
+            "memory_chain",
+            "qrc",
+            dict(width=128, head_width=0, trace_decay=0.95, exploration_fraction=0.1, grad_clip=0.0),
+        ),
+        ("memory_chain", "stream_ac", dict(width=128, trace_decay=0.8, kappa_actor=1.5, kappa_critic=1.0)),
+        ("kmemory_chain", "stream_ac", dict(feature_layers=2, width=128, trace_decay=0.95)),
+        ("kmemory_chain", "qrc", dict(feature_layers=1, trace_decay=0.95)),
+        (
+            "popgym:CountRecallEasy",
+            "stream_ac",
+            dict(width=64, head_width=64, kappa_actor=3.0, kappa_critic=2.0, entropy_coeff=0.095, trace_decay=0.8),
+        ),
+        ("popgym:CountRecallEasy", "qrc", dict(width=64, head_width=64, grad_clip=1.0, exploration_fraction=0.2)),
+        ("popgym:CountRecallEasy", "ppo", dict(ppo_num_envs=32, ppo_rollout_steps=64)),
+        ("mujoco:Walker2d", "stream_ac", dict(activation="tanh", width=64, head_width=64, entropy_coeff=0.01)),
+        ("mujoco:Walker2d", "ppo", dict(activation="tanh", ppo_num_envs=1, ppo_rollout_steps=2048)),
+    ],
+)
 def test_presets_follow_the_papers_settings(env, agent, expected):
     config = TrainConfig(env=env, agent=agent, steps=4096)
     assert {name: getattr(config, name) for name in expected} == expected
@@ -40,7 +50,7 @@ def test_presets_follow_the_papers_settings(env, agent, expected):
 def test_explicit_values_win_over_the_preset():
     config = TrainConfig(env="popgym:RepeatFirstEasy", kappa_actor=1.5, width=32, trace_decay=0.5)
     assert (config.kappa_actor, config.width, config.trace_decay) == (1.5, 32, 0.5)
-    assert config.kappa_critic == 2.0                       # what was not set still comes from the preset
+    assert config.kappa_critic == 2.0  # what was not set still comes from the preset
 
 
 def test_popgym_no_longer_runs_with_memory_chains_settings():

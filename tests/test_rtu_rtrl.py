@@ -1,4 +1,5 @@
 """RTRL of the RTU is exact: it equals autograd through the fully unrolled recurrence (docs/method.md §2)."""
+
 import pytest
 import torch
 
@@ -6,7 +7,10 @@ from rtu_core.cells import RTU
 from rtu_core.cells.rtu import PARAMETERS
 
 CASES = [  # (input size, hidden size, T)
-    (1, 1, 5), (3, 4, 50), (7, 16, 300), (16, 5, 120),
+    (1, 1, 5),
+    (3, 4, 50),
+    (7, 16, 300),
+    (16, 5, 120),
 ]
 
 
@@ -131,9 +135,9 @@ def test_initialisation_follows_the_paper():
     r = torch.exp(-torch.exp(cell.nu_log))
     theta = torch.exp(cell.theta_log)
     assert 0 < float(r.min()) and float(r.max()) < 1
-    assert abs(float((r**2).mean()) - 0.5) < 0.02       # r² ~ U(0, 1)
+    assert abs(float((r**2).mean()) - 0.5) < 0.02  # r² ~ U(0, 1)
     assert 0 < float(theta.min()) and float(theta.max()) <= 6.28
-    assert abs(float(theta.mean()) - 3.14) < 0.1        # θ ~ U(0, 6.28)
+    assert abs(float(theta.mean()) - 3.14) < 0.1  # θ ~ U(0, 6.28)
     std = float(cell.B_real.std())
-    assert abs(std - 1 / 64) < 0.1 / 64                 # LeCun normal, fan_in = hidden size (flax (H, F))
+    assert abs(std - 1 / 64) < 0.1 / 64  # LeCun normal, fan_in = hidden size (flax (H, F))
     assert float(cell.B_real.abs().max()) <= 2 / 4096**0.5 / 0.87962566103423978 + 1e-6

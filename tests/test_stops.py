@@ -1,4 +1,5 @@
 """Runs end cleanly, with what happened so far, on time-outs and non-finite values."""
+
 import gymnasium as gym
 import numpy as np
 

@@ -1,4 +1,5 @@
 """Sweeps: grid expansion, packing into populations, resumable runs, local processes and Ray."""
+
 import json
 import subprocess
 import sys
@@ -37,13 +38,13 @@ def test_invalid_grids_are_one_line_errors():
 
 def test_pack_shares_populations_only_where_configs_may_differ():
     populations = pack(GRID.runs(), workers=1, max_population=64)
-    assert sorted(len(p) for p in populations) == [4, 4]           # one per method: lengths x seeds
+    assert sorted(len(p) for p in populations) == [4, 4]  # one per method: lengths x seeds
     for members in populations:
         assert len({(c.cell, c.mode) for _, c in members}) == 1
     assert sorted(len(p) for p in pack(GRID.runs(), workers=4, max_population=64)) == [2, 2, 2, 2]
     assert sorted(len(p) for p in pack(GRID.runs(), workers=1, max_population=3)) == [2, 2, 2, 2]
     names = sorted(n for p in pack(GRID.runs(), workers=3, max_population=3) for n, _ in p)
-    assert names == sorted(n for n, _ in GRID.runs())               # every run exactly once
+    assert names == sorted(n for n, _ in GRID.runs())  # every run exactly once
 
 
 def solo_episodes(config: TrainConfig) -> str:
@@ -89,17 +90,37 @@ def test_ray_backend_gives_the_same_runs(tmp_path):
 
 
 def test_sweep_cli_prints_the_table_and_rejects_bad_grids(tmp_path):
-    args = [sys.executable, "-m", "rtu_core", "sweep", "--steps", "120", "--hidden-size", "6", "--width", "6",
-            "--eval-episodes", "2", "--workers", "2"]
-    result = subprocess.run(args + ["--out", str(tmp_path / "ok"), "--grid", "chain_length=2,3", "--seeds", "2"],
-                            capture_output=True, text=True, timeout=300)
+    args = [
+        sys.executable,
+        "-m",
+        "rtu_core",
+        "sweep",
+        "--steps",
+        "120",
+        "--hidden-size",
+        "6",
+        "--width",
+        "6",
+        "--eval-episodes",
+        "2",
+        "--workers",
+        "2",
+    ]
+    result = subprocess.run(
+        args + ["--out", str(tmp_path / "ok"), "--grid", "chain_length=2,3", "--seeds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert "| chain_length | seeds | success_rate" in result.stdout and "4 runs done" in result.stdout
     assert "agent-step" in result.stderr  # the progress bar
-    for bad, message in [(["--grid", "cell=gru", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
-                         (["--grid", "chain_length=x"], "values must be int"),
-                         (["--grid", "seed=1,2"], "cannot sweep over 'seed'"),
-                         (["--population", "4"], "use --seeds")]:
+    for bad, message in [
+        (["--grid", "cell=gru", "--mode", "rtrl"], "mode rtrl needs cell rtu"),
+        (["--grid", "chain_length=x"], "values must be int"),
+        (["--grid", "seed=1,2"], "cannot sweep over 'seed'"),
+        (["--population", "4"], "use --seeds"),
+    ]:
         out = tmp_path / "bad"
         result = subprocess.run(args + ["--out", str(out)] + bad, capture_output=True, text=True, timeout=300)
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -109,9 +130,14 @@ def test_sweep_cli_prints_the_table_and_rejects_bad_grids(tmp_path):
 def test_run_comparison_tabulates_labelled_sweeps(tmp_path):
     from rtu_core.sweep import run_comparison
 
-    grids = {"Streaming": Grid(BASE, {"method": ["rtu-rtrl"], "chain_length": [2, 3]}, seeds=1),
-             "PPO": Grid({**BASE, "agent": "ppo", "steps": 256, "ppo_num_envs": 2, "ppo_rollout_steps": 64,
-                          "ppo_minibatches": 2}, {"method": ["ffn-tbptt"], "chain_length": [2, 3]}, seeds=1)}
+    grids = {
+        "Streaming": Grid(BASE, {"method": ["rtu-rtrl"], "chain_length": [2, 3]}, seeds=1),
+        "PPO": Grid(
+            {**BASE, "agent": "ppo", "steps": 256, "ppo_num_envs": 2, "ppo_rollout_steps": 64, "ppo_minibatches": 2},
+            {"method": ["ffn-tbptt"], "chain_length": [2, 3]},
+            seeds=1,
+        ),
+    }
     markdown, rows = run_comparison(tmp_path, grids, LocalBackend(workers=2), lambda p: f"L{p['chain_length']}")
     assert markdown.splitlines()[0] == "| method | L2 | L3 |"
     assert [r["method"] for r in rows] == ["Streaming, RTU, RTRL"] * 2 + ["PPO, FFN (no memory)"] * 2
@@ -122,8 +148,10 @@ def test_run_comparison_tabulates_labelled_sweeps(tmp_path):
 def test_run_comparison_checks_every_grid_before_training_any(tmp_path):
     from rtu_core.sweep import run_comparison
 
-    grids = {"Streaming": Grid(BASE, {"method": ["rtu-rtrl"]}, seeds=1),
-             "PPO": Grid({**BASE, "agent": "ppo", "steps": 100}, {"method": ["ffn-tbptt"]}, seeds=1)}
+    grids = {
+        "Streaming": Grid(BASE, {"method": ["rtu-rtrl"]}, seeds=1),
+        "PPO": Grid({**BASE, "agent": "ppo", "steps": 100}, {"method": ["ffn-tbptt"]}, seeds=1),
+    }
     with pytest.raises(ConfigError, match="grid point method=ffn-tbptt: steps must cover one PPO rollout"):
         run_comparison(tmp_path / "out", grids, LocalBackend(workers=1), lambda p: "task")
     assert not (tmp_path / "out").exists()

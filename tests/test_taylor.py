@@ -1,6 +1,7 @@
 """The paper's Taylor-corrected RTRL (§4.4, docs/method.md §3): the correction is the derivative of the sensitivity
 recursion (checked by finite differences), and under a steady parameter drift it brings the online sensitivities
 closer to their replay under the current parameters than plain RTRL."""
+
 import pytest
 import torch
 
@@ -15,8 +16,14 @@ def cell(nonlinear: bool, seed: int = 0) -> RTU:
 
 def random_state(rtu: RTU, generator: torch.Generator) -> TaylorRTRLState:
     def draw(like):
-        return torch.complex(torch.randn(like.shape, generator=generator, dtype=torch.float64),
-                             torch.randn(like.shape, generator=generator, dtype=torch.float64)) * 0.3
+        return (
+            torch.complex(
+                torch.randn(like.shape, generator=generator, dtype=torch.float64),
+                torch.randn(like.shape, generator=generator, dtype=torch.float64),
+            )
+            * 0.3
+        )
+
     zero = rtu.initial_taylor_state()
     return TaylorRTRLState(*(draw(t) for t in zero))
 
@@ -38,7 +45,7 @@ def test_correction_is_the_derivative_of_the_recursion(nonlinear):
     new = rtu.advance(x, state)
     plain_state = plain(state)
     expected = rtu.advance(x, plain_state)
-    for got, want in zip(new[:5], expected):                 # S_t is plain RTRL under θ_t
+    for got, want in zip(new[:5], expected):  # S_t is plain RTRL under θ_t
         assert torch.allclose(got, want, rtol=1e-12, atol=1e-14)
 
     eps = 1e-6
@@ -51,8 +58,9 @@ def test_correction_is_the_derivative_of_the_recursion(nonlinear):
         with torch.no_grad():
             for p, d in zip(rtu.parameters(), delta):
                 p.sub_(sign * eps * d)
-        moved_s = rtu.advance(x, type(plain_state)(state.hidden, *(s + sign * eps * c for s, c in
-                                                                    zip(state[1:5], state[5:]))))
+        moved_s = rtu.advance(
+            x, type(plain_state)(state.hidden, *(s + sign * eps * c for s, c in zip(state[1:5], state[5:])))
+        )
         return moved_params, moved_s
 
     (up_p, up_s), (down_p, down_s) = recursion(+1.0), recursion(-1.0)
@@ -71,7 +79,7 @@ def drifting_run(nonlinear: bool, steps: int = 40, drift: float = 2e-3):
     online, taylor = rtu.initial_rtrl_state(), rtu.initial_taylor_state()
     for x in inputs:
         online, taylor = rtu.advance(x, online), rtu.advance(x, taylor)
-        with torch.no_grad():                                   # the update after the step
+        with torch.no_grad():  # the update after the step
             for p, d in zip(rtu.parameters(), direction):
                 p.add_(drift * d)
     replay = rtu.initial_rtrl_state()
@@ -91,9 +99,9 @@ def test_taylor_correction_brings_sensitivities_closer_to_the_replay(nonlinear, 
     """Closer, but only a little (measured 5-15%): C_t adds one step's parameter change per step, while a
     contribution made k steps ago is stale by all k changes since (docs/method.md §3)."""
     plain_error, taylor_error, online, taylor = drifting_run(nonlinear, steps, drift=1e-4)
-    assert plain_error > 1e-3                                   # the drift made plain RTRL measurably stale
+    assert plain_error > 1e-3  # the drift made plain RTRL measurably stale
     assert taylor_error < 0.97 * plain_error, (plain_error, taylor_error)
-    for a, b in zip(online, taylor[:5]):                        # S itself is plain RTRL either way
+    for a, b in zip(online, taylor[:5]):  # S itself is plain RTRL either way
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
 
 

@@ -1,4 +1,5 @@
 """Streaming agents (batch size 1 per member, one update per environment step, no replay)."""
+
 from .qrc import QRC
 from .stream_ac import StreamAC
 

@@ -1,5 +1,6 @@
 """What every streaming agent shares: named memory networks, each with its per-member memory, and (for the
 RTRL staleness study, paper §4.4) the episode inputs that let it recompute RTRL states under current parameters."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,7 +18,7 @@ class EpisodeHistory:
     def __init__(self, population: int):
         self.observations: list[Tensor] = []
         self.starts: list[Tensor] = []
-        self.pending = torch.ones(population, dtype=torch.bool)   # next input starts an episode
+        self.pending = torch.ones(population, dtype=torch.bool)  # next input starts an episode
         self._last_start = np.zeros(population, dtype=np.int64)
 
     def append(self, obs: Tensor) -> None:
@@ -69,8 +70,10 @@ class MemoryAgent:
         if not history.observations:
             return {name: net.initial_memory() for name, net in self.networks.items()}
         obs, starts = torch.stack(history.observations), torch.stack(history.starts)
-        return {name: MemoryNetwork.reset_memory(net.replay(obs, starts), history.pending)
-                for name, net in self.networks.items()}
+        return {
+            name: MemoryNetwork.reset_memory(net.replay(obs, starts), history.pending)
+            for name, net in self.networks.items()
+        }
 
     def refresh_rtrl(self) -> None:
         """Replace the (stale) online RTRL states by their replay under the current parameters."""
@@ -85,6 +88,7 @@ class MemoryAgent:
             online = torch.cat([s.flatten(1) for s in self.memories[name].credited_sensitivities], dim=1)
             fresh = torch.cat([s.flatten(1) for s in fresh.sensitivities.values()], dim=1)
             # member by member, so that a member's number does not depend on the population's size
-            errors[name] = np.array([float((o - f).norm() / f.norm()) if f.norm() > 0 else np.nan
-                                     for o, f in zip(online, fresh)])
+            errors[name] = np.array(
+                [float((o - f).norm() / f.norm()) if f.norm() > 0 else np.nan for o, f in zip(online, fresh)]
+            )
         return errors

@@ -2,6 +2,7 @@
 
 Sampling uses the members' own uniform / normal draws, so populations reproduce solo runs.
 """
+
 from __future__ import annotations
 
 import math

@@ -11,8 +11,10 @@ with separate actor and critic networks (each its own cell) and Adam optimisers,
 Memory during an update: every sequence restarts from the hidden state the rollout stored at its first step
 and is unrolled with gradients by ``MemoryNetwork.unroll`` -- the RTU's exact RTRL (``mode="rtrl"``) or autograd
 BPTT through the cell (``mode="tbptt"``: GRU, FFN, or the RTU's real-pair recurrence). Hidden states are reset
-where episodes begin. Continuous control (MuJoCo) normalises as CleanRL's continuous PPO does (``ContinuousNormalizer``).
+where episodes begin. Continuous control (MuJoCo) normalises as CleanRL's continuous PPO does
+(``ContinuousNormalizer``).
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -21,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from ..envs import episode_success
+from ..events import EpisodeEnd, EvaluationEnd, Progress, RunEnd
 from ..network import MemoryNetwork
 from ..normalize import RunningMeanVar
 
@@ -84,8 +87,9 @@ def initial_hidden(net: MemoryNetwork, batch: int) -> Tensor:
     return net.cell.initial_hidden().expand(batch, -1).clone()
 
 
-def gae(rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor,
-        gamma: float, lam: float) -> Tensor:
+def gae(
+    rewards: Tensor, values: Tensor, dones: Tensor, next_value: Tensor, next_done: Tensor, gamma: float, lam: float
+) -> Tensor:
     """Generalised advantage estimates (T, B); ``dones[t]`` marks that o_t began a new episode."""
     advantages, last = torch.zeros_like(rewards), torch.zeros_like(next_value)
     for t in reversed(range(len(rewards))):
@@ -105,10 +109,11 @@ def update(nets: PPONetworks, batch: dict, config) -> dict[str, float]:
     for _ in range(config.ppo_epochs):
         order = torch.randperm(sequences, generator=generator)
         for start in range(0, sequences, per_minibatch):
-            idx = order[start:start + per_minibatch]
+            idx = order[start : start + per_minibatch]
             out = nets.actor.unroll(batch["obs"][:, idx], batch["actor_hidden"][idx], batch["starts"][:, idx])
-            value = nets.critic.unroll(batch["obs"][:, idx], batch["critic_hidden"][idx],
-                                       batch["starts"][:, idx]).squeeze(-1)
+            value = nets.critic.unroll(
+                batch["obs"][:, idx], batch["critic_hidden"][idx], batch["starts"][:, idx]
+            ).squeeze(-1)
             dist = nets.distribution(out)
             ratio = (dist.log_prob(batch["actions"][:, idx]) - batch["log_probs"][:, idx]).exp()
             adv = batch["advantages"][:, idx]
@@ -131,8 +136,11 @@ def update(nets: PPONetworks, batch: dict, config) -> dict[str, float]:
 def to_sequences(tensor: Tensor, chunks: int) -> Tensor:
     """(T, E, ...) -> (T / chunks, E * chunks, ...): each env's rollout cut into ``chunks`` sequences."""
     T, E = tensor.shape[:2]
-    return tensor.reshape(chunks, T // chunks, E, *tensor.shape[2:]).transpose(0, 1).reshape(
-        T // chunks, chunks * E, *tensor.shape[2:])
+    return (
+        tensor.reshape(chunks, T // chunks, E, *tensor.shape[2:])
+        .transpose(0, 1)
+        .reshape(T // chunks, chunks * E, *tensor.shape[2:])
+    )
 
 
 def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
@@ -140,13 +148,12 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
     ``step`` counts environment steps over all ``ppo_num_envs`` environments."""
     import time
 
-    from ..events import EpisodeEnd, EvaluationEnd, Progress, RunEnd
-
     init_seed, action_seed, env_seed, eval_seed = seeds
     E, T = config.ppo_num_envs, config.ppo_rollout_steps
     chunks = max(1, config.ppo_minibatches // E)
-    envs = gym.vector.SyncVectorEnv([lambda: make_env(config) for _ in range(E)],
-                                    autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    envs = gym.vector.SyncVectorEnv(
+        [lambda: make_env(config) for _ in range(E)], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+    )
     obs_size = gym.spaces.flatdim(envs.single_observation_space)
     nets = PPONetworks(config, obs_size, envs.single_action_space, torch.Generator().manual_seed(init_seed))
     sampler = torch.Generator().manual_seed(action_seed)
@@ -194,8 +201,13 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
                 episode_length += 1
                 for i in np.flatnonzero(done):
                     final = infos.get("final_info", {})
-                    success = episode_success({key: final[key][i] for key in ("is_success", "success_rate")
-                                               if key in final and final["_" + key][i]})
+                    success = episode_success(
+                        {
+                            key: final[key][i]
+                            for key in ("is_success", "success_rate")
+                            if key in final and final["_" + key][i]
+                        }
+                    )
                     yield EpisodeEnd(step, 0, episodes, float(episode_return[i]), int(episode_length[i]), success)
                     episodes += 1
                     episode_return[i], episode_length[i] = 0.0, 0
@@ -203,8 +215,15 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
                 starts = torch.as_tensor(done)
             batch = {k: torch.stack(v) for k, v in rollout.items()}
             next_value = nets.critic.recur(obs, MemoryNetwork.reset_memory(hidden["critic"], starts))[0]
-            advantages = gae(batch["rewards"], batch["values"], batch["starts"].to(dtype), next_value.squeeze(-1),
-                             starts.to(dtype), config.gamma, config.ppo_gae_lambda)
+            advantages = gae(
+                batch["rewards"],
+                batch["values"],
+                batch["starts"].to(dtype),
+                next_value.squeeze(-1),
+                starts.to(dtype),
+                config.gamma,
+                config.ppo_gae_lambda,
+            )
             batch["advantages"], batch["returns"] = advantages, advantages + batch["values"]
             batch = {k: to_sequences(v, chunks) for k, v in batch.items()}
             batch["actor_hidden"], batch["critic_hidden"] = batch["actor_hidden"][0], batch["critic_hidden"][0]
@@ -230,7 +249,6 @@ def train_ppo(config, make_env, seeds: tuple[int, int, int, int]):
 def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act, observe) -> "EvaluationEnd":
     """Greedy episodes (argmax / the Gaussian mean) with no learning; ``observe`` turns a batch of raw
     observations into the network's input."""
-    from ..events import EvaluationEnd
 
     returns, successes = [], []
     for episode in range(episodes):
@@ -240,8 +258,7 @@ def evaluate(nets: PPONetworks, env: gym.Env, episodes: int, seed: int, act, obs
         while not done:
             out, hidden["actor"] = nets.actor.recur(observe(obs[None]), hidden["actor"])
             action = act(out, greedy=True)[0]
-            obs, reward, terminated, truncated, info = env.step(action.numpy() if not nets.discrete
-                                                                else int(action))
+            obs, reward, terminated, truncated, info = env.step(action.numpy() if not nets.discrete else int(action))
             total += float(reward)
             done = terminated or truncated
         returns.append(total)

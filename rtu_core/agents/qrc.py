@@ -12,6 +12,7 @@ All traces are zeroed after the update when the episode ends or the action taken
 Plain SGD, optionally with a per-member global-norm clip of each update. Actions are ε-greedy with ε
 decaying linearly from ε_start to ε_end over the first ``exploration_fraction`` of the steps.
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -32,8 +33,12 @@ class QRC(MemoryAgent):
         P, self.num_actions = config.population, int(action_space.n)
         net = config.network_kwargs()
         dtype = getattr(torch, config.dtype)
-        self.q_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(dtype)
-        self.h_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(dtype)
+        self.q_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(
+            dtype
+        )
+        self.h_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(
+            dtype
+        )
         self.networks = {"q": self.q_net, "h": self.h_net}
         self.q_params, self.h_params = list(self.q_net.parameters()), list(self.h_net.parameters())
         # traces as views of one flat (P, N) buffer per network (the native step works on the flat buffers)
@@ -43,8 +48,10 @@ class QRC(MemoryAgent):
         self.config, self.random, self.steps_taken = config, action_random, 0
         self.native = None
         if config.native_step and native.available():
-            self.native = (native.NativeNetwork(self.q_net, native.flatten_parameters(self.q_params)),
-                           native.NativeNetwork(self.h_net, native.flatten_parameters(self.h_params)))
+            self.native = (
+                native.NativeNetwork(self.q_net, native.flatten_parameters(self.q_params)),
+                native.NativeNetwork(self.h_net, native.flatten_parameters(self.h_params)),
+            )
             # ∇Q(o, a), ∇h(o, a), ∇Q(o', a*); each update overwrites the first two with its direction u
             self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))
             self._onehot = torch.eye(self.num_actions, dtype=dtype)  # rows: d Q(·, a) / d out
@@ -95,7 +102,7 @@ class QRC(MemoryAgent):
         next_q = self.q_net.step(next_obs, self.memories["q"])[0].max(dim=-1).values
         td_error = (reward + c.gamma * continuing * next_q - self._q).detach()
         grads = torch.autograd.grad((self._q + self._h).sum(), self.q_params + self.h_params)
-        grad_q, grad_h = grads[:len(self.q_params)], grads[len(self.q_params):]
+        grad_q, grad_h = grads[: len(self.q_params)], grads[len(self.q_params) :]
         grad_next = torch.autograd.grad(next_q.sum(), self.q_params)
         decay, h_value = c.gamma * c.trace_decay, self._h.detach()
         with torch.no_grad():
@@ -104,8 +111,11 @@ class QRC(MemoryAgent):
             for trace, g, g_next in zip(self.q_trace, grad_q, grad_next):
                 trace.mul_(decay).add_(g)
                 grad_td = per_member(c.gamma * continuing, g) * g_next - g
-                q_updates.append(per_member(-self.bias_trace, g) * grad_td + per_member(td_error, g) * trace
-                                 - per_member(h_value, g) * g)
+                q_updates.append(
+                    per_member(-self.bias_trace, g) * grad_td
+                    + per_member(td_error, g) * trace
+                    - per_member(h_value, g) * g
+                )
             for trace, g, p in zip(self.h_trace, grad_h, self.h_params):
                 trace.mul_(decay).add_(g)
                 h_updates.append(per_member(td_error, g) * trace - per_member(h_value, g) * g - c.beta * p)
@@ -140,10 +150,12 @@ class QRC(MemoryAgent):
         self.bias_trace.mul_(decay).add_(self._h)
         cut = done | self._nongreedy
         coeffs = torch.stack([self.bias_trace, discount, td_error, self._h, cut], 1).to(td_error.dtype)
-        q_net.module.qrc_update(q_net.flat, self.q_trace_flat, grad_q, grad_next, coeffs, grad_q, decay, c.lr_q, 0.0,
-                                c.grad_clip)
-        h_net.module.qrc_update(h_net.flat, self.h_trace_flat, grad_h, None, coeffs, grad_h, decay, c.lr_h, c.beta,
-                                c.grad_clip)
+        q_net.module.qrc_update(
+            q_net.flat, self.q_trace_flat, grad_q, grad_next, coeffs, grad_q, decay, c.lr_q, 0.0, c.grad_clip
+        )
+        h_net.module.qrc_update(
+            h_net.flat, self.h_trace_flat, grad_h, None, coeffs, grad_h, decay, c.lr_h, c.beta, c.grad_clip
+        )
         q_net.changed()
         h_net.changed()
         self.bias_trace.masked_fill_(cut, 0.0)
@@ -158,5 +170,7 @@ class QRC(MemoryAgent):
         return (self.config.grad_clip / (norm + 1e-12)).clamp(max=1.0)
 
     def trace_norms(self) -> dict[str, Tensor]:
-        return {"q": sum(t.abs().flatten(1).sum(1) for t in self.q_trace),
-                "h": sum(t.abs().flatten(1).sum(1) for t in self.h_trace)}
+        return {
+            "q": sum(t.abs().flatten(1).sum(1) for t in self.q_trace),
+            "h": sum(t.abs().flatten(1).sum(1) for t in self.h_trace),
+        }

@@ -14,6 +14,7 @@ computed by the native C++ loops of ``rtu_core.native`` (the default where they 
 backward of ``rtu_core.fused`` (no autograd graph), or with ``compile`` by the two ``torch.compile``d graphs of
 ``rtu_core.compiled``; other cells use autograd.
 """
+
 from __future__ import annotations
 
 import gymnasium as gym
@@ -46,24 +47,40 @@ class StreamAC(MemoryAgent):
             self.log_std = nn.Parameter(torch.zeros(P, out_size, dtype=dtype))
             actor_params.append(self.log_std)
         opt = OPTIMIZERS[config.optimizer]
-        self.actor_optimizer = opt(actor_params, lr=config.lr, gamma=config.gamma, lamda=config.trace_decay,
-                                   kappa=config.kappa_actor)
-        self.critic_optimizer = opt(self.critic.parameters(), lr=config.lr, gamma=config.gamma,
-                                    lamda=config.trace_decay, kappa=config.kappa_critic)
+        self.actor_optimizer = opt(
+            actor_params, lr=config.lr, gamma=config.gamma, lamda=config.trace_decay, kappa=config.kappa_actor
+        )
+        self.critic_optimizer = opt(
+            self.critic.parameters(),
+            lr=config.lr,
+            gamma=config.gamma,
+            lamda=config.trace_decay,
+            kappa=config.kappa_critic,
+        )
         self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.fused = fused.supports(self.actor)
         self.compiled = self.native = None
         if config.native_step and native.available():
-            self.native = (native.NativeNetwork(self.actor, native.flatten_parameters(actor_params)),
-                           native.NativeNetwork(self.critic, native.flatten_parameters(list(self.critic.parameters()))))
+            self.native = (
+                native.NativeNetwork(self.actor, native.flatten_parameters(actor_params)),
+                native.NativeNetwork(self.critic, native.flatten_parameters(list(self.critic.parameters()))),
+            )
             self._grads = tuple(torch.zeros_like(net.flat) for net in self.native)
         elif config.engine == "native":
             native.load()  # raises with the reason the native step is missing
         if config.compiled_step:
             from ..compiled import CompiledStreamACStep  # torch's compiler is imported only when asked for
-            self.compiled = CompiledStreamACStep(self.actor, self.critic, self.discrete, self.actor_optimizer,
-                                                 self.critic_optimizer, self.gamma, self.entropy_coeff)
+
+            self.compiled = CompiledStreamACStep(
+                self.actor,
+                self.critic,
+                self.discrete,
+                self.actor_optimizer,
+                self.critic_optimizer,
+                self.gamma,
+                self.entropy_coeff,
+            )
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
@@ -95,7 +112,8 @@ class StreamAC(MemoryAgent):
         if self.compiled is not None:
             noise = None if greedy else self.random.uniform(1) if self.discrete else self.random.normal(self.out_size)
             action, out, value, actor_memory, critic_memory, tape = self.compiled.act(
-                obs, actor_memory, critic_memory, noise, None if self.discrete else self.log_std)
+                obs, actor_memory, critic_memory, noise, None if self.discrete else self.log_std
+            )
         else:
             out, actor_memory, actor_tape = fused.forward(self.actor, obs, actor_memory)
             value, critic_memory, critic_tape = fused.forward(self.critic, obs, critic_memory)
@@ -128,14 +146,24 @@ class StreamAC(MemoryAgent):
         if self.discrete:
             grad_out = categorical_grad(out, action, coeff)
         else:
-            grad_out, actor_grad[:, -self.out_size:] = gaussian_grads(out, self.log_std, action, coeff)
+            grad_out, actor_grad[:, -self.out_size :] = gaussian_grads(out, self.log_std, action, coeff)
         actor.backward(actor_grad, grad_out, actor_tape, memories["actor"])
         critic.backward(critic_grad, torch.ones_like(self._value).unsqueeze(-1), critic_tape, memories["critic"])
-        for net, grad, optimizer in ((actor, actor_grad, self.actor_optimizer),
-                                     (critic, critic_grad, self.critic_optimizer)):
+        for net, grad, optimizer in (
+            (actor, actor_grad, self.actor_optimizer),
+            (critic, critic_grad, self.critic_optimizer),
+        ):
             group = optimizer.param_groups[0]
-            net.module.obgd_step(net.flat, optimizer.flat_trace, grad, group["gamma"] * group["lamda"], td_error,
-                                 group["lr"], group["kappa"], done)
+            net.module.obgd_step(
+                net.flat,
+                optimizer.flat_trace,
+                grad,
+                group["gamma"] * group["lamda"],
+                td_error,
+                group["lr"],
+                group["kappa"],
+                done,
+            )
             net.changed()
         self.reset_memory(done)
         return td_error
@@ -158,9 +186,18 @@ class StreamAC(MemoryAgent):
             return self._learn_native(reward, next_obs, terminated, done)
         if self.compiled is not None:  # the update runs inside the learn graph
             out, action, tape = self._fused
-            td_error = self.compiled.learn(tape, self.memories["actor"], self.memories["critic"], out, action,
-                                           self._value, reward, next_obs, terminated,
-                                           None if self.discrete else self.log_std)
+            td_error = self.compiled.learn(
+                tape,
+                self.memories["actor"],
+                self.memories["critic"],
+                out,
+                action,
+                self._value,
+                reward,
+                next_obs,
+                terminated,
+                None if self.discrete else self.log_std,
+            )
             self.actor_optimizer.reset_traces(done)
             self.critic_optimizer.reset_traces(done)
             self.reset_memory(done)
@@ -182,6 +219,8 @@ class StreamAC(MemoryAgent):
 
     def trace_norms(self) -> dict[str, Tensor]:
         """‖z‖₁ of each network's eligibility trace, per member."""
-        return {name: sum(t.abs().flatten(1).sum(1) for t in opt.traces())
-                for name, opt in (("actor", self.actor_optimizer), ("critic", self.critic_optimizer))
-                if opt.traces()}
+        return {
+            name: sum(t.abs().flatten(1).sum(1) for t in opt.traces())
+            for name, opt in (("actor", self.actor_optimizer), ("critic", self.critic_optimizer))
+            if opt.traces()
+        }

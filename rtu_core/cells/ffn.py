@@ -3,6 +3,7 @@
 The network around it (feature layer and head) is then a memoryless feed-forward network: the
 lower bound every memory method is compared with.
 """
+
 from __future__ import annotations
 
 import torch

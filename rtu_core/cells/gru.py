@@ -7,6 +7,7 @@
 
 Trained by autograd only: TBPTT(1) when the caller detaches the carried state (docs/method.md §3).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,8 +19,9 @@ from ..layers import Generators, matvec, member_generators, member_views, popula
 
 
 class GRU(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int, *, population: int | None = None,
-                 generators: Generators = None):
+    def __init__(
+        self, input_size: int, hidden_size: int, *, population: int | None = None, generators: Generators = None
+    ):
         super().__init__()
         self.input_size, self.hidden_size, self.population = input_size, hidden_size, population
         pop = population_shape(population)
@@ -29,8 +31,10 @@ class GRU(nn.Module):
         self.bias_hh = nn.Parameter(torch.empty(*pop, 3 * hidden_size))
         bound = 1.0 / math.sqrt(hidden_size)  # PyTorch's GRU initialisation U(-1/sqrt(n), 1/sqrt(n))
         with torch.no_grad():
-            views = zip(*(member_views(p.data, population) for p in self.parameters()),
-                        member_generators(population, generators))
+            views = zip(
+                *(member_views(p.data, population) for p in self.parameters()),
+                member_generators(population, generators),
+            )
             for *tensors, generator in views:
                 for t in tensors:
                     t.copy_(torch.rand(t.shape, generator=generator, dtype=t.dtype) * 2 * bound - bound)
@@ -40,8 +44,12 @@ class GRU(nn.Module):
         return self.hidden_size
 
     def initial_hidden(self) -> Tensor:
-        return torch.zeros(*population_shape(self.population), self.hidden_size,
-                           dtype=self.weight_ih.dtype, device=self.weight_ih.device)
+        return torch.zeros(
+            *population_shape(self.population),
+            self.hidden_size,
+            dtype=self.weight_ih.dtype,
+            device=self.weight_ih.device,
+        )
 
     def forward(self, x: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
         gi = matvec(self.weight_ih, x) + self.bias_ih

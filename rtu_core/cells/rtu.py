@@ -23,6 +23,7 @@ Two code paths share the parameters: ``forward`` is the plain real-pair recurren
 (full BPTT, or TBPTT(1) when the caller detaches the carried state), ``rtrl_step`` advances the
 complex sensitivities and returns features whose backward pass yields the RTRL gradient.
 """
+
 from __future__ import annotations
 
 import math
@@ -92,9 +93,9 @@ class TaylorRTRLState(_TaylorFields, RTRLState):
 class _Coefficients(NamedTuple):
     r: Tensor
     theta: Tensor
-    lam: Tensor          # complex λ = r e^{iθ}
-    gamma: Tensor        # γ = sqrt(1 - r²) + ε
-    dlam_dnu: Tensor     # complex
+    lam: Tensor  # complex λ = r e^{iθ}
+    gamma: Tensor  # γ = sqrt(1 - r²) + ε
+    dlam_dnu: Tensor  # complex
     dlam_dtheta: Tensor  # complex
     dgamma_dnu: Tensor
 
@@ -111,8 +112,14 @@ def eigen(nu_log: Tensor, theta_log: Tensor) -> tuple[Tensor, ...]:
     r = torch.exp(-e_nu)
     theta = torch.exp(theta_log)
     one_minus_r2 = 1 - r * r
-    return (e_nu, theta, r * torch.cos(theta), r * torch.sin(theta), torch.sqrt(one_minus_r2) + _GAMMA_EPS,
-            e_nu * r * r / torch.sqrt(one_minus_r2))
+    return (
+        e_nu,
+        theta,
+        r * torch.cos(theta),
+        r * torch.sin(theta),
+        torch.sqrt(one_minus_r2) + _GAMMA_EPS,
+        e_nu * r * r / torch.sqrt(one_minus_r2),
+    )
 
 
 def _rotate(g: Tensor, phi: Tensor, re: Tensor, im: Tensor) -> tuple[Tensor, Tensor]:
@@ -150,18 +157,29 @@ def advance_pairs(params: tuple[Tensor, ...], x: Tensor, state: tuple[Tensor, ..
     if nonlinear:
         pre1, pre2 = torch.tanh(pre1), torch.tanh(pre2)
         d1, d2 = 1 - pre1.square(), 1 - pre2.square()
-        sensitivities = [(d1 * a, d2 * b) if a.dim() == d1.dim() else (d1.unsqueeze(-1) * a, d2.unsqueeze(-1) * b)
-                         for a, b in sensitivities]
+        sensitivities = [
+            (d1 * a, d2 * b) if a.dim() == d1.dim() else (d1.unsqueeze(-1) * a, d2.unsqueeze(-1) * b)
+            for a, b in sensitivities
+        ]
     return tuple(torch.stack(pair, -1) for pair in [(pre1, pre2), *sensitivities])
 
 
 class RTU(nn.Module):
     """Diagonal complex linear recurrence with exact RTRL; output size 2 * hidden_size."""
 
-    def __init__(self, input_size: int, hidden_size: int, nonlinear: bool = False, *,
-                 output_activation: str = "tanh", population: int | None = None,
-                 generators: Generators = None, r_min: float = 0.0, r_max: float = 1.0,
-                 max_phase: float = 6.28):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        nonlinear: bool = False,
+        *,
+        output_activation: str = "tanh",
+        population: int | None = None,
+        generators: Generators = None,
+        r_min: float = 0.0,
+        r_max: float = 1.0,
+        max_phase: float = 6.28,
+    ):
         super().__init__()
         if output_activation not in ("tanh", "identity"):
             raise ValueError(f"output_activation must be 'tanh' or 'identity', got {output_activation!r}")
@@ -212,8 +230,15 @@ class RTU(nn.Module):
         lam = torch.polar(r, theta)
         one_minus_r2 = 1 - r * r
         gamma = torch.sqrt(one_minus_r2) + _GAMMA_EPS
-        return _Coefficients(r, theta, lam, gamma, dlam_dnu=-e_nu * lam, dlam_dtheta=1j * theta * lam,
-                             dgamma_dnu=e_nu * r * r / torch.sqrt(one_minus_r2))
+        return _Coefficients(
+            r,
+            theta,
+            lam,
+            gamma,
+            dlam_dnu=-e_nu * lam,
+            dlam_dtheta=1j * theta * lam,
+            dgamma_dnu=e_nu * r * r / torch.sqrt(one_minus_r2),
+        )
 
     def eigenvalues(self) -> Tensor:
         """λ_k = r_k e^{iθ_k} (complex, (..., n)); memory horizon 1 / (1 - r)."""
@@ -230,8 +255,9 @@ class RTU(nn.Module):
         return 1 - torch.tanh(c) ** 2 if self.output_activation == "tanh" else torch.ones_like(c)
 
     def _zeros(self, *shape: int, dtype=None) -> Tensor:
-        return torch.zeros(*population_shape(self.population), *shape, dtype=dtype or self.nu_log.dtype,
-                           device=self.nu_log.device)
+        return torch.zeros(
+            *population_shape(self.population), *shape, dtype=dtype or self.nu_log.dtype, device=self.nu_log.device
+        )
 
     # -- autograd path ---------------------------------------------------------------------------------
     def initial_hidden(self) -> Tensor:
@@ -262,9 +288,13 @@ class RTU(nn.Module):
         """h_0 = 0 and S_0 = 0 for every parameter."""
         complex_dtype = torch.complex128 if self.nu_log.dtype == torch.float64 else torch.complex64
         n, d = self.hidden_size, self.input_size
-        return RTRLState(self._zeros(n, dtype=complex_dtype), self._zeros(n, dtype=complex_dtype),
-                         self._zeros(n, dtype=complex_dtype), self._zeros(n, d, dtype=complex_dtype),
-                         self._zeros(n, d, dtype=complex_dtype))
+        return RTRLState(
+            self._zeros(n, dtype=complex_dtype),
+            self._zeros(n, dtype=complex_dtype),
+            self._zeros(n, dtype=complex_dtype),
+            self._zeros(n, d, dtype=complex_dtype),
+            self._zeros(n, d, dtype=complex_dtype),
+        )
 
     def initial_taylor_state(self) -> TaylorRTRLState:
         """h_0 = 0, S_0 = 0 and C_0 = 0 (RTRL with the Taylor correction)."""
@@ -290,7 +320,7 @@ class RTU(nn.Module):
         if not self.nonlinear:
             return RTRLState(pre, s_nu, s_theta, s_b_real, s_b_imag)
         hidden = torch.complex(torch.tanh(pre.real), torch.tanh(pre.imag))
-        d_real, d_imag = 1 - hidden.real ** 2, 1 - hidden.imag ** 2
+        d_real, d_imag = 1 - hidden.real**2, 1 - hidden.imag**2
 
         def scale(s: Tensor) -> Tensor:  # D_t ⊙ s on the real and imaginary parts separately
             if s.dim() > d_real.dim():
@@ -308,17 +338,23 @@ class RTU(nn.Module):
         the carry h_{t-1} and the input x_t are held fixed."""
         params = tuple(p.detach() for p in self.parameters())
         previous = getattr(self, "_taylor_previous", None)
-        delta = tuple(torch.zeros_like(p) for p in params) if previous is None or any(
-            a.shape != b.shape for a, b in zip(previous, params)) else tuple(p - q for p, q in zip(params, previous))
+        delta = (
+            tuple(torch.zeros_like(p) for p in params)
+            if previous is None or any(a.shape != b.shape for a, b in zip(previous, params))
+            else tuple(p - q for p, q in zip(params, previous))
+        )
         self._taylor_previous = tuple(p.clone() for p in params)
         state_pairs = tuple(torch.view_as_real(t) for t in state[:5])
         # the hidden state's tangent is zero: the carry is not corrected (the paper's method)
         tangents = (torch.zeros_like(state_pairs[0]), *(torch.view_as_real(c) for c in state[5:]))
         new_pairs, correction_pairs = torch.func.jvp(
-            lambda p, s: advance_pairs(p, x.detach(), s, self.nonlinear), (params, state_pairs), (delta, tangents))
+            lambda p, s: advance_pairs(p, x.detach(), s, self.nonlinear), (params, state_pairs), (delta, tangents)
+        )
         complex_of = torch.view_as_complex
-        return TaylorRTRLState(*(complex_of(t.contiguous()) for t in new_pairs),
-                               *(complex_of(t.contiguous()) for t in correction_pairs[1:]))
+        return TaylorRTRLState(
+            *(complex_of(t.contiguous()) for t in new_pairs),
+            *(complex_of(t.contiguous()) for t in correction_pairs[1:]),
+        )
 
     def rtrl_step(self, x: Tensor, state: RTRLState) -> tuple[Tensor, RTRLState]:
         """Advance the RTRL state by one step and return (y_t, state_t).
@@ -349,15 +385,16 @@ class RTU(nn.Module):
         """One-step dL/dx_t = B_realᵀ (γ D¹ dc¹) + B_imagᵀ (γ D² dc²)."""
         dc1, dc2 = dc.chunk(2, dim=-1)
         if self.nonlinear:
-            dc1, dc2 = dc1 * (1 - state.hidden.real ** 2), dc2 * (1 - state.hidden.imag ** 2)
+            dc1, dc2 = dc1 * (1 - state.hidden.real**2), dc2 * (1 - state.hidden.imag**2)
         gamma = self.coefficients().gamma
-        return (matvec(self.B_real.transpose(-1, -2), gamma * dc1)
-                + matvec(self.B_imag.transpose(-1, -2), gamma * dc2))
+        return matvec(self.B_real.transpose(-1, -2), gamma * dc1) + matvec(self.B_imag.transpose(-1, -2), gamma * dc2)
 
     def extra_repr(self) -> str:
         kind = "nonlinear" if self.nonlinear else "linear"
-        return (f"{self.input_size}, {self.hidden_size}, {kind}, output={self.output_activation}, "
-                f"population={self.population}")
+        return (
+            f"{self.input_size}, {self.hidden_size}, {kind}, output={self.output_activation}, "
+            f"population={self.population}"
+        )
 
 
 class _RTRLCredit(torch.autograd.Function):

@@ -1,4 +1,5 @@
 """Environments: registered gymnasium ids, the tasks a config can name, and the wrappers that adapt them."""
+
 import gymnasium as gym
 
 from .memory_chain import TIMINGS, KMemoryChain, MemoryChain, episode_success
@@ -12,21 +13,33 @@ if KMEMORY_CHAIN_ID not in gym.registry:
     gym.register(id=KMEMORY_CHAIN_ID, entry_point="rtu_core.envs.memory_chain:KMemoryChain")
 
 # POPGym tasks of the paper (Easy difficulty), named ``popgym:<Task>`` in configs and on the command line.
-POPGYM_TASKS = ("RepeatFirstEasy", "RepeatPreviousEasy", "CountRecallEasy", "AutoencodeEasy",
-                "ConcentrationEasy", "HigherLowerEasy")
+POPGYM_TASKS = (
+    "RepeatFirstEasy",
+    "RepeatPreviousEasy",
+    "CountRecallEasy",
+    "AutoencodeEasy",
+    "ConcentrationEasy",
+    "HigherLowerEasy",
+)
 # Masked MuJoCo robots (gymnasium v5), named ``mujoco:<Robot>``; the mask is the config's ``mask`` field.
 MUJOCO_ROBOTS = ("HalfCheetah", "Hopper", "Walker2d", "Ant")
-ENV_NAMES = ("memory_chain", "kmemory_chain", *(f"popgym:{task}" for task in POPGYM_TASKS),
-             *(f"mujoco:{robot}" for robot in MUJOCO_ROBOTS))
+ENV_NAMES = (
+    "memory_chain",
+    "kmemory_chain",
+    *(f"popgym:{task}" for task in POPGYM_TASKS),
+    *(f"mujoco:{robot}" for robot in MUJOCO_ROBOTS),
+)
 
 
-def make_env(name: str, *, chain_length: int = 16, num_bits: int = 1, observation_timing: str = "bsuite",
-             mask: str = "F") -> gym.Env:
+def make_env(
+    name: str, *, chain_length: int = 16, num_bits: int = 1, observation_timing: str = "bsuite", mask: str = "F"
+) -> gym.Env:
     """The environment an ``env`` name of ``ENV_NAMES`` stands for. ``chain_length`` is MemoryChain's L and
     KMemoryChain's k; ``num_bits`` and ``observation_timing`` apply to MemoryChain, ``mask`` to MuJoCo."""
     if name == "memory_chain":
-        return gym.make(MEMORY_CHAIN_ID, chain_length=chain_length, num_bits=num_bits,
-                        observation_timing=observation_timing)
+        return gym.make(
+            MEMORY_CHAIN_ID, chain_length=chain_length, num_bits=num_bits, observation_timing=observation_timing
+        )
     if name == "kmemory_chain":
         return gym.make(KMEMORY_CHAIN_ID, memory_length=chain_length)
     if name.startswith("popgym:"):
@@ -52,6 +65,20 @@ def make_mujoco(robot: str, mask: str = "F") -> gym.Env:
     return MaskObservation(env, mask)
 
 
-__all__ = ["MUJOCO_ROBOTS", "MASKS", "MaskObservation", "make_env", "make_mujoco", "MemoryChain", "MEMORY_CHAIN_ID",
-           "TIMINGS", "episode_success",
-           "KMemoryChain", "KMEMORY_CHAIN_ID", "POPGYM_TASKS", "ENV_NAMES", "PreviousActionReward", "make_popgym"]
+__all__ = [
+    "MUJOCO_ROBOTS",
+    "MASKS",
+    "MaskObservation",
+    "make_env",
+    "make_mujoco",
+    "MemoryChain",
+    "MEMORY_CHAIN_ID",
+    "TIMINGS",
+    "episode_success",
+    "KMemoryChain",
+    "KMEMORY_CHAIN_ID",
+    "POPGYM_TASKS",
+    "ENV_NAMES",
+    "PreviousActionReward",
+    "make_popgym",
+]

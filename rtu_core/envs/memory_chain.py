@@ -4,6 +4,7 @@ Both follow bsuite's observation timing (``docs/method.md`` §5): ``step`` retur
 *before* time advances, so every observation arrives one step after the state it describes. bsuite, gymnax
 (``MemoryChain-bsuite``) and the paper all use this timing.
 """
+
 from __future__ import annotations
 
 import gymnasium as gym

@@ -4,6 +4,7 @@ Written out (not gymnasium's vector envs) because the streaming loop needs the f
 an ending episode and a reset chosen per member at a time of its choosing; this is a few lines here
 and keeps the hot loop free of info-dict merging.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -35,8 +36,13 @@ class EnvPopulation:
     def step(self, actions: np.ndarray):
         results = [env.step(a) for env, a in zip(self.envs, actions)]
         obs, rewards, terminated, truncated, infos = zip(*results)
-        return (np.stack(obs).astype(np.float32), np.asarray(rewards, np.float64),
-                np.asarray(terminated, bool), np.asarray(truncated, bool), infos)
+        return (
+            np.stack(obs).astype(np.float32),
+            np.asarray(rewards, np.float64),
+            np.asarray(terminated, bool),
+            np.asarray(truncated, bool),
+            infos,
+        )
 
     def close(self) -> None:
         for env in self.envs:

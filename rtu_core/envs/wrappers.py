@@ -7,6 +7,7 @@
   It also hands out a fresh copy of ``info`` (POPGym's CountRecall mutates one array in place, which
   gymnasium's ``check_env`` rightly rejects).
 """
+
 from __future__ import annotations
 
 import copy
@@ -64,7 +65,7 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             self.mask[positions:] = 0
         elif mode == "V":
             self.mask[:positions] = 0
-            self.mask[positions + velocities:] = 0
+            self.mask[positions + velocities :] = 0
         self.mode = mode
 
     def observation(self, observation: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ autograd in float64. Every member is computed on its own in a fixed order, so a 
 run bit for bit, and runs repeat exactly. The extension is compiled once per machine (about a minute, cached by
 torch under ``~/.cache/torch_extensions``); where no compiler is available the agents use the eager step.
 """
+
 from __future__ import annotations
 
 import sys
@@ -41,12 +42,18 @@ def load():
             source = Path(__file__).with_name("rtu_rtrl.cpp")
             build = Path(cpp_extension._get_build_directory("rtu_rtrl_native", verbose=False))
             if not any(build.glob("*.so")):
-                print("rtu_core: building the native RTU-RTRL step (once per machine, about a minute)...",
-                      file=sys.stderr, flush=True)
+                print(
+                    "rtu_core: building the native RTU-RTRL step (once per machine, about a minute)...",
+                    file=sys.stderr,
+                    flush=True,
+                )
             try:
-                _module = cpp_extension.load(name="rtu_rtrl_native", sources=[str(source)],
-                                             extra_cflags=["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd"],
-                                             verbose=False)
+                _module = cpp_extension.load(
+                    name="rtu_rtrl_native",
+                    sources=[str(source)],
+                    extra_cflags=["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd"],
+                    verbose=False,
+                )
             except Exception as error:  # no compiler or ninja: the eager step still works
                 _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error) else ''}"
     if _module is None:
@@ -71,8 +78,8 @@ def flatten_parameters(params: list[Tensor]) -> Tensor:
     offset = 0
     with torch.no_grad():
         for p, size in zip(params, sizes):
-            flat[:, offset:offset + size] = p.reshape(P, size)
-            p.data = flat[:, offset:offset + size].view(p.shape)
+            flat[:, offset : offset + size] = p.reshape(P, size)
+            p.data = flat[:, offset : offset + size].view(p.shape)
             offset += size
     return flat
 
@@ -111,11 +118,24 @@ class NativeNetwork:
         else:
             hidden = torch.view_as_real(memory.hidden)
         tape = self.module.network_forward(
-            self.flat, self.dims, self.n, self.out_size, obs.contiguous(), hidden, *self._pairs(memory),
-            self.activation, self.nonlinear, advance, self.truncate)
+            self.flat,
+            self.dims,
+            self.n,
+            self.out_size,
+            obs.contiguous(),
+            hidden,
+            *self._pairs(memory),
+            self.activation,
+            self.nonlinear,
+            advance,
+            self.truncate,
+        )
         if advance:
-            memory = (torch.cat(tape[1].unbind(-1), dim=-1) if self.truncate
-                      else RTRLState(torch.view_as_complex(tape[1]), *memory[1:5]))
+            memory = (
+                torch.cat(tape[1].unbind(-1), dim=-1)
+                if self.truncate
+                else RTRLState(torch.view_as_complex(tape[1]), *memory[1:5])
+            )
         return tape[0], memory, (tape, hidden)
 
     def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False) -> None:
@@ -123,9 +143,21 @@ class NativeNetwork:
         sensitivities (``next_step``: through the sensitivities one step further, for a forward pass run without
         ``advance``; in mode tbptt through the one step alone)."""
         tape, hidden_prev = tape
-        self.module.network_backward(self.flat, self.dims, self.n, self.out_size, grad, grad_out.contiguous(), tape,
-                                     hidden_prev, *self._pairs(memory), self.activation, self.nonlinear, next_step,
-                                     self.truncate)
+        self.module.network_backward(
+            self.flat,
+            self.dims,
+            self.n,
+            self.out_size,
+            grad,
+            grad_out.contiguous(),
+            tape,
+            hidden_prev,
+            *self._pairs(memory),
+            self.activation,
+            self.nonlinear,
+            next_step,
+            self.truncate,
+        )
 
     def _pairs(self, memory) -> tuple[Tensor, ...]:
         """The sensitivities as real (re, im) views, remembered while the memory keeps the same buffers (the views
@@ -147,6 +179,11 @@ def supports(net) -> bool:
     correction), a linear head, a tanh RTU output, on the CPU."""
     from ..cells import RTU
 
-    return (isinstance(net.cell, RTU) and not net.taylor and net.head_hidden is None
-            and net.cell.output_activation == "tanh" and net.population is not None
-            and net.head.weight.device.type == "cpu")
+    return (
+        isinstance(net.cell, RTU)
+        and not net.taylor
+        and net.head_hidden is None
+        and net.cell.output_activation == "tanh"
+        and net.population is not None
+        and net.head.weight.device.type == "cpu"
+    )
