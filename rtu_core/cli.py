@@ -14,16 +14,17 @@ import argparse
 import dataclasses
 import importlib.util
 import os
+import signal
 import sys
 import time
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig, field_type
-from .events import Progress, RunEnd
+from .events import Checkpoint, Progress, RunEnd
 from .results import RunRecorder
 from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
 from .sweep import check_out_dir as check_sweep_dir
-from .training import train
+from .training import load_checkpoint, train
 
 SAVE_EVERY_SECONDS = 30.0
 
@@ -42,6 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run = commands.add_parser("train", help="train one run (or a population of seeds) and write results")
     run.add_argument("--out", type=Path, required=True, help="results folder (created; must be empty or new)")
+    run.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="keep OUT/checkpoint.pt, written atomically every N steps and on Ctrl-C (0: none)",
+    )
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run saved in OUT/checkpoint.pt (the same options as when it started)",
+    )
     _add_config_options(run)
     sweep = commands.add_parser("sweep", help="run a grid of configs x seeds as populations, resumably")
     sweep.add_argument("--out", type=Path, required=True, help="sweep folder (new, or this sweep's, to resume)")
@@ -93,14 +106,48 @@ def check_out_dir(out: Path) -> None:
         raise UsageError(f"--out {out} exists and is not an empty folder; choose a new one")
 
 
-def run_training(config: TrainConfig, out: Path) -> int:
+CHECKPOINT = "checkpoint.pt"
+
+
+def check_checkpointing(config: TrainConfig, args: argparse.Namespace) -> dict | None:
+    """Validate --checkpoint-every / --resume; the loaded checkpoint when resuming."""
+    if args.checkpoint_every < 0:
+        raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+    if args.checkpoint_every or args.resume:
+        if config.agent == "ppo" or config.compiled_step or config.env.startswith("mujoco:"):
+            raise UsageError("checkpoints are not supported yet for ppo, --compile or mujoco tasks")
+    if not args.resume:
+        check_out_dir(args.out)
+        return None
+    path = args.out / CHECKPOINT
+    if not path.is_file():
+        raise UsageError(f"--resume: no {CHECKPOINT} in {args.out}")
+    state = load_checkpoint(path)
+    saved = state["config"]
+    differing = sorted(k for k in set(saved) | set(config.to_dict()) if saved.get(k) != config.to_dict().get(k))
+    if differing:
+        raise UsageError(
+            f"--resume: {path} was made with a different config ({', '.join(differing)}); give the "
+            "same options as when the run started"
+        )
+    return state
+
+
+def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resume: dict | None = None) -> int:
+    """Train with a progress bar, writing results every SAVE_EVERY_SECONDS and at the end. The first Ctrl-C ends the
+    run at the next step boundary (with a checkpoint when checkpointing); a second one stops at once."""
     from tqdm import tqdm
 
-    recorder = RunRecorder(config)
-    bar = tqdm(total=config.steps, unit="step", mininterval=1.0, dynamic_ncols=True, file=sys.stderr)
+    recorder = resume["recorder"] if resume else RunRecorder(config)
+    requested = []
+    previous_handler = signal.signal(signal.SIGINT, lambda *_: _second_interrupt(requested, previous_handler))
+    bar = tqdm(
+        total=config.steps, initial=recorder.step, unit="step", mininterval=1.0, dynamic_ncols=True, file=sys.stderr
+    )
     last_save = time.monotonic()
+    out.mkdir(parents=True, exist_ok=True)
     try:
-        for event in train(config):
+        for event in train(config, checkpoint_every=checkpoint_every, resume=resume, stop=lambda: bool(requested)):
             recorder.record(event)
             if isinstance(event, Progress):
                 bar.update(event.step - bar.n)
@@ -112,16 +159,22 @@ def run_training(config: TrainConfig, out: Path) -> int:
                 if time.monotonic() - last_save > SAVE_EVERY_SECONDS:
                     recorder.write(out)
                     last_save = time.monotonic()
+            elif isinstance(event, Checkpoint):
+                recorder.step = event.step
+                event.save(out / CHECKPOINT, recorder=recorder)
+                recorder.write(out)
             elif isinstance(event, RunEnd) and event.message:
                 bar.write(f"rtu_core: {event.message}")
     except KeyboardInterrupt:
         recorder.stop("interrupted", f"interrupted at step {recorder.step}")
-        bar.close()
-        recorder.write(out)
-        print(f"rtu_core: interrupted; partial results in {out}", file=sys.stderr)
-        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous_handler)
     bar.close()
     recorder.write(out)
+    if recorder.status == "interrupted":
+        resume_hint = " (continue with --resume)" if (out / CHECKPOINT).exists() else ""
+        print(f"rtu_core: interrupted; partial results in {out}{resume_hint}", file=sys.stderr)
+        return 130
     summary = recorder.summary()
     print(
         f"{out}: status {summary['status']}, episodes {summary['episodes']}, "
@@ -129,6 +182,13 @@ def run_training(config: TrainConfig, out: Path) -> int:
         f"{summary['steps_per_second']:.0f} agent-steps/s"
     )
     return 1 if recorder.status == "diverged" else 0
+
+
+def _second_interrupt(requested: list, previous_handler) -> None:
+    """The first Ctrl-C asks the run to stop at the next step boundary; the second raises KeyboardInterrupt."""
+    if requested:
+        raise KeyboardInterrupt
+    requested.append(True)
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:
@@ -198,10 +258,10 @@ def main(argv: list[str] | None = None) -> int:
                 raise UsageError("--backend ray needs Ray: pip install 'rtu-lab[ray]'")
         else:
             config = config_from_args(args)
-            check_out_dir(args.out)
+            resume = check_checkpointing(config, args)
     except (UsageError, ConfigError) as error:
         print(f"rtu_core: error: {error}", file=sys.stderr)
         return 2
     if args.command == "sweep":
         return run_sweep_command(args, grid)
-    return run_training(config, args.out)
+    return run_training(config, args.out, args.checkpoint_every, resume)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -60,8 +61,18 @@ class EvaluationEnd:
 
 
 @dataclass(frozen=True)
+class Checkpoint:
+    """A step boundary at which the run can be saved: ``save(path, **extra)`` writes the whole run state (agent,
+    environments, normalisers, random streams, loop counters) and ``extra`` atomically, for ``train(resume=...)``.
+    Call it before asking the generator for the next event."""
+
+    step: int
+    save: Callable[..., None]
+
+
+@dataclass(frozen=True)
 class RunEnd:
-    """The run stopped: status is 'completed', 'timeout' or 'diverged' (with a one-line message)."""
+    """The run stopped: status is 'completed', 'timeout', 'diverged' or 'interrupted' (with a one-line message)."""
 
     status: str
     step: int
@@ -69,4 +80,4 @@ class RunEnd:
     message: str = ""
 
 
-Event = EpisodeEnd | Progress | Snapshot | Staleness | EvaluationEnd | RunEnd
+Event = EpisodeEnd | Progress | Snapshot | Staleness | EvaluationEnd | Checkpoint | RunEnd

@@ -33,6 +33,19 @@ class MemberRandom:
         setattr(self, name, pool[:, count:])
         return pool[:, :count]
 
+    def __getstate__(self) -> dict:  # torch.Generator does not pickle: keep its state instead
+        state = dict(self.__dict__)
+        state["generators"] = [g.get_state() for g in self.generators]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        generators = []
+        for saved in state["generators"]:
+            generator = torch.Generator()
+            generator.set_state(saved)
+            generators.append(generator)
+        self.__dict__.update(state, generators=generators)
+
     def uniform(self, count: int = 1) -> Tensor:
         """(P, count) samples from U[0, 1)."""
         return self._take("_uniform", count, torch.rand)

@@ -14,9 +14,13 @@ non-finite TD errors end the run with a RunEnd whose status says why, after the 
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections import deque
-from typing import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +31,7 @@ from .config import TrainConfig, pack_population
 from .envs import episode_success
 from .envs import make_env as make_named_env
 from .envs.population import EnvPopulation
-from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
+from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
 from .network import MemoryNetwork
 from .normalize import ObservationNormalizer, RewardScaler
 from .rng import MemberRandom, member_seeds
@@ -63,11 +67,63 @@ class Run:
         return action.numpy() if isinstance(self.envs.action_space, gym.spaces.Discrete) else action.double().numpy()
 
 
-def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
+@dataclass
+class Loop:
+    """The training loop's own state between steps: what a checkpoint needs beside the ``Run``."""
+
+    step: int
+    obs: torch.Tensor  # the normalised observation the next step acts on
+    episode_return: np.ndarray
+    episode_length: np.ndarray
+    episodes: np.ndarray
+    elapsed: float = 0.0  # seconds trained before this sitting
+
+
+def save_checkpoint(path: Path, run: Run, loop: Loop, **extra) -> None:
+    """Write the run's whole state to ``path`` atomically (a reader sees the old checkpoint or the new one)."""
+    import cloudpickle  # gymnasium's own dependency: pickles the wrappers' lambdas too
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(
+            {
+                "config": run.config.to_dict(),
+                "members": [m.to_dict() for m in run.members],
+                "run": run,
+                "loop": loop,
+                **extra,
+            },
+            tmp,
+            pickle_module=cloudpickle,
+        )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path) -> dict:
+    """What ``save_checkpoint`` wrote (a trusted local file: it holds pickled objects)."""
+    return torch.load(path, weights_only=False)
+
+
+def train(
+    config: TrainConfig | list[TrainConfig],
+    *,
+    checkpoint_every: int = 0,
+    resume: dict | None = None,
+    stop: Callable[[], bool] | None = None,
+) -> Iterator[Event]:
     """Train ``config.population`` agents for ``config.steps`` steps each, yielding events as they happen.
 
     ``config`` may also be a list of solo configs differing only in seed and environment parameters
     (``MEMBER_FIELDS``): they train as one population, member i being ``config[i]``.
+
+    Every ``checkpoint_every`` steps (and when stopping) a ``Checkpoint`` event offers to save the run;
+    ``resume`` (a loaded checkpoint) continues it exactly where it was saved. ``stop()``, asked after every step,
+    ends the run cleanly at that step boundary (status 'interrupted').
 
     Uses one intra-op thread: streaming steps are tiny, one thread is fastest for them, and it makes
     every population member bitwise equal to its solo run. Parallelism comes from populations."""
@@ -78,17 +134,27 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
 
         yield from train_ppo(solo, make_env, tuple(member_seeds(solo.seed, 4)))
         return
-    run = Run(config)
+    if resume is not None:
+        run, loop = resume["run"], resume["loop"]
+    else:
+        run = Run(config)
+        P = run.config.population
+        obs = run.tensor(run.obs_normalizer(run.envs.reset()))
+        loop = Loop(0, obs, np.zeros(P), np.zeros(P, dtype=np.int64), np.zeros(P, dtype=np.int64))
     config = run.config
-    P, started = config.population, time.perf_counter()
+    P, started = config.population, time.perf_counter() - loop.elapsed
     window = deque(maxlen=config.snapshot_window) if config.snapshot_every else None
-    episode_return, episode_length = np.zeros(P), np.zeros(P, dtype=np.int64)
-    episodes = np.zeros(P, dtype=np.int64)
-    raw = run.envs.reset()
-    obs = run.tensor(run.obs_normalizer(raw))
-    step = 0
+    episode_return, episode_length, episodes, obs = loop.episode_return, loop.episode_length, loop.episodes, loop.obs
+    step = loop.step
+
+    def checkpoint(step: int) -> Checkpoint:
+        state = Loop(
+            step, obs, episode_return.copy(), episode_length.copy(), episodes.copy(), time.perf_counter() - started
+        )
+        return Checkpoint(step, lambda path, **extra: save_checkpoint(path, run, state, **extra))
+
     try:
-        for step in range(1, config.steps + 1):
+        for step in range(loop.step + 1, config.steps + 1):
             action = run.agent.act(obs)
             next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(action))
             done = terminated | truncated
@@ -142,6 +208,12 @@ def train(config: TrainConfig | list[TrainConfig]) -> Iterator[Event]:
                 yield Progress(step, config.steps, P, step / max(elapsed, 1e-9), td_error.abs().numpy().copy())
             if config.snapshot_every and step % config.snapshot_every == 0:
                 yield snapshot(run, step, window)
+            stopping = stop is not None and stop()
+            if checkpoint_every and (step % checkpoint_every == 0 or stopping):
+                yield checkpoint(step)
+            if stopping:
+                yield RunEnd("interrupted", step, elapsed, f"interrupted at step {step}")
+                return
             if config.time_limit is not None and elapsed > config.time_limit:
                 yield RunEnd("timeout", step, elapsed, f"time limit of {config.time_limit:g} s reached at step {step}")
                 return

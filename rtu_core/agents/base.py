@@ -40,9 +40,16 @@ class EpisodeHistory:
 
 
 class MemoryAgent:
+    """What the streaming agents share: their networks, each network's memory, and the episode history."""
+
     networks: dict[str, MemoryNetwork]
     memories: dict[str, Memory]
     history: EpisodeHistory | None = None
+    # what ``act`` leaves for ``learn`` within one step: dead at a step boundary, so not part of a checkpoint
+    PENDING = ("_fused", "_tapes", "_value", "_log_prob", "_entropy", "_q", "_h", "_nongreedy", "_action")
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self.PENDING}
 
     def keep_history(self, population: int) -> None:
         """Record every member's episode inputs from now on (needed by ``fresh_memories``)."""

@@ -169,6 +169,12 @@ class NativeNetwork:
             self._pairs_key, self._pairs_views = key, tuple(torch.view_as_real(s) for s in memory[1:5])
         return self._pairs_views
 
+    def __getstate__(self) -> dict:  # the extension module does not pickle: it is loaded again
+        return {k: v for k, v in self.__dict__.items() if k not in ("module", "_pairs_key", "_pairs_views")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, module=load(), _pairs_key=None)
+
     def changed(self) -> None:
         """Tell torch the parameters changed in place (cached RTU coefficients are keyed by the version)."""
         torch.autograd.graph.increment_version(self.flat)

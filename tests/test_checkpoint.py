@@ -1,0 +1,140 @@
+"""Checkpoint and resume inside a run: a run stopped at a step boundary and resumed from its checkpoint gives the
+numbers of the uninterrupted run, bit for bit (agent, environments, normalisers and random streams are all saved)."""
+
+import csv
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rtu_core import EpisodeEnd, EvaluationEnd, TrainConfig
+from rtu_core.events import Checkpoint, RunEnd
+from rtu_core.training import load_checkpoint, train
+
+
+def outcome(events) -> list:
+    return [
+        (e.member, e.step, e.episode_return, e.success) if isinstance(e, EpisodeEnd) else (e.member, e.returns)
+        for e in events
+        if isinstance(e, (EpisodeEnd, EvaluationEnd))
+    ]
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        TrainConfig(chain_length=3, steps=400, hidden_size=6, width=5, eval_episodes=5, population=2),
+        TrainConfig(
+            agent="qrc", env="kmemory_chain", chain_length=2, steps=400, hidden_size=6, width=5, eval_episodes=2
+        ),
+        TrainConfig(env="popgym:RepeatFirstEasy", steps=300, hidden_size=6, width=5, eval_episodes=2, engine="eager"),
+        TrainConfig(cell="gru", chain_length=3, steps=300, hidden_size=6, width=5, eval_episodes=3, staleness_every=0),
+    ],
+    ids=["stream-ac-native-population", "qrc-kmemory-chain", "popgym-eager", "gru"],
+)
+def test_resumed_run_equals_the_uninterrupted_run(config, tmp_path):
+    whole = outcome(train(config))
+    first, checkpoints = [], []
+    # stop at the boundary after the first checkpoint (step 100); a checkpoint is saved there too
+    for event in train(config, checkpoint_every=100, stop=lambda: bool(checkpoints)):
+        first.append(event)
+        if isinstance(event, Checkpoint):
+            event.save(tmp_path / "checkpoint.pt")
+            checkpoints.append(event.step)
+    assert checkpoints == [100, 101]
+    stopped = [e for e in first if isinstance(e, RunEnd)]
+    assert stopped and stopped[0].status == "interrupted" and stopped[0].step < config.steps
+    resumed = list(train(config, resume=load_checkpoint(tmp_path / "checkpoint.pt")))
+    assert outcome(first) + outcome(resumed) == whole
+    assert isinstance(resumed[-1], RunEnd) and resumed[-1].status == "completed"
+
+
+def cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "rtu_core", "train", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+RUN = [
+    "--chain-length",
+    "3",
+    "--steps",
+    "20000",
+    "--hidden-size",
+    "6",
+    "--width",
+    "5",
+    "--eval-episodes",
+    "10",
+    "--progress-every",
+    "50",
+]
+
+
+def test_cli_ctrl_c_then_resume_gives_the_uninterrupted_results(tmp_path):
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert cli("--out", str(whole), *RUN).returncode == 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtu_core", "train", "--out", str(split), "--checkpoint-every", "5000", *RUN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 120
+    while not (split / "episodes.csv").exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.2)  # results are written at the first checkpoint: training is under way
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "--resume" in stderr, stderr
+    summary = json.loads((split / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and 0 < summary["steps"] < 20000
+    result = cli("--out", str(split), "--checkpoint-every", "5000", "--resume", *RUN)
+    assert result.returncode == 0, result.stderr
+    assert (split / "episodes.csv").read_text() == (whole / "episodes.csv").read_text()
+    timing = {"steps_per_second", "wall_seconds"}
+    a, b = (json.loads((d / "summary.json").read_text()) for d in (split, whole))
+    assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    assert len(list(csv.DictReader((split / "episodes.csv").open()))) == a["episodes"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--resume"], "no checkpoint.pt"),
+        (["--resume", "--chain-length", "4"], "different config (chain_length)"),
+        (["--checkpoint-every", "-1"], "--checkpoint-every"),
+        (["--checkpoint-every", "10", "--env", "mujoco:Hopper"], "not supported"),
+    ],
+)
+def test_bad_resume_is_a_one_line_error_and_changes_nothing(tmp_path, args, message):
+    out = tmp_path / "run"
+    if "different" in message:
+        assert (
+            cli(
+                "--out",
+                str(out),
+                "--checkpoint-every",
+                "100",
+                "--steps",
+                "200",
+                "--hidden-size",
+                "4",
+                "--width",
+                "4",
+                "--eval-episodes",
+                "1",
+                "--chain-length",
+                "3",
+            ).returncode
+            == 0
+        )
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) if out.exists() else None
+    if before is not None:
+        args = args + ["--steps", "200", "--hidden-size", "4", "--width", "4", "--eval-episodes", "1"]
+    result = cli("--out", str(out), *args)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
+    after = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) if out.exists() else None
+    assert after == before
