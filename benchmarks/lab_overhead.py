@@ -8,7 +8,7 @@ Three ways of running the same config (the app's defaults, MemoryChain, Stream A
   the speed is read off the page's status line (steps shown, over wall time) and the update rate is how
   often the page's plot data changed.
 
-    python benchmarks/lab_overhead.py --steps 6000 --repeats 2 --served-seconds 40
+    python -m benchmarks.lab_overhead --steps 6000 --repeats 2 --served-seconds 40   (from the repository root)
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 import panel as pn
 
 from lab.app import REFRESH_MS, SNAPSHOT_EVERY, LabApp
-from lab.browser import PLOT_ROWS, chromium_page, served_app, status_step
 from rtu_core import train
+from tests.browser import PLOT_ROWS, chromium_page, served_app, status_step
 
 
 def headless(config) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from lab.browser import CHROMIUM, PLOT_ROWS, ROOT, STATUS, chromium_page, served_app, status_step
+from tests.browser import CHROMIUM, PLOT_ROWS, ROOT, STATUS, chromium_page, served_app, status_step
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)

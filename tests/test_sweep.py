@@ -128,7 +128,7 @@ def test_sweep_cli_prints_the_table_and_rejects_bad_grids(tmp_path):
 
 
 def test_run_comparison_tabulates_labelled_sweeps(tmp_path):
-    from rtu_core.sweep import run_comparison
+    from benchmarks.comparison import run_comparison
 
     grids = {
         "Streaming": Grid(BASE, {"method": ["rtu-rtrl"], "chain_length": [2, 3]}, seeds=1),
@@ -146,7 +146,7 @@ def test_run_comparison_tabulates_labelled_sweeps(tmp_path):
 
 
 def test_run_comparison_checks_every_grid_before_training_any(tmp_path):
-    from rtu_core.sweep import run_comparison
+    from benchmarks.comparison import run_comparison
 
     grids = {
         "Streaming": Grid(BASE, {"method": ["rtu-rtrl"]}, seeds=1),

@@ -1,29 +1,26 @@
 """POPGym (Easy): streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
 
-Two resumable sweeps (``rtu_core.sweep.run_comparison``, local processes) into OUT/streaming and OUT/ppo, then
+Two resumable sweeps (``comparison.run_comparison``, local processes) into OUT/streaming and OUT/ppo, then
 one table of the
 mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds) and a bar plot.
 Settings are the paper's presets for POPGym (``docs/method.md`` §7: κ_actor 3, κ_critic 2, η 0.095, Dense 64 blocks
 around an RTU of 192 units; PPO 32 envs x 64 steps, 32 minibatches, 4 epochs). The paper's budget is 5M steps per run.
 
-    python benchmarks/popgym.py --steps 50000 --seeds 2 --out runs/popgym --plot assets/popgym.png
+    python benchmarks/popgym_comparison.py --steps 50000 --seeds 2 --out runs/popgym --plot assets/popgym.png
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from pathlib import Path
 
-# This file is named like the ``popgym`` package it benchmarks: keep its folder off the import path, or
-# ``import popgym`` (here and in the worker processes, which re-run this script) would import this file.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from comparison import plot_comparison, run_comparison
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-
-from rtu_core.config import METHOD_OF_CELL, ConfigError  # noqa: E402
-from rtu_core.envs import POPGYM_TASKS  # noqa: E402
-from rtu_core.sweep import Grid, LocalBackend, plot_comparison, run_comparison  # noqa: E402
+from rtu_core.config import METHOD_OF_CELL, ConfigError
+from rtu_core.envs import POPGYM_TASKS
+from rtu_core.sweep import Grid, LocalBackend
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
 

@@ -1,32 +1,29 @@
 """Masked MuJoCo: streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
 
 Robots HalfCheetah, Hopper, Walker2d, Ant (gymnasium v5) with the observation masked to positions (P) or
-velocities (V) or full (F). Two resumable sweeps (``rtu_core.sweep.run_comparison``) into OUT/streaming and
+velocities (V) or full (F). Two resumable sweeps (``comparison.run_comparison``) into OUT/streaming and
 OUT/ppo, then one
 table of the mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds).
 Settings are the paper's presets (``docs/method.md`` §7): Stream AC(λ) with a Gaussian policy, tanh Dense 64 blocks
 around an RTU of 192 units; PPO as in the paper's Brax setting, one environment, 2048-step rollouts, 32 minibatches,
 4 epochs. The paper's budget is 2M steps per run.
 
-    python benchmarks/mujoco.py --steps 100000 --seeds 3 --robots Hopper --masks P V --out runs/mujoco \
+    python benchmarks/masked_mujoco.py --steps 100000 --seeds 3 --robots Hopper --masks P V --out runs/mujoco \
         --plot assets/mujoco.png
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 from pathlib import Path
 
-# This file is named like the ``mujoco`` package it runs: keep its folder off the import path, or
-# ``import mujoco`` (here and in the worker processes, which re-run this script) would import this file.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+from comparison import plot_comparison, run_comparison
 
-import argparse  # noqa: E402
-import os  # noqa: E402
-
-from rtu_core.config import METHOD_OF_CELL, ConfigError  # noqa: E402
-from rtu_core.envs import MUJOCO_ROBOTS  # noqa: E402
-from rtu_core.sweep import Grid, LocalBackend, plot_comparison, run_comparison  # noqa: E402
+from rtu_core.config import METHOD_OF_CELL, ConfigError
+from rtu_core.envs import MUJOCO_ROBOTS
+from rtu_core.sweep import Grid, LocalBackend
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
 
