@@ -36,6 +36,11 @@ def _status_text(status, step, episodes, sps, success, ret, message) -> str:
     return " · ".join(parts)
 
 
+# Panel's Fast design links a web font from Google; classrooms are often offline, so the page uses the system's
+# sans-serif font instead. Everything else the page loads, Panel serves itself (tested: no request leaves the machine).
+pn.theme.Fast._resources = {key: value for key, value in pn.theme.Fast._resources.items() if key != "font"}
+
+
 class LabApp(pn.viewable.Viewer):
     def __init__(self, **params):
         super().__init__(**params)
@@ -123,7 +128,8 @@ class LabApp(pn.viewable.Viewer):
 
     # -- layout -----------------------------------------------------------------------------------------
     def controls(self) -> pn.Column:
-        return pn.Column(self.settings.widgets(), pn.Row(self.start_button, self.stop_button, self.reset_button))
+        # the buttons first: on a projector or a 1024 x 768 screen they stay in view without scrolling
+        return pn.Column(pn.Row(self.start_button, self.stop_button, self.reset_button), self.settings.widgets())
 
     def status_line(self) -> pn.pane.Markdown:
         s = self.session.param
@@ -151,7 +157,7 @@ class LabApp(pn.viewable.Viewer):
             title="rtu-lab · streaming RL with exact RTRL",
             sidebar=[self.controls()],
             main=[self.main()],
-            sidebar_width=340,
+            sidebar_width=290,
         )
 
     def __panel__(self):

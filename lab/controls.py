@@ -109,20 +109,53 @@ class LabSettings(param.Parameterized):
             values["rtrl_refresh"] = 0
         return TrainConfig(**values)
 
-    def widgets(self) -> pn.Param:
-        return pn.Param(
-            self,
-            show_name=False,
-            widgets={
-                "chain_length": pn.widgets.IntSlider,
-                "agent": pn.widgets.RadioButtonGroup,
-                "cell": pn.widgets.RadioButtonGroup,
-                "mode": pn.widgets.RadioButtonGroup,
-                "lr": {"type": pn.widgets.FloatInput, "step": 0.1},
-                "lr_q": {"type": pn.widgets.FloatInput, "step": 1e-5},
-                "steps": {"type": pn.widgets.IntInput, "step": 10_000},
-            },
-        )
+    def widgets(self) -> pn.Column:
+        """The settings' widgets: the agent, cell and gradient choices as labelled button groups whose selected
+        button is filled; numbers as sliders or inputs bounded like their parameters (an out-of-range value typed
+        into an input is clamped where it is shown, not silently ignored)."""
+        choice = {"type": pn.widgets.RadioButtonGroup, "button_type": "primary", "button_style": "outline"}
+        bounded = {
+            name: {"type": kind, "step": step, "start": self.param[name].bounds[0], "end": self.param[name].bounds[1]}
+            for name, kind, step in (
+                ("lr", pn.widgets.FloatInput, 0.1),
+                ("lr_q", pn.widgets.FloatInput, 1e-5),
+                ("steps", pn.widgets.IntInput, 10_000),
+            )
+        }
+        widgets = {"chain_length": pn.widgets.IntSlider, "agent": choice, "cell": choice, "mode": choice, **bounded}
+        items, shown = [], {}
+        for name in self.param:
+            if name == "name":
+                continue
+            widget = pn.Param(
+                self.param[name], show_name=False, widgets={name: widgets[name]} if name in widgets else {}
+            )
+            if name in ("agent", "cell", "mode"):
+                widget = pn.Column(pn.pane.Markdown(self.param[name].label, margin=(4, 10, -12, 10)), widget)
+            shown[name] = widget
+            items.append(widget)
+
+        def show_relevant(*_) -> None:  # only the settings that apply to this task and agent
+            for name, widget in shown.items():
+                widget.visible = self.applies(name)
+
+        self.param.watch(show_relevant, ["task", "agent", "cell", "mode"])
+        show_relevant()
+        return pn.Column(*items)
+
+    def applies(self, name: str) -> bool:
+        """Whether setting ``name`` matters for the chosen task, agent, cell and mode."""
+        memory_task = self.task in ("memory_chain", "kmemory_chain")
+        return {
+            "mask": self.task.startswith("mujoco:"),
+            "chain_length": memory_task,
+            "lr": self.agent == "stream_ac",
+            "kappa_actor": self.agent == "stream_ac",
+            "kappa_critic": self.agent == "stream_ac",
+            "lr_q": self.agent == "qrc",
+            "trace_decay": self.agent != "ppo",
+            "rtrl_refresh": self.mode == "rtrl" and self.agent != "ppo",
+        }.get(name, True)
 
 
 def member_configs(base: TrainConfig, chain_lengths: list[int], seeds: int) -> list[TrainConfig]:

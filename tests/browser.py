@@ -37,6 +37,16 @@ PLOT_ROWS = """() => { let rows = 0;
   return rows; }"""
 
 
+# Widths (CSS px) of the page's Bokeh plots, read from their views.
+PLOT_WIDTHS = """() => { const widths = [];
+  const walk = (view) => { if (!view) return;
+    const type = view.model?.type ?? view.model?.constructor?.name;
+    if (type === 'Figure' || type === 'Plot') widths.push(Math.round(view.el.getBoundingClientRect().width));
+    for (const child of (view.child_views ?? [])) walk(child); };
+  for (const view of Object.values(Bokeh.index)) walk(view);
+  return widths; }"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

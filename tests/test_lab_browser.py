@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, PLOT_ROWS, ROOT, STATUS, chromium_page, served_app, status_step
+from tests.browser import CHROMIUM, FLAGS, PLOT_ROWS, PLOT_WIDTHS, ROOT, STATUS, chromium_page, served_app, status_step
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
@@ -98,3 +98,45 @@ def test_every_agent_cell_and_mode_trains_without_server_errors(tmp_path):
             wait_until(lambda: status_step(page) == 0)
         text = log.read_text()
     assert "Traceback" not in text and "Error" not in text, text[-3000:]
+
+
+def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_path):
+    """A classroom projector: Start in view without scrolling, no plot narrower than 300 px; and offline: every
+    request the page makes goes to the local server."""
+    from urllib.parse import urlparse
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1024, "height": 768})
+            hosts = set()
+            page.on(
+                "request",
+                lambda request: (
+                    hosts.add(urlparse(request.url).hostname)
+                    if urlparse(request.url).scheme in ("http", "https", "ws", "wss")
+                    else None
+                ),
+            )  # not data:/blob:
+            page.goto(server)
+            start = page.get_by_role("button", name="Start", exact=True)
+            start.wait_for(timeout=90_000)
+            wait_until(lambda: len(page.evaluate(PLOT_WIDTHS)) >= 4)
+            box = start.bounding_box()
+            assert box["y"] + box["height"] <= 768, box
+            widths = page.evaluate(PLOT_WIDTHS)
+            assert min(widths) >= 300, widths
+            page.screenshot(path=str((ROOT / "assets" if SCREENSHOTS else tmp_path) / "lab_1024.png"))
+            assert hosts <= {"127.0.0.1", "localhost"}, hosts
+        finally:
+            browser.close()
+
+
+def test_a_typed_step_size_out_of_range_is_not_left_on_show(page):
+    """α is bounded (≤ 10): a typed 100 must not stay displayed while another value is used."""
+    field = page.get_by_role("textbox").first  # the ObGD step size α (Stream AC, the default agent)
+    field.fill("100")
+    field.press("Tab")
+    wait_until(lambda: 0 < float(field.input_value()) <= 10, timeout=30)
