@@ -146,7 +146,9 @@ class LabApp(pn.viewable.Viewer):
             pn.pane.Markdown(INTRO),
             self.status_line(),
             pn.Row(plot(self.curves.returns), plot(self.curves.successes), sizing_mode="stretch_width"),
-            pn.Row(plot(self.hidden.element), plot(self.eigenvalues.element), sizing_mode="stretch_width"),
+            # rows of their own: beside the square eigenvalue plot the others were crushed on a 1024 px screen
+            plot(self.hidden.element),
+            plot(self.eigenvalues.element),
             plot(self.traces.element),
             sizing_mode="stretch_width",
         )

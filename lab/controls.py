@@ -21,9 +21,10 @@ MASKS = {"full": "F", "positions only": "P", "velocities only": "V"}
 # The κ and λ widgets start at the paper's presets for the task and agent (rtu_core.presets); the rest of the
 # network and learning settings the lab does not show come from the presets too. MuJoCo has a Gaussian policy
 # (Stream AC only: QRC needs discrete actions) and a short greedy evaluation (episodes of 1000 steps).
-AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO (batched)": "ppo"}
+AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO": "ppo"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
+SIDEBAR_WIDGET_WIDTH = 250  # fits the page's 290 px sidebar
 LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and the status line live
 
 
@@ -127,9 +128,9 @@ class LabSettings(param.Parameterized):
         for name in self.param:
             if name == "name":
                 continue
-            widget = pn.Param(
-                self.param[name], show_name=False, widgets={name: widgets[name]} if name in widgets else {}
-            )
+            spec = widgets.get(name, {})
+            spec = {**({"type": spec} if isinstance(spec, type) else spec), "width": SIDEBAR_WIDGET_WIDTH}
+            widget = pn.Param(self.param[name], show_name=False, widgets={name: spec})
             if name in ("agent", "cell", "mode"):
                 widget = pn.Column(pn.pane.Markdown(self.param[name].label, margin=(4, 10, -12, 10)), widget)
             shown[name] = widget
