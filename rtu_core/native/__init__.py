@@ -19,6 +19,7 @@ torch under ``~/.cache/torch_extensions``); where no compiler is available the a
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -39,6 +40,10 @@ def load():
         if _module is None and _failure is None:
             from torch.utils import cpp_extension
 
+            # the ninja that pip installed beside this Python (the project's dependency), if no system one
+            scripts = str(Path(sys.executable).parent)
+            if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+                os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), scripts])
             source = Path(__file__).with_name("rtu_rtrl.cpp")
             build = Path(cpp_extension._get_build_directory("rtu_rtrl_native", verbose=False))
             if not any(build.glob("*.so")):
