@@ -14,7 +14,7 @@ from rtu_core.rng import MemberRandom
 OBS, OUT, P = 4, 3, 2
 
 
-def make_network(nonlinear: bool, activation: str) -> MemoryNetwork:
+def make_network(nonlinear: bool, activation: str, feature_layers: int = 1) -> MemoryNetwork:
     torch.manual_seed(0)
     return MemoryNetwork(
         OBS,
@@ -27,6 +27,7 @@ def make_network(nonlinear: bool, activation: str) -> MemoryNetwork:
         population=P,
         nonlinear_rtu=nonlinear,
         activation=activation,
+        feature_layers=feature_layers,
         generators=[torch.Generator().manual_seed(i) for i in range(P)],
     ).double()
 

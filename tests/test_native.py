@@ -10,30 +10,11 @@ import torch
 
 from rtu_core import TrainConfig, native
 from rtu_core.agents import AGENTS
-from rtu_core.network import MemoryNetwork
 from rtu_core.results import RunRecorder
 from rtu_core.rng import MemberRandom
 from rtu_core.training import train
 
-OBS, OUT, P = 4, 3, 2
-
-
-def make_network(nonlinear: bool, activation: str, feature_layers: int = 1) -> MemoryNetwork:
-    torch.manual_seed(0)
-    return MemoryNetwork(
-        OBS,
-        OUT,
-        cell="rtu",
-        mode="rtrl",
-        hidden_size=5,
-        width=6,
-        sparsity=0.5,
-        population=P,
-        nonlinear_rtu=nonlinear,
-        activation=activation,
-        feature_layers=feature_layers,
-        generators=[torch.Generator().manual_seed(i) for i in range(P)],
-    ).double()
+from .test_fused import OBS, OUT, P, make_network
 
 
 def flat_grads(grads) -> torch.Tensor:
