@@ -42,6 +42,8 @@ pn.theme.Fast._resources = {key: value for key, value in pn.theme.Fast._resource
 
 
 class LabApp(pn.viewable.Viewer):
+    """The lab page: settings, Start / Stop / Reset, the status line, the live plots and the sweep tab."""
+
     def __init__(self, **params):
         super().__init__(**params)
         self.settings = LabSettings()

@@ -29,6 +29,8 @@ LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and 
 
 
 class LabSettings(param.Parameterized):
+    """The lab's run settings; ``config()`` turns them into a validated ``TrainConfig`` (presets fill the rest)."""
+
     task = param.Selector(default="memory_chain", objects=TASKS, label="Task", doc="Environment")
     mask = param.Selector(default="F", objects=MASKS, label="MuJoCo observation", doc="Masked MuJoCo: what is kept")
     chain_length = param.Integer(

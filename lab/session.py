@@ -32,6 +32,8 @@ def notify(message: str) -> None:
 
 
 class TrainingSession(pn.viewable.Viewer):
+    """One browser session's training: a process running ``train()``, its events relayed to the page."""
+
     status = param.Selector(
         default="idle",
         objects=["idle", "running", "stopping", "stopped", "completed", "error"],

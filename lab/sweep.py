@@ -27,6 +27,8 @@ CHAIN_LENGTHS = [2, 4, 8, 16, 32, 64, 128]
 
 
 class SweepView(pn.viewable.Viewer):
+    """The sweep tab: chain lengths x methods trained at once (one population per method), success vs L live."""
+
     chain_lengths = param.ListSelector(default=[2, 4, 8, 16, 32], objects=CHAIN_LENGTHS)
     methods = param.ListSelector(default=list(METHODS), objects=list(METHODS))
     seeds = param.Integer(default=2, bounds=(1, 10), doc="Seeds per chain length")

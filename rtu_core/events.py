@@ -22,6 +22,8 @@ class EpisodeEnd:
 
 @dataclass(frozen=True)
 class Progress:
+    """Training progress at ``step``: the speed so far and each member's |δ_t|."""
+
     step: int
     total_steps: int
     population: int

@@ -38,6 +38,8 @@ class RunningMeanVar:
 
 
 class ObservationNormalizer:
+    """o ← (o - mean) / sqrt(var + ε), running per-member statistics updated before normalising."""
+
     def __init__(self, population: int, size: int, eps: float = 1e-8):
         self.stats, self.eps, self.frozen = RunningMeanVar(population, (size,)), eps, False
 
@@ -49,6 +51,8 @@ class ObservationNormalizer:
 
 
 class RewardScaler:
+    """r ← r / sqrt(var(G) + ε), G the running discounted return (reset at episode ends)."""
+
     def __init__(self, population: int, gamma: float, eps: float = 1e-8):
         self.stats, self.gamma, self.eps = RunningMeanVar(population), gamma, eps
         self.discounted_return = np.zeros(population)

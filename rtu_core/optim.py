@@ -107,6 +107,8 @@ def _views(flat: Tensor, params: list[Tensor]) -> list[Tensor]:
 
 
 class AdaptiveObGD(ObGD):
+    """ObGD whose trace is divided by sqrt of a running second moment of δe before the bound and step."""
+
     def __init__(
         self,
         params,

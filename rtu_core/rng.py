@@ -17,6 +17,8 @@ def member_seeds(seed: int, streams: int) -> list[int]:
 
 
 class MemberRandom:
+    """Per-member uniform and normal draws in blocks: member i draws what the same seed draws alone."""
+
     def __init__(self, seeds: list[int], block: int = 4096, dtype=torch.float32):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
         self.block, self.dtype = block, dtype

@@ -27,6 +27,8 @@ from .base import MemoryAgent
 
 
 class QRC(MemoryAgent):
+    """QRC(λ) with memory networks Q and h (equations in the module docstring); one update per step."""
+
     def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError("qrc needs a discrete action space")

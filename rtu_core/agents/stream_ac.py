@@ -32,6 +32,8 @@ OPTIMIZERS = {"obgd": ObGD, "adaptive_obgd": AdaptiveObGD}
 
 
 class StreamAC(MemoryAgent):
+    """Stream AC(λ) with memory networks for actor and critic (module docstring); ObGD per network."""
+
     def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
         P = config.population
         self.discrete = isinstance(action_space, gym.spaces.Discrete)

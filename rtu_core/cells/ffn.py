@@ -13,6 +13,8 @@ from ..layers import population_shape
 
 
 class FFN(nn.Module):
+    """The memoryless baseline (the paper's ``ffn``): y_t = x_t, no state."""
+
     def __init__(self, input_size: int, *, population: int | None = None):
         super().__init__()
         self.input_size, self.population = input_size, population

@@ -19,6 +19,8 @@ from ..layers import Generators, matvec, member_generators, member_views, popula
 
 
 class GRU(nn.Module):
+    """A gated recurrent unit over an optional population axis; trained by autograd (TBPTT(1) here)."""
+
     def __init__(
         self, input_size: int, hidden_size: int, *, population: int | None = None, generators: Generators = None
     ):

@@ -14,6 +14,8 @@ import numpy as np
 
 
 class EnvPopulation:
+    """P environments stepped in lockstep, one per population member."""
+
     def __init__(self, make_envs: list[Callable[[], gym.Env]], seeds: list[int]):
         self.envs = [make() for make in make_envs]
         self.seeds = seeds

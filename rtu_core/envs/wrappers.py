@@ -17,6 +17,8 @@ import numpy as np
 
 
 class PreviousActionReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """o'_t = [o_t, onehot(a_{t-1}), r_{t-1}] (zeros at an episode's first step), as the paper feeds POPGym agents."""
+
     def __init__(self, env: gym.Env):
         gym.utils.RecordConstructorArgs.__init__(self)
         gym.Wrapper.__init__(self, env)
