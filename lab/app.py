@@ -5,9 +5,12 @@ Everything that runs lives here (importable); ``app.py`` only builds a ``LabApp`
 
 from __future__ import annotations
 
+import logging
 import time
 
 import panel as pn
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError
 
 from rtu_core import ConfigError, Snapshot
 
@@ -35,6 +38,19 @@ def _status_text(status, step, episodes, sps, success, ret, message) -> str:
         parts.append(message)
     return " · ".join(parts)
 
+
+class _ClosedTabNoise(logging.Filter):
+    """Drop asyncio's "Task exception was never retrieved" tracebacks for writes to a websocket that a closed tab
+    already shut: expected when a tab closes mid-refresh, and they used to fill the server's terminal."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else getattr(record, "exception", None)
+        if error is None and isinstance(getattr(record, "args", None), dict):
+            error = record.args.get("exception")
+        return not isinstance(error, (WebSocketClosedError, StreamClosedError))
+
+
+logging.getLogger("asyncio").addFilter(_ClosedTabNoise())
 
 # Panel's Fast design links a web font from Google; classrooms are often offline, so the page uses the system's
 # sans-serif font instead. Everything else the page loads, Panel serves itself (tested: no request leaves the machine).

@@ -199,3 +199,23 @@ def test_app_displays_in_a_notebook_kernel():
     NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
     result = [o for o in notebook.cells[0].outputs if o["output_type"] == "execute_result"]
     assert result and "application/vnd.holoviews_exec.v0+json" in result[0]["data"]
+
+
+def test_closed_tab_websocket_noise_is_filtered_from_the_server_log():
+    """asyncio logs a traceback when a refresh writes to the websocket of a tab that just closed: dropped; other
+    errors are kept."""
+    import logging
+
+    from tornado.websocket import WebSocketClosedError
+
+    from lab.app import _ClosedTabNoise
+
+    def record(error: BaseException) -> logging.LogRecord:
+        return logging.LogRecord(
+            "asyncio", logging.ERROR, __file__, 1, "Task exception was never retrieved", (), (type(error), error, None)
+        )
+
+    noise = _ClosedTabNoise()
+    assert not noise.filter(record(WebSocketClosedError()))
+    assert noise.filter(record(ValueError("a real error")))
+    assert any(isinstance(f, _ClosedTabNoise) for f in logging.getLogger("asyncio").filters)
