@@ -160,7 +160,6 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
                     recorder.write(out)
                     last_save = time.monotonic()
             elif isinstance(event, Checkpoint):
-                recorder.step = event.step
                 event.save(out / CHECKPOINT, recorder=recorder)
                 recorder.write(out)
             elif isinstance(event, RunEnd) and event.message:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, pack_population
-from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Staleness
+from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Staleness
 
 RECENT = 100  # episodes behind final_return and success_rate
 
@@ -66,6 +66,8 @@ class RunRecorder:
                 self.staleness[member].append((event.step, float(np.nanmean(errors[:, member]))))
         elif isinstance(event, EvaluationEnd):
             self.evaluations[event.member] = event
+        elif isinstance(event, Checkpoint):  # a resumed run restarts its count from here
+            self.step = event.step
         elif isinstance(event, RunEnd):
             self.step, self.wall_seconds = event.step, event.wall_seconds
             self.status, self.message = event.status, event.message
