@@ -116,6 +116,13 @@ class TrainConfig:
             "auto",
         )
     )
+    device: str = field(
+        **_help(
+            "cpu, or cuda (cuda:N) to run the agents' population on a GPU by the eager step (environments and "
+            "normalisers stay on the CPU)",
+            "cpu",
+        )
+    )
     compile: bool = field(
         **_help(
             "where a compiled step exists (stream_ac, rtu, rtrl, obgd, head-width 0, one "
@@ -189,6 +196,7 @@ class TrainConfig:
         choose("optimizer", OPTIMIZER_NAMES)
         choose("dtype", ("float32", "float64"))
         choose("engine", ENGINES)
+        self._validate_device()
         if self.engine == "native" and not self.native_step:
             raise ConfigError(
                 "engine native runs stream_ac (obgd) or qrc with cell rtu, head-width 0, no "
@@ -242,6 +250,20 @@ class TrainConfig:
         if not self.grad_clip >= 0:
             raise ConfigError(f"grad-clip must be >= 0 (0: off), got {self.grad_clip!r}")
 
+    def _validate_device(self) -> None:
+        if self.device == "cpu":
+            return
+        if not (self.device == "cuda" or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
+            raise ConfigError(f"unknown device {self.device!r} (choose cpu, cuda or cuda:N)")
+        if self.agent == "ppo" or self.compile or self.engine == "native":
+            raise ConfigError("device cuda runs the streaming agents' eager step (not ppo, compile or engine native)")
+        if self.rtrl_refresh or self.staleness_every:
+            raise ConfigError("rtrl-refresh and staleness-every run on the cpu")
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {self.device}: torch sees no CUDA GPU here (use device cpu)")
+
     def _validate_ppo(self) -> None:
         if self.population != 1:
             raise ConfigError("ppo is a batched agent: population must be 1 (sweep seeds instead)")
@@ -271,6 +293,7 @@ class TrainConfig:
         the extension cannot be built)."""
         return (
             self.engine != "eager"
+            and self.device == "cpu"
             and not self.compiled_step
             and not self.taylor_sensitivity
             and (self.cell, self.head_width) == ("rtu", 0)

@@ -81,7 +81,7 @@ class MemoryNetwork(nn.Module):
 
     def initial_memory(self) -> Memory:
         if self.mode == "tbptt":
-            return self.cell.initial_hidden()
+            return self.cell.initial_hidden().to(self.head.weight.device)
         return self.cell.initial_taylor_state() if self.taylor else self.cell.initial_rtrl_state()
 
     def _features(self, obs: Tensor) -> Tensor:

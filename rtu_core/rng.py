@@ -17,11 +17,12 @@ def member_seeds(seed: int, streams: int) -> list[int]:
 
 
 class MemberRandom:
-    """Per-member uniform and normal draws in blocks: member i draws what the same seed draws alone."""
+    """Per-member uniform and normal draws in blocks: member i draws what the same seed draws alone.
+    Drawn on the CPU (the same numbers on every device) and handed out on ``device``."""
 
-    def __init__(self, seeds: list[int], block: int = 4096, dtype=torch.float32):
+    def __init__(self, seeds: list[int], block: int = 4096, dtype=torch.float32, device: str = "cpu"):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-        self.block, self.dtype = block, dtype
+        self.block, self.dtype, self.device = block, dtype, device
         self._uniform = torch.empty(len(seeds), 0, dtype=dtype)
         self._normal = torch.empty(len(seeds), 0, dtype=dtype)
 
@@ -33,7 +34,7 @@ class MemberRandom:
             )
             pool = torch.cat((pool, fresh), dim=1)
         setattr(self, name, pool[:, count:])
-        return pool[:, :count]
+        return pool[:, :count].to(self.device)
 
     def __getstate__(self) -> dict:  # torch.Generator does not pickle: keep its state instead
         state = dict(self.__dict__)
@@ -46,7 +47,7 @@ class MemberRandom:
             generator = torch.Generator()
             generator.set_state(saved)
             generators.append(generator)
-        self.__dict__.update(state, generators=generators)
+        self.__dict__.update({"device": "cpu", **state}, generators=generators)
 
     def uniform(self, count: int = 1) -> Tensor:
         """(P, count) samples from U[0, 1)."""

@@ -30,6 +30,7 @@ from .agents import AGENTS
 from .config import TrainConfig, pack_population
 from .envs import episode_success
 from .envs import make_env as make_named_env
+from .envs.memory_chain import MemoryChainPopulation
 from .envs.population import EnvPopulation
 from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
 from .network import MemoryNetwork
@@ -44,6 +45,15 @@ def make_env(config: TrainConfig) -> gym.Env:
     return make_named_env(config.env, **config.env_kwargs())
 
 
+def make_population(members: list[TrainConfig], seeds: list[int]) -> EnvPopulation | MemoryChainPopulation:
+    """The members' environments, stepped in lockstep: MemoryChain as one NumPy batch, other tasks one by one."""
+    if members[0].env == "memory_chain":
+        return MemoryChainPopulation(
+            [m.chain_length for m in members], [m.observation_timing for m in members], seeds, members[0].num_bits
+        )
+    return EnvPopulation([lambda m=m: make_env(m) for m in members], seeds)
+
+
 class Run:
     """Everything one population run owns: environments, agent, normalisers, random streams."""
 
@@ -52,18 +62,22 @@ class Run:
         self.config, self.members, P = config, members, config.population
         self.dtype = getattr(torch, config.dtype)
         self.seeds = [member_seeds(m.seed, 4) for m in members]
-        self.envs = EnvPopulation([lambda m=m: make_env(m) for m in members], [s[ENV] for s in self.seeds])
+        self.envs = make_population(members, [s[ENV] for s in self.seeds])
         self.obs_size = gym.spaces.flatdim(self.envs.observation_space)
         init_generators = [torch.Generator().manual_seed(s[INIT]) for s in self.seeds]
-        action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype)
+        self.device = torch.device(config.device)
+        action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype, device=config.device)
         self.agent = AGENTS[config.agent](config, self.obs_size, self.envs.action_space, init_generators, action_random)
         self.obs_normalizer = ObservationNormalizer(P, self.obs_size)
         self.reward_scaler = RewardScaler(P, config.gamma)
 
     def tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(array)).to(self.dtype)
+        """A NumPy array as a tensor of the run's dtype on its device (bool arrays stay bool)."""
+        tensor = torch.from_numpy(np.asarray(array))
+        return tensor.to(self.device, None if tensor.dtype == torch.bool else self.dtype)
 
     def env_actions(self, action: torch.Tensor) -> np.ndarray:
+        action = action.cpu()
         return action.numpy() if isinstance(self.envs.action_space, gym.spaces.Discrete) else action.double().numpy()
 
 
@@ -159,9 +173,9 @@ def train(
             next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(action))
             done = terminated | truncated
             next_obs = run.tensor(run.obs_normalizer(next_raw))
-            done_t = torch.from_numpy(done)
+            done_t = run.tensor(done)
             scaled = run.tensor(run.reward_scaler(reward, done))
-            td_error = run.agent.learn(scaled, next_obs, torch.from_numpy(terminated), done_t)
+            td_error = run.agent.learn(scaled, next_obs, run.tensor(terminated), done_t).cpu()
             if not bool(torch.isfinite(td_error).all()):
                 bad = int(np.flatnonzero(~torch.isfinite(td_error).numpy())[0])
                 yield RunEnd(
@@ -179,7 +193,7 @@ def train(
                 window.append(
                     (
                         {
-                            n: MemoryNetwork.hidden_state(m)[0].detach().numpy().copy()
+                            n: MemoryNetwork.hidden_state(m)[0].detach().cpu().numpy().copy()
                             for n, m in run.agent.memories.items()
                         },
                         int(episode_length[0]),
@@ -234,15 +248,15 @@ def snapshot(run: Run, step: int, window: deque) -> Snapshot:
         hidden=hidden,
         episode_time=np.array([t for _, t in window], dtype=np.int64),
         eigenvalues={
-            name: net.cell.eigenvalues().numpy()
+            name: net.cell.eigenvalues().cpu().numpy()
             for name, net in agent.networks.items()
             if hasattr(net.cell, "eigenvalues")
         },
         sensitivity_norms={
-            name: {p: v.numpy() for p, v in MemoryNetwork.sensitivity_norms(m).items()}
+            name: {p: v.cpu().numpy() for p, v in MemoryNetwork.sensitivity_norms(m).items()}
             for name, m in agent.memories.items()
         },
-        trace_norms={name: v.detach().numpy() for name, v in agent.trace_norms().items()},
+        trace_norms={name: v.detach().cpu().numpy() for name, v in agent.trace_norms().items()},
     )
 
 
@@ -251,7 +265,7 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
     config, P = run.config, run.config.population
     if config.eval_episodes == 0:
         return
-    envs = EnvPopulation([lambda m=m: make_env(m) for m in run.members], [s[EVAL_ENV] for s in run.seeds])
+    envs = make_population(run.members, [s[EVAL_ENV] for s in run.seeds])
     run.obs_normalizer.frozen = True
     run.agent.reset_memory()
     returns: list[list[float]] = [[] for _ in range(P)]
@@ -274,7 +288,7 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
             if done.any():
                 episode_return[done] = 0.0
                 raw = envs.reset_members(raw, done)
-                run.agent.reset_memory(torch.from_numpy(done))
+                run.agent.reset_memory(run.tensor(done))
             elapsed = time.perf_counter() - started
             if config.time_limit is not None and elapsed > config.time_limit:
                 yield RunEnd(

@@ -130,3 +130,40 @@ def test_context_is_balanced_and_seeded():
 def test_rejects_invalid_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):
         gym.make(MEMORY_CHAIN_ID, **kwargs)
+
+
+@pytest.mark.parametrize("num_bits", [1, 3])
+def test_batched_population_equals_gymnasium_envs_stepped_one_by_one(num_bits):
+    """MemoryChainPopulation (one NumPy batch) gives bit for bit what EnvPopulation of gym.make'd envs gives, for
+    members of mixed chain lengths and timings, over many episodes with resets chosen by the loop."""
+    from rtu_core.envs import make_env
+    from rtu_core.envs.memory_chain import MemoryChainPopulation
+    from rtu_core.envs.population import EnvPopulation
+
+    lengths, timings = [1, 2, 5, 16, 3, 7], ["bsuite", "immediate", "bsuite", "bsuite", "immediate", "bsuite"]
+    seeds = [11, 12, 13, 14, 15, 2**40]
+    batch = MemoryChainPopulation(lengths, timings, seeds, num_bits)
+    single = EnvPopulation(
+        [
+            lambda L=L, t=t: make_env("memory_chain", chain_length=L, num_bits=num_bits, observation_timing=t)
+            for L, t in zip(lengths, timings)
+        ],
+        seeds,
+    )
+    assert batch.observation_space == single.observation_space and batch.action_space == single.action_space
+    obs_b, obs_s = batch.reset(), single.reset()
+    assert np.array_equal(obs_b, obs_s)
+    rng, ends = np.random.default_rng(0), 0
+    for _ in range(300):
+        actions = rng.integers(0, 2, len(seeds))
+        out_b, out_s = batch.step(actions), single.step(actions)
+        for got, want in zip(out_b[:4], out_s[:4]):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+        done = out_s[2] | out_s[3]
+        assert [dict(out_b[4][i]) for i in range(len(seeds))] == [dict(i) for i in out_s[4]]
+        obs_b, obs_s = batch.reset_members(out_b[0], done), single.reset_members(out_s[0], done)
+        assert np.array_equal(obs_b, obs_s)
+        ends += int(done.sum())
+    assert ends > 100
+    with pytest.raises(ValueError, match="invalid actions"):
+        batch.step(np.array([0, 1, 2, 0, 0, 0]))

@@ -35,18 +35,17 @@ class QRC(MemoryAgent):
         P, self.num_actions = config.population, int(action_space.n)
         net = config.network_kwargs()
         dtype = getattr(torch, config.dtype)
-        self.q_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(
-            dtype
-        )
-        self.h_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net).to(
-            dtype
-        )
+        # initialised on the CPU (so the numbers do not depend on the device), then moved
+        self.q_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net)
+        self.h_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net)
+        self.q_net.to(dtype=dtype, device=config.device)
+        self.h_net.to(dtype=dtype, device=config.device)
         self.networks = {"q": self.q_net, "h": self.h_net}
         self.q_params, self.h_params = list(self.q_net.parameters()), list(self.h_net.parameters())
         # traces as views of one flat (P, N) buffer per network (the native step works on the flat buffers)
         self.q_trace_flat, self.h_trace_flat = _flat_buffer(self.q_params), _flat_buffer(self.h_params)
         self.q_trace, self.h_trace = _views(self.q_trace_flat, self.q_params), _views(self.h_trace_flat, self.h_params)
-        self.bias_trace = torch.zeros(P, dtype=dtype)
+        self.bias_trace = torch.zeros(P, dtype=dtype, device=config.device)
         self.config, self.random, self.steps_taken = config, action_random, 0
         self.native = None
         if config.native_step and native.available():

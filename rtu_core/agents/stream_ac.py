@@ -42,11 +42,11 @@ class StreamAC(MemoryAgent):
         self.actor = MemoryNetwork(obs_size, out_size, population=P, generators=init_generators, **net)
         self.critic = MemoryNetwork(obs_size, 1, population=P, generators=init_generators, **net)
         dtype = getattr(torch, config.dtype)
-        self.actor.to(dtype)
-        self.critic.to(dtype)
+        self.actor.to(dtype=dtype, device=config.device)  # initialised on the CPU, then moved
+        self.critic.to(dtype=dtype, device=config.device)
         actor_params = list(self.actor.parameters())
         if not self.discrete:
-            self.log_std = nn.Parameter(torch.zeros(P, out_size, dtype=dtype))
+            self.log_std = nn.Parameter(torch.zeros(P, out_size, dtype=dtype, device=config.device))
             actor_params.append(self.log_std)
         opt = OPTIMIZERS[config.optimizer]
         self.actor_optimizer = opt(

@@ -7,6 +7,8 @@ Both follow bsuite's observation timing (``docs/method.md`` §5): ``step`` retur
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import gymnasium as gym
 import numpy as np
 
@@ -27,6 +29,17 @@ def episode_success(info: dict) -> float | None:
     if "is_success" in info:
         return float(info["is_success"])
     return None
+
+
+def observations(time, chain_length, query_time, query, context) -> np.ndarray:
+    """MemoryChain observations ``[1 - t/L, query if t = query time, context (±1) if t = 0]`` (float32), one row per
+    element of ``time`` (arrays broadcast; ``context`` is (n, num_bits))."""
+    time = np.asarray(time)
+    obs = np.zeros((len(time), context.shape[1] + 2), dtype=np.float32)
+    obs[:, 0] = 1.0 - time / chain_length
+    obs[:, 1] = np.where(time == query_time, query, 0)
+    obs[:, 2:] = np.where((time == 0)[:, None], 2 * context - 1, 0)
+    return obs
 
 
 class MemoryChain(gym.Env):
@@ -62,13 +75,7 @@ class MemoryChain(gym.Env):
         self._t, self._context, self._query = 0, np.zeros(self.num_bits, np.int64), 0
 
     def _observation(self, t: int) -> np.ndarray:
-        obs = np.zeros(self.num_bits + 2, dtype=np.float32)
-        obs[0] = 1.0 - t / self.chain_length
-        if t == self._query_time:
-            obs[1] = self._query
-        if t == 0:
-            obs[2:] = 2 * self._context - 1
-        return obs
+        return observations(np.array([t]), self.chain_length, self._query_time, self._query, self._context[None])[0]
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -141,3 +148,69 @@ class KMemoryChain(gym.Env):
             return obs, reward, False, False, {}
         decisions = self.episode_steps - self.memory_length
         return obs, reward, True, False, {"success_rate": self._correct / decisions}
+
+
+NO_INFO = MappingProxyType({})
+
+
+class MemoryChainPopulation:
+    """P MemoryChains stepped as one batch in NumPy: the same numbers as P ``MemoryChain`` environments from
+    ``gym.make`` seeded alike (each member keeps its own generator, seeded as gymnasium seeds an env), without P
+    Python calls per step. Members may differ in chain length and observation timing. The interface is
+    ``EnvPopulation``'s."""
+
+    def __init__(self, chain_lengths, observation_timings, seeds: list[int], num_bits: int = 1):
+        envs = [MemoryChain(L, num_bits, timing) for L, timing in zip(chain_lengths, observation_timings)]
+        self.observation_space, self.action_space = envs[0].observation_space, envs[0].action_space
+        self.chain_length = np.array([env.chain_length for env in envs])
+        self.query_time = np.array([env._query_time for env in envs])
+        self.bsuite = np.array([timing == "bsuite" for timing in observation_timings])
+        self.seeds, self.num_bits = seeds, num_bits
+        P = len(envs)
+        self.time = np.zeros(P, np.int64)
+        self.context = np.zeros((P, num_bits), np.int64)
+        self.query = np.zeros(P, np.int64)
+        self.generators: list[np.random.Generator] = []
+
+    def _draw(self, i: int) -> None:
+        """A new episode for member i: the draws of ``MemoryChain.reset``, in its order."""
+        self.time[i] = 0
+        self.context[i] = self.generators[i].integers(0, 2, size=self.num_bits)
+        self.query[i] = int(self.generators[i].integers(0, self.num_bits))
+
+    def _observations(self, time: np.ndarray) -> np.ndarray:
+        return observations(time, self.chain_length, self.query_time, self.query, self.context)
+
+    def reset(self) -> np.ndarray:
+        self.generators = [gym.utils.seeding.np_random(seed)[0] for seed in self.seeds]
+        for i in range(len(self.seeds)):
+            self._draw(i)
+        return self._observations(self.time)
+
+    def reset_members(self, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """obs with the rows of the members in ``mask`` replaced by their reset observations."""
+        members = np.flatnonzero(mask)
+        for i in members:
+            self._draw(i)
+        obs = obs.copy()
+        obs[members] = self._observations(self.time)[members]
+        return obs
+
+    def step(self, actions: np.ndarray):
+        actions = np.asarray(actions)
+        if not np.isin(actions, (0, 1)).all():
+            raise ValueError(f"invalid actions {actions[~np.isin(actions, (0, 1))]!r} for {self.action_space}")
+        t = self.time.copy()
+        self.time += 1
+        # bsuite: the observation of time t; immediate: of t + 1 (the last one stays at t = L)
+        obs = self._observations(np.where(self.bsuite, t, np.minimum(t + 1, self.chain_length)))
+        terminated = t >= self.chain_length
+        success = actions == self.context[np.arange(len(t)), self.query]
+        rewards = np.where(terminated, np.where(success, 1.0, -1.0), 0.0)
+        infos = [NO_INFO] * len(t)
+        for i in np.flatnonzero(terminated):
+            infos[i] = {"is_success": bool(success[i])}
+        return obs, rewards, terminated, np.zeros_like(terminated), infos
+
+    def close(self) -> None:
+        pass
