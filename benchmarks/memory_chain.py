@@ -7,7 +7,8 @@ a greedy evaluation rather than to its training return).
 
 Each method trains all its chain lengths x seeds as ONE population (members differ only in seed and
 chain length), and methods run in parallel processes. Every member writes its own results folder
-(``OUT/<method>/L<length>/seed_<seed>/``); finished methods are skipped when the command is re-run.
+(``OUT/<method>/L<length>/seed_<seed>/``); finished methods are skipped when the command is re-run, and an
+unfinished one continues from its last checkpoint (``--checkpoint-every``, ``OUT/<method>/checkpoint.pt``).
 Then a table (``OUT/table.md``) and a plot of greedy-evaluation success rate vs chain length.
 
     python benchmarks/memory_chain.py --steps 100000 --seeds 5 --out runs/memory_chain \
@@ -29,19 +30,36 @@ import numpy as np
 from rtu_core import Progress, TrainConfig, train
 from rtu_core.config import METHOD_LABELS as LABELS
 from rtu_core.config import METHODS
+from rtu_core.events import Checkpoint
 from rtu_core.results import RunRecorder, write_atomic
+from rtu_core.training import load_checkpoint
 
 
 def member_dir(out: Path, method: str, config: TrainConfig) -> Path:
     return out / method / f"L{config.chain_length}" / f"seed_{config.seed}"
 
 
-def run_method(job: tuple[str, list[TrainConfig], str]) -> str:
-    method, members, out = job
+def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
+    """Train one method's population; with ``checkpoint_every`` keep ``OUT/<method>/checkpoint.pt`` and continue
+    from it when the same population is started again (the numbers equal an uninterrupted run's)."""
+    method, members, out, checkpoint_every = job
     out = Path(out)
-    recorder, started, last = RunRecorder(members), time.time(), 0.0
-    for event in train(members):
+    path = out / method / "checkpoint.pt"
+    resume = None
+    if checkpoint_every and path.exists():
+        state = load_checkpoint(path)
+        if state["members"] == [m.to_dict() for m in members]:
+            resume = state
+            print(f"[{method}] resuming from step {state['loop'].step} ({path})", flush=True)
+        else:
+            print(f"[{method}] {path} holds another population: starting afresh", flush=True)
+    recorder, started = (resume["recorder"] if resume else RunRecorder(members)), time.time()
+    last = resume["loop"].step / members[0].steps if resume else 0.0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for event in train(members, checkpoint_every=checkpoint_every, resume=resume):
         recorder.record(event)
+        if isinstance(event, Checkpoint):
+            event.save(path, recorder=recorder)
         if isinstance(event, Progress) and event.step / event.total_steps >= last + 0.1:
             last = event.step / event.total_steps
             print(
@@ -51,6 +69,8 @@ def run_method(job: tuple[str, list[TrainConfig], str]) -> str:
             )
     for i, member in enumerate(members):
         recorder.write_member(i, member_dir(out, method, member))
+    if recorder.status == "completed":
+        path.unlink(missing_ok=True)
     return f"[{method}] done in {time.time() - started:.0f} s ({recorder.status})"
 
 
@@ -134,6 +154,12 @@ def main() -> int:
     parser.add_argument("--eval-episodes", type=int, default=100)
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=10_000,
+        help="steps between checkpoints of each method's population (0: none); a re-run continues from them",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/memory_chain"))
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
@@ -155,7 +181,7 @@ def main() -> int:
         if finished(args.out, method, members):
             print(f"[{method}] already finished, skipped")
         else:
-            jobs.append((method, members, str(args.out)))
+            jobs.append((method, members, str(args.out), args.checkpoint_every))
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         for message in pool.imap_unordered(run_method, jobs):
             print(message, flush=True)

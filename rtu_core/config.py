@@ -111,7 +111,7 @@ class TrainConfig:
     dtype: str = field(**_help("float32 or float64", "float32"))
     engine: str = field(
         **_help(
-            "auto: the native (compiled C++) step wherever it applies (the RTU, linear head, "
+            "auto: the native (compiled C++) step wherever it applies (linear head, "
             "Stream AC with ObGD or QRC, CPU), else eager; native: require it; eager: never",
             "auto",
         )
@@ -199,8 +199,8 @@ class TrainConfig:
         self._validate_device()
         if self.engine == "native" and not self.native_step:
             raise ConfigError(
-                "engine native runs stream_ac (obgd) or qrc with cell rtu, head-width 0, no "
-                "taylor-sensitivity and no compile; use engine auto or eager"
+                "engine native runs stream_ac (obgd) or qrc with head-width 0 on the cpu, without "
+                "taylor-sensitivity or compile; use engine auto or eager"
             )
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
@@ -296,7 +296,7 @@ class TrainConfig:
             and self.device == "cpu"
             and not self.compiled_step
             and not self.taylor_sensitivity
-            and (self.cell, self.head_width) == ("rtu", 0)
+            and self.head_width == 0
             and (self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
         )
 

@@ -10,6 +10,7 @@ import torch
 
 from rtu_core import TrainConfig, native
 from rtu_core.agents import AGENTS
+from rtu_core.network import MemoryNetwork
 from rtu_core.results import RunRecorder
 from rtu_core.rng import MemberRandom
 from rtu_core.training import train
@@ -54,6 +55,48 @@ def test_native_network_equals_autograd(nonlinear, activation, feature_layers):
         assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("cell", ["gru", "ffn"])
+@pytest.mark.parametrize("feature_layers", [1, 2])
+@pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
+def test_native_gru_and_ffn_networks_equal_autograd(cell, feature_layers, activation):
+    """TBPTT(1) cells: out_t, the carried state and d(g · out_t)/dθ through one step from the detached state, over
+    7 steps; a forward pass without ``advance`` leaves the state alone."""
+
+    def make():
+        torch.manual_seed(0)
+        return MemoryNetwork(
+            OBS,
+            OUT,
+            cell=cell,
+            mode="tbptt",
+            hidden_size=5,
+            width=6,
+            sparsity=0.5,
+            population=P,
+            activation=activation,
+            feature_layers=feature_layers,
+            generators=[torch.Generator().manual_seed(i) for i in range(P)],
+        ).double()
+
+    net, twin = make(), make()
+    runner = native.network(twin, native.flatten_parameters(list(twin.parameters())))
+    grad = torch.zeros_like(runner.flat)
+    memory = native_memory = net.initial_memory().double()
+    for _ in range(7):
+        obs, grad_out = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OUT, dtype=torch.float64)
+        memory = memory + 0.3 * torch.randn_like(memory)  # a state the gradient must not flow into
+        native_memory = memory.clone()
+        out, memory = net.step(obs, memory)
+        expected = flat_grads(torch.autograd.grad((grad_out * out).sum(), list(net.parameters())))
+        same, unchanged, _ = runner.forward(obs, native_memory, advance=False)
+        assert torch.equal(unchanged, native_memory) and torch.allclose(same, out.detach(), rtol=1e-12, atol=1e-13)
+        got, native_memory, tape = runner.forward(obs, native_memory, advance=True)
+        assert torch.allclose(got, out.detach(), rtol=1e-12, atol=1e-13)
+        assert torch.allclose(native_memory, memory, rtol=1e-12, atol=1e-13)
+        runner.backward(grad, grad_out, tape, native_memory)
+        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-13)
+
+
 def agent_pair(agent: str, discrete: bool = True, **overrides):
     config = TrainConfig(
         agent=agent,
@@ -89,6 +132,11 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         ("qrc", True, dict(grad_clip=0.01, nonlinear_rtu=True, feature_layers=2)),
         ("stream_ac", True, dict(mode="tbptt", nonlinear_rtu=True)),
         ("qrc", True, dict(mode="tbptt")),
+        ("qrc", True, dict(cell="gru")),
+        ("qrc", True, dict(cell="ffn", grad_clip=0.01, feature_layers=2)),
+        ("stream_ac", True, dict(cell="gru")),
+        ("stream_ac", False, dict(cell="gru", feature_layers=2)),
+        ("stream_ac", True, dict(cell="ffn")),
     ],
     ids=[
         "stream-ac-categorical",
@@ -97,6 +145,11 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         "qrc-clipped-nonlinear-two-blocks",
         "stream-ac-tbptt-nonlinear",
         "qrc-tbptt",
+        "qrc-gru",
+        "qrc-ffn-clipped-two-blocks",
+        "stream-ac-gru",
+        "stream-ac-gru-gaussian-two-blocks",
+        "stream-ac-ffn",
     ],
 )
 def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
@@ -136,7 +189,9 @@ def test_engine_choice():
     assert TrainConfig().native_step and TrainConfig(agent="qrc").native_step
     assert not TrainConfig(engine="eager").native_step
     assert TrainConfig(mode="tbptt").native_step  # the RTU's TBPTT(1): one-step sensitivities
-    assert not TrainConfig(cell="gru").native_step and not TrainConfig(env="popgym:RepeatFirstEasy").native_step
+    assert TrainConfig(cell="gru").native_step and TrainConfig(agent="qrc", cell="ffn").native_step
+    assert not TrainConfig(env="popgym:RepeatFirstEasy").native_step  # its preset has a head layer
     assert not TrainConfig(taylor_sensitivity=True).native_step
+    assert not TrainConfig(optimizer="adaptive_obgd").native_step
     with pytest.raises(ValueError, match="engine native"):
-        TrainConfig(engine="native", cell="gru")
+        TrainConfig(engine="native", head_width=8)

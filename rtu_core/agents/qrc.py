@@ -50,8 +50,8 @@ class QRC(MemoryAgent):
         self.native = None
         if config.native_step and native.available():
             self.native = (
-                native.NativeNetwork(self.q_net, native.flatten_parameters(self.q_params)),
-                native.NativeNetwork(self.h_net, native.flatten_parameters(self.h_params)),
+                native.network(self.q_net, native.flatten_parameters(self.q_params)),
+                native.network(self.h_net, native.flatten_parameters(self.h_params)),
             )
             # ∇Q(o, a), ∇h(o, a), ∇Q(o', a*); each update overwrites the first two with its direction u
             self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))

@@ -65,8 +65,8 @@ class StreamAC(MemoryAgent):
         self.compiled = self.native = None
         if config.native_step and native.available():
             self.native = (
-                native.NativeNetwork(self.actor, native.flatten_parameters(actor_params)),
-                native.NativeNetwork(self.critic, native.flatten_parameters(list(self.critic.parameters()))),
+                native.network(self.actor, native.flatten_parameters(actor_params)),
+                native.network(self.critic, native.flatten_parameters(list(self.critic.parameters()))),
             )
             self._grads = tuple(torch.zeros_like(net.flat) for net in self.native)
         elif config.engine == "native":

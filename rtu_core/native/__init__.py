@@ -185,16 +185,77 @@ class NativeNetwork:
         torch.autograd.graph.increment_version(self.flat)
 
 
+class NativeCellNetwork:
+    """A ``MemoryNetwork`` with a GRU or FFN cell (TBPTT(1), linear head) run by the native loops: the same
+    interface as ``NativeNetwork``; its memory is the carried GRU state (P, H) (FFN: (P, 0)), detached.
+
+        GRU   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz),
+              c = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 - z) ⊙ c + z ⊙ h,   y = h'
+        FFN   y = x"""
+
+    def __init__(self, net, flat: Tensor):
+        from ..cells import GRU
+
+        if not supports(net):
+            raise ValueError("the native step runs networks with a linear head")
+        self.net, self.flat = net, flat
+        self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
+        self.kind = 1 if isinstance(net.cell, GRU) else 0
+        self.hidden_size = net.cell.hidden_size if self.kind else 0
+        self.out_size, self.activation = net.head.weight.shape[-2], ACTIVATION_CODES[net.activation_name]
+        self.module = load()
+
+    def forward(self, obs: Tensor, memory: Tensor, advance: bool):
+        """(out_t, memory_t, tape) from o_t and the carried state of step t-1 (unchanged without ``advance``)."""
+        hidden = memory.to(self.flat.dtype).contiguous()
+        tape = self.module.cell_forward(
+            self.flat, self.dims, self.kind, self.hidden_size, self.out_size, obs.contiguous(), hidden, self.activation
+        )
+        return tape[0], (tape[1] if advance else memory), (tape, hidden)
+
+    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False) -> None:
+        """Write d(grad_out · out_t)/dθ through the one step of ``tape`` into ``grad`` (the memory and ``next_step``
+        do not matter: every gradient starts at the detached state the forward pass read)."""
+        tape, hidden_prev = tape
+        self.module.cell_backward(
+            self.flat,
+            self.dims,
+            self.kind,
+            self.hidden_size,
+            self.out_size,
+            grad,
+            grad_out.contiguous(),
+            tape,
+            hidden_prev,
+            self.activation,
+        )
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "module"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, module=load())
+
+    def changed(self) -> None:
+        torch.autograd.graph.increment_version(self.flat)
+
+
+def network(net, flat: Tensor) -> NativeNetwork | NativeCellNetwork:
+    """The native runner of ``net`` over its flat parameter row: ``NativeNetwork`` for the RTU, else
+    ``NativeCellNetwork``."""
+    from ..cells import RTU
+
+    return NativeNetwork(net, flat) if isinstance(net.cell, RTU) else NativeCellNetwork(net, flat)
+
+
 def supports(net) -> bool:
     """Whether the native step can run ``net``: the RTU (RTRL, or TBPTT(1) through one-step sensitivities; no Taylor
-    correction), a linear head, a tanh RTU output, on the CPU."""
+    correction; tanh output), the GRU or the FFN (TBPTT(1)), with a linear head, on the CPU."""
     from ..cells import RTU
 
     return (
-        isinstance(net.cell, RTU)
-        and not net.taylor
+        (not isinstance(net.cell, RTU) or (not net.taylor and net.cell.output_activation == "tanh"))
         and net.head_hidden is None
-        and net.cell.output_activation == "tanh"
         and net.population is not None
         and net.head.weight.device.type == "cpu"
     )

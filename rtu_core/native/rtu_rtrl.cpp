@@ -1,4 +1,5 @@
-// The streaming step of populations of RTU-RTRL networks, written as plain loops (rtu_core/native/__init__.py).
+// The streaming step of populations of RTU-RTRL networks (and of the GRU / FFN TBPTT(1) baselines, at the end),
+// written as plain loops (rtu_core/native/__init__.py).
 //
 // Equations: docs/method.md §2 (network, exact RTRL), §4 (ObGD, QRC(λ)). One network per population member p;
 // every parameter of member p lives in row p of a flat (P, N) buffer, in MemoryNetwork.parameters() order:
@@ -82,6 +83,85 @@ struct Coefficients {
   }
 };
 
+// Feature blocks of member p: a = W x + b, n = LayerNorm(a), x = f(n), block after block; the last x into x_out.
+template <typename T>
+void features_forward(const std::vector<int64_t>& dims, const std::vector<int64_t>& W_off,
+                      const std::vector<int64_t>& b_off, const T* row, const T* x_in, int64_t p, T* x_out_last,
+                      std::vector<T*>& block_inputs, std::vector<T*>& block_normed, std::vector<T*>& block_inv_std,
+                      int64_t activation, std::vector<T>& a_buf) {
+  const int64_t blocks = (int64_t)dims.size() - 1;
+  for (int64_t i = 0; i < blocks; ++i) {
+    const int64_t in = dims[i], width = dims[i + 1];
+    T* input_copy = block_inputs[i] + p * in;
+    for (int64_t j = 0; j < in; ++j) input_copy[j] = x_in[j];
+    a_buf.assign(width, 0);
+    const T* W = row + W_off[i];
+    const T* bias = row + b_off[i];
+    T mean = 0;
+    for (int64_t r = 0; r < width; ++r) {
+      T acc = bias[r];
+      const T* w = W + r * in;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < in; ++j) acc += w[j] * input_copy[j];
+      a_buf[r] = acc;
+      mean += acc;
+    }
+    mean /= width;
+    T var = 0;
+    for (int64_t r = 0; r < width; ++r) {
+      T c = a_buf[r] - mean;
+      var += c * c;
+    }
+    var /= width;
+    T inv_std = 1 / std::sqrt(var + (T)kLayerNormEps);
+    block_inv_std[i][p] = inv_std;
+    T* normed = block_normed[i] + p * width;
+    T* x_out = (i + 1 < blocks) ? block_inputs[i + 1] + p * width : x_out_last;
+    for (int64_t r = 0; r < width; ++r) {
+      normed[r] = (a_buf[r] - mean) * inv_std;
+      x_out[r] = activate(normed[r], activation);
+    }
+    x_in = x_out;
+  }
+}
+
+// Backward through member p's feature blocks from dL/dx of the last one (``dx``, overwritten): dW, db into g_row.
+template <typename T>
+void features_backward(const std::vector<int64_t>& dims, const std::vector<int64_t>& W_off,
+                       const std::vector<int64_t>& b_off, const T* row, T* g_row, int64_t p, std::vector<T>& dx,
+                       const std::vector<const T*>& block_inputs, const std::vector<const T*>& block_normed,
+                       const std::vector<const T*>& block_inv_std, int64_t activation, std::vector<T>& dn,
+                       std::vector<T>& da) {
+  for (int64_t i = (int64_t)dims.size() - 2; i >= 0; --i) {
+    const int64_t in = dims[i], width = dims[i + 1];
+    const T* normed = block_normed[i] + p * width;
+    const T inv_std = block_inv_std[i][p];
+    dn.assign(width, 0);
+    T mean_dn = 0, mean_dn_n = 0;
+    for (int64_t r = 0; r < width; ++r) {
+      dn[r] = dx[r] * activation_derivative(normed[r], activation);
+      mean_dn += dn[r];
+      mean_dn_n += dn[r] * normed[r];
+    }
+    mean_dn /= width;
+    mean_dn_n /= width;
+    da.assign(width, 0);
+    const T* input = block_inputs[i] + p * in;
+    T* gW = g_row + W_off[i];
+    T* gb = g_row + b_off[i];
+    for (int64_t r = 0; r < width; ++r) {
+      da[r] = (dn[r] - mean_dn - normed[r] * mean_dn_n) * inv_std;
+      gb[r] = da[r];
+      for (int64_t j = 0; j < in; ++j) gW[r * in + j] = da[r] * input[j];
+    }
+    if (i == 0) break;
+    const T* W = row + W_off[i];
+    dx.assign(in, 0);
+    for (int64_t r = 0; r < width; ++r)
+      for (int64_t j = 0; j < in; ++j) dx[j] += W[r * in + j] * da[r];
+  }
+}
+
 // Forward pass of every member; the tape keeps what the backward pass needs.
 template <typename T>
 void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, const T* hidden, T* s_nu, T* s_theta,
@@ -92,41 +172,8 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
   std::vector<T> a_buf;
   for (int64_t p = 0; p < P; ++p) {
     const T* row = params + p * L.N;
-    // feature blocks: a = W x + b, n = LayerNorm(a), x = f(n)
-    const T* x_in = obs + p * L.dims[0];
-    for (int64_t i = 0; i < L.blocks(); ++i) {
-      const int64_t in = L.dims[i], width = L.dims[i + 1];
-      T* input_copy = block_inputs[i] + p * in;
-      for (int64_t j = 0; j < in; ++j) input_copy[j] = x_in[j];
-      a_buf.assign(width, 0);
-      const T* W = row + L.W[i];
-      const T* bias = row + L.b[i];
-      T mean = 0;
-      for (int64_t r = 0; r < width; ++r) {
-        T acc = bias[r];
-        const T* w = W + r * in;
-#pragma omp simd reduction(+ : acc)
-        for (int64_t j = 0; j < in; ++j) acc += w[j] * input_copy[j];
-        a_buf[r] = acc;
-        mean += acc;
-      }
-      mean /= width;
-      T var = 0;
-      for (int64_t r = 0; r < width; ++r) {
-        T c = a_buf[r] - mean;
-        var += c * c;
-      }
-      var /= width;
-      T inv_std = 1 / std::sqrt(var + (T)kLayerNormEps);
-      block_inv_std[i][p] = inv_std;
-      T* normed = block_normed[i] + p * width;
-      T* x_out = (i + 1 < L.blocks()) ? block_inputs[i + 1] + p * width : x_tape + p * d;
-      for (int64_t r = 0; r < width; ++r) {
-        normed[r] = (a_buf[r] - mean) * inv_std;
-        x_out[r] = activate(normed[r], activation);
-      }
-      x_in = x_out;
-    }
+    features_forward(L.dims, L.W, L.b, row, obs + p * L.dims[0], p, x_tape + p * d, block_inputs, block_normed,
+                     block_inv_std, activation, a_buf);
     const T* x = x_tape + p * d;
     // the RTU: h_t = f(λ h_{t-1} + γ u), u = (B_real x, B_imag x)
     Coefficients<T> k(row + L.nu, row + L.theta, n);
@@ -309,34 +356,8 @@ void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, c
       e2 *= k.gamma[u];
       for (int64_t j = 0; j < d; ++j) dx[j] += Br[u * d + j] * e1 + Bi[u * d + j] * e2;
     }
-    for (int64_t i = L.blocks() - 1; i >= 0; --i) {
-      const int64_t in = L.dims[i], width = L.dims[i + 1];
-      const T* normed = block_normed[i] + p * width;
-      const T inv_std = block_inv_std[i][p];
-      dn.assign(width, 0);
-      T mean_dn = 0, mean_dn_n = 0;
-      for (int64_t r = 0; r < width; ++r) {
-        dn[r] = dx[r] * activation_derivative(normed[r], activation);
-        mean_dn += dn[r];
-        mean_dn_n += dn[r] * normed[r];
-      }
-      mean_dn /= width;
-      mean_dn_n /= width;
-      da.assign(width, 0);
-      const T* input = block_inputs[i] + p * in;
-      T* gW = g_row + L.W[i];
-      T* gb = g_row + L.b[i];
-      for (int64_t r = 0; r < width; ++r) {
-        da[r] = (dn[r] - mean_dn - normed[r] * mean_dn_n) * inv_std;
-        gb[r] = da[r];
-        for (int64_t j = 0; j < in; ++j) gW[r * in + j] = da[r] * input[j];
-      }
-      if (i == 0) break;
-      const T* W = row + L.W[i];
-      dx.assign(in, 0);
-      for (int64_t r = 0; r < width; ++r)
-        for (int64_t j = 0; j < in; ++j) dx[j] += W[r * in + j] * da[r];
-    }
+    features_backward(L.dims, L.W, L.b, row, g_row, p, dx, block_inputs, block_normed, block_inv_std, activation, dn,
+                      da);
   }
 }
 
@@ -500,9 +521,225 @@ void qrc_update(at::Tensor params, at::Tensor trace, at::Tensor grad, c10::optio
   });
 }
 
+namespace {
+
+// The TBPTT(1) cells other than the RTU, after the same feature blocks: the GRU (kind 1; PyTorch's equations, from
+// the detached h_{t-1}) and the FFN (kind 0: y_t = x_t, no state). Row layout, in MemoryNetwork.parameters() order:
+//   feature blocks;  GRU: W_ih (3H x d), W_hh (3H x H), b_ih (3H), b_hh (3H);  head: W_o (A x Y), b_o (A)
+// with Y = H for the GRU and d for the FFN.
+struct CellLayout {
+  std::vector<int64_t> dims, W, b;
+  int64_t kind, H, A, N, Y;
+  int64_t Wih = 0, Whh = 0, bih = 0, bhh = 0, Wo = 0, bo = 0, end = 0;
+  int64_t d() const { return dims.back(); }
+  CellLayout(std::vector<int64_t> dims_, int64_t kind_, int64_t H_, int64_t A_, int64_t N_)
+      : dims(dims_), kind(kind_), H(kind_ == 1 ? H_ : 0), A(A_), N(N_) {
+    TORCH_CHECK(kind == 0 || kind == 1, "cell kind must be 0 (ffn) or 1 (gru)");
+    int64_t off = 0;
+    for (size_t i = 0; i + 1 < dims.size(); ++i) {
+      W.push_back(off);
+      off += dims[i + 1] * dims[i];
+      b.push_back(off);
+      off += dims[i + 1];
+    }
+    if (kind == 1) {
+      Wih = off; off += 3 * H * d();
+      Whh = off; off += 3 * H * H;
+      bih = off; off += 3 * H;
+      bhh = off; off += 3 * H;
+    }
+    Y = kind == 1 ? H : d();
+    Wo = off; off += A * Y;
+    bo = off; off += A;
+    end = off;
+    TORCH_CHECK(end <= N, "flat parameter row of ", N, " holds fewer than the network's ", end, " parameters");
+  }
+};
+
+template <typename T>
+inline T sigmoid(T v) {
+  return 1 / (1 + std::exp(-v));
+}
+
+// GRU:  r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz),
+//       c = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 - z) ⊙ c + z ⊙ h;   out = W_o y + b_o.
+// gates (P, 4H) keeps r, z, c and W_hn h + b_hn for the backward pass.
+template <typename T>
+void cell_forward_impl(const CellLayout& L, int64_t P, const T* params, const T* obs, const T* hidden, T* out,
+                       T* new_hidden, T* gates, T* x_tape, std::vector<T*>& block_inputs,
+                       std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, int64_t activation) {
+  const int64_t H = L.H, d = L.d(), A = L.A;
+  std::vector<T> a_buf, gi(3 * H), gh(3 * H);
+  for (int64_t p = 0; p < P; ++p) {
+    const T* row = params + p * L.N;
+    T* x = x_tape + p * d;
+    features_forward(L.dims, L.W, L.b, row, obs + p * L.dims[0], p, x, block_inputs, block_normed, block_inv_std,
+                     activation, a_buf);
+    const T* y = x;
+    if (L.kind == 1) {
+      const T* h = hidden + p * H;
+      for (int64_t k = 0; k < 3 * H; ++k) {
+        T acc_i = row[L.bih + k], acc_h = row[L.bhh + k];
+        const T* wi = row + L.Wih + k * d;
+        const T* wh = row + L.Whh + k * H;
+#pragma omp simd reduction(+ : acc_i)
+        for (int64_t j = 0; j < d; ++j) acc_i += wi[j] * x[j];
+#pragma omp simd reduction(+ : acc_h)
+        for (int64_t j = 0; j < H; ++j) acc_h += wh[j] * h[j];
+        gi[k] = acc_i;
+        gh[k] = acc_h;
+      }
+      T* g = gates + p * 4 * H;
+      T* hn = new_hidden + p * H;
+      for (int64_t u = 0; u < H; ++u) {
+        const T r = sigmoid(gi[u] + gh[u]), z = sigmoid(gi[H + u] + gh[H + u]);
+        const T c = std::tanh(gi[2 * H + u] + r * gh[2 * H + u]);
+        g[u] = r;
+        g[H + u] = z;
+        g[2 * H + u] = c;
+        g[3 * H + u] = gh[2 * H + u];
+        hn[u] = (1 - z) * c + z * h[u];
+      }
+      y = hn;
+    }
+    const T* Wo = row + L.Wo;
+    for (int64_t a = 0; a < A; ++a) {
+      T acc = row[L.bo + a];
+      const T* w = Wo + a * L.Y;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t j = 0; j < L.Y; ++j) acc += w[j] * y[j];
+      out[p * A + a] = acc;
+    }
+  }
+}
+
+// d(grad_out · out_t)/dθ through one step from the detached h_{t-1} (TBPTT(1)), into row p of grad.
+template <typename T>
+void cell_backward_impl(const CellLayout& L, int64_t P, const T* params, const T* grad_out, T* grad,
+                        const T* hidden_prev, const T* new_hidden, const T* gates, const T* x_tape,
+                        const std::vector<const T*>& block_inputs, const std::vector<const T*>& block_normed,
+                        const std::vector<const T*>& block_inv_std, int64_t activation) {
+  const int64_t H = L.H, d = L.d(), A = L.A, Y = L.Y;
+  std::vector<T> dy(Y), dgi(3 * H), dgh(3 * H), dx, dn, da;
+  for (int64_t p = 0; p < P; ++p) {
+    const T* row = params + p * L.N;
+    T* g_row = grad + p * L.N;
+    const T* go = grad_out + p * A;
+    const T* x = x_tape + p * d;
+    const T* y = L.kind == 1 ? new_hidden + p * H : x;
+    // head
+    for (int64_t a = 0; a < A; ++a) {
+      for (int64_t j = 0; j < Y; ++j) g_row[L.Wo + a * Y + j] = go[a] * y[j];
+      g_row[L.bo + a] = go[a];
+    }
+    for (int64_t j = 0; j < Y; ++j) {
+      T acc = 0;
+      for (int64_t a = 0; a < A; ++a) acc += row[L.Wo + a * Y + j] * go[a];
+      dy[j] = acc;
+    }
+    if (L.kind == 0) {
+      dx.assign(dy.begin(), dy.end());
+    } else {
+      const T* h = hidden_prev + p * H;
+      const T* g = gates + p * 4 * H;
+      for (int64_t u = 0; u < H; ++u) {
+        const T r = g[u], z = g[H + u], c = g[2 * H + u], hn_pre = g[3 * H + u];
+        const T dc = dy[u] * (1 - z) * (1 - c * c);  // d/d(pre-activation of c)
+        const T dz = dy[u] * (h[u] - c) * z * (1 - z);
+        const T dr = dc * hn_pre * r * (1 - r);
+        dgi[u] = dr;
+        dgi[H + u] = dz;
+        dgi[2 * H + u] = dc;
+        dgh[u] = dr;
+        dgh[H + u] = dz;
+        dgh[2 * H + u] = dc * r;
+      }
+      for (int64_t k = 0; k < 3 * H; ++k) {
+        T* gwi = g_row + L.Wih + k * d;
+        T* gwh = g_row + L.Whh + k * H;
+        for (int64_t j = 0; j < d; ++j) gwi[j] = dgi[k] * x[j];
+        for (int64_t j = 0; j < H; ++j) gwh[j] = dgh[k] * h[j];
+        g_row[L.bih + k] = dgi[k];
+        g_row[L.bhh + k] = dgh[k];
+      }
+      dx.assign(d, 0);
+      for (int64_t k = 0; k < 3 * H; ++k) {
+        const T* wi = row + L.Wih + k * d;
+        const T e = dgi[k];
+#pragma omp simd
+        for (int64_t j = 0; j < d; ++j) dx[j] += wi[j] * e;
+      }
+    }
+    features_backward(L.dims, L.W, L.b, row, g_row, p, dx, block_inputs, block_normed, block_inv_std, activation, dn,
+                      da);
+  }
+}
+
+}  // namespace
+
+// GRU / FFN forward: returns [out, new hidden (P, H), gates (P, 4H), x, block inputs..., block normed..., 1/σ...].
+std::vector<at::Tensor> cell_forward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H,
+                                     int64_t A, at::Tensor obs, at::Tensor hidden, int64_t activation) {
+  TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
+  CellLayout L(dims, kind, H, A, params.size(1));
+  const int64_t P = params.size(0);
+  check(obs, params, "obs");
+  check(hidden, params, "hidden");
+  TORCH_CHECK(obs.numel() == P * dims[0] && hidden.numel() == P * L.H, "cell_forward: shapes do not match");
+  auto opts = params.options();
+  at::Tensor out = at::empty({P, A}, opts), new_hidden = at::empty({P, L.H}, opts);
+  at::Tensor gates = at::empty({P, 4 * L.H}, opts), x = at::empty({P, L.d()}, opts);
+  std::vector<at::Tensor> inputs, normed, inv_std;
+  for (size_t i = 0; i + 1 < dims.size(); ++i) {
+    inputs.push_back(at::empty({P, dims[i]}, opts));
+    normed.push_back(at::empty({P, dims[i + 1]}, opts));
+    inv_std.push_back(at::empty({P}, opts));
+  }
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_forward", [&] {
+    std::vector<scalar_t*> in_p, nd_p, is_p;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      in_p.push_back(inputs[i].data_ptr<scalar_t>());
+      nd_p.push_back(normed[i].data_ptr<scalar_t>());
+      is_p.push_back(inv_std[i].data_ptr<scalar_t>());
+    }
+    cell_forward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), obs.data_ptr<scalar_t>(),
+                                hidden.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
+                                new_hidden.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
+                                in_p, nd_p, is_p, activation);
+  });
+  std::vector<at::Tensor> result = {out, new_hidden, gates, x};
+  for (auto* group : {&inputs, &normed, &inv_std}) result.insert(result.end(), group->begin(), group->end());
+  return result;
+}
+
+void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H, int64_t A, at::Tensor grad,
+                   at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, int64_t activation) {
+  TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
+  CellLayout L(dims, kind, H, A, params.size(1));
+  const int64_t P = params.size(0), B = (int64_t)dims.size() - 1;
+  TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
+  TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B, "cell_backward: the tape of cell_forward is expected");
+  check(grad_out, params, "grad_out");
+  check(hidden_prev, params, "hidden_prev");
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_backward", [&] {
+    std::vector<const scalar_t*> in_p, nd_p, is_p;
+    for (int64_t i = 0; i < B; ++i) {
+      in_p.push_back(tape[4 + i].data_ptr<scalar_t>());
+      nd_p.push_back(tape[4 + B + i].data_ptr<scalar_t>());
+      is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
+    }
+    cell_backward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
+                                 grad.data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
+                                 tape[1].data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
+                                 tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, activation);
+  });
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("network_forward", &network_forward, "forward pass (and in-place RTRL advance) of a population of networks");
   m.def("network_backward", &network_backward, "every parameter's gradient into a flat (P, N) buffer");
+  m.def("cell_forward", &cell_forward, "forward pass of a population of GRU / FFN networks");
+  m.def("cell_backward", &cell_backward, "their one-step (TBPTT(1)) gradients into a flat (P, N) buffer");
   m.def("obgd_step", &obgd_step, "ObGD on flat buffers");
   m.def("qrc_update", &qrc_update, "QRC(lambda) update on flat buffers");
 }
