@@ -22,6 +22,9 @@ from .sweep import SweepView
 REFRESH_MS = 400
 DIAGNOSTICS_EVERY_S = 1.0  # hidden state, eigenvalues, traces: redrawn whole, so at most once a second
 SNAPSHOT_EVERY = 40
+# after a refresh that took t seconds the next waits IDLE_FACTOR * t: on a loaded machine the server stays free for
+# clicks (Stop, Reset) most of the time instead of running refresh after refresh
+IDLE_FACTOR = 2.0
 INTRO = """### Streaming RL under partial observability, with exact RTRL
 Pick a task, agent, cell and mode, then **Start**. The agent learns from each transition once, as it
 arrives. On MemoryChain it must remember a bit shown at the first step until it is asked, L steps later:
@@ -37,6 +40,14 @@ def _status_text(status, step, episodes, sps, success, ret, message) -> str:
     if message:
         parts.append(message)
     return " · ".join(parts)
+
+
+def _tab_closed(doc) -> bool:
+    """Whether the page of ``doc`` has gone (no browser connection left). Bokeh destroys such a session only after
+    its unused-session timeout (15-30 s, its defaults); training a closed tab meanwhile would hold a core, so the
+    refresh callback, which keeps running until then, asks this and stops the runs at once."""
+    session = getattr(doc.session_context, "_session", None)  # bokeh's ServerSession (None outside a server)
+    return session is not None and session.connection_count == 0
 
 
 class _ClosedTabNoise(logging.Filter):
@@ -80,6 +91,7 @@ class LabApp(pn.viewable.Viewer):
         self._callback = None
         self._snapshots: list[Snapshot] = []
         self._last_diagnostics = 0.0
+        self._next_refresh = 0.0
 
     # -- actions ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,8 +136,17 @@ class LabApp(pn.viewable.Viewer):
         if doc is None:
             self._refresh()
             return
+        if _tab_closed(doc):
+            self.session.stop(wait=False)
+            self.sweep.session.stop(wait=False)
+            return
+        started = time.monotonic()
+        if started < self._next_refresh:
+            return
         with doc.models.freeze(), pn.io.hold(doc):
             self._refresh()
+        took = time.monotonic() - started
+        self._next_refresh = time.monotonic() + IDLE_FACTOR * took
 
     def _refresh(self) -> None:
         events = [event for _, event in self.session.drain()]

@@ -4,6 +4,10 @@ The worker thread starts a training process (``lab.worker``) that runs ``rtu_cor
 populations ("jobs"), interleaved, and relays its ``(job, event)`` pairs from the pipe onto a queue. The
 UI thread calls ``drain()`` from its periodic callback: it updates this object's read-only params and hands
 the events to the plots. Bokeh and HoloViews objects are never touched from the worker.
+
+Every run has its own queue and stop flag. Stop freezes the page at once (``drain`` hands out nothing but the
+run's end marker from then on) while the process winds down; Reset lets go of the run altogether, so the page
+is idle at once and a new run can start while the old process is still ending.
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ class TrainingSession(pn.viewable.Viewer):
         """``train_fn(job)`` yields the events of one job in the training process (``rtu_core.train``)."""
         super().__init__(**params)
         self._train_fn = train_fn
-        self._queue: queue.Queue = queue.Queue()
-        self._stop = threading.Event()
+        self._queue: queue.Queue = queue.Queue()  # the current run's events
+        self._stop = threading.Event()  # the current run's stop flag
         self._thread: threading.Thread | None = None
         self._recent: list[tuple[float, bool | None]] = []
         self._populations: list[int] = []
@@ -74,8 +78,7 @@ class TrainingSession(pn.viewable.Viewer):
             raise RuntimeError("a run is in progress; stop it first")
         if isinstance(jobs, TrainConfig) or (jobs and isinstance(jobs[0], TrainConfig)):
             jobs = [jobs]
-        self._drop_queue()
-        self._stop.clear()
+        self._queue, self._stop = queue.Queue(), threading.Event()
         self._recent = []
         self._populations = [j.population if isinstance(j, TrainConfig) else len(j) for j in jobs]
         self._set(
@@ -87,11 +90,14 @@ class TrainingSession(pn.viewable.Viewer):
             recent_return=None,
             message="",
         )
-        self._thread = threading.Thread(target=self._work, args=(list(jobs),), daemon=True, name="rtu-lab-training")
+        self._thread = threading.Thread(
+            target=self._work, args=(list(jobs), self._queue, self._stop), daemon=True, name="rtu-lab-training"
+        )
         self._thread.start()
 
     def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
-        """Ask the worker to stop after the event in progress; optionally wait for it."""
+        """Stop the run: the page stops changing now; the process ends after the step in progress (or is
+        terminated after ``GRACE_S``). Optionally wait for it."""
         if self.running:
             self._stop.set()
             if self.status == "running":
@@ -100,9 +106,10 @@ class TrainingSession(pn.viewable.Viewer):
                 self._thread.join(timeout)
 
     def reset(self) -> None:
-        """Stop, forget everything, back to idle."""
-        self.stop(wait=True)
-        self._drop_queue()
+        """Let go of the run (its process is stopped in the background) and forget everything: idle at once."""
+        self._stop.set()
+        self._thread = None
+        self._queue = queue.Queue()
         self._recent = []
         self._set(
             status="idle", step=0, episodes=0, steps_per_second=0.0, recent_success=None, recent_return=None, message=""
@@ -116,6 +123,8 @@ class TrainingSession(pn.viewable.Viewer):
                 items.append(self._queue.get_nowait())
         except queue.Empty:
             pass
+        if self._stop.is_set():  # stopped: the page stands still; only the end of the run is news
+            items = [(job, event) for job, event in items if job == END]
         updates: dict = {}
         for job, event in items:
             if isinstance(event, EpisodeEnd):
@@ -141,8 +150,9 @@ class TrainingSession(pn.viewable.Viewer):
         return [(job, event) for job, event in items if job >= 0]
 
     # -- worker thread ----------------------------------------------------------------------------------
-    def _work(self, jobs: list[Job]) -> None:
-        """Start the training process, relay its events until its end marker; on Stop, ask it to stop."""
+    def _work(self, jobs: list[Job], events: queue.Queue, stop: threading.Event) -> None:
+        """Start the training process, relay its events onto ``events`` until its end marker; once ``stop`` is
+        set, ask it to stop."""
         context = process_context()
         receiver, sender = context.Pipe(duplex=False)
         stop_event = context.Event()
@@ -152,7 +162,7 @@ class TrainingSession(pn.viewable.Viewer):
         process.start()
         sender.close()  # the child holds the only writing end: its exit closes the pipe
         try:
-            self._relay(receiver, stop_event, process)
+            self._relay(receiver, stop_event, process, events, stop)
         finally:
             receiver.close()
             process.join(GRACE_S)
@@ -160,14 +170,15 @@ class TrainingSession(pn.viewable.Viewer):
                 process.terminate()
                 process.join()
 
-    def _relay(self, receiver, stop_event, process) -> None:
+    @staticmethod
+    def _relay(receiver, stop_event, process, events: queue.Queue, stop: threading.Event) -> None:
         stopping_since = None
         while True:
-            if self._stop.is_set() and stopping_since is None:
+            if stop.is_set() and stopping_since is None:
                 stop_event.set()
                 stopping_since = time.monotonic()
             if stopping_since is not None and time.monotonic() - stopping_since > GRACE_S:
-                self._queue.put((END, RunEnd("stopped", 0, 0.0, "stopped by the user")))
+                events.put((END, RunEnd("stopped", 0, 0.0, "stopped by the user")))
                 return
             if not receiver.poll(0.05):
                 continue
@@ -175,15 +186,11 @@ class TrainingSession(pn.viewable.Viewer):
                 job, event = receiver.recv()
             except EOFError:  # the process died without its end marker
                 process.join(GRACE_S)
-                self._queue.put((END, Failure(f"the training process exited unexpectedly (code {process.exitcode})")))
+                events.put((END, Failure(f"the training process exited unexpectedly (code {process.exitcode})")))
                 return
-            self._queue.put((job, event))
+            events.put((job, event))
             if job == END and isinstance(event, RunEnd):
                 return
-
-    def _drop_queue(self) -> None:
-        while not self._queue.empty():
-            self._queue.get_nowait()
 
     def _set(self, **values) -> None:
         with param.edit_constant(self):

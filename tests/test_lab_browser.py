@@ -54,13 +54,50 @@ def test_start_streams_into_plots_and_stop_freezes_them(page, tmp_path):
     time.sleep(90.0 if SCREENSHOTS else 5.0)
     screenshot(page, "lab.png", tmp_path)
     page.get_by_role("button", name="Stop", exact=True).click()
-    wait_until(lambda: "stopped" in page.get_by_text(STATUS).inner_text())
-    time.sleep(1.0)
+    time.sleep(2.0)  # Stop freezes the page within 2 s ...
     step, rows = status_step(page), page.evaluate(PLOT_ROWS)
-    time.sleep(2.5)
-    assert status_step(page) == step and page.evaluate(PLOT_ROWS) == rows
+    time.sleep(3.0)
+    assert status_step(page) == step and page.evaluate(PLOT_ROWS) == rows  # ... and it stays still
+    wait_until(lambda: "stopped" in page.get_by_text(STATUS).inner_text(), timeout=10.0)
     page.get_by_role("button", name="Reset", exact=True).click()
-    wait_until(lambda: status_step(page) == 0)
+    wait_until(lambda: status_step(page) == 0, timeout=2.0)
+
+
+def test_reset_while_training_clears_the_page_within_two_seconds(page):
+    rows_before = page.evaluate(PLOT_ROWS)
+    page.get_by_role("button", name="Start", exact=True).click()
+    wait_until(lambda: status_step(page) > 200 and page.evaluate(PLOT_ROWS) > rows_before + 50)
+    page.get_by_role("button", name="Reset", exact=True).click()
+    wait_until(lambda: status_step(page) == 0 and page.evaluate(PLOT_ROWS) <= rows_before, timeout=2.0)
+    assert "idle" in page.get_by_text(STATUS).inner_text()
+    page.get_by_role("button", name="Start", exact=True).click()  # and a new run starts at once
+    wait_until(lambda: status_step(page) > 0, timeout=30.0)
+    page.get_by_role("button", name="Reset", exact=True).click()
+
+
+def training_processes() -> list:
+    """The lab's training processes: children of the fork servers that this test's servers started."""
+    import psutil
+
+    servers = [p for p in psutil.Process().children(recursive=True) if "forkserver" in " ".join(p.cmdline())]
+    return [child for server in servers for child in server.children()]
+
+
+def test_closing_the_page_ends_its_training_within_five_seconds(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 1400})
+        page.goto(server)
+        page.get_by_role("button", name="Start", exact=True).click(timeout=90_000)
+        wait_until(lambda: status_step(page) > 100)
+        assert training_processes(), "no training process found"
+        page.close()
+        closed = time.time()
+        wait_until(lambda: not training_processes(), timeout=5.0)
+        print(f"training ended {time.time() - closed:.1f} s after the page closed")
+        browser.close()
 
 
 def test_sweep_view_fills_success_vs_chain_length(page, tmp_path):

@@ -82,10 +82,9 @@ def broken_training(config):
 def training_with_nan_rewards(config):
     """Runs in the training process: rewards turn NaN after 30 steps."""
     import rtu_core.training as training
-    from tests.test_stops import NaNRewardAfter
+    from tests.test_stops import nan_rewards_after
 
-    original = training.make_env
-    training.make_env = lambda config: NaNRewardAfter(original(config), after=30)
+    training.make_population = nan_rewards_after(30)
     yield from training.train(config)
 
 

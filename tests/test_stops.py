@@ -26,9 +26,17 @@ class NaNRewardAfter(gym.Wrapper):
         return obs, (np.nan if self.steps > self.after else reward), terminated, truncated, info
 
 
+def nan_rewards_after(after: int):
+    """A ``training.make_population`` whose environments' rewards turn NaN after ``after`` steps."""
+    from rtu_core.envs.population import EnvPopulation
+
+    return lambda members, seeds: EnvPopulation(
+        [lambda m=m: NaNRewardAfter(training.make_env(m), after) for m in members], seeds
+    )
+
+
 def test_non_finite_td_error_stops_with_status_diverged(monkeypatch):
-    original = training.make_env
-    monkeypatch.setattr(training, "make_env", lambda config: NaNRewardAfter(original(config), after=40))
+    monkeypatch.setattr(training, "make_population", nan_rewards_after(40))
     events = list(train(TrainConfig(chain_length=3, steps=1000, hidden_size=8, width=8, population=2)))
     end = events[-1]
     assert isinstance(end, RunEnd) and end.status == "diverged" and end.step == 41
