@@ -25,14 +25,52 @@ SNAPSHOT_EVERY = 40
 # after a refresh that took t seconds the next waits IDLE_FACTOR * t: on a loaded machine the server stays free for
 # clicks (Stop, Reset) most of the time instead of running refresh after refresh
 IDLE_FACTOR = 2.0
+CAPTIONS = {
+    "returns": "Each grey dot is one episode's return; the line is their running average. On MemoryChain an episode "
+    "returns +1 when the agent names the bit it was shown at the start, −1 when it names the other.",
+    "successes": "The fraction of episodes answered right (KMemoryChain: of the recalls in each episode). Chance is "
+    "0.5: a curve well above the dashed line means the agent is remembering.",
+    "hidden": "The memory itself: the hidden state h_t over the last episodes, one dot per step, for the units that "
+    "differ most between the two bits, coloured by the bit the episode asks to remember. When the agent has "
+    "learned, the two colours separate: the bit is held in the hidden state until the question comes.",
+    "eigenvalues": "One dot per RTU unit: λ = r·e^(iθ). The distance r from the centre sets how long the unit "
+    "remembers (about 1/(1 − r) steps), the angle θ how fast it rotates. Units near the circle remember longest.",
+    "traces": "What learning carries forward from step to step: RTRL's sensitivities ∂h/∂p (RTU in RTRL mode only) "
+    "and each network's eligibility trace z. Both start again from zero with each episode.",
+}
+EMPTY = {
+    "ppo": "PPO is the batched baseline: it shows learning curves only (no per-step memory diagnostics).",
+    "ffn": "The FFN has no memory: there is no hidden state, eigenvalue or sensitivity to show.",
+    "gru": "The GRU has no eigenvalues and, trained by TBPTT(1), no RTRL sensitivities: those panels are hidden.",
+    "tbptt": "TBPTT(1) carries no sensitivities from step to step: the trace panel shows the eligibility traces only.",
+}
 INTRO = """### Streaming RL under partial observability, with exact RTRL
 Pick a task, agent, cell and mode, then **Start**. The agent learns from each transition once, as it
 arrives. On MemoryChain it must remember a bit shown at the first step until it is asked, L steps later:
 an RTU trained by RTRL can; TBPTT(1) has a one-step gradient horizon and a memoryless FFN cannot."""
 
 
-def _status_text(status, step, episodes, sps, success, ret, message) -> str:
+def _captioned(element, caption: str) -> pn.Column:
+    """A plot that fills the width, with its caption (``CAPTIONS``) under it."""
+    return pn.Column(
+        pn.pane.HoloViews(element, sizing_mode="stretch_width"),
+        pn.pane.Markdown(CAPTIONS[caption], styles={"color": "#555"}, margin=(0, 10, 10, 10)),
+        sizing_mode="stretch_width",
+    )
+
+
+def _time_left(seconds: float) -> str:
+    if seconds >= 90 * 60:
+        return f"about {seconds / 3600:.1f} h left"
+    if seconds >= 90:
+        return f"about {seconds / 60:.0f} min left"
+    return f"about {max(seconds, 1):.0f} s left"
+
+
+def _status_text(status, step, episodes, sps, success, ret, message, total=0, member_sps=0.0) -> str:
     parts = [f"**{status}**", f"step {step:,}", f"episodes {episodes:,}", f"{sps:,.0f} steps/s"]
+    if status == "running" and total > step and member_sps > 0:
+        parts.append(f"{_time_left((total - step) / member_sps)} of {total:,} steps")
     if success is not None:
         parts.append(f"success {success:.2f}")
     if ret is not None:
@@ -89,6 +127,12 @@ class LabApp(pn.viewable.Viewer):
         for session in (self.session, self.sweep.session):
             session.param.watch(self._notify_error, "message")
         self._callback = None
+        self._panels = {
+            "hidden": _captioned(self.hidden.element, "hidden"),
+            "eigenvalues": _captioned(self.eigenvalues.element, "eigenvalues"),
+            "traces": _captioned(self.traces.element, "traces"),
+        }
+        self._empty_note = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
         self._snapshots: list[Snapshot] = []
         self._last_diagnostics = 0.0
         self._next_refresh = 0.0
@@ -108,12 +152,29 @@ class LabApp(pn.viewable.Viewer):
         network = "q" if config.agent == "qrc" else "actor"
         for plot in (self.hidden, self.traces, self.eigenvalues):
             plot.network = network
+        self.traces.set_networks(["q", "h"] if config.agent == "qrc" else ["actor", "critic"])
+        self._show_diagnostics_for(config)
         self.session.start(config)
         self._ensure_refresh()
 
     def reset(self) -> None:
         self.session.reset()
         self.clear_plots()
+
+    def _show_diagnostics_for(self, config) -> None:
+        """Show the diagnostics panels that have something to show for this run, and say why the others are not."""
+        ppo, cell = config.agent == "ppo", config.cell
+        self._panels["hidden"].visible = not ppo and cell != "ffn"
+        self._panels["eigenvalues"].visible = not ppo and cell == "rtu"
+        self._panels["traces"].visible = not ppo
+        if ppo:
+            note = EMPTY["ppo"]
+        elif cell != "rtu":
+            note = EMPTY[cell]
+        else:
+            note = EMPTY["tbptt"] if config.mode == "tbptt" else ""
+        self._empty_note.object = note
+        self._empty_note.visible = bool(note)
 
     def clear_plots(self) -> None:
         self._snapshots = []
@@ -173,22 +234,31 @@ class LabApp(pn.viewable.Viewer):
     def status_line(self) -> pn.pane.Markdown:
         s = self.session.param
         text = pn.bind(
-            _status_text, s.status, s.step, s.episodes, s.steps_per_second, s.recent_success, s.recent_return, s.message
+            _status_text,
+            s.status,
+            s.step,
+            s.episodes,
+            s.steps_per_second,
+            s.recent_success,
+            s.recent_return,
+            s.message,
+            s.total_steps,
+            s.member_steps_per_second,
         )
         return pn.pane.Markdown(text, css_classes=["status-line"])
 
     def main(self) -> pn.Tabs:
-        def plot(element) -> pn.pane.HoloViews:
-            return pn.pane.HoloViews(element, sizing_mode="stretch_width")
-
         train_view = pn.Column(
             pn.pane.Markdown(INTRO),
             self.status_line(),
-            pn.Row(plot(self.curves.returns), plot(self.curves.successes), sizing_mode="stretch_width"),
+            pn.Row(
+                _captioned(self.curves.returns, "returns"),
+                _captioned(self.curves.successes, "successes"),
+                sizing_mode="stretch_width",
+            ),
+            self._empty_note,
             # rows of their own: beside the square eigenvalue plot the others were crushed on a 1024 px screen
-            plot(self.hidden.element),
-            plot(self.eigenvalues.element),
-            plot(self.traces.element),
+            *self._panels.values(),
             sizing_mode="stretch_width",
         )
         return pn.Tabs(("Train", train_view), ("Sweep chain lengths", self.sweep), sizing_mode="stretch_width")

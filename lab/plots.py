@@ -13,9 +13,11 @@ from holoviews.streams import Buffer, Pipe
 
 from rtu_core import EpisodeEnd, Snapshot
 
-SMOOTHING = 0.05  # exponential moving average over episodes
+SMOOTHING = 0.05  # exponential moving average over episodes (bias-corrected: early values are plain means)
 MAX_UNITS = 6  # RTU units drawn in the complex plane (the most active ones)
-EPISODES_SHOWN = 4  # recent episodes in the hidden-state plot
+EPISODES_SHOWN = 8  # recent episodes in the hidden-state plot
+CUE_COLOURS = {"remember 0": "#1f77b4", "remember 1": "#d62728"}
+STEP_LABEL = "environment steps"
 AXES = ("hidden_x", "hidden_y")
 HEIGHT = 280
 
@@ -23,8 +25,21 @@ if "bokeh" not in hv.Store.renderers or not hasattr(hv.opts, "Points"):
     hv.extension("bokeh", logo=False)  # the options below are declared for the Bokeh backend
 
 
-def _ema(previous: float | None, value: float) -> float:
-    return value if previous is None or np.isnan(previous) else previous + SMOOTHING * (value - previous)
+class RunningAverage:
+    """Exponential moving average m ← m + α (x - m) from m = 0, read bias-corrected as m / (1 - (1 - α)^n): the
+    first values are plain means, so one early failure does not drag the curve below chance for many episodes."""
+
+    def __init__(self, rate: float = SMOOTHING):
+        self.rate, self.mean, self.count = rate, 0.0, 0
+
+    def add(self, value: float) -> float:
+        self.count += 1
+        self.mean += self.rate * (value - self.mean)
+        return self.value
+
+    @property
+    def value(self) -> float:
+        return self.mean / (1 - (1 - self.rate) ** self.count) if self.count else np.nan
 
 
 class LearningCurves:
@@ -36,33 +51,34 @@ class LearningCurves:
         self.buffer = Buffer(
             pd.DataFrame({c: pd.Series(dtype=float) for c in self.COLUMNS}), length=length, index=False
         )
-        self._ret, self._success = None, None
+        self._ret, self._success = RunningAverage(), RunningAverage()
         self.returns = hv.DynamicMap(self._returns, streams=[self.buffer])
         self.successes = hv.DynamicMap(self._successes, streams=[self.buffer])
 
     @staticmethod
     def _returns(data):
-        raw = hv.Scatter(data, "step", "ret", label="episode return").opts(alpha=0.25, size=3, color="#7f7f7f")
-        smooth = hv.Curve(data, "step", "ret_smooth", label="smoothed").opts(color="#d62728", line_width=2)
+        raw = hv.Scatter(data, "step", "ret", label="one episode").opts(alpha=0.25, size=3, color="#7f7f7f")
+        smooth = hv.Curve(data, "step", "ret_smooth", label="running average").opts(color="#d62728", line_width=2)
         return (raw * smooth).opts(
-            title="Episodic return",
+            title="Return per episode",
             height=HEIGHT,
             responsive=True,
             legend_position="bottom_right",
-            ylabel="return",
+            xlabel=STEP_LABEL,
+            ylabel="return (sum of rewards)",
             show_grid=True,
             framewise=True,
         )
 
     @staticmethod
     def _successes(data):
-        raw = hv.Scatter(data, "step", "success", label="episode").opts(alpha=0.15, size=3, color="#7f7f7f")
-        smooth = hv.Curve(data, "step", "success_smooth", label="success rate").opts(color="#2ca02c", line_width=2)
+        raw = hv.Scatter(data, "step", "success", label="one episode").opts(alpha=0.15, size=3, color="#7f7f7f")
+        smooth = hv.Curve(data, "step", "success_smooth", label="running average").opts(color="#2ca02c", line_width=2)
         overlay = raw * smooth
         # the memory tasks score each episode as a fraction right, chance 0.5; POPGym and MuJoCo have no success
         # measure: no chance line to mislead, and the title says why the plot stays empty
         if data["success"].notna().any():
-            title = "Success rate (chance 0.5)"
+            title = "Success: fraction answered right (dashed: chance, 0.5)"
             overlay = overlay * hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1)
         else:
             title = "Success rate (MemoryChain, KMemoryChain only)"
@@ -71,7 +87,8 @@ class LearningCurves:
             height=HEIGHT,
             responsive=True,
             ylim=(-0.05, 1.05),
-            ylabel="success",
+            xlabel=STEP_LABEL,
+            ylabel="fraction right",
             show_grid=True,
             legend_position="bottom_right",
             framewise=True,
@@ -82,28 +99,21 @@ class LearningCurves:
         for event in events:
             if isinstance(event, EpisodeEnd):
                 success = np.nan if event.success is None else float(event.success)
-                self._ret = _ema(self._ret, event.episode_return)
-                self._success = self._success if np.isnan(success) else _ema(self._success, success)
-                rows.append(
-                    (
-                        event.step,
-                        event.episode_return,
-                        self._ret,
-                        success,
-                        np.nan if self._success is None else self._success,
-                    )
-                )
+                ret = self._ret.add(event.episode_return)
+                smooth_success = self._success.value if np.isnan(success) else self._success.add(success)
+                rows.append((event.step, event.episode_return, ret, success, smooth_success))
         if rows:
             self.buffer.send(pd.DataFrame(rows, columns=self.COLUMNS))
 
     def clear(self) -> None:
-        self._ret, self._success = None, None
+        self._ret, self._success = RunningAverage(), RunningAverage()
         self.buffer.clear()
 
 
 class HiddenStatePlot:
-    """Recent hidden-state trajectories: each RTU unit's h_t in the complex plane (GRU/FFN: a 2-D PCA
-    projection), coloured by time within the episode -- the memory made visible."""
+    """Recent hidden-state trajectories: each RTU unit's h_t in the complex plane (GRU: a 2-D PCA projection),
+    coloured by the bit the episode asks to remember (by time within the episode on tasks without one): once the
+    agent has learned, the two colours lie apart -- the memory made visible."""
 
     def __init__(self, network: str):
         self.network = network
@@ -124,28 +134,48 @@ class HiddenStatePlot:
             hv.Dimension(name, label=label)
             for name, label in zip(AXES, ("Re h", "Im h") if self.complex else ("PC 1", "PC 2"))
         ]
-        paths = hv.Path(segments, kdims=axes).opts(color="#bbbbbb", line_width=1, alpha=0.7, framewise=True)
-        points = hv.Points(data, axes, ["t", "unit"]).opts(
-            color="t", cmap="viridis", size=4, colorbar=True, clabel="time in episode", tools=["hover"], framewise=True
+        paths = hv.Path(segments, kdims=axes).opts(color="#cccccc", line_width=1, alpha=0.6, framewise=True)
+        # the same layers every time (a DynamicMap keeps its first structure): the points of each remembered bit,
+        # and, for tasks without one, the points coloured by time in the episode
+        layers = [
+            hv.Points(data[data["cue"] == bit], axes, ["t", "unit"], label=label).opts(
+                color=colour, size=4, tools=["hover"], framewise=True
+            )
+            for bit, (label, colour) in enumerate(CUE_COLOURS.items())
+        ]
+        layers.append(
+            hv.Points(data[data["cue"].isna()], axes, ["t", "unit"]).opts(
+                color="t", cmap="viridis", size=4, tools=["hover"]
+            )
         )
-        return (paths * points).opts(title=self.title, height=HEIGHT, responsive=True, show_grid=True, framewise=True)
+        return hv.Overlay([paths, *layers]).opts(
+            title=self.title,
+            height=HEIGHT,
+            responsive=True,
+            show_grid=True,
+            framewise=True,
+            legend_position="right",
+        )
 
     def update(self, snapshot: Snapshot) -> None:
         hidden = snapshot.hidden.get(self.network)
         if hidden is None or len(hidden) == 0:
             return
-        t = snapshot.episode_time
+        t, cue = snapshot.episode_time, snapshot.cue
         starts = np.flatnonzero(t == 0)
         if len(starts) > EPISODES_SHOWN:  # the last few episodes only: trajectories stay readable
-            hidden, t = hidden[starts[-EPISODES_SHOWN] :], t[starts[-EPISODES_SHOWN] :]
+            keep = slice(starts[-EPISODES_SHOWN], None)
+            hidden, t, cue = hidden[keep], t[keep], cue[keep]
         if np.iscomplexobj(hidden):
-            activity = hidden.real.var(0) + hidden.imag.var(0)
-            units = np.argsort(activity)[::-1][:MAX_UNITS]
+            units = self._telling_units(hidden, cue)
             frames = [
-                pd.DataFrame({AXES[0]: hidden[:, k].real, AXES[1]: hidden[:, k].imag, "t": t, "unit": int(k)})
+                pd.DataFrame(
+                    {AXES[0]: hidden[:, k].real, AXES[1]: hidden[:, k].imag, "t": t, "unit": int(k), "cue": cue}
+                )
                 for k in units
             ]
-            self.title = f"{self.network}: RTU h_t in the complex plane ({len(units)} most active units)"
+            chosen = "most telling" if np.isfinite(cue).any() else "most active"
+            self.title = f"{self.network}: RTU h_t in the complex plane ({len(units)} {chosen} units)"
             self.complex = True
         else:
             centred = hidden - hidden.mean(0)
@@ -154,42 +184,70 @@ class HiddenStatePlot:
                 xy = centred @ vt[:2].T
             else:
                 xy = np.zeros((len(hidden), 2))
-            frames = [pd.DataFrame({AXES[0]: xy[:, 0], AXES[1]: xy[:, 1], "t": t, "unit": 0})]
+            frames = [pd.DataFrame({AXES[0]: xy[:, 0], AXES[1]: xy[:, 1], "t": t, "unit": 0, "cue": cue})]
             self.title = f"{self.network}: hidden state, first two principal components"
             self.complex = False
         self.pipe.send(pd.concat(frames, ignore_index=True))
 
     @staticmethod
+    def _telling_units(hidden: np.ndarray, cue: np.ndarray) -> np.ndarray:
+        """The MAX_UNITS units to draw: those whose h_t differs most between the two remembered bits (distance of
+        the two means over the spread), or the most active ones where there is no bit or only one was seen."""
+        spread = hidden.real.var(0) + hidden.imag.var(0)
+        score = spread
+        if len(np.unique(cue[np.isfinite(cue)])) == 2:
+            score = np.abs(hidden[cue == 1].mean(0) - hidden[cue == 0].mean(0)) / np.sqrt(spread + 1e-12)
+        return np.argsort(score)[::-1][:MAX_UNITS]
+
+    @staticmethod
     def _empty() -> pd.DataFrame:
-        return pd.DataFrame({AXES[0]: [], AXES[1]: [], "t": [], "unit": []})
+        return pd.DataFrame({AXES[0]: [], AXES[1]: [], "t": [], "unit": [], "cue": []})
 
     def clear(self) -> None:
         self.pipe.send(self._empty())
 
 
 class TraceMagnitudes:
-    """‖S^p‖ of the RTRL sensitivities per parameter group, and ‖z‖₁ of the eligibility traces."""
+    """‖S^p‖₂ of the RTRL sensitivities per parameter group (RTU in RTRL mode), and ‖z‖₁ of each network's
+    eligibility trace."""
 
-    COLUMNS = ["step", "S ν_log", "S θ_log", "S B_real", "S B_imag", "z policy", "z value"]
-    GROUPS = {"nu_log": "S ν_log", "theta_log": "S θ_log", "B_real": "S B_real", "B_imag": "S B_imag"}
+    COLUMNS = ["step", "S_nu", "S_theta", "S_B_real", "S_B_imag", "z_1", "z_2"]
+    GROUPS = {"nu_log": "S_nu", "theta_log": "S_theta", "B_real": "S_B_real", "B_imag": "S_B_imag"}
+    LABELS = {
+        "S_nu": "∂h/∂ν (decay r)",
+        "S_theta": "∂h/∂θ (rotation)",
+        "S_B_real": "∂h/∂B (input, real)",
+        "S_B_imag": "∂h/∂B (input, imaginary)",
+    }
 
     def __init__(self, network: str, length: int = 5_000):
         self.network = network
+        self.trace_labels = ["trace z, actor", "trace z, critic"]
         self.buffer = Buffer(
             pd.DataFrame({c: pd.Series(dtype=float) for c in self.COLUMNS}), length=length, index=False
         )
         self.element = hv.DynamicMap(self._draw, streams=[self.buffer]).opts(hv.opts.Curve(framewise=True))
 
     def _draw(self, data):
-        curves = [hv.Curve(data, "step", column, label=column).redim(**{column: "norm"}) for column in self.COLUMNS[1:]]
+        labels = {**self.LABELS, "z_1": self.trace_labels[0], "z_2": self.trace_labels[1]}
+        curves = [
+            hv.Curve(data, "step", column, label=labels[column]).redim(**{column: "norm"})
+            for column in self.COLUMNS[1:]
+        ]
         return hv.Overlay(curves).opts(
-            title="Trace magnitudes: RTRL sensitivities ‖S‖₂ and eligibility traces ‖z‖₁",
+            title="What learning carries forward: RTRL sensitivities ‖∂h/∂p‖₂ and eligibility traces ‖z‖₁",
             height=HEIGHT,
             responsive=True,
             logy=True,
             legend_position="left",
             show_grid=True,
+            xlabel=STEP_LABEL,
+            ylabel="size (log scale)",
         )
+
+    def set_networks(self, names: list[str]) -> None:
+        """Label the two eligibility traces by the agent's networks (actor/critic, or q/h)."""
+        self.trace_labels = [f"trace z, {name}" for name in (list(names) + ["", ""])[:2]]
 
     def update_many(self, snapshots: list[Snapshot]) -> None:
         """One row per snapshot, sent to the browser at once."""
@@ -201,7 +259,7 @@ class TraceMagnitudes:
         positive = lambda v: float(v) if v > 0 else np.nan  # noqa: E731  (zero right after a reset: a gap)
         for group, values in snapshot.sensitivity_norms.get(self.network, {}).items():
             row[self.GROUPS[group]] = positive(values[0])
-        for column, values in zip(("z policy", "z value"), snapshot.trace_norms.values()):
+        for column, values in zip(("z_1", "z_2"), snapshot.trace_norms.values()):
             row[column] = positive(values[0])
         return row
 
@@ -210,7 +268,8 @@ class TraceMagnitudes:
 
 
 class EigenvaluePlot:
-    """RTU eigenvalues λ_k = r_k e^{iθ_k} on the unit disc; hover shows r, θ and the horizon 1/(1 - r)."""
+    """RTU eigenvalues λ_k = r_k e^{iθ_k} on the unit disc; hover shows r, θ (degrees) and the horizon 1/(1 - r) in
+    steps."""
 
     def __init__(self, network: str):
         self.network = network
@@ -235,20 +294,20 @@ class EigenvaluePlot:
                 "re": lam.real,
                 "im": lam.imag,
                 "r": r,
-                "theta": np.angle(lam),
-                "horizon": horizon,
+                "theta_degrees": np.degrees(np.angle(lam)),
+                "horizon_steps": horizon,
                 "log10_horizon": np.log10(horizon),
             }
         )
 
     @staticmethod
     def _draw(data):
-        return hv.Points(data, ["re", "im"], ["r", "theta", "horizon", "log10_horizon"]).opts(
+        return hv.Points(data, ["re", "im"], ["r", "theta_degrees", "horizon_steps", "log10_horizon"]).opts(
             color="log10_horizon",
             cmap="plasma",
             size=7,
             colorbar=True,
-            clabel="log10 memory horizon 1/(1-r)",
+            clabel="memory horizon 1/(1-r), steps (log10)",
             tools=["hover"],
             xlabel="Re λ",
             ylabel="Im λ",

@@ -26,7 +26,7 @@ from rtu_core import EpisodeEnd, Progress, RunEnd, TrainConfig, train
 from .worker import END, Failure, Job, process_context, run_in_process
 
 RECENT = 50  # episodes behind the status line's success rate and return
-GRACE_S = 5.0  # how long a stopped training process may take to say goodbye before it is terminated
+GRACE_S = 2.0  # how long a stopped training process may take to say goodbye before it is terminated
 
 
 def notify(message: str) -> None:
@@ -47,6 +47,8 @@ class TrainingSession(pn.viewable.Viewer):
     step = param.Integer(default=0, constant=True, doc="Environment steps of each member so far")
     episodes = param.Integer(default=0, constant=True, doc="Episodes finished (all members)")
     steps_per_second = param.Number(default=0.0, constant=True, doc="Agent-steps per second (all members)")
+    member_steps_per_second = param.Number(default=0.0, constant=True, doc="Steps per second of each member")
+    total_steps = param.Integer(default=0, constant=True, doc="Steps each member trains for (the longest job's)")
     recent_success = param.Number(default=None, allow_None=True, constant=True)
     recent_return = param.Number(default=None, allow_None=True, constant=True)
     message = param.String(default="", constant=True, doc="The last error or stop reason")
@@ -83,6 +85,8 @@ class TrainingSession(pn.viewable.Viewer):
         self._populations = [j.population if isinstance(j, TrainConfig) else len(j) for j in jobs]
         self._set(
             status="running",
+            total_steps=max((j if isinstance(j, TrainConfig) else j[0]).steps for j in jobs),
+            member_steps_per_second=0.0,
             step=0,
             episodes=0,
             steps_per_second=0.0,
@@ -133,6 +137,7 @@ class TrainingSession(pn.viewable.Viewer):
             elif isinstance(event, Progress) and job == 0:
                 updates["step"] = event.step
                 updates["steps_per_second"] = event.steps_per_second * sum(self._populations)
+                updates["member_steps_per_second"] = event.steps_per_second
             elif isinstance(event, Failure):
                 updates.update(status="error", message=event.message)
             elif isinstance(event, RunEnd) and job == END:  # the worker's own end marker
@@ -178,6 +183,7 @@ class TrainingSession(pn.viewable.Viewer):
                 stop_event.set()
                 stopping_since = time.monotonic()
             if stopping_since is not None and time.monotonic() - stopping_since > GRACE_S:
+                process.terminate()  # still starting, or deep in a step: nothing of it needs keeping
                 events.put((END, RunEnd("stopped", 0, 0.0, "stopped by the user")))
                 return
             if not receiver.poll(0.05):

@@ -38,6 +38,7 @@ class Snapshot:
     step: int
     hidden: dict[str, np.ndarray]  # network -> (window, size) recent states of member 0 (complex for RTU)
     episode_time: np.ndarray  # (window,) time within the episode of each of those states
+    cue: np.ndarray  # (window,) the bit member 0 had to remember at each of those states (NaN: the task has none)
     eigenvalues: dict[str, np.ndarray]  # network -> (P, n) complex λ (RTU only)
     sensitivity_norms: dict[str, dict[str, np.ndarray]]  # network -> parameter -> (P,) ‖S^p‖ (RTRL only)
     trace_norms: dict[str, np.ndarray]  # network -> (P,) ‖z‖₁ of the eligibility trace

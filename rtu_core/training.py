@@ -197,6 +197,7 @@ def train(
                             for n, m in run.agent.memories.items()
                         },
                         int(episode_length[0]),
+                        run.envs.cue(0),
                     )
                 )
             episode_return += reward
@@ -242,11 +243,12 @@ def train(
 
 def snapshot(run: Run, step: int, window: deque) -> Snapshot:
     agent = run.agent
-    hidden = {name: np.stack([h[name] for h, _ in window]) for name in agent.networks} if window else {}
+    hidden = {name: np.stack([h[name] for h, _, _ in window]) for name in agent.networks} if window else {}
     return Snapshot(
         step=step,
         hidden=hidden,
-        episode_time=np.array([t for _, t in window], dtype=np.int64),
+        episode_time=np.array([t for _, t, _ in window], dtype=np.int64),
+        cue=np.array([np.nan if c is None else c for _, _, c in window], dtype=float),
         eigenvalues={
             name: net.cell.eigenvalues().cpu().numpy()
             for name, net in agent.networks.items()

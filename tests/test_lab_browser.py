@@ -79,8 +79,20 @@ def training_processes() -> list:
     """The lab's training processes: children of the fork servers that this test's servers started."""
     import psutil
 
-    servers = [p for p in psutil.Process().children(recursive=True) if "forkserver" in " ".join(p.cmdline())]
-    return [child for server in servers for child in server.children()]
+    def alive(process) -> bool:
+        try:
+            return process.status() != psutil.STATUS_ZOMBIE  # an ended child not yet reaped is gone
+        except psutil.NoSuchProcess:
+            return False
+
+    def forkserver(process) -> bool:
+        try:
+            return "forkserver" in " ".join(process.cmdline())
+        except psutil.Error:
+            return False
+
+    servers = [p for p in psutil.Process().children(recursive=True) if forkserver(p)]
+    return [child for server in servers for child in server.children() if alive(child)]
 
 
 def test_closing_the_page_ends_its_training_within_five_seconds(server):

@@ -77,6 +77,10 @@ class MemoryChain(gym.Env):
     def _observation(self, t: int) -> np.ndarray:
         return observations(np.array([t]), self.chain_length, self._query_time, self._query, self._context[None])[0]
 
+    def cue(self) -> int:
+        """The bit this episode asks for: ``context[query]`` (what the memory must hold)."""
+        return int(self._context[self._query])
+
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         self._t = 0
@@ -124,6 +128,10 @@ class KMemoryChain(gym.Env):
 
     def _observation(self) -> np.ndarray:
         return np.array([2 * self._history[-1] - 1, 1.0 - self._time / self.episode_steps], dtype=np.float32)
+
+    def cue(self) -> int:
+        """The bit the next action is scored against: the oldest of the history, seen k steps back."""
+        return int(self._history[0])
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
@@ -211,6 +219,10 @@ class MemoryChainPopulation:
         for i in np.flatnonzero(terminated):
             infos[i] = {"is_success": bool(success[i])}
         return obs, rewards, terminated, np.zeros_like(terminated), infos
+
+    def cue(self, member: int) -> int:
+        """The bit member ``member``'s episode asks for (``MemoryChain.cue``)."""
+        return int(self.context[member, self.query[member]])
 
     def close(self) -> None:
         pass

@@ -46,6 +46,11 @@ class EnvPopulation:
             infos,
         )
 
+    def cue(self, member: int) -> int | None:
+        """What member ``member``'s task asks it to remember now (its env's ``cue()``; None for tasks without)."""
+        cue = getattr(self.envs[member].unwrapped, "cue", None)
+        return None if cue is None else cue()
+
     def close(self) -> None:
         for env in self.envs:
             env.close()
