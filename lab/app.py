@@ -15,6 +15,7 @@ from tornado.websocket import WebSocketClosedError
 from rtu_core import ConfigError, Snapshot
 
 from .controls import LabSettings
+from .demo import ClassroomDemo
 from .plots import EPISODES_SHOWN, EigenvaluePlot, HiddenStatePlot, LearningCurves, TraceMagnitudes
 from .session import TrainingSession, notify
 from .sweep import SweepView
@@ -30,9 +31,10 @@ CAPTIONS = {
     "returns +1 when the agent names the bit it was shown at the start, −1 when it names the other.",
     "successes": "The fraction of episodes answered right (KMemoryChain: of the recalls in each episode). Chance is "
     "0.5: a curve well above the dashed line means the agent is remembering.",
-    "hidden": "The memory itself: the hidden state h_t over the last episodes, one dot per step, for the units that "
-    "differ most between the two bits, coloured by the bit the episode asks to remember. When the agent has "
-    "learned, the two colours separate: the bit is held in the hidden state until the question comes.",
+    "hidden": "The memory itself: the hidden state h_t over the last episodes, one dot per step, minus the average "
+    "state at the same step (what is left is what differs between episodes), for the units that differ most "
+    "between the two bits, coloured by the bit the episode asks to remember. When the agent has learned, the two "
+    "colours lie apart: the bit is held in the hidden state until the question comes.",
     "eigenvalues": "One dot per RTU unit: λ = r·e^(iθ). The distance r from the centre sets how long the unit "
     "remembers (about 1/(1 − r) steps), the angle θ how fast it rotates. Units near the circle remember longest.",
     "traces": "What learning carries forward from step to step: RTRL's sensitivities ∂h/∂p (RTU in RTRL mode only) "
@@ -118,13 +120,17 @@ class LabApp(pn.viewable.Viewer):
         self.traces = TraceMagnitudes("actor")
         self.eigenvalues = EigenvaluePlot("actor")
         self.sweep = SweepView(self.settings, on_start=self._ensure_refresh)
+        self.demo = ClassroomDemo(on_start=self._ensure_refresh)
+        self.demo_button = pn.widgets.Button(name="Classroom demo", button_type="success", width=250)
+        self.demo_button.on_click(lambda _: self.start_demo())
+        self._tabs: pn.Tabs | None = None
         self.start_button = pn.widgets.Button(name="Start", button_type="primary")
         self.stop_button = pn.widgets.Button(name="Stop", button_type="warning")
         self.reset_button = pn.widgets.Button(name="Reset")
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.session.stop(wait=False))
         self.reset_button.on_click(lambda _: self.reset())
-        for session in (self.session, self.sweep.session):
+        for session in (self.session, self.sweep.session, self.demo.session):
             session.param.watch(self._notify_error, "message")
         self._callback = None
         self._panels = {
@@ -160,6 +166,12 @@ class LabApp(pn.viewable.Viewer):
     def reset(self) -> None:
         self.session.reset()
         self.clear_plots()
+
+    def start_demo(self) -> None:
+        """The classroom demo in one click: its tab shown, its four agents training."""
+        if self._tabs is not None:
+            self._tabs.active = 2
+        self.demo.start()
 
     def _show_diagnostics_for(self, config) -> None:
         """Show the diagnostics panels that have something to show for this run, and say why the others are not."""
@@ -198,8 +210,8 @@ class LabApp(pn.viewable.Viewer):
             self._refresh()
             return
         if _tab_closed(doc):
-            self.session.stop(wait=False)
-            self.sweep.session.stop(wait=False)
+            for session in (self.session, self.sweep.session, self.demo.session):
+                session.stop(wait=False)
             return
         started = time.monotonic()
         if started < self._next_refresh:
@@ -221,6 +233,7 @@ class LabApp(pn.viewable.Viewer):
             self.traces.update_many(self._snapshots)
             self._snapshots, self._last_diagnostics = [], now
         self.sweep.update(self.sweep.session.drain())
+        self.demo.update(self.demo.session.drain())
 
     def _notify_error(self, event) -> None:
         if event.obj.status == "error" and event.new:
@@ -229,7 +242,9 @@ class LabApp(pn.viewable.Viewer):
     # -- layout -----------------------------------------------------------------------------------------
     def controls(self) -> pn.Column:
         # the buttons first: on a projector or a 1024 x 768 screen they stay in view without scrolling
-        return pn.Column(pn.Row(self.start_button, self.stop_button, self.reset_button), self.settings.widgets())
+        return pn.Column(
+            pn.Row(self.start_button, self.stop_button, self.reset_button), self.demo_button, self.settings.widgets()
+        )
 
     def status_line(self) -> pn.pane.Markdown:
         s = self.session.param
@@ -261,7 +276,13 @@ class LabApp(pn.viewable.Viewer):
             *self._panels.values(),
             sizing_mode="stretch_width",
         )
-        return pn.Tabs(("Train", train_view), ("Sweep chain lengths", self.sweep), sizing_mode="stretch_width")
+        self._tabs = pn.Tabs(
+            ("Train", train_view),
+            ("Sweep chain lengths", self.sweep),
+            ("Classroom demo", self.demo),
+            sizing_mode="stretch_width",
+        )
+        return self._tabs
 
     def template(self) -> pn.template.FastListTemplate:
         return pn.template.FastListTemplate(

@@ -166,6 +166,9 @@ class HiddenStatePlot:
         if len(starts) > EPISODES_SHOWN:  # the last few episodes only: trajectories stay readable
             keep = slice(starts[-EPISODES_SHOWN], None)
             hidden, t, cue = hidden[keep], t[keep], cue[keep]
+        both_bits = len(np.unique(cue[np.isfinite(cue)])) == 2
+        if both_bits:  # what differs between episodes at the same step is what the memory holds
+            hidden = hidden - np.stack([hidden[t == step].mean(0) for step in t])
         if np.iscomplexobj(hidden):
             units = self._telling_units(hidden, cue)
             frames = [
@@ -174,8 +177,11 @@ class HiddenStatePlot:
                 )
                 for k in units
             ]
-            chosen = "most telling" if np.isfinite(cue).any() else "most active"
-            self.title = f"{self.network}: RTU h_t in the complex plane ({len(units)} {chosen} units)"
+            self.title = (
+                f"{self.network}: RTU h_t minus its average at that step ({len(units)} units that tell the bits apart)"
+                if both_bits
+                else f"{self.network}: RTU h_t in the complex plane ({len(units)} most active units)"
+            )
             self.complex = True
         else:
             centred = hidden - hidden.mean(0)

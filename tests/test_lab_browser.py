@@ -193,3 +193,17 @@ def test_a_typed_step_size_out_of_range_is_not_left_on_show(page):
     field.fill("100")
     field.press("Tab")
     wait_until(lambda: 0 < float(field.input_value()) <= 10, timeout=30)
+
+
+def test_classroom_demo_in_one_click(page):
+    """The sidebar's Classroom demo button shows the demo tab and trains its four agents: the status counts steps
+    and the success curves fill in; Reset the demo clears them."""
+    status = page.get_by_text(re.compile(r"Demo: \w+ · step"))
+    rows_before = page.evaluate(PLOT_ROWS)
+    page.get_by_role("button", name="Classroom demo", exact=True).click()
+    wait_until(lambda: "running" in status.inner_text())
+    wait_until(lambda: page.evaluate(PLOT_ROWS) > rows_before + 40)
+    step = int(re.search(r"step ([\d,]+)", status.inner_text()).group(1).replace(",", ""))
+    assert step > 0
+    page.get_by_role("button", name="Reset the demo", exact=True).click()
+    wait_until(lambda: "idle" in status.inner_text(), timeout=5.0)

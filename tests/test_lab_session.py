@@ -10,11 +10,13 @@ from types import SimpleNamespace
 import panel as pn
 import pytest
 
+import lab.demo as demo_module
 import lab.session as session_module
 from lab.app import LabApp
 from lab.controls import LabSettings
 from lab.session import TrainingSession
 from rtu_core import TrainConfig
+from rtu_core.config import METHOD_LABELS
 
 QUICK = dict(chain_length=3, hidden_size=6, width=5, eval_episodes=0, progress_every=10)
 
@@ -218,3 +220,28 @@ def test_closed_tab_websocket_noise_is_filtered_from_the_server_log():
     assert not noise.filter(record(WebSocketClosedError()))
     assert noise.filter(record(ValueError("a real error")))
     assert any(isinstance(f, _ClosedTabNoise) for f in logging.getLogger("asyncio").filters)
+
+
+def test_classroom_demo_runs_four_methods_as_populations_of_seeds(monkeypatch):
+    from lab.demo import SEEDS, demo_jobs
+
+    jobs = demo_jobs()
+    assert [(job[0].cell, job[0].mode) for job in jobs] == [
+        ("rtu", "rtrl"),
+        ("rtu", "tbptt"),
+        ("gru", "tbptt"),
+        ("ffn", "tbptt"),
+    ]
+    assert all(len(job) == SEEDS and [c.seed for c in job] == list(range(SEEDS)) for job in jobs)
+    assert jobs[0][0].snapshot_every > 0 and all(c.snapshot_every == 0 for job in jobs[1:] for c in job)
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    monkeypatch.setitem(demo_module.DEMO, "steps", 300)
+    monkeypatch.setitem(demo_module.DEMO, "hidden_size", 6)
+    app = LabApp()
+    app.start_demo()
+    app.demo.session._thread.join(120)
+    app.refresh()
+    frame = app.demo.pipe.data
+    assert sorted(set(frame["method"])) == sorted(METHOD_LABELS.values())
+    assert len(app.hidden.pipe.data) == 0 and len(app.demo.hidden.pipe.data) > 0  # the demo's own memory plot
+    assert app.demo.session.status == "completed"
