@@ -2,7 +2,7 @@
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: lab test check
+.PHONY: lab notebooks test check
 
 # torch==2.13.0 first: it is the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.base:
@@ -16,15 +16,27 @@ $(VENV)/.lab: $(VENV)/.base pyproject.toml
 	$(PYTHON) -m pip install -q -e ".[lab]"
 	touch $@
 
-# Everything the test suite, the benchmarks and the Ray backend need.
+# The lab's packages and JupyterLab (with ipywidgets) for the notebooks.
+$(VENV)/.notebooks: $(VENV)/.base pyproject.toml
+	$(PYTHON) -m pip install -q -e ".[lab,notebooks]"
+	touch $@
+
+# Everything the test suite (JupyterLab included: a browser test opens it), the benchmarks and Ray need.
 $(VENV)/.test: $(VENV)/.base pyproject.toml
-	$(PYTHON) -m pip install -q -e ".[lab,test,bench,ray]"
+	$(PYTHON) -m pip install -q -e ".[lab,notebooks,test,bench,ray]"
 	touch $@
 
 # The Panel lab at http://localhost:5006/app (PORT=... to change it).
 PORT ?= 5006
 lab: $(VENV)/.lab
 	$(VENV)/bin/python -m panel serve app.py --port $(PORT)
+
+# JupyterLab on notebooks/ (NOTEBOOK_PORT=... to change the port). PANEL_INLINE=1: Bokeh and Panel's JavaScript
+# comes with the outputs, not from a CDN, so the interactive cells work offline.
+NOTEBOOK_PORT ?= 8888
+notebooks: $(VENV)/.notebooks
+	PANEL_INLINE=1 $(VENV)/bin/jupyter lab --notebook-dir=notebooks --port $(NOTEBOOK_PORT) \
+		$(if $(filter 0,$(shell id -u)),--allow-root,)
 
 # Lint and format first (ruff, settings in pyproject.toml): a lint error fails the suite as a failing test does.
 test: $(VENV)/.test

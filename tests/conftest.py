@@ -15,6 +15,7 @@ SLOW_MODULES = {
     "test_mujoco",
     "test_popgym",
     "test_determinism",
+    "test_notebooks_jupyterlab",
 }
 
 

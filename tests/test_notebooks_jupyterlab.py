@@ -1,0 +1,110 @@
+"""`make notebooks`: JupyterLab opens the notebooks with their Panel widgets live. In headless Chromium: open
+notebook 02, run its cells up to the first interactive one, see its sliders and plot render, move a slider and see
+the plot change.
+
+Skipped only where chromium is absent and CI is unset (as the lab's browser tests)."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.browser import CHROMIUM, FLAGS, ROOT, free_port
+
+if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
+    pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
+pytest.importorskip("playwright.sync_api")
+pytest.importorskip("jupyterlab")
+
+NOTEBOOK = "02_complex_eigenvalue_dynamics.ipynb"
+
+
+@pytest.fixture(scope="module")
+def jupyterlab(tmp_path_factory):
+    """JupyterLab as `make notebooks` starts it, on a copy of the notebooks (JupyterLab saves what it runs)."""
+    notebooks = tmp_path_factory.mktemp("notebooks")
+    shutil.copy(ROOT / "notebooks" / NOTEBOOK, notebooks)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            "--allow-root",
+            "--IdentityProvider.token=",
+            "--ServerApp.password=",
+            "--ServerApp.disable_check_xsrf=True",
+            f"--ServerApp.root_dir={notebooks}",
+            "--LabApp.news_url=",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        ],
+        env={**os.environ, "RTU_LAB_FAST": "1", "PANEL_INLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            hosts = set()  # offline: every request goes to the local server
+            page.on(
+                "request",
+                lambda request: (
+                    hosts.add(urlparse(request.url).hostname)
+                    if urlparse(request.url).scheme in ("http", "https", "ws", "wss")
+                    else None
+                ),
+            )
+            page.goto(jupyterlab)
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            cells.first.wait_for(timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            cells.nth(0).click()
+            for _ in range(4):  # markdown, imports, markdown, the interactive cell: run each, move to the next
+                page.keyboard.press("Shift+Enter")
+                time.sleep(1.0)  # a person's pace: JupyterLab takes each key press in turn
+            output = cells.nth(3).locator(".jp-OutputArea")
+            sliders = output.locator(".noUi-target")
+            sliders.first.wait_for(timeout=180_000)
+            assert sliders.count() == 2  # r and θ
+            canvas = output.locator("canvas").first
+            canvas.wait_for(timeout=60_000)
+            before = canvas.screenshot()
+            handle = output.locator(".noUi-handle").first
+            handle.focus()
+            for _ in range(10):
+                page.keyboard.press("ArrowLeft")  # r down: the response decays faster
+            deadline = time.time() + 30
+            while canvas.screenshot() == before:
+                assert time.time() < deadline, "the plot did not change when the slider moved"
+                time.sleep(0.5)
+            assert hosts <= {"127.0.0.1", "localhost"}, hosts
+        finally:
+            browser.close()
