@@ -5,8 +5,9 @@
 2. One agent at the paper's size (RTU 192 units, feature width 128, MemoryChain L = 16), QRC(λ) and Stream AC(λ):
    the native step (the default), the eager step, and for Stream AC the ``--compile`` step, vs the reference a user
    would write: a plain eager-autograd Stream AC(λ) with a feed-forward network of width 128 (below, ~60 lines).
-3. Populations of 32 (agent-steps/s of one process), native and eager, each as a fraction of the bound; and the
-   wall time the paper's MemoryChain figure (7 lengths x 5 seeds x 500k steps per method) would take on 2 processes.
+3. Populations of 32 (agent-steps/s of one process), native and eager, each as a fraction of the bound; the same
+   for the GRU and FFN TBPTT(1) baselines; and the wall time the paper's MemoryChain figure (7 lengths x 5 seeds x
+   500k steps per method) would take on 2 processes.
 4. With ``--scaling``: time per step vs RTU size n = 32 ... 1024 (width 128); log-log plot to ``assets/scaling.png``.
 
 Rates are taken after each run's first tenth of steps (warm-up, compiling). One torch thread.
@@ -229,7 +230,18 @@ def main() -> None:
                 f"   {agent:9s} {name:8s} P=32 {rate:7.0f} agent-steps/s = {rate / reference:5.2f}x reference "
                 f"({100 * rate / bound:3.0f}% of the bound){'   target >= 5x' if name == 'native' else ''}"
             )
+    print("\n   the TBPTT(1) baselines, QRC(λ), P=32 (GRU 192 units / FFN, width 128)")
+    baselines = {}
+    for cell in ("gru", "ffn"):
+        for name, overrides in {"native": {}, "eager": dict(engine="eager")}.items():
+            n = max(steps // 30, 50) if cell == "gru" else max(steps // 10, 100)
+            rate = agent_steps_per_second(paper_config("qrc", n, 32, cell=cell, mode="tbptt", **overrides))
+            baselines[cell, name] = rate
+            print(f"   {cell:9s} {name:8s} P=32 {rate:7.0f} agent-steps/s = {rate / reference:5.2f}x reference")
     total = 7 * 5 * 500_000
+    for cell in ("gru", "ffn"):
+        hours = total / (2 * baselines[cell, "native"]) / 3600
+        print(f"   the paper's MemoryChain figure, {cell.upper()}-TBPTT(1): {hours:.1f} h on 2 processes (native)")
     for agent in ("qrc", "stream_ac"):
         hours = total / (2 * population[agent, "native"]) / 3600
         print(
