@@ -48,7 +48,7 @@ def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
     resume = None
     if checkpoint_every and path.exists():
         state = load_checkpoint(path)
-        if state["members"] == [m.to_dict() for m in members]:
+        if [TrainConfig.from_dict(saved) for saved in state["members"]] == members:  # fields added since: defaults
             resume = state
             print(f"[{method}] resuming from step {state['loop'].step} ({path})", flush=True)
         else:
@@ -152,6 +152,10 @@ def main() -> int:
     parser.add_argument("--hidden-size", type=int, default=192)
     parser.add_argument("--width", type=int, default=None, help="feature width (default: the paper's preset, 128)")
     parser.add_argument("--eval-episodes", type=int, default=100)
+    parser.add_argument("--gamma", type=float, default=0.99, help="discount (0.999: a docs/method.md §8 diagnostic)")
+    parser.add_argument(
+        "--rtu-r-min", type=float, default=0.0, help="initial RTU moduli r² ~ U(r_min², 1) (0.99: a §8 diagnostic)"
+    )
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
@@ -176,6 +180,8 @@ def main() -> int:
             width=args.width,
             eval_episodes=args.eval_episodes,
             compile=args.compile,
+            gamma=args.gamma,
+            rtu_r_min=args.rtu_r_min,
         )
         members = [dataclasses.replace(base, chain_length=L, seed=s) for L in args.lengths for s in seeds]
         if finished(args.out, method, members):

@@ -83,6 +83,13 @@ class TrainConfig:
         **_help("rtrl (exact, RTU only) or tbptt (one-step horizon); default: rtrl for the rtu, tbptt otherwise")
     )
     nonlinear_rtu: bool = field(**_help("tanh inside the RTU recurrence", False))
+    rtu_r_min: float = field(
+        **_help(
+            "RTU initial eigenvalue moduli: r² ~ U(r_min², 1) (0: the paper's r² ~ U(0, 1); e.g. 0.99 for the "
+            "long-memory diagnostic of docs/method.md §8)",
+            0.0,
+        )
+    )
     taylor_sensitivity: bool = field(
         **_help("first-order Taylor correction of stale RTRL sensitivities (paper §4.4): gradients use S + C", False)
     )
@@ -229,6 +236,8 @@ class TrainConfig:
         for name in unit:
             if getattr(self, name) is not None and not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name.replace('_', '-')} must be in [0, 1], got {getattr(self, name)!r}")
+        if not 0.0 <= self.rtu_r_min < 1.0:
+            raise ConfigError(f"rtu-r-min must be in [0, 1), got {self.rtu_r_min!r}")
         if not 0.0 <= self.sparsity < 1.0:
             raise ConfigError(f"sparsity must be in [0, 1), got {self.sparsity!r}")
         for name in ("lr", "kappa_actor", "kappa_critic", "lr_q", "lr_h"):
@@ -309,6 +318,7 @@ class TrainConfig:
             feature_layers=self.feature_layers,
             head_width=self.head_width,
             nonlinear_rtu=self.nonlinear_rtu,
+            rtu_r_min=self.rtu_r_min,
             activation=self.activation,
             sparsity=self.sparsity,
             taylor=self.taylor_sensitivity,

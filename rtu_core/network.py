@@ -46,6 +46,7 @@ class MemoryNetwork(nn.Module):
         feature_layers: int = 1,
         head_width: int = 0,
         nonlinear_rtu: bool = False,
+        rtu_r_min: float = 0.0,
         activation: str = "leaky_relu",
         sparsity: float = 0.9,
         taylor: bool = False,
@@ -69,7 +70,7 @@ class MemoryNetwork(nn.Module):
             [Linear(obs_size if i == 0 else width, width, sparsity=sparsity, **common) for i in range(feature_layers)]
         )
         if cell == "rtu":
-            self.cell = RTU(width, hidden_size, nonlinear=nonlinear_rtu, **common)
+            self.cell = RTU(width, hidden_size, nonlinear=nonlinear_rtu, r_min=rtu_r_min, **common)
         elif cell == "gru":
             self.cell = GRU(width, hidden_size, **common)
         else:

@@ -141,3 +141,21 @@ def test_initialisation_follows_the_paper():
     std = float(cell.B_real.std())
     assert abs(std - 1 / 64) < 0.1 / 64  # LeCun normal, fan_in = hidden size (flax (H, F))
     assert float(cell.B_real.abs().max()) <= 2 / 4096**0.5 / 0.87962566103423978 + 1e-6
+
+
+def test_rtu_r_min_sets_the_initial_moduli_and_is_validated():
+    """The docs/method.md §8 diagnostic: r² ~ U(r_min², 1), through the config down to every network's RTU."""
+    import pytest
+
+    from rtu_core import TrainConfig
+    from rtu_core.config import ConfigError
+    from rtu_core.training import Run
+
+    run = Run(TrainConfig(agent="qrc", hidden_size=64, width=8, population=2, rtu_r_min=0.99))
+    for net in run.agent.networks.values():
+        r = net.cell.eigenvalues().abs()
+        assert float(r.min()) >= 0.99 - 1e-6 and float(r.max()) < 1.0
+    default = Run(TrainConfig(agent="qrc", hidden_size=64, width=8)).agent.q_net.cell.eigenvalues().abs()
+    assert float(default.min()) < 0.5  # the paper's r² ~ U(0, 1)
+    with pytest.raises(ConfigError, match="rtu-r-min"):
+        TrainConfig(rtu_r_min=1.0)
