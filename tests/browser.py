@@ -14,6 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlparse
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -77,22 +78,45 @@ def served_app(timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.3)
+        wait_for_port(port, timeout)
         yield f"http://127.0.0.1:{port}/app"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=20)
+        end_process(proc)
         if log is not None:
             output.close()
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    """Until a local server listens on ``port`` (or ``timeout`` seconds pass)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.3)
+
+
+def end_process(proc: subprocess.Popen) -> None:
+    """Terminate a server process, killing it if it does not end within 20 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=20)
+
+
+def record_hosts(page) -> set:
+    """The hosts of every http(s)/ws(s) request ``page`` makes from now on (data: and blob: are not requests out)."""
+    hosts: set = set()
+
+    def record(request) -> None:
+        url = urlparse(request.url)
+        if url.scheme in ("http", "https", "ws", "wss"):
+            hosts.add(url.hostname)
+
+    page.on("request", record)
+    return hosts
 
 
 @contextmanager

@@ -12,7 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, FLAGS, PLOT_ROWS, PLOT_WIDTHS, ROOT, STATUS, chromium_page, served_app, status_step
+from tests.browser import (
+    CHROMIUM,
+    FLAGS,
+    PLOT_ROWS,
+    PLOT_WIDTHS,
+    ROOT,
+    STATUS,
+    chromium_page,
+    record_hosts,
+    served_app,
+    status_step,
+)
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
@@ -152,7 +163,6 @@ def test_every_agent_cell_and_mode_trains_without_server_errors(tmp_path):
 def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_path):
     """A classroom projector: Start in view without scrolling, no plot narrower than 300 px; and offline: every
     request the page makes goes to the local server."""
-    from urllib.parse import urlparse
 
     from playwright.sync_api import sync_playwright
 
@@ -160,15 +170,7 @@ def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_pa
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1024, "height": 768})
-            hosts = set()
-            page.on(
-                "request",
-                lambda request: (
-                    hosts.add(urlparse(request.url).hostname)
-                    if urlparse(request.url).scheme in ("http", "https", "ws", "wss")
-                    else None
-                ),
-            )  # not data:/blob:
+            hosts = record_hosts(page)
             page.goto(server)
             start = page.get_by_role("button", name="Start", exact=True)
             start.wait_for(timeout=90_000)

@@ -6,15 +6,13 @@ Skipped only where chromium is absent and CI is unset (as the lab's browser test
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from urllib.parse import urlparse
 
 import pytest
 
-from tests.browser import CHROMIUM, FLAGS, ROOT, free_port
+from tests.browser import CHROMIUM, FLAGS, ROOT, end_process, free_port, record_hosts, wait_for_port
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
@@ -51,19 +49,10 @@ def jupyterlab(tmp_path_factory):
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.5)
+        wait_for_port(port, 90)
         yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        end_process(proc)
 
 
 def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
@@ -73,15 +62,7 @@ def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            hosts = set()  # offline: every request goes to the local server
-            page.on(
-                "request",
-                lambda request: (
-                    hosts.add(urlparse(request.url).hostname)
-                    if urlparse(request.url).scheme in ("http", "https", "ws", "wss")
-                    else None
-                ),
-            )
+            hosts = record_hosts(page)  # offline: every request goes to the local server
             page.goto(jupyterlab)
             cells = page.locator(".jp-Notebook .jp-Cell")
             cells.first.wait_for(timeout=120_000)
