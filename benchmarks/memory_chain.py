@@ -77,7 +77,7 @@ def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
 def finished(out: Path, method: str, members: list[TrainConfig]) -> bool:
     for m in members:
         path = member_dir(out, method, m) / "summary.json"
-        if not path.exists() or json.loads(path.read_text())["status"] != "completed":
+        if not path.exists() or json.loads(path.read_text())["status"] not in ("completed", "diverged"):
             return False
     return True
 
@@ -87,26 +87,34 @@ def aggregate(out: Path, methods: list[str], lengths: list[int], seeds: list[int
     for method in methods:
         for length in lengths:
             runs = [json.loads((out / method / f"L{length}" / f"seed_{s}" / "summary.json").read_text()) for s in seeds]
-            rates = np.array([r["eval_success_rate"] for r in runs], dtype=float)
+            # a member that diverged (non-finite TD error) has no evaluation: it counts as not solved, and the
+            # mean success is over the members that trained to the end
+            rates = np.array([r["eval_success_rate"] for r in runs if r["status"] == "completed"], dtype=float)
             table[(method, length)] = dict(
-                mean=float(rates.mean()),
-                std=float(rates.std()),
-                solved=float(np.mean([r["eval_return"] > 0.5 for r in runs])),
-                train=float(np.mean([r["success_rate"] for r in runs])),
+                mean=float(rates.mean()) if len(rates) else float("nan"),
+                std=float(rates.std()) if len(rates) else float("nan"),
+                solved=float(np.mean([r["status"] == "completed" and r["eval_return"] > 0.5 for r in runs])),
+                diverged=sum(r["status"] == "diverged" for r in runs),
             )
     return table
+
+
+def cell(entry: dict) -> str:
+    diverged = f", {entry['diverged']} div." if entry["diverged"] else ""
+    return f"{entry['mean']:.2f} ({entry['solved']:.1f}{diverged})"
 
 
 def write_table(out: Path, table: dict, methods, lengths, seeds, command: str) -> str:
     lines = [
         "Greedy-evaluation success rate after training (mean over seeds; chance = 0.50), "
-        "and in brackets the fraction of seeds solved (eval return > 0.5).",
+        "and in brackets the fraction of seeds solved (eval return > 0.5); a seed whose TD error became non-finite "
+        "is counted as not solved and left out of the mean (marked 'k div.').",
         "",
         "| method | " + " | ".join(f"L={L}" for L in lengths) + " |",
         "|---|" + "---|" * len(lengths),
     ]
     for method in methods:
-        cells = [f"{table[(method, L)]['mean']:.2f} ({table[(method, L)]['solved']:.1f})" for L in lengths]
+        cells = [cell(table[(method, L)]) for L in lengths]
         lines.append(f"| {LABELS[method]} | " + " | ".join(cells) + " |")
     lines += ["", f"{len(seeds)} seeds; command: `{command}`"]
     text = "\n".join(lines) + "\n"

@@ -7,7 +7,7 @@ for event in train(TrainConfig(chain_length=8, steps=20_000)):
 
 from . import envs  # registers the gymnasium ids
 from .config import ConfigError, TrainConfig
-from .events import EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
+from .events import EpisodeEnd, EvaluationEnd, Event, MemberEnd, Progress, RunEnd, Snapshot, Staleness
 from .training import train
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "TrainConfig",
     "ConfigError",
     "Event",
+    "MemberEnd",
     "EpisodeEnd",
     "EvaluationEnd",
     "Progress",

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from .config import ConfigError, TrainConfig, field_type
-from .events import Checkpoint, Progress, RunEnd
+from .events import Checkpoint, MemberEnd, Progress, RunEnd
 from .results import RunRecorder
 from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
 from .sweep import check_out_dir as check_sweep_dir
@@ -162,6 +162,8 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
             elif isinstance(event, Checkpoint):
                 event.save(out / CHECKPOINT, recorder=recorder)
                 recorder.write(out)
+            elif isinstance(event, MemberEnd) and config.population > 1:
+                bar.write(f"rtu_core: {event.message}; the other members go on")
             elif isinstance(event, RunEnd) and event.message:
                 bar.write(f"rtu_core: {event.message}")
     except KeyboardInterrupt:

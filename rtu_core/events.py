@@ -74,6 +74,18 @@ class Checkpoint:
 
 
 @dataclass(frozen=True)
+class MemberEnd:
+    """Population member ``member`` stopped at ``step`` while the others go on: status 'diverged' (its TD error
+    became non-finite; message says where). No events of that member follow, and it is not evaluated, so every
+    other member still equals its solo run. When no member is left, a RunEnd follows."""
+
+    step: int
+    member: int
+    status: str
+    message: str
+
+
+@dataclass(frozen=True)
 class RunEnd:
     """The run stopped: status is 'completed', 'timeout', 'diverged' or 'interrupted' (with a one-line message)."""
 
@@ -83,4 +95,4 @@ class RunEnd:
     message: str = ""
 
 
-Event = EpisodeEnd | Progress | Snapshot | Staleness | EvaluationEnd | Checkpoint | RunEnd
+Event = EpisodeEnd | Progress | Snapshot | Staleness | EvaluationEnd | Checkpoint | MemberEnd | RunEnd

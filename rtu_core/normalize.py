@@ -4,6 +4,11 @@ Both use Welford's running mean and variance, var = M2 / (n - 1) (1 before two s
 - ObservationNormalizer: o ← (o - mean) / sqrt(var + ε), statistics updated with every observation
   (the reset observation included) before it is normalised.
 - RewardScaler: G ← γ G + r (G reset to 0 after an episode ends); r ← r / sqrt(var(G) + ε), no centring.
+
+The same arithmetic as gymnasium's NormalizeObservation / NormalizeReward wrappers, done in the loop rather than
+inside the environments so that the loop still sees raw rewards for its episode returns. A member may have several
+``lanes`` (environments feeding one agent, as batched PPO's): its statistics are updated with its lanes' rows in
+lane order, and an optional ``clip`` bounds the result to ±clip (CleanRL's continuous-control PPO).
 """
 
 from __future__ import annotations
@@ -37,30 +42,52 @@ class RunningMeanVar:
         return np.where(self._col(self.count) >= 2, var, 1.0)
 
 
-class ObservationNormalizer:
-    """o ← (o - mean) / sqrt(var + ε), running per-member statistics updated before normalising."""
+def per_row(stats: np.ndarray, rows: int) -> np.ndarray:
+    """Per-member statistics repeated for the member's rows (rows are member-major: lane j of member i is row
+    i * lanes + j); the statistics themselves when there is one row per member."""
+    return stats if rows == len(stats) else np.repeat(stats, rows // len(stats), axis=0)
 
-    def __init__(self, population: int, size: int, eps: float = 1e-8):
+
+def clipped(x: np.ndarray, clip: float | None) -> np.ndarray:
+    return x if clip is None else x.clip(-clip, clip)
+
+
+class ObservationNormalizer:
+    """o ← (o - mean) / sqrt(var + ε) [clipped to ±clip], running per-member statistics updated before normalising."""
+
+    lanes, clip = 1, None  # class defaults: what checkpoints written before lanes existed mean
+
+    def __init__(self, population: int, size: int, eps: float = 1e-8, lanes: int = 1, clip: float | None = None):
         self.stats, self.eps, self.frozen = RunningMeanVar(population, (size,)), eps, False
+        self.lanes, self.clip = lanes, clip
 
     def __call__(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-        """Update with the members' observations (those in mask, if given) unless frozen; normalise all (float64)."""
+        """Update with the members' observations (those in mask, if given) unless frozen; normalise all (float64).
+        Frozen, it normalises any number of rows per member (one per evaluation environment)."""
+        obs = np.asarray(obs, dtype=np.float64)
         if not self.frozen:
-            self.stats.update(obs, mask)
-        return (np.asarray(obs, dtype=np.float64) - self.stats.mean) / np.sqrt(self.stats.var + self.eps)
+            for lane in range(self.lanes):
+                self.stats.update(obs[lane :: self.lanes], None if mask is None else mask[lane :: self.lanes])
+        mean, var = per_row(self.stats.mean, len(obs)), per_row(self.stats.var, len(obs))
+        return clipped((obs - mean) / np.sqrt(var + self.eps), self.clip)
 
 
 class RewardScaler:
-    """r ← r / sqrt(var(G) + ε), G the running discounted return (reset at episode ends)."""
+    """r ← r / sqrt(var(G) + ε) [clipped to ±clip], G the running discounted return of each lane (reset at
+    episode ends)."""
 
-    def __init__(self, population: int, gamma: float, eps: float = 1e-8):
+    lanes, clip = 1, None  # class defaults: what checkpoints written before lanes existed mean
+
+    def __init__(self, population: int, gamma: float, eps: float = 1e-8, lanes: int = 1, clip: float | None = None):
         self.stats, self.gamma, self.eps = RunningMeanVar(population), gamma, eps
-        self.discounted_return = np.zeros(population)
+        self.discounted_return = np.zeros(population * lanes)
+        self.lanes, self.clip = lanes, clip
 
     def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
         reward = np.asarray(reward, dtype=np.float64)
         self.discounted_return = self.gamma * self.discounted_return + reward
-        self.stats.update(self.discounted_return)
-        scaled = reward / np.sqrt(self.stats.var + self.eps)
+        for lane in range(self.lanes):
+            self.stats.update(self.discounted_return[lane :: self.lanes])
+        scaled = reward / np.sqrt(per_row(self.stats.var, len(reward)) + self.eps)
         self.discounted_return = np.where(done, 0.0, self.discounted_return)
-        return scaled
+        return clipped(scaled, self.clip)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig, pack_population
-from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Staleness
+from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, MemberEnd, Progress, RunEnd, Staleness
 
 RECENT = 100  # episodes behind final_return and success_rate
 
@@ -53,6 +53,10 @@ class RunRecorder:
         self.staleness: list[list[tuple[int, float]]] = [[] for _ in range(P)]
         self.step, self.wall_seconds, self.steps_per_second = 0, 0.0, 0.0
         self.status, self.message = "running", ""
+        self.member_ends: dict[int, MemberEnd] = {}  # members that stopped before the run did
+
+    def __setstate__(self, state: dict) -> None:  # a recorder saved in a checkpoint before member_ends existed
+        self.__dict__.update({"member_ends": {}, **state})
 
     def record(self, event: Event) -> None:
         if isinstance(event, EpisodeEnd):
@@ -66,6 +70,8 @@ class RunRecorder:
                 self.staleness[member].append((event.step, float(np.nanmean(errors[:, member]))))
         elif isinstance(event, EvaluationEnd):
             self.evaluations[event.member] = event
+        elif isinstance(event, MemberEnd):
+            self.member_ends[event.member] = event
         elif isinstance(event, Checkpoint):  # a resumed run restarts its count from here
             self.step = event.step
         elif isinstance(event, RunEnd):
@@ -79,13 +85,13 @@ class RunRecorder:
     def member_summary(self, member: int) -> dict:
         episodes = self.episodes[member][-RECENT:]
         successes = [e.success for e in episodes if e.success is not None]
-        evaluation = self.evaluations.get(member)
+        evaluation, end = self.evaluations.get(member), self.member_ends.get(member)
         return {
             "seed": self.members[member].seed,
             "chain_length": self.members[member].chain_length,
-            "status": self.status,
-            "message": self.message,
-            "steps": self.step,
+            "status": end.status if end else self.status,
+            "message": end.message if end else self.message,
+            "steps": end.step if end else self.step,
             "episodes": len(self.episodes[member]),
             "final_return": _mean([e.episode_return for e in episodes]),
             "success_rate": _mean(successes),

@@ -1,15 +1,17 @@
 """The training loop: ``train(config)`` yields events; every consumer (CLI, app, notebooks, sweeps) uses it.
 
-Per step, for all P members in lockstep:
+Per step, for all P members in lockstep (each member has ``lanes`` environments: one for the streaming agents,
+``ppo_num_envs`` for the batched PPO baseline, whose step counts all of them):
 
     o_t (normalised) -> agent.act -> a_t -> env.step -> r_t, o_{t+1}
-    -> agent.learn(scaled r_t, normalised o_{t+1}, terminal, done)        (one streaming update)
+    -> agent.learn(scaled r_t, normalised o_{t+1}, terminal, done)        (one streaming update; PPO: one record,
+                                                                          and an update after every rollout)
     -> every ``staleness_every`` steps: Staleness; every ``rtrl_refresh`` steps: RTRL states replayed
-    -> members whose episode ended: EpisodeEnd, env reset, memory and traces reset
+    -> environments whose episode ended: EpisodeEnd, env reset, memory and traces reset
 
 then, after ``steps`` steps, a greedy evaluation of every member (normalisation frozen) and RunEnd.
 Stopping early is the consumer's choice: close the generator (or stop iterating); time-outs and
-non-finite TD errors end the run with a RunEnd whose status says why, after the events so far.
+non-finite TD errors (or losses) end the run with a RunEnd whose status says why, after the events so far.
 """
 
 from __future__ import annotations
@@ -27,31 +29,31 @@ import numpy as np
 import torch
 
 from .agents import AGENTS
+from .baselines import PPO
 from .config import TrainConfig, pack_population
-from .envs import episode_success
-from .envs import make_env as make_named_env
+from .envs import episode_success, make_env
 from .envs.memory_chain import MemoryChainPopulation
 from .envs.population import EnvPopulation
-from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, Progress, RunEnd, Snapshot, Staleness
+from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, MemberEnd, Progress, RunEnd, Snapshot, Staleness
 from .network import MemoryNetwork
-from .normalize import ObservationNormalizer, RewardScaler
 from .rng import MemberRandom, member_seeds
 
 INIT, ACTIONS, ENV, EVAL_ENV = range(4)
+LEARNERS = {**AGENTS, "ppo": PPO}  # the streaming agents and the batched baseline
 
 
-def make_env(config: TrainConfig) -> gym.Env:
-    """The gymnasium environment a config names."""
-    return make_named_env(config.env, **config.env_kwargs())
-
-
-def make_population(members: list[TrainConfig], seeds: list[int]) -> EnvPopulation | MemoryChainPopulation:
-    """The members' environments, stepped in lockstep: MemoryChain as one NumPy batch, other tasks one by one."""
+def make_population(
+    members: list[TrainConfig], seeds: list[int], lanes: int = 1
+) -> EnvPopulation | MemoryChainPopulation:
+    """The members' environments (``lanes`` each, lane j seeded ``seed + j``), stepped in lockstep: MemoryChain as
+    one NumPy batch, other tasks one by one."""
+    members = [m for m in members for _ in range(lanes)]
+    seeds = [seed + lane for seed in seeds for lane in range(lanes)]
     if members[0].env == "memory_chain":
         return MemoryChainPopulation(
             [m.chain_length for m in members], [m.observation_timing for m in members], seeds, members[0].num_bits
         )
-    return EnvPopulation([lambda m=m: make_env(m) for m in members], seeds)
+    return EnvPopulation([lambda m=m: make_env(m.env, **m.env_kwargs()) for m in members], seeds)
 
 
 class Run:
@@ -59,26 +61,42 @@ class Run:
 
     def __init__(self, config: TrainConfig | list[TrainConfig]):
         config, members = pack_population(config)
-        self.config, self.members, P = config, members, config.population
+        self.config, self.members = config, members
         self.dtype = getattr(torch, config.dtype)
         self.seeds = [member_seeds(m.seed, 4) for m in members]
-        self.envs = make_population(members, [s[ENV] for s in self.seeds])
+        learner = LEARNERS[config.agent]
+        self.envs = make_population(members, [s[ENV] for s in self.seeds], learner.lanes_of(config))
         self.obs_size = gym.spaces.flatdim(self.envs.observation_space)
         init_generators = [torch.Generator().manual_seed(s[INIT]) for s in self.seeds]
         self.device = torch.device(config.device)
         action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype, device=config.device)
-        self.agent = AGENTS[config.agent](config, self.obs_size, self.envs.action_space, init_generators, action_random)
-        self.obs_normalizer = ObservationNormalizer(P, self.obs_size)
-        self.reward_scaler = RewardScaler(P, config.gamma)
+        self.agent = learner(config, self.obs_size, self.envs.action_space, init_generators, action_random)
+        self.obs_normalizer, self.reward_scaler = self.agent.normalizers(config, self.obs_size)
+
+    def observe(self, raw: np.ndarray, mask: np.ndarray | None = None) -> torch.Tensor:
+        """The agent's input: raw observations normalised (statistics updated with the rows in ``mask``)."""
+        if self.obs_normalizer is None:
+            return self.tensor(np.asarray(raw).reshape(len(raw), -1))
+        return self.tensor(self.obs_normalizer(raw, mask=mask))
+
+    def scale(self, reward: np.ndarray, done: np.ndarray) -> torch.Tensor:
+        """The reward the agent learns from."""
+        return self.tensor(reward if self.reward_scaler is None else self.reward_scaler(reward, done))
 
     def tensor(self, array: np.ndarray) -> torch.Tensor:
         """A NumPy array as a tensor of the run's dtype on its device (bool arrays stay bool)."""
         tensor = torch.from_numpy(np.asarray(array))
         return tensor.to(self.device, None if tensor.dtype == torch.bool else self.dtype)
 
-    def env_actions(self, action: torch.Tensor) -> np.ndarray:
+    def env_actions(self, action: torch.Tensor, alive: np.ndarray | None = None) -> np.ndarray:
+        """The actions as the environments take them; a stopped (diverged) member's lanes get action 0."""
         action = action.cpu()
-        return action.numpy() if isinstance(self.envs.action_space, gym.spaces.Discrete) else action.double().numpy()
+        discrete = isinstance(self.envs.action_space, gym.spaces.Discrete)
+        actions = action.numpy() if discrete else action.double().numpy()
+        if alive is not None and not alive.all():
+            actions = actions.copy()
+            actions[np.repeat(~alive, len(actions) // len(alive))] = 0
+        return actions
 
 
 @dataclass
@@ -91,6 +109,7 @@ class Loop:
     episode_length: np.ndarray
     episodes: np.ndarray
     elapsed: float = 0.0  # seconds trained before this sitting
+    alive: np.ndarray | None = None  # members still training (None: all; a diverged member stops, the rest go on)
 
 
 def save_checkpoint(path: Path, run: Run, loop: Loop, **extra) -> None:
@@ -142,52 +161,56 @@ def train(
     Uses one intra-op thread: streaming steps are tiny, one thread is fastest for them, and it makes
     every population member bitwise equal to its solo run. Parallelism comes from populations."""
     torch.set_num_threads(1)
-    solo = config[0] if isinstance(config, list) and len(config) == 1 else config
-    if isinstance(solo, TrainConfig) and solo.agent == "ppo":  # the batched baseline: its own loop, same events
-        from .agents.ppo import train_ppo
-
-        yield from train_ppo(solo, make_env, tuple(member_seeds(solo.seed, 4)))
-        return
     if resume is not None:
         run, loop = resume["run"], resume["loop"]
     else:
         run = Run(config)
         P = run.config.population
-        obs = run.tensor(run.obs_normalizer(run.envs.reset()))
-        loop = Loop(0, obs, np.zeros(P), np.zeros(P, dtype=np.int64), np.zeros(P, dtype=np.int64))
-    config = run.config
+        lanes = P * run.agent.lanes
+        obs = run.observe(run.envs.reset())
+        loop = Loop(0, obs, np.zeros(lanes), np.zeros(lanes, dtype=np.int64), np.zeros(P, dtype=np.int64))
+    config, lanes = run.config, run.agent.lanes  # environments per member; a step counts all of them
     P, started = config.population, time.perf_counter() - loop.elapsed
     window = deque(maxlen=config.snapshot_window) if config.snapshot_every else None
     episode_return, episode_length, episodes, obs = loop.episode_return, loop.episode_length, loop.episodes, loop.obs
-    step = loop.step
+    step, last = loop.step, config.steps // lanes * lanes
+    alive = np.ones(P, dtype=bool) if loop.alive is None else loop.alive
+
+    def due(every: int) -> bool:  # the step passed a multiple of ``every``
+        return bool(every) and step % every < lanes
 
     def checkpoint(step: int) -> Checkpoint:
         state = Loop(
-            step, obs, episode_return.copy(), episode_length.copy(), episodes.copy(), time.perf_counter() - started
+            step,
+            obs,
+            episode_return.copy(),
+            episode_length.copy(),
+            episodes.copy(),
+            time.perf_counter() - started,
+            alive.copy(),
         )
         return Checkpoint(step, lambda path, **extra: save_checkpoint(path, run, state, **extra))
 
     try:
-        for step in range(loop.step + 1, config.steps + 1):
+        for step in range(loop.step + lanes, last + 1, lanes):
             action = run.agent.act(obs)
-            next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(action))
+            next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(action, alive))
             done = terminated | truncated
-            next_obs = run.tensor(run.obs_normalizer(next_raw))
+            next_obs = run.observe(next_raw)
             done_t = run.tensor(done)
-            scaled = run.tensor(run.reward_scaler(reward, done))
+            scaled = run.scale(reward, done)
             td_error = run.agent.learn(scaled, next_obs, run.tensor(terminated), done_t).cpu()
-            if not bool(torch.isfinite(td_error).all()):
-                bad = int(np.flatnonzero(~torch.isfinite(td_error).numpy())[0])
-                yield RunEnd(
-                    "diverged",
-                    step,
-                    time.perf_counter() - started,
-                    f"non-finite TD error at step {step} (member {bad}); stopped",
-                )
+            diverged = alive & ~np.isfinite(td_error.numpy())
+            for member in np.flatnonzero(diverged):
+                alive[member] = False
+                message = f"non-finite TD error at step {step} (member {member}); stopped"
+                yield MemberEnd(step, int(member), "diverged", message)
+            if not alive.any():
+                yield RunEnd("diverged", step, time.perf_counter() - started, message)
                 return
-            if config.staleness_every and step % config.staleness_every == 0:
+            if due(config.staleness_every):
                 yield Staleness(step, run.agent.staleness())
-            if config.rtrl_refresh and step % config.rtrl_refresh == 0:
+            if due(config.rtrl_refresh):
                 run.agent.refresh_rtrl()
             if window is not None:
                 window.append(
@@ -204,27 +227,30 @@ def train(
             episode_length += 1
             if done.any():
                 for i in np.flatnonzero(done):
+                    member = i // lanes
+                    if not alive[member]:
+                        continue
                     yield EpisodeEnd(
                         step,
-                        int(i),
-                        int(episodes[i]),
+                        int(member),
+                        int(episodes[member]),
                         float(episode_return[i]),
                         int(episode_length[i]),
                         episode_success(infos[i]),
                     )
-                episodes[done] += 1
+                    episodes[member] += 1
                 episode_return[done], episode_length[done] = 0.0, 0
                 next_raw = run.envs.reset_members(next_raw, done)
-                reset_obs = run.tensor(run.obs_normalizer(next_raw, mask=done))
+                reset_obs = run.observe(next_raw, mask=done)
                 next_obs = torch.where(done_t.unsqueeze(-1), reset_obs, next_obs)
             obs = next_obs
             elapsed = time.perf_counter() - started
-            if step % config.progress_every == 0 or step == config.steps:
+            if due(config.progress_every) or step == last:
                 yield Progress(step, config.steps, P, step / max(elapsed, 1e-9), td_error.abs().numpy().copy())
-            if config.snapshot_every and step % config.snapshot_every == 0:
+            if due(config.snapshot_every):
                 yield snapshot(run, step, window)
             stopping = stop is not None and stop()
-            if checkpoint_every and (step % checkpoint_every == 0 or stopping):
+            if checkpoint_every and (due(checkpoint_every) or stopping):
                 yield checkpoint(step)
             if stopping:
                 yield RunEnd("interrupted", step, elapsed, f"interrupted at step {step}")
@@ -232,7 +258,7 @@ def train(
             if config.time_limit is not None and elapsed > config.time_limit:
                 yield RunEnd("timeout", step, elapsed, f"time limit of {config.time_limit:g} s reached at step {step}")
                 return
-        for event in evaluate(run, started):
+        for event in evaluate(run, started, alive):
             yield event
             if isinstance(event, RunEnd):
                 return
@@ -243,7 +269,7 @@ def train(
 
 def snapshot(run: Run, step: int, window: deque) -> Snapshot:
     agent = run.agent
-    hidden = {name: np.stack([h[name] for h, _, _ in window]) for name in agent.networks} if window else {}
+    hidden = {name: np.stack([h[name] for h, _, _ in window]) for name in window[0][0]} if window else {}
     return Snapshot(
         step=step,
         hidden=hidden,
@@ -262,23 +288,25 @@ def snapshot(run: Run, step: int, window: deque) -> Snapshot:
     )
 
 
-def evaluate(run: Run, started: float) -> Iterator[Event]:
-    """``eval_episodes`` greedy episodes per member on fresh environments; no learning, frozen statistics."""
+def evaluate(run: Run, started: float, alive: np.ndarray) -> Iterator[Event]:
+    """``eval_episodes`` greedy episodes per member still ``alive`` on fresh environments; no learning, frozen
+    statistics."""
     config, P = run.config, run.config.population
     if config.eval_episodes == 0:
         return
     envs = make_population(run.members, [s[EVAL_ENV] for s in run.seeds])
-    run.obs_normalizer.frozen = True
+    if run.obs_normalizer is not None:
+        run.obs_normalizer.frozen = True
     run.agent.reset_memory()
     returns: list[list[float]] = [[] for _ in range(P)]
     successes: list[list[float]] = [[] for _ in range(P)]
     episode_return = np.zeros(P)
     raw = envs.reset()
     try:
-        while min(len(r) for r in returns) < config.eval_episodes:
+        while min(len(returns[i]) for i in np.flatnonzero(alive)) < config.eval_episodes:
             with torch.no_grad():
-                action = run.agent.act(run.tensor(run.obs_normalizer(raw)), greedy=True, learn=False)
-            raw, reward, terminated, truncated, infos = envs.step(run.env_actions(action))
+                action = run.agent.act(run.observe(raw), greedy=True, learn=False)
+            raw, reward, terminated, truncated, infos = envs.step(run.env_actions(action, alive))
             done = terminated | truncated
             episode_return += reward
             for i in np.flatnonzero(done):
@@ -299,5 +327,5 @@ def evaluate(run: Run, started: float) -> Iterator[Event]:
                 return
     finally:
         envs.close()
-    for i in range(P):
-        yield EvaluationEnd(i, returns[i], successes[i])
+    for i in np.flatnonzero(alive):
+        yield EvaluationEnd(int(i), returns[i], successes[i])

@@ -32,19 +32,33 @@ def outcome(events) -> list:
         ),
         TrainConfig(env="popgym:RepeatFirstEasy", steps=300, hidden_size=6, width=5, eval_episodes=2, engine="eager"),
         TrainConfig(cell="gru", chain_length=3, steps=300, hidden_size=6, width=5, eval_episodes=3, staleness_every=0),
+        TrainConfig(
+            agent="ppo",
+            env="mujoco:Hopper",
+            mask="V",
+            steps=256,
+            hidden_size=6,
+            width=5,
+            eval_episodes=1,
+            ppo_num_envs=2,
+            ppo_rollout_steps=32,
+            ppo_minibatches=4,
+        ),
     ],
-    ids=["stream-ac-native-population", "qrc-kmemory-chain", "popgym-eager", "gru"],
+    ids=["stream-ac-native-population", "qrc-kmemory-chain", "popgym-eager", "gru", "ppo-mujoco-mid-rollout"],
 )
 def test_resumed_run_equals_the_uninterrupted_run(config, tmp_path):
     whole = outcome(train(config))
     first, checkpoints = [], []
-    # stop at the boundary after the first checkpoint (step 100); a checkpoint is saved there too
+    # stop at the boundary after the first checkpoint (step 100); a checkpoint is saved there too. PPO's steps
+    # count its 2 environments, and step 100 falls inside a rollout: the checkpoint keeps the rollout so far
     for event in train(config, checkpoint_every=100, stop=lambda: bool(checkpoints)):
         first.append(event)
         if isinstance(event, Checkpoint):
             event.save(tmp_path / "checkpoint.pt")
             checkpoints.append(event.step)
-    assert checkpoints == [100, 101]
+    lanes = config.ppo_num_envs if config.agent == "ppo" else 1
+    assert checkpoints == [100, 100 + lanes]
     stopped = [e for e in first if isinstance(e, RunEnd)]
     assert stopped and stopped[0].status == "interrupted" and stopped[0].step < config.steps
     resumed = list(train(config, resume=load_checkpoint(tmp_path / "checkpoint.pt")))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rtu_core import ConfigError, EpisodeEnd, EvaluationEnd, RunEnd, TrainConfig, train
-from rtu_core.agents.ppo import ContinuousNormalizer, gae, to_sequences
+from rtu_core.baselines.ppo import gae, to_sequences
 from rtu_core.network import MemoryNetwork
 
 PPO = dict(
@@ -51,7 +51,7 @@ def test_gae_by_hand_and_sequences_keep_time_order():
     rewards = torch.tensor([[1.0], [0.0], [2.0]])
     values = torch.tensor([[0.5], [0.2], [0.1]])
     dones = torch.tensor([[0.0], [0.0], [1.0]])  # o_2 began a new episode
-    adv = gae(rewards, values, dones, torch.tensor([0.3]), torch.tensor([0.0]), gamma=0.9, lam=0.5)
+    adv, _ = gae(rewards, values, dones, torch.tensor([0.3]), torch.tensor([0.0]), gamma=0.9, lam=0.5)
     a2 = 2.0 + 0.9 * 0.3 - 0.1
     a1 = 0.0 - 0.2  # o_2 starts a new episode: no bootstrap
     a0 = (1.0 + 0.9 * 0.2 - 0.5) + 0.9 * 0.5 * a1
@@ -137,31 +137,6 @@ def test_lab_runs_ppo_and_its_sweep_tab_refuses_it():
     assert session.status == "completed" and session.step == 2048 and session.episodes > 100
     with pytest.raises(ConfigError, match="sweep tab runs streaming agents"):
         app.sweep.start()
-
-
-def test_continuous_normalizer_shares_statistics_across_envs_and_clips():
-    torch.manual_seed(0)
-    norm = ContinuousNormalizer(num_envs=2, obs_size=3, gamma=0.9)
-    seen = []
-    for _ in range(20):
-        obs = torch.randn(2, 3) * 5 + 2
-        seen.append(obs.double())
-        out = norm.observation(obs)
-    seen = torch.cat(seen)
-    expected = (obs.double() - seen.mean(0)) / torch.sqrt(seen.var(0) + 1e-8)
-    assert torch.allclose(out.double(), expected.clamp(-10, 10), atol=1e-5)
-    norm.frozen = True
-    assert norm.observation(torch.full((1, 3), 1e6)).max() == 10.0  # clipped, statistics untouched
-    assert np.allclose(norm.obs_stats.mean[0], seen.mean(0).numpy())
-    rewards = [torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5]), torch.tensor([0.0, 1.0])]
-    dones = [torch.tensor([False, True]), torch.tensor([False, False]), torch.tensor([True, False])]
-    g, returns = np.zeros(2), []
-    for r, d in zip(rewards, dones):
-        g = 0.9 * g + r.numpy()
-        returns += list(g)
-        scaled = norm.reward(r, d)
-        g[d.numpy()] = 0.0
-    assert torch.allclose(scaled, rewards[-1] / np.sqrt(np.var(returns, ddof=1) + 1e-8), atol=1e-6)
 
 
 def test_ppo_on_mujoco_normalises_and_runs():

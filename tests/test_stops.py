@@ -4,7 +4,8 @@ import gymnasium as gym
 import numpy as np
 
 import rtu_core.training as training
-from rtu_core import EpisodeEnd, RunEnd, TrainConfig, train
+from rtu_core import EpisodeEnd, EvaluationEnd, MemberEnd, RunEnd, TrainConfig, train
+from rtu_core.results import RunRecorder
 
 
 def test_time_limit_stops_with_status_timeout():
@@ -26,12 +27,18 @@ class NaNRewardAfter(gym.Wrapper):
         return obs, (np.nan if self.steps > self.after else reward), terminated, truncated, info
 
 
-def nan_rewards_after(after: int):
-    """A ``training.make_population`` whose environments' rewards turn NaN after ``after`` steps."""
+def nan_rewards_after(after: int, members_hit: tuple[int, ...] | None = None):
+    """A ``training.make_population`` whose environments' rewards (of the members in ``members_hit``; all if None)
+    turn NaN after ``after`` steps."""
+    from rtu_core.envs import make_env
     from rtu_core.envs.population import EnvPopulation
 
-    return lambda members, seeds: EnvPopulation(
-        [lambda m=m: NaNRewardAfter(training.make_env(m), after) for m in members], seeds
+    def make(m, i):
+        env = make_env(m.env, **m.env_kwargs())
+        return NaNRewardAfter(env, after) if members_hit is None or i in members_hit else env
+
+    return lambda members, seeds, lanes=1: EnvPopulation(
+        [lambda m=m, i=i: make(m, i) for i, m in enumerate(members)], seeds
     )
 
 
@@ -42,3 +49,24 @@ def test_non_finite_td_error_stops_with_status_diverged(monkeypatch):
     assert isinstance(end, RunEnd) and end.status == "diverged" and end.step == 41
     assert "non-finite" in end.message
     assert sum(isinstance(e, EpisodeEnd) for e in events) == 2 * 10
+
+
+def test_a_diverging_member_stops_and_the_others_go_on_as_their_solo_runs(monkeypatch):
+    members = [TrainConfig(chain_length=3, steps=300, hidden_size=8, width=8, eval_episodes=5, seed=s) for s in (0, 1)]
+    solo = [e for e in train(members[0]) if isinstance(e, (EpisodeEnd, EvaluationEnd))]
+    monkeypatch.setattr(training, "make_population", nan_rewards_after(40, members_hit=(1,)))
+    events = list(train(members))
+    ends = [e for e in events if isinstance(e, MemberEnd)]
+    assert [(e.step, e.member, e.status) for e in ends] == [(41, 1, "diverged")]
+    assert isinstance(events[-1], RunEnd) and events[-1].status == "completed"
+    kept = [e for e in events if isinstance(e, (EpisodeEnd, EvaluationEnd))]
+    assert [e for e in kept if e.member == 0] == solo  # member 0 is its solo run, evaluation included
+    assert all(e.step <= 41 for e in kept if e.member == 1) and not any(
+        isinstance(e, EvaluationEnd) and e.member == 1 for e in kept
+    )
+    recorder = RunRecorder(members)
+    for event in events:
+        recorder.record(event)
+    assert recorder.member_summary(0)["status"] == "completed" and recorder.member_summary(0)["eval_episodes"] == 5
+    stopped = recorder.member_summary(1)
+    assert stopped["status"] == "diverged" and stopped["steps"] == 41 and stopped["eval_return"] is None

@@ -9,6 +9,7 @@ from torch import Tensor
 
 from ..cells import RTRLState
 from ..network import Memory, MemoryNetwork
+from ..normalize import ObservationNormalizer, RewardScaler
 
 
 class EpisodeHistory:
@@ -45,11 +46,21 @@ class MemoryAgent:
     networks: dict[str, MemoryNetwork]
     memories: dict[str, Memory]
     history: EpisodeHistory | None = None
+    lanes = 1  # environments per member: one, streaming
     # what ``act`` leaves for ``learn`` within one step: dead at a step boundary, so not part of a checkpoint
     PENDING = ("_fused", "_tapes", "_value", "_log_prob", "_entropy", "_q", "_h", "_nongreedy", "_action")
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k not in self.PENDING}
+
+    @staticmethod
+    def lanes_of(config) -> int:
+        """Environments per member."""
+        return 1
+
+    def normalizers(self, config, obs_size: int) -> tuple[ObservationNormalizer, RewardScaler]:
+        """The streaming normalisation of observations and rewards (docs/method.md §4), per member."""
+        return ObservationNormalizer(config.population, obs_size), RewardScaler(config.population, config.gamma)
 
     def keep_history(self, population: int) -> None:
         """Record every member's episode inputs from now on (needed by ``fresh_memories``)."""
