@@ -23,10 +23,12 @@ def run_comparison(
     task_name: Callable[[dict], str],
     metric: str = "final_return",
     digits: int = 3,
+    checkpoint_every: int = 0,
 ) -> tuple[str, list[dict]]:
     """Run labelled sweeps (e.g. {"Stream AC": ..., "PPO": ...}) into ``out/<label>/`` and compare them: a markdown
     table with one row per (label, method) and one column per task (``task_name(grid point)``), each cell the mean
-    ± s.e. over seeds of ``metric``; also the rows behind it ({"method", "task", "mean", "se"})."""
+    ± s.e. over seeds of ``metric``; also the rows behind it ({"method", "task", "mean", "se"}). With
+    ``checkpoint_every``, unfinished populations continue from their checkpoints when the command is run again."""
     folders = {label: out / label.lower().replace(" ", "_") for label in grids}
     for label, grid in grids.items():  # every grid and folder checked before any run starts
         grid.runs()
@@ -34,7 +36,7 @@ def run_comparison(
     rows = []
     for label, grid in grids.items():
         folder = folders[label]
-        done, skipped = run_sweep(folder, grid, backend)
+        done, skipped = run_sweep(folder, grid, backend, checkpoint_every=checkpoint_every)
         print(f"{label}: {done} runs trained, {skipped} already finished")
         for row in aggregate(folder, grid):
             method = METHOD_LABELS.get(row.get("method"), row.get("method", ""))

@@ -36,6 +36,7 @@ def main() -> None:
     parser.add_argument("--masks", nargs="+", default=["P", "V"], choices=["F", "P", "V"])
     parser.add_argument("--methods", nargs="+", default=STREAMING_METHODS, choices=STREAMING_METHODS)
     parser.add_argument("--ppo-cells", nargs="*", default=["rtu"], choices=["rtu", "gru", "ffn"])
+    parser.add_argument("--checkpoint-every", type=int, default=50_000, help="steps between checkpoints (0: none)")
     parser.add_argument("--hidden-size", type=int, default=192)
     parser.add_argument("--width", type=int, default=None, help="feature width (default: the paper's preset, 64)")
     parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
@@ -62,6 +63,7 @@ def main() -> None:
         LocalBackend(args.workers),
         lambda point: f"{point['env'].removeprefix('mujoco:')}-{point['mask']}",
         digits=1,
+        checkpoint_every=args.checkpoint_every,
     )
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
     if args.plot:

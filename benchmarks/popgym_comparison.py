@@ -1,8 +1,9 @@
-"""POPGym (Easy): streaming Stream AC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO, at an affordable budget.
+"""POPGym (Easy): streaming Stream AC(λ) / QRC(λ) with RTU-RTRL vs TBPTT(1) baselines vs batched PPO.
 
-Two resumable sweeps (``comparison.run_comparison``, local processes) into OUT/streaming and OUT/ppo, then
-one table of the
-mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds) and a bar plot.
+Resumable sweeps (``comparison.run_comparison``, local processes) into OUT/stream_ac, OUT/qrc and OUT/ppo, then
+one table of the mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds) and a
+bar plot. Every population keeps a checkpoint (``--checkpoint-every``), so a run of millions of steps can be split
+across sittings: the same command continues it.
 Settings are the paper's presets for POPGym (``docs/method.md`` §7: κ_actor 3, κ_critic 2, η 0.095, Dense 64 blocks
 around an RTU of 192 units; PPO 32 envs x 64 steps, 32 minibatches, 4 epochs). The paper's budget is 5M steps per run.
 
@@ -32,6 +33,10 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=list(POPGYM_TASKS), choices=POPGYM_TASKS)
     parser.add_argument("--methods", nargs="+", default=STREAMING_METHODS, choices=STREAMING_METHODS)
     parser.add_argument(
+        "--agents", nargs="+", default=["stream_ac"], choices=["stream_ac", "qrc"], help="streaming agents to run"
+    )
+    parser.add_argument("--checkpoint-every", type=int, default=50_000, help="steps between checkpoints (0: none)")
+    parser.add_argument(
         "--ppo-cells",
         nargs="*",
         default=["rtu"],
@@ -54,8 +59,11 @@ def main() -> None:
         **({"width": args.width} if args.width else {}),
         **({"compile": True} if args.compile else {}),
     )  # absent when off: earlier sweeps stay resumable
-    streaming = Grid(common, {"env": envs, "method": args.methods}, args.seeds)
-    grids = {"Streaming": streaming}
+    grids = {}
+    if "stream_ac" in args.agents:  # the default agent; the label keeps the folder of earlier sweeps
+        grids["Streaming"] = Grid(common, {"env": envs, "method": args.methods}, args.seeds)
+    if "qrc" in args.agents:
+        grids["QRC"] = Grid({**common, "agent": "qrc"}, {"env": envs, "method": args.methods}, args.seeds)
     if args.ppo_cells:
         ppo_methods = [METHOD_OF_CELL[c] for c in args.ppo_cells]
         grids["PPO"] = Grid({**common, "agent": "ppo"}, {"env": envs, "method": ppo_methods}, args.seeds)
@@ -64,6 +72,7 @@ def main() -> None:
         grids,
         LocalBackend(args.workers),
         lambda point: point["env"].removeprefix("popgym:").removesuffix("Easy"),
+        checkpoint_every=args.checkpoint_every,
     )
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
     if args.plot:

@@ -92,7 +92,7 @@ def _tab_closed(doc) -> bool:
 
 class _ClosedTabNoise(logging.Filter):
     """Drop asyncio's "Task exception was never retrieved" tracebacks for writes to a websocket that a closed tab
-    already shut: expected when a tab closes mid-refresh, and they used to fill the server's terminal."""
+    already shut: expected when a tab closes mid-refresh, and not worth a traceback in the server's terminal."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else getattr(record, "exception", None)
@@ -202,8 +202,8 @@ class LabApp(pn.viewable.Viewer):
         """Drain both sessions' events into the plots (runs on the UI thread).
 
         All plot updates of one refresh share one frozen document: Bokeh then recomputes the document's
-        model graph once per refresh instead of once per changed glyph (that walk was ~35% of the served
-        app's CPU, py-spy), and ``hold`` sends the changes to the browser as one message.
+        model graph once per refresh instead of once per changed glyph (a walk that otherwise dominates the served
+        app's CPU), and ``hold`` sends the changes to the browser as one message.
         """
         doc = pn.state.curdoc
         if doc is None:

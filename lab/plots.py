@@ -30,7 +30,9 @@ class RunningAverage:
     first values are plain means, so one early failure does not drag the curve below chance for many episodes."""
 
     def __init__(self, rate: float = SMOOTHING):
-        self.rate, self.mean, self.count = rate, 0.0, 0
+        self.rate = rate
+        self.mean = 0.0
+        self.count = 0
 
     def add(self, value: float) -> float:
         self.count += 1

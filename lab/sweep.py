@@ -36,7 +36,9 @@ class SweepView(pn.viewable.Viewer):
 
     def __init__(self, settings: LabSettings, on_start=lambda: None, **params):
         super().__init__(**params)
-        self.settings, self.session, self._on_start = settings, TrainingSession(), on_start
+        self.settings = settings
+        self.session = TrainingSession()
+        self._on_start = on_start
         self._members: list[list] = []  # per job (method): its member configs
         self._methods: list[str] = []  # per job: the method name
         self._recent: dict[tuple[int, int], deque] = defaultdict(lambda: deque(maxlen=RECENT))

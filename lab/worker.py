@@ -1,8 +1,8 @@
 """The lab's training process: runs ``rtu_core.train`` for one or more populations and sends the events home.
 
 Training runs in its own process (not a thread of the server) because the Bokeh server's document
-bookkeeping holds the GIL for most of every plot update: a training thread beside it ran at ~22% of its
-headless speed (measured, issue 4). In a process of its own it keeps its own interpreter and core.
+bookkeeping holds the GIL for most of every plot update: a training thread beside it runs at a fraction of its
+headless speed. In a process of its own it keeps its own interpreter and core.
 
 This module imports no Panel/Bokeh, so the fork server preloads only torch and ``rtu_core``.
 """
@@ -84,9 +84,9 @@ def process_context() -> multiprocessing.context.BaseContext:
 
     Forking the Bokeh server itself would copy its threads and locks; the fork server is a clean
     single-threaded parent. It also preloads ``torch._dynamo``, which ``torch.optim`` imports at its first step
-    (1.8 s of a cold start, measured). Each child still re-runs a main *script* (multiprocessing's rule):
-    ``panel serve`` as a script costs ~1.2 s per Start (it imports Panel), ``python -m panel serve`` (what
-    ``make lab`` runs) nothing. Where fork servers do not exist (Windows), plain spawn.
+    (seconds of a cold start). Each child still re-runs a main *script* (multiprocessing's rule): ``panel serve``
+    as a script re-imports Panel at every Start, ``python -m panel serve`` (what ``make lab`` runs) imports
+    nothing. Where fork servers do not exist (Windows), plain spawn.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

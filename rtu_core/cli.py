@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--max-population", type=int, default=64, help="most runs packed into one population")
     sweep.add_argument("--backend", choices=("local", "ray"), default="local", help="local processes or Ray")
     sweep.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local Ray)")
+    sweep.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every population keeps OUT/checkpoints/<id>.pt, written every N steps; run again to continue (0: none)",
+    )
     _add_config_options(sweep)
     commands.add_parser("envs", help="list the environments --env accepts, with their spaces")
     return parser
@@ -113,9 +120,8 @@ def check_checkpointing(config: TrainConfig, args: argparse.Namespace) -> dict |
     """Validate --checkpoint-every / --resume; the loaded checkpoint when resuming."""
     if args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    if args.checkpoint_every or args.resume:
-        if config.agent == "ppo" or config.compiled_step or config.env.startswith("mujoco:"):
-            raise UsageError("checkpoints are not supported yet for ppo, --compile or mujoco tasks")
+    if (args.checkpoint_every or args.resume) and config.compiled_step:
+        raise UsageError("checkpoints are not supported yet with --compile (its compiled graphs do not pickle)")
     if not args.resume:
         check_out_dir(args.out)
         return None
@@ -220,7 +226,15 @@ def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
         bar.set_postfix({"runs": f"{len(finished)}/{len(runs)}"}, refresh=False)
 
     try:
-        done, skipped = run_sweep(args.out, grid, backend, args.max_population, on_progress=bar.update, on_run=on_run)
+        done, skipped = run_sweep(
+            args.out,
+            grid,
+            backend,
+            args.max_population,
+            on_progress=bar.update,
+            on_run=on_run,
+            checkpoint_every=args.checkpoint_every,
+        )
     except KeyboardInterrupt:
         bar.close()
         print(
@@ -255,6 +269,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "sweep":
             grid = grid_from_args(args)
             check_sweep_dir(args.out, grid)
+            if args.checkpoint_every < 0:
+                raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
+            if args.checkpoint_every and grid.base.get("compile"):
+                raise UsageError("checkpoints are not supported yet with --compile (its compiled graphs do not pickle)")
             if args.backend == "ray" and importlib.util.find_spec("ray") is None:
                 raise UsageError("--backend ray needs Ray: pip install 'rtu-lab[ray]'")
         else:

@@ -62,7 +62,10 @@ class MemoryNetwork(nn.Module):
             raise ValueError(f"mode 'rtrl' needs the rtu cell; {cell} is trained with mode 'tbptt'")
         if taylor and mode != "rtrl":
             raise ValueError("the Taylor correction applies to RTRL sensitivities (mode 'rtrl')")
-        self.cell_name, self.mode, self.population, self.taylor = cell, mode, population, taylor
+        self.cell_name = cell
+        self.mode = mode
+        self.population = population
+        self.taylor = taylor
         self.activation_name, self.activation = activation, ACTIVATIONS[activation]
         gens = member_generators(population, generators)
         common = dict(population=population, generators=gens if population is not None else gens[0])

@@ -58,7 +58,9 @@ class ObservationNormalizer:
     lanes, clip = 1, None  # class defaults: what checkpoints written before lanes existed mean
 
     def __init__(self, population: int, size: int, eps: float = 1e-8, lanes: int = 1, clip: float | None = None):
-        self.stats, self.eps, self.frozen = RunningMeanVar(population, (size,)), eps, False
+        self.stats = RunningMeanVar(population, (size,))
+        self.eps = eps
+        self.frozen = False
         self.lanes, self.clip = lanes, clip
 
     def __call__(self, obs: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
@@ -79,7 +81,9 @@ class RewardScaler:
     lanes, clip = 1, None  # class defaults: what checkpoints written before lanes existed mean
 
     def __init__(self, population: int, gamma: float, eps: float = 1e-8, lanes: int = 1, clip: float | None = None):
-        self.stats, self.gamma, self.eps = RunningMeanVar(population), gamma, eps
+        self.stats = RunningMeanVar(population)
+        self.gamma = gamma
+        self.eps = eps
         self.discounted_return = np.zeros(population * lanes)
         self.lanes, self.clip = lanes, clip
 

@@ -51,7 +51,9 @@ class RunRecorder:
         self.evaluations: dict[int, EvaluationEnd] = {}
         # per member: (step, mean over networks) of each measurement
         self.staleness: list[list[tuple[int, float]]] = [[] for _ in range(P)]
-        self.step, self.wall_seconds, self.steps_per_second = 0, 0.0, 0.0
+        self.step = 0
+        self.wall_seconds = 0.0
+        self.steps_per_second = 0.0
         self.status, self.message = "running", ""
         self.member_ends: dict[int, MemberEnd] = {}  # members that stopped before the run did
 

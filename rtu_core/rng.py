@@ -22,7 +22,9 @@ class MemberRandom:
 
     def __init__(self, seeds: list[int], block: int = 4096, dtype=torch.float32, device: str = "cpu"):
         self.generators = [torch.Generator().manual_seed(s) for s in seeds]
-        self.block, self.dtype, self.device = block, dtype, device
+        self.block = block
+        self.dtype = dtype
+        self.device = device
         self._uniform = torch.empty(len(seeds), 0, dtype=dtype)
         self._normal = torch.empty(len(seeds), 0, dtype=dtype)
 

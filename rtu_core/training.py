@@ -172,7 +172,10 @@ def train(
     config, lanes = run.config, run.agent.lanes  # environments per member; a step counts all of them
     P, started = config.population, time.perf_counter() - loop.elapsed
     window = deque(maxlen=config.snapshot_window) if config.snapshot_every else None
-    episode_return, episode_length, episodes, obs = loop.episode_return, loop.episode_length, loop.episodes, loop.obs
+    episode_return = loop.episode_return
+    episode_length = loop.episode_length
+    episodes = loop.episodes
+    obs = loop.obs
     step, last = loop.step, config.steps // lanes * lanes
     alive = np.ones(P, dtype=bool) if loop.alive is None else loop.alive
 

@@ -8,7 +8,17 @@ import pytest
 
 from rtu_core import ConfigError, TrainConfig
 from rtu_core.results import RunRecorder
-from rtu_core.sweep import Grid, LocalBackend, RayBackend, pack, parse_axis, run_sweep
+from rtu_core.sweep import (
+    Grid,
+    LocalBackend,
+    Population,
+    RayBackend,
+    checkpoint_path,
+    pack,
+    parse_axis,
+    run_population,
+    run_sweep,
+)
 from rtu_core.training import train
 
 BASE = {"steps": 240, "hidden_size": 6, "width": 6, "eval_episodes": 4, "progress_every": 40}
@@ -155,3 +165,29 @@ def test_run_comparison_checks_every_grid_before_training_any(tmp_path):
     with pytest.raises(ConfigError, match="grid point method=ffn-tbptt: steps must cover one PPO rollout"):
         run_comparison(tmp_path / "out", grids, LocalBackend(workers=1), lambda p: "task")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_population_continues_from_its_checkpoint(tmp_path):
+    """A sweep's population killed after its first checkpoint continues from it when started again, and writes the
+    files of an uninterrupted run (episodes bit for bit; the summary up to its timings)."""
+    members = [(name, config) for name, config in GRID.runs() if config.cell == "rtu"]
+    whole = run_population(Population(members))
+    path = checkpoint_path(tmp_path, members)
+    assert checkpoint_path(tmp_path, members[::-1]) == path  # named by its runs, whatever their order
+
+    def killed_after_a_checkpoint(agent_steps: int) -> None:
+        if path.exists():
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_population(Population(members, path, 80), killed_after_a_checkpoint)
+    assert path.exists()
+    resumed = run_population(Population(members, path, 80))
+    assert not path.exists()  # a finished population leaves no checkpoint behind
+
+    def untimed(summary: str) -> dict:
+        return {k: v for k, v in json.loads(summary).items() if k not in ("steps_per_second", "wall_seconds")}
+
+    for name, _ in members:
+        assert resumed[name]["episodes.csv"] == whole[name]["episodes.csv"]
+        assert untimed(resumed[name]["summary.json"]) == untimed(whole[name]["summary.json"])

@@ -46,7 +46,9 @@ class QRC(MemoryAgent):
         self.q_trace_flat, self.h_trace_flat = _flat_buffer(self.q_params), _flat_buffer(self.h_params)
         self.q_trace, self.h_trace = _views(self.q_trace_flat, self.q_params), _views(self.h_trace_flat, self.h_params)
         self.bias_trace = torch.zeros(P, dtype=dtype, device=config.device)
-        self.config, self.random, self.steps_taken = config, action_random, 0
+        self.config = config
+        self.random = action_random
+        self.steps_taken = 0
         self.native = None
         if config.native_step and native.available():
             self.native = (
@@ -136,7 +138,9 @@ class QRC(MemoryAgent):
         """The update of ``learn`` by the native loops: Q(o', ·) without advancing the memory, the three gradients
         ∇Q(o, a), ∇Q(o', a*) (through the sensitivities one step further) and ∇h(o, a) into flat rows, then both
         updates on the flat parameter and trace buffers."""
-        c, (q_net, h_net), memories = self.config, self.native, self.memories
+        c = self.config
+        q_net, h_net = self.native
+        memories = self.memories
         grad_q, grad_h, grad_next = self._buffers
         q_tape, h_tape = self._tapes
         discount = c.gamma * (~terminated).to(self._q.dtype)  # γ (1 - terminal)

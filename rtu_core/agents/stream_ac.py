@@ -59,7 +59,9 @@ class StreamAC(MemoryAgent):
             lamda=config.trace_decay,
             kappa=config.kappa_critic,
         )
-        self.gamma, self.entropy_coeff, self.random = config.gamma, config.entropy_coeff, action_random
+        self.gamma = config.gamma
+        self.entropy_coeff = config.entropy_coeff
+        self.random = action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.fused = fused.supports(self.actor)
         self.compiled = self.native = None
@@ -140,7 +142,9 @@ class StreamAC(MemoryAgent):
     def _learn_native(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """The update of ``learn`` by the native loops: V(o_{t+1}), δ, both networks' gradients into flat rows,
         then ObGD on the flat parameter and trace buffers."""
-        (actor, critic), (actor_grad, critic_grad), memories = self.native, self._grads, self.memories
+        actor, critic = self.native
+        actor_grad, critic_grad = self._grads
+        memories = self.memories
         out, action, (actor_tape, critic_tape) = self._fused
         next_value = critic.forward(next_obs, memories["critic"], advance=False)[0].squeeze(-1)
         td_error = reward + self.gamma * next_value * (~terminated) - self._value

@@ -25,7 +25,9 @@ class GRU(nn.Module):
         self, input_size: int, hidden_size: int, *, population: int | None = None, generators: Generators = None
     ):
         super().__init__()
-        self.input_size, self.hidden_size, self.population = input_size, hidden_size, population
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.population = population
         pop = population_shape(population)
         self.weight_ih = nn.Parameter(torch.empty(*pop, 3 * hidden_size, input_size))
         self.weight_hh = nn.Parameter(torch.empty(*pop, 3 * hidden_size, hidden_size))

@@ -275,7 +275,9 @@ class RTU(nn.Module):
             gamma = torch.sqrt(1 - r * r) + _GAMMA_EPS
         else:
             k = self.coefficients()
-            g, phi, gamma = k.lam.real, k.lam.imag, k.gamma
+            g = k.lam.real
+            phi = k.lam.imag
+            gamma = k.gamma
         c1, c2 = hidden.chunk(2, dim=-1)
         u1, u2 = matvec(self.B_real, x), matvec(self.B_imag, x)
         c1_new = self._activate(g * c1 - phi * c2 + gamma * u1)

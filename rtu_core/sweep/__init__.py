@@ -18,12 +18,13 @@ from typing import Callable
 
 from .backends import LocalBackend, RayBackend
 from .grid import Grid, parse_axis, point_name
-from .packing import pack, run_population
+from .packing import Population, checkpoint_path, pack, run_population
 from .store import aggregate, check_out_dir, finished, prepare, table_markdown, write_aggregate, write_run
 
 __all__ = [
     "Grid",
     "LocalBackend",
+    "Population",
     "RayBackend",
     "aggregate",
     "check_out_dir",
@@ -46,8 +47,11 @@ def run_sweep(
     max_population: int = 64,
     on_progress: Callable[[int], None] = lambda steps: None,
     on_run: Callable[[str], None] = lambda name: None,
+    checkpoint_every: int = 0,
 ) -> tuple[int, int]:
-    """Run the unfinished runs of ``grid`` into ``out``; returns (runs done now, runs skipped as finished)."""
+    """Run the unfinished runs of ``grid`` into ``out``; returns (runs done now, runs skipped as finished).
+    With ``checkpoint_every``, every population keeps a checkpoint in ``out/checkpoints/`` and a sweep started
+    again continues each unfinished population from it (when the same runs are packed together again)."""
     todo = prepare(out, grid)
     skipped = len(grid.runs()) - len(todo)
     lock = threading.Lock()
@@ -60,6 +64,12 @@ def run_sweep(
             write_aggregate(out, grid)
 
     if todo:
-        backend.run(pack(todo, backend.workers, max_population), on_result, on_progress)
+        populations = [
+            Population(members, checkpoint_path(out / "checkpoints", members), checkpoint_every)
+            if checkpoint_every
+            else Population(members)
+            for members in pack(todo, backend.workers, max_population)
+        ]
+        backend.run(populations, on_result, on_progress)
     write_aggregate(out, grid)
     return len(todo), skipped

@@ -24,7 +24,7 @@ class LocalBackend:
             progress = manager.Queue()
             pool = context.Pool(self.workers)
             try:
-                pending = [pool.apply_async(run_population, (members, progress.put)) for members in populations]
+                pending = [pool.apply_async(run_population, (population, progress.put)) for population in populations]
                 while pending:
                     pending[0].wait(0.5)
                     _drain(progress, on_progress, queue.Empty)
@@ -62,7 +62,7 @@ class RayBackend:
         try:
             progress = Queue()
             task = ray.remote(num_cpus=1)(_ray_population)
-            pending = [task.remote(members, progress) for members in populations]
+            pending = [task.remote(population, progress) for population in populations]
             while pending:
                 done, pending = ray.wait(pending, num_returns=1, timeout=0.5)
                 _drain(progress, on_progress, Empty)
@@ -76,8 +76,8 @@ class RayBackend:
                 ray.shutdown()
 
 
-def _ray_population(members, progress_queue) -> dict:
-    return run_population(members, progress_queue.put)
+def _ray_population(population, progress_queue) -> dict:
+    return run_population(population, progress_queue.put)
 
 
 def _drain(progress, on_progress, empty: type[Exception]) -> None:

@@ -3,13 +3,16 @@ its solo run, so packing changes speed, never results), and training one populat
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from ..config import MEMBER_FIELDS, TrainConfig
-from ..events import Progress, RunEnd
+from ..events import Checkpoint, Progress, RunEnd
 from ..results import RunRecorder
 
 
@@ -39,19 +42,48 @@ def _split(items: list, parts: int) -> list[list]:
     return [items[a:b] for a, b in zip(bounds, bounds[1:])]
 
 
-def run_population(members: list[tuple[str, TrainConfig]], report: Callable[[int], None] | None = None) -> dict:
+@dataclass(frozen=True)
+class Population:
+    """One population of a sweep: its members (run name, solo config) and, for long runs, where it keeps its
+    checkpoint (every ``checkpoint_every`` steps; 0: none)."""
+
+    members: list[tuple[str, TrainConfig]]
+    checkpoint: Path | None = None
+    checkpoint_every: int = 0
+
+
+def checkpoint_path(folder: Path, members: list[tuple[str, TrainConfig]]) -> Path:
+    """The checkpoint of the population made of exactly these runs: named by a digest of their names."""
+    digest = hashlib.sha1("\n".join(sorted(name for name, _ in members)).encode()).hexdigest()[:16]
+    return folder / f"{digest}.pt"
+
+
+def run_population(population: Population, report: Callable[[int], None] | None = None) -> dict:
     """Train one population; return {run name: {file name: text}} of every member's results files.
 
     ``report(agent_steps)`` is called with the agent-steps done since its last call. Runs in a worker
-    (a local process or a Ray task), so it returns file contents instead of writing them.
+    (a local process or a Ray task), so it returns file contents instead of writing them. With a checkpoint, an
+    interrupted population continues from it when the sweep is started again (the numbers equal an uninterrupted
+    run's); the checkpoint is removed once the population has finished.
     """
-    from ..training import train
+    from ..training import load_checkpoint, train
 
-    recorder = RunRecorder([config for _, config in members])
-    done = 0
-    for event in train([config for _, config in members]):
+    configs = [config for _, config in population.members]
+    path, resume = population.checkpoint, None
+    if path is not None and path.exists():
+        state = load_checkpoint(path)
+        if [TrainConfig.from_dict(saved) for saved in state["members"]] == configs:
+            resume = state
+    recorder = resume["recorder"] if resume else RunRecorder(configs)
+    done = resume["loop"].step * len(configs) if resume else 0
+    for event in train(configs, checkpoint_every=population.checkpoint_every if path else 0, resume=resume):
         recorder.record(event)
+        if isinstance(event, Checkpoint):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            event.save(path, recorder=recorder)
         if report is not None and isinstance(event, (Progress, RunEnd)):
-            report(event.step * len(members) - done)
-            done = event.step * len(members)
-    return {name: recorder.member_files(i) for i, (name, _) in enumerate(members)}
+            report(event.step * len(configs) - done)
+            done = event.step * len(configs)
+    if path is not None:
+        path.unlink(missing_ok=True)
+    return {name: recorder.member_files(i) for i, (name, _) in enumerate(population.members)}
