@@ -88,6 +88,7 @@ RUN = [
 ]
 
 
+@pytest.mark.slow  # training subprocesses
 def test_cli_ctrl_c_then_resume_gives_the_uninterrupted_results(tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert cli("--out", str(whole), *RUN).returncode == 0
@@ -114,13 +115,14 @@ def test_cli_ctrl_c_then_resume_gives_the_uninterrupted_results(tmp_path):
     assert len(list(csv.DictReader((split / "episodes.csv").open()))) == a["episodes"]
 
 
+@pytest.mark.slow  # training subprocesses
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--resume"], "no checkpoint.pt"),
         (["--resume", "--chain-length", "4"], "different config (chain_length)"),
         (["--checkpoint-every", "-1"], "--checkpoint-every"),
-        (["--checkpoint-every", "10", "--env", "mujoco:Hopper"], "not supported"),
+        (["--checkpoint-every", "10", "--compile"], "not supported"),
     ],
 )
 def test_bad_resume_is_a_one_line_error_and_changes_nothing(tmp_path, args, message):
