@@ -76,13 +76,17 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         return observation * self.mask
 
 
-class MujocoStatePickle(gym.Wrapper):
+class MujocoStatePickle(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Pickles with the simulation's state, so that a checkpointed MuJoCo run resumes bit for bit.
 
     gymnasium's MuJoCo environments pickle as their constructor arguments (EzPickle): unpickled, they start over
     from a fresh ``MjData`` and a fresh random generator. This wrapper keeps the whole ``MjData`` (MuJoCo's
     bindings pickle it: positions, velocities, warm start and every derived quantity) and the generator's state
     beside the arguments, and puts both back."""
+
+    def __init__(self, env: gym.Env):
+        gym.utils.RecordConstructorArgs.__init__(self)
+        gym.Wrapper.__init__(self, env)
 
     def __getstate__(self) -> dict:
         env = self.env.unwrapped
