@@ -206,8 +206,8 @@ class TrainConfig:
         self._validate_device()
         if self.engine == "native" and not self.native_step:
             raise ConfigError(
-                "engine native runs stream_ac (obgd) or qrc with head-width 0 on the cpu, without "
-                "taylor-sensitivity or compile; use engine auto or eager"
+                "engine native runs stream_ac (obgd) or qrc on the cpu, without taylor-sensitivity or compile; "
+                "use engine auto or eager"
             )
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
@@ -305,7 +305,6 @@ class TrainConfig:
             and self.device == "cpu"
             and not self.compiled_step
             and not self.taylor_sensitivity
-            and self.head_width == 0
             and (self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
         )
 

@@ -22,14 +22,16 @@ def flat_grads(grads) -> torch.Tensor:
     return torch.cat([g.reshape(P, -1) for g in grads], dim=1)
 
 
+@pytest.mark.parametrize("head_width", [0, 7], ids=["linear-head", "head-block"])
 @pytest.mark.parametrize("feature_layers", [1, 2])
 @pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
-def test_native_network_equals_autograd(nonlinear, activation, feature_layers):
+def test_native_network_equals_autograd(nonlinear, activation, feature_layers, head_width):
     """out_t, the RTRL state and d(g · out_t)/dθ for every parameter over 7 steps, and the gradient of the *next*
-    output through the sensitivities one step further (QRC's ∇Q(o', a*))."""
-    net = make_network(nonlinear, activation, feature_layers)
-    twin = make_network(nonlinear, activation, feature_layers)
+    output through the sensitivities one step further (QRC's ∇Q(o', a*)); with a linear head or a hidden head
+    block (Dense → LayerNorm → activation → linear, the POPGym and MuJoCo presets' head)."""
+    net = make_network(nonlinear, activation, feature_layers, head_width)
+    twin = make_network(nonlinear, activation, feature_layers, head_width)
     runner = native.NativeNetwork(twin, native.flatten_parameters(list(twin.parameters())))
     grad = torch.zeros_like(runner.flat)
     memory, native_memory = net.initial_memory(), twin.initial_memory()
@@ -55,10 +57,11 @@ def test_native_network_equals_autograd(nonlinear, activation, feature_layers):
         assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("head_width", [0, 7], ids=["linear-head", "head-block"])
 @pytest.mark.parametrize("cell", ["gru", "ffn"])
 @pytest.mark.parametrize("feature_layers", [1, 2])
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
-def test_native_gru_and_ffn_networks_equal_autograd(cell, feature_layers, activation):
+def test_native_gru_and_ffn_networks_equal_autograd(cell, feature_layers, activation, head_width):
     """TBPTT(1) cells: out_t, the carried state and d(g · out_t)/dθ through one step from the detached state, over
     7 steps; a forward pass without ``advance`` leaves the state alone."""
 
@@ -75,6 +78,7 @@ def test_native_gru_and_ffn_networks_equal_autograd(cell, feature_layers, activa
             population=P,
             activation=activation,
             feature_layers=feature_layers,
+            head_width=head_width,
             generators=[torch.Generator().manual_seed(i) for i in range(P)],
         ).double()
 
@@ -137,6 +141,11 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         ("stream_ac", True, dict(cell="gru")),
         ("stream_ac", False, dict(cell="gru", feature_layers=2)),
         ("stream_ac", True, dict(cell="ffn")),
+        ("stream_ac", True, dict(head_width=7, feature_layers=2)),
+        ("stream_ac", False, dict(head_width=7, nonlinear_rtu=True)),
+        ("qrc", True, dict(head_width=7, grad_clip=0.01)),
+        ("qrc", True, dict(cell="gru", head_width=7)),
+        ("stream_ac", False, dict(cell="gru", head_width=7)),
     ],
     ids=[
         "stream-ac-categorical",
@@ -150,6 +159,11 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         "stream-ac-gru",
         "stream-ac-gru-gaussian-two-blocks",
         "stream-ac-ffn",
+        "stream-ac-head-block-two-blocks",
+        "stream-ac-gaussian-head-block",
+        "qrc-head-block-clipped",
+        "qrc-gru-head-block",
+        "stream-ac-gru-gaussian-head-block",
     ],
 )
 def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
@@ -190,8 +204,9 @@ def test_engine_choice():
     assert not TrainConfig(engine="eager").native_step
     assert TrainConfig(mode="tbptt").native_step  # the RTU's TBPTT(1): one-step sensitivities
     assert TrainConfig(cell="gru").native_step and TrainConfig(agent="qrc", cell="ffn").native_step
-    assert not TrainConfig(env="popgym:RepeatFirstEasy").native_step  # its preset has a head layer
+    assert TrainConfig(env="popgym:RepeatFirstEasy").native_step  # its preset's head has a hidden block
+    assert TrainConfig(env="mujoco:Hopper", cell="gru").native_step
     assert not TrainConfig(taylor_sensitivity=True).native_step
     assert not TrainConfig(optimizer="adaptive_obgd").native_step
     with pytest.raises(ValueError, match="engine native"):
-        TrainConfig(engine="native", head_width=8)
+        TrainConfig(engine="native", optimizer="adaptive_obgd")

@@ -6,7 +6,8 @@ sensitivities, in place), its backward pass (exact RTRL credit, the hand-written
 and the ObGD / QRC(λ) updates are one call each, looping member by member over flat (P, N) buffers:
 
     forward    x = f(LayerNorm(W_f o + b_f)) (per feature block),  h_t = f(λ h_{t-1} + γ B x),
-               S^p_t = D (λ S^p_{t-1} + J^p_t)  (in place),  out = W_o tanh([Re h_t, Im h_t]) + b_o
+               S^p_t = D (λ S^p_{t-1} + J^p_t)  (in place),  y = tanh([Re h_t, Im h_t]),
+               out = W_o y + b_o, or W_o f(LayerNorm(W_h y + b_h)) + b_o with a hidden head block
     backward   every dθ into one flat gradient row per member (RTRL credit dc¹ Re S + dc² Im S for the RTU)
     ObGD       e ← γλ e + g,  α' from ‖e‖₁,  θ ← θ + α' δ e
     QRC        z ← γλ z + g,  u = -b (γc g' - g) + δ z - h g [- β θ],  θ ← θ + α min(1, clip / ‖u‖) u
@@ -89,8 +90,13 @@ def flatten_parameters(params: list[Tensor]) -> Tensor:
     return flat
 
 
+def head_width(net) -> int:
+    """The width of the head's hidden block (0: a linear read-out)."""
+    return 0 if net.head_hidden is None else net.head_hidden.weight.shape[-2]
+
+
 class NativeNetwork:
-    """A ``MemoryNetwork`` (RTU, RTRL or TBPTT(1), linear head) run by the native loops over its flat parameter row.
+    """A ``MemoryNetwork`` (RTU, RTRL or TBPTT(1)) run by the native loops over its flat parameter row.
 
     TBPTT(1) is RTRL with the previous sensitivities taken as zero: S_t = D_t J_t, so every gradient reaches the
     current step only, exactly as backpropagating through one step from the detached carried state.
@@ -100,10 +106,10 @@ class NativeNetwork:
 
     def __init__(self, net, flat: Tensor):
         if not supports(net):
-            raise ValueError("the native step runs RTU-RTRL networks with a linear head")
+            raise ValueError("the native step runs RTU networks with a tanh output (no Taylor correction)")
         self.net, self.flat = net, flat
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
-        self.n, self.out_size = net.cell.hidden_size, net.head.weight.shape[-2]
+        self.n, self.out_size, self.head_width = net.cell.hidden_size, net.head.weight.shape[-2], head_width(net)
         self.activation, self.nonlinear = ACTIVATION_CODES[net.activation_name], net.cell.nonlinear
         self.truncate = net.mode == "tbptt"
         self._pairs_key = None
@@ -127,6 +133,7 @@ class NativeNetwork:
             self.dims,
             self.n,
             self.out_size,
+            self.head_width,
             obs.contiguous(),
             hidden,
             *self._pairs(memory),
@@ -153,6 +160,7 @@ class NativeNetwork:
             self.dims,
             self.n,
             self.out_size,
+            self.head_width,
             grad,
             grad_out.contiguous(),
             tape,
@@ -186,7 +194,7 @@ class NativeNetwork:
 
 
 class NativeCellNetwork:
-    """A ``MemoryNetwork`` with a GRU or FFN cell (TBPTT(1), linear head) run by the native loops: the same
+    """A ``MemoryNetwork`` with a GRU or FFN cell (TBPTT(1)) run by the native loops: the same
     interface as ``NativeNetwork``; its memory is the carried GRU state (P, H) (FFN: (P, 0)), detached.
 
         GRU   r = σ(W_ir x + b_ir + W_hr h + b_hr),  z = σ(W_iz x + b_iz + W_hz h + b_hz),
@@ -197,19 +205,28 @@ class NativeCellNetwork:
         from ..cells import GRU
 
         if not supports(net):
-            raise ValueError("the native step runs networks with a linear head")
+            raise ValueError("the native step runs population networks on the CPU")
         self.net, self.flat = net, flat
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
         self.kind = 1 if isinstance(net.cell, GRU) else 0
         self.hidden_size = net.cell.hidden_size if self.kind else 0
-        self.out_size, self.activation = net.head.weight.shape[-2], ACTIVATION_CODES[net.activation_name]
+        self.out_size, self.head_width = net.head.weight.shape[-2], head_width(net)
+        self.activation = ACTIVATION_CODES[net.activation_name]
         self.module = load()
 
     def forward(self, obs: Tensor, memory: Tensor, advance: bool):
         """(out_t, memory_t, tape) from o_t and the carried state of step t-1 (unchanged without ``advance``)."""
         hidden = memory.to(self.flat.dtype).contiguous()
         tape = self.module.cell_forward(
-            self.flat, self.dims, self.kind, self.hidden_size, self.out_size, obs.contiguous(), hidden, self.activation
+            self.flat,
+            self.dims,
+            self.kind,
+            self.hidden_size,
+            self.out_size,
+            self.head_width,
+            obs.contiguous(),
+            hidden,
+            self.activation,
         )
         return tape[0], (tape[1] if advance else memory), (tape, hidden)
 
@@ -223,6 +240,7 @@ class NativeCellNetwork:
             self.kind,
             self.hidden_size,
             self.out_size,
+            self.head_width,
             grad,
             grad_out.contiguous(),
             tape,
@@ -250,12 +268,12 @@ def network(net, flat: Tensor) -> NativeNetwork | NativeCellNetwork:
 
 def supports(net) -> bool:
     """Whether the native step can run ``net``: the RTU (RTRL, or TBPTT(1) through one-step sensitivities; no Taylor
-    correction; tanh output), the GRU or the FFN (TBPTT(1)), with a linear head, on the CPU."""
+    correction; tanh output), the GRU or the FFN (TBPTT(1)), with a linear head or one hidden head block, on the
+    CPU."""
     from ..cells import RTU
 
     return (
         (not isinstance(net.cell, RTU) or (not net.taylor and net.cell.output_activation == "tanh"))
-        and net.head_hidden is None
         and net.population is not None
         and net.head.weight.device.type == "cpu"
     )

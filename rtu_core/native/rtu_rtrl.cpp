@@ -4,7 +4,8 @@
 // Equations: docs/method.md §2 (network, exact RTRL), §4 (ObGD, QRC(λ)). One network per population member p;
 // every parameter of member p lives in row p of a flat (P, N) buffer, in MemoryNetwork.parameters() order:
 //   feature block i: W_i (out_i x in_i), b_i (out_i);  RTU: nu_log (n), theta_log (n), B_real (n x d), B_imag (n x d);
-//   head: W_o (A x 2n), b_o (A)   [+ anything the caller appends after the network, e.g. a Gaussian log-std].
+//   head: [W_h (Hw x 2n), b_h (Hw) when the head has a hidden block of width Hw,] W_o (A x (Hw or 2n)), b_o (A)
+//   [+ anything the caller appends after the network, e.g. a Gaussian log-std].
 // Complex numbers are (re, im) pairs. Loops run member by member in a fixed order on one thread, so member p's
 // numbers do not depend on the population around it (a population member equals its solo run bit for bit).
 #include <torch/extension.h>
@@ -18,6 +19,31 @@ constexpr double kLayerNormEps = 1e-5;
 constexpr double kLeakySlope = 0.01;
 constexpr double kGammaEps = 1e-8;
 
+// The head after the cell's output y (Y values): with a hidden block of width Hw > 0, z = f(LayerNorm(W_h y + b_h))
+// and out = W_o z + b_o (the feature blocks' equations); with Hw = 0, out = W_o y + b_o.
+struct HeadLayout {
+  int64_t Y = 0, Hw = 0, A = 0;
+  int64_t Wh = 0, bh = 0, Wo = 0, bo = 0;
+  std::vector<int64_t> block_dims, block_W, block_b;  // the hidden block as features_forward takes blocks
+  int64_t read() const { return Hw ? Hw : Y; }  // what W_o reads
+  // lay the head out from row offset ``off``; returns the offset after it
+  int64_t place(int64_t Y_, int64_t Hw_, int64_t A_, int64_t off) {
+    Y = Y_;
+    Hw = Hw_;
+    A = A_;
+    if (Hw) {
+      Wh = off; off += Hw * Y;
+      bh = off; off += Hw;
+      block_dims = {Y, Hw};
+      block_W = {Wh};
+      block_b = {bh};
+    }
+    Wo = off; off += A * read();
+    bo = off; off += A;
+    return off;
+  }
+};
+
 struct Layout {
   std::vector<int64_t> dims;  // O, W_1, ..., W_L (feature block widths); d = W_L
   int64_t n, A, N;            // RTU units, outputs, flat row length (>= the network's own parameters)
@@ -25,8 +51,10 @@ struct Layout {
   int64_t d() const { return dims.back(); }
   // offsets of the parameters in a row
   std::vector<int64_t> W, b;
-  int64_t nu, theta, Br, Bi, Wo, bo, end;
-  Layout(std::vector<int64_t> dims_, int64_t n_, int64_t A_, int64_t N_) : dims(dims_), n(n_), A(A_), N(N_) {
+  int64_t nu, theta, Br, Bi, end;
+  HeadLayout head;
+  Layout(std::vector<int64_t> dims_, int64_t n_, int64_t A_, int64_t Hw, int64_t N_)
+      : dims(dims_), n(n_), A(A_), N(N_) {
     int64_t off = 0;
     for (int64_t i = 0; i < blocks(); ++i) {
       W.push_back(off);
@@ -38,9 +66,7 @@ struct Layout {
     theta = off; off += n;
     Br = off; off += n * d();
     Bi = off; off += n * d();
-    Wo = off; off += A * 2 * n;
-    bo = off; off += A;
-    end = off;
+    end = head.place(2 * n, Hw, A, off);
     TORCH_CHECK(end <= N, "flat parameter row of ", N, " holds fewer than the network's ", end, " parameters");
   }
 };
@@ -125,13 +151,14 @@ void features_forward(const std::vector<int64_t>& dims, const std::vector<int64_
   }
 }
 
-// Backward through member p's feature blocks from dL/dx of the last one (``dx``, overwritten): dW, db into g_row.
+// Backward through member p's feature blocks from dL/dx of the last one (``dx``, overwritten): dW, db into g_row;
+// with ``input_grad``, dx ends as dL/d(input of the first block) (for a head block: dL/dy).
 template <typename T>
 void features_backward(const std::vector<int64_t>& dims, const std::vector<int64_t>& W_off,
                        const std::vector<int64_t>& b_off, const T* row, T* g_row, int64_t p, std::vector<T>& dx,
                        const std::vector<const T*>& block_inputs, const std::vector<const T*>& block_normed,
                        const std::vector<const T*>& block_inv_std, int64_t activation, std::vector<T>& dn,
-                       std::vector<T>& da) {
+                       std::vector<T>& da, bool input_grad = false) {
   for (int64_t i = (int64_t)dims.size() - 2; i >= 0; --i) {
     const int64_t in = dims[i], width = dims[i + 1];
     const T* normed = block_normed[i] + p * width;
@@ -154,7 +181,7 @@ void features_backward(const std::vector<int64_t>& dims, const std::vector<int64
       gb[r] = da[r];
       for (int64_t j = 0; j < in; ++j) gW[r * in + j] = da[r] * input[j];
     }
-    if (i == 0) break;
+    if (i == 0 && !input_grad) break;
     const T* W = row + W_off[i];
     dx.assign(in, 0);
     for (int64_t r = 0; r < width; ++r)
@@ -162,12 +189,64 @@ void features_backward(const std::vector<int64_t>& dims, const std::vector<int64
   }
 }
 
+// What the head's hidden block keeps for the backward pass: its input y (P, Y), normed (P, Hw), 1/σ (P), z (P, Hw).
+template <typename T>
+struct HeadTape {
+  std::vector<T*> input, normed, inv_std;
+  T* z = nullptr;
+};
+
+// Member p's head from the cell output y: out (A values) = W_o z + b_o, z from the hidden block if there is one.
+template <typename T>
+void head_forward(const HeadLayout& H, const T* row, const T* y, int64_t p, T* out, HeadTape<T>& tape,
+                  int64_t activation, std::vector<T>& a_buf) {
+  const T* read = y;
+  if (H.Hw) {
+    T* z = tape.z + p * H.Hw;
+    features_forward(H.block_dims, H.block_W, H.block_b, row, y, p, z, tape.input, tape.normed, tape.inv_std,
+                     activation, a_buf);
+    read = z;
+  }
+  const int64_t R = H.read();
+  const T* Wo = row + H.Wo;
+  for (int64_t a = 0; a < H.A; ++a) {
+    T acc = row[H.bo + a];
+    const T* w = Wo + a * R;
+#pragma omp simd reduction(+ : acc)
+    for (int64_t j = 0; j < R; ++j) acc += w[j] * read[j];
+    out[a] = acc;
+  }
+}
+
+// Member p's head backward from dL/dout (``go``): dW_o, db_o (and the hidden block's dW_h, db_h) into g_row, and
+// dL/dy into ``dy`` (Y values).
+template <typename T>
+void head_backward(const HeadLayout& H, const T* row, T* g_row, const T* y, int64_t p, const T* go,
+                   const std::vector<const T*>& input, const std::vector<const T*>& normed,
+                   const std::vector<const T*>& inv_std, const T* z_tape, int64_t activation, std::vector<T>& dy,
+                   std::vector<T>& dn, std::vector<T>& da) {
+  const int64_t R = H.read();
+  const T* read = H.Hw ? z_tape + p * H.Hw : y;
+  for (int64_t a = 0; a < H.A; ++a) {
+    for (int64_t j = 0; j < R; ++j) g_row[H.Wo + a * R + j] = go[a] * read[j];
+    g_row[H.bo + a] = go[a];
+  }
+  dy.assign(R, 0);
+  for (int64_t a = 0; a < H.A; ++a) {
+    const T* w = row + H.Wo + a * R;
+    for (int64_t j = 0; j < R; ++j) dy[j] += w[j] * go[a];
+  }
+  if (H.Hw)
+    features_backward(H.block_dims, H.block_W, H.block_b, row, g_row, p, dy, input, normed, inv_std, activation, dn,
+                      da, true);
+}
+
 // Forward pass of every member; the tape keeps what the backward pass needs.
 template <typename T>
 void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, const T* hidden, T* s_nu, T* s_theta,
                   T* s_br, T* s_bi, T* out, T* new_hidden, T* y_tape, T* x_tape, std::vector<T*>& block_inputs,
-                  std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, int64_t activation, bool nonlinear,
-                  bool advance, bool truncate) {
+                  std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, HeadTape<T>& head_tape,
+                  int64_t activation, bool nonlinear, bool advance, bool truncate) {
   const int64_t n = L.n, d = L.d(), A = L.A;
   std::vector<T> a_buf;
   for (int64_t p = 0; p < P; ++p) {
@@ -239,21 +318,13 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
         r2[2 * j + 1] = D2 * (g * f + phi * e + gx);
       }
     }
-    // head: y = tanh([Re h, Im h]), out = W_o y + b_o
+    // head: y = tanh([Re h, Im h]), out = W_o y + b_o (or through the head's hidden block)
     T* y = y_tape + p * 2 * n;
     for (int64_t u = 0; u < n; ++u) {
       y[u] = std::tanh(h_new[2 * u]);
       y[n + u] = std::tanh(h_new[2 * u + 1]);
     }
-    const T* Wo = row + L.Wo;
-    const T* bo = row + L.bo;
-    for (int64_t a = 0; a < A; ++a) {
-      T acc = bo[a];
-      const T* w = Wo + a * 2 * n;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < 2 * n; ++j) acc += w[j] * y[j];
-      out[p * A + a] = acc;
-    }
+    head_forward(L.head, row, y, p, out + p * A, head_tape, activation, a_buf);
   }
 }
 
@@ -265,26 +336,19 @@ void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, c
                    const T* s_bi, const T* grad_out, T* grad, const T* y_tape, const T* x_tape, const T* hidden_prev,
                    const T* hidden_new, const std::vector<const T*>& block_inputs,
                    const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
-                   int64_t activation, bool nonlinear, bool next_step, bool truncate) {
+                   const std::vector<const T*>& head_input, const std::vector<const T*>& head_normed,
+                   const std::vector<const T*>& head_inv_std, const T* head_z, int64_t activation, bool nonlinear,
+                   bool next_step, bool truncate) {
   const int64_t n = L.n, d = L.d(), A = L.A;
-  std::vector<T> dc(2 * n), dx, dn, da;
+  std::vector<T> dc(2 * n), dy, dx, dn, da;
   for (int64_t p = 0; p < P; ++p) {
     const T* row = params + p * L.N;
     T* g_row = grad + p * L.N;
     const T* go = grad_out + p * A;
     const T* y = y_tape + p * 2 * n;
-    // head
-    T* gWo = g_row + L.Wo;
-    for (int64_t a = 0; a < A; ++a) {
-      for (int64_t j = 0; j < 2 * n; ++j) gWo[a * 2 * n + j] = go[a] * y[j];
-      g_row[L.bo + a] = go[a];
-    }
-    const T* Wo = row + L.Wo;
-    for (int64_t j = 0; j < 2 * n; ++j) {
-      T acc = 0;
-      for (int64_t a = 0; a < A; ++a) acc += Wo[a * 2 * n + j] * go[a];
-      dc[j] = acc * (1 - y[j] * y[j]);
-    }
+    // head, then through y = tanh(c)
+    head_backward(L.head, row, g_row, y, p, go, head_input, head_normed, head_inv_std, head_z, activation, dy, dn, da);
+    for (int64_t j = 0; j < 2 * n; ++j) dc[j] = dy[j] * (1 - y[j] * y[j]);
     // the RTU: dL/dp = dc¹ Re S^p + dc² Im S^p
     Coefficients<T> k(row + L.nu, row + L.theta, n);
     const T* x = x_tape + p * d;
@@ -361,10 +425,41 @@ void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, c
   }
 }
 
-Layout layout_of(const std::vector<int64_t>& dims, int64_t n, int64_t A, const at::Tensor& params) {
+Layout layout_of(const std::vector<int64_t>& dims, int64_t n, int64_t A, int64_t Hw, const at::Tensor& params) {
   TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
-  return Layout(dims, n, A, params.size(1));
+  return Layout(dims, n, A, Hw, params.size(1));
 }
+
+// The head's tape tensors (input, normed, 1/σ, z) when it has a hidden block of width Hw; none otherwise.
+std::vector<at::Tensor> head_tape_tensors(const HeadLayout& H, int64_t P, const at::TensorOptions& opts) {
+  if (!H.Hw) return {};
+  return {at::empty({P, H.Y}, opts), at::empty({P, H.Hw}, opts), at::empty({P}, opts), at::empty({P, H.Hw}, opts)};
+}
+
+template <typename T>
+HeadTape<T> head_tape_of(std::vector<at::Tensor>& tensors) {
+  HeadTape<T> tape;
+  if (tensors.empty()) return tape;
+  tape.input = {tensors[0].data_ptr<T>()};
+  tape.normed = {tensors[1].data_ptr<T>()};
+  tape.inv_std = {tensors[2].data_ptr<T>()};
+  tape.z = tensors[3].data_ptr<T>();
+  return tape;
+}
+
+// The head's part of a tape (after ``first`` entries) as backward_impl reads it.
+template <typename T>
+struct HeadTapeIn {
+  std::vector<const T*> input, normed, inv_std;
+  const T* z = nullptr;
+  HeadTapeIn(const std::vector<at::Tensor>& tape, size_t first, bool present) {
+    if (!present) return;
+    input = {tape[first].data_ptr<T>()};
+    normed = {tape[first + 1].data_ptr<T>()};
+    inv_std = {tape[first + 2].data_ptr<T>()};
+    z = tape[first + 3].data_ptr<T>();
+  }
+};
 
 void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
@@ -376,10 +471,10 @@ void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
 
 // Returns [out, new hidden, y, x, block inputs..., block normed..., block 1/σ...]; S advanced in place if asked.
 std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
-                                        at::Tensor obs, at::Tensor hidden, at::Tensor s_nu, at::Tensor s_theta,
+                                        int64_t head_width, at::Tensor obs, at::Tensor hidden, at::Tensor s_nu, at::Tensor s_theta,
                                         at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
                                         bool advance, bool truncate) {
-  Layout L = layout_of(dims, n, A, params);
+  Layout L = layout_of(dims, n, A, head_width, params);
   const int64_t P = params.size(0);
   for (auto* t : {&obs, &hidden, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a network input");
   TORCH_CHECK(obs.numel() == P * dims[0] && hidden.numel() == P * 2 * n && s_br.numel() == P * 2 * n * L.d(),
@@ -393,6 +488,7 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
     normed.push_back(at::empty({P, dims[i + 1]}, opts));
     inv_std.push_back(at::empty({P}, opts));
   }
+  std::vector<at::Tensor> head = head_tape_tensors(L.head, P, opts);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_forward", [&] {
     std::vector<scalar_t*> in_p, nd_p, is_p;
     for (int64_t i = 0; i < L.blocks(); ++i) {
@@ -400,25 +496,28 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
       nd_p.push_back(normed[i].data_ptr<scalar_t>());
       is_p.push_back(inv_std[i].data_ptr<scalar_t>());
     }
+    HeadTape<scalar_t> head_tape = head_tape_of<scalar_t>(head);
     forward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), obs.data_ptr<scalar_t>(), hidden.data_ptr<scalar_t>(),
                            s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(),
                            s_bi.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), new_hidden.data_ptr<scalar_t>(),
-                           y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), in_p, nd_p, is_p, activation, nonlinear,
-                           advance, truncate);
+                           y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), in_p, nd_p, is_p, head_tape, activation,
+                           nonlinear, advance, truncate);
   });
   std::vector<at::Tensor> result = {out, new_hidden, y, x};
-  for (auto* group : {&inputs, &normed, &inv_std}) result.insert(result.end(), group->begin(), group->end());
+  for (auto* group : {&inputs, &normed, &inv_std, &head}) result.insert(result.end(), group->begin(), group->end());
   return result;
 }
 
-void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A, at::Tensor grad,
+void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A, int64_t head_width,
+                      at::Tensor grad,
                       at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, at::Tensor s_nu,
                       at::Tensor s_theta, at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
                       bool next_step, bool truncate) {
-  Layout L = layout_of(dims, n, A, params);
+  Layout L = layout_of(dims, n, A, head_width, params);
   const int64_t P = params.size(0), B = L.blocks();
   TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
-  TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B, "network_backward: the tape of network_forward is expected");
+  TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B + (head_width ? 4 : 0),
+              "network_backward: the tape of network_forward is expected");
   for (auto* t : {&grad_out, &hidden_prev, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a backward input");
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
@@ -427,12 +526,13 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
       nd_p.push_back(tape[4 + B + i].data_ptr<scalar_t>());
       is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
     }
+    HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
     backward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
                             s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
                             grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
                             tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
-                            tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, activation, nonlinear, next_step,
-                            truncate);
+                            tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input, head.normed, head.inv_std,
+                            head.z, activation, nonlinear, next_step, truncate);
   });
 }
 
@@ -525,14 +625,15 @@ namespace {
 
 // The TBPTT(1) cells other than the RTU, after the same feature blocks: the GRU (kind 1; PyTorch's equations, from
 // the detached h_{t-1}) and the FFN (kind 0: y_t = x_t, no state). Row layout, in MemoryNetwork.parameters() order:
-//   feature blocks;  GRU: W_ih (3H x d), W_hh (3H x H), b_ih (3H), b_hh (3H);  head: W_o (A x Y), b_o (A)
-// with Y = H for the GRU and d for the FFN.
+//   feature blocks;  GRU: W_ih (3H x d), W_hh (3H x H), b_ih (3H), b_hh (3H);  head as the RTU's (HeadLayout) on
+// y of Y = H values for the GRU and d for the FFN.
 struct CellLayout {
   std::vector<int64_t> dims, W, b;
   int64_t kind, H, A, N, Y;
-  int64_t Wih = 0, Whh = 0, bih = 0, bhh = 0, Wo = 0, bo = 0, end = 0;
+  int64_t Wih = 0, Whh = 0, bih = 0, bhh = 0, end = 0;
+  HeadLayout head;
   int64_t d() const { return dims.back(); }
-  CellLayout(std::vector<int64_t> dims_, int64_t kind_, int64_t H_, int64_t A_, int64_t N_)
+  CellLayout(std::vector<int64_t> dims_, int64_t kind_, int64_t H_, int64_t A_, int64_t Hw, int64_t N_)
       : dims(dims_), kind(kind_), H(kind_ == 1 ? H_ : 0), A(A_), N(N_) {
     TORCH_CHECK(kind == 0 || kind == 1, "cell kind must be 0 (ffn) or 1 (gru)");
     int64_t off = 0;
@@ -549,9 +650,7 @@ struct CellLayout {
       bhh = off; off += 3 * H;
     }
     Y = kind == 1 ? H : d();
-    Wo = off; off += A * Y;
-    bo = off; off += A;
-    end = off;
+    end = head.place(Y, Hw, A, off);
     TORCH_CHECK(end <= N, "flat parameter row of ", N, " holds fewer than the network's ", end, " parameters");
   }
 };
@@ -567,7 +666,8 @@ inline T sigmoid(T v) {
 template <typename T>
 void cell_forward_impl(const CellLayout& L, int64_t P, const T* params, const T* obs, const T* hidden, T* out,
                        T* new_hidden, T* gates, T* x_tape, std::vector<T*>& block_inputs,
-                       std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, int64_t activation) {
+                       std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, HeadTape<T>& head_tape,
+                       int64_t activation) {
   const int64_t H = L.H, d = L.d(), A = L.A;
   std::vector<T> a_buf, gi(3 * H), gh(3 * H);
   for (int64_t p = 0; p < P; ++p) {
@@ -602,14 +702,7 @@ void cell_forward_impl(const CellLayout& L, int64_t P, const T* params, const T*
       }
       y = hn;
     }
-    const T* Wo = row + L.Wo;
-    for (int64_t a = 0; a < A; ++a) {
-      T acc = row[L.bo + a];
-      const T* w = Wo + a * L.Y;
-#pragma omp simd reduction(+ : acc)
-      for (int64_t j = 0; j < L.Y; ++j) acc += w[j] * y[j];
-      out[p * A + a] = acc;
-    }
+    head_forward(L.head, row, y, p, out + p * A, head_tape, activation, a_buf);
   }
 }
 
@@ -618,25 +711,16 @@ template <typename T>
 void cell_backward_impl(const CellLayout& L, int64_t P, const T* params, const T* grad_out, T* grad,
                         const T* hidden_prev, const T* new_hidden, const T* gates, const T* x_tape,
                         const std::vector<const T*>& block_inputs, const std::vector<const T*>& block_normed,
-                        const std::vector<const T*>& block_inv_std, int64_t activation) {
-  const int64_t H = L.H, d = L.d(), A = L.A, Y = L.Y;
-  std::vector<T> dy(Y), dgi(3 * H), dgh(3 * H), dx, dn, da;
+                        const std::vector<const T*>& block_inv_std, const HeadTapeIn<T>& head, int64_t activation) {
+  const int64_t H = L.H, d = L.d(), A = L.A;
+  std::vector<T> dy, dgi(3 * H), dgh(3 * H), dx, dn, da;
   for (int64_t p = 0; p < P; ++p) {
     const T* row = params + p * L.N;
     T* g_row = grad + p * L.N;
     const T* go = grad_out + p * A;
     const T* x = x_tape + p * d;
     const T* y = L.kind == 1 ? new_hidden + p * H : x;
-    // head
-    for (int64_t a = 0; a < A; ++a) {
-      for (int64_t j = 0; j < Y; ++j) g_row[L.Wo + a * Y + j] = go[a] * y[j];
-      g_row[L.bo + a] = go[a];
-    }
-    for (int64_t j = 0; j < Y; ++j) {
-      T acc = 0;
-      for (int64_t a = 0; a < A; ++a) acc += row[L.Wo + a * Y + j] * go[a];
-      dy[j] = acc;
-    }
+    head_backward(L.head, row, g_row, y, p, go, head.input, head.normed, head.inv_std, head.z, activation, dy, dn, da);
     if (L.kind == 0) {
       dx.assign(dy.begin(), dy.end());
     } else {
@@ -679,9 +763,10 @@ void cell_backward_impl(const CellLayout& L, int64_t P, const T* params, const T
 
 // GRU / FFN forward: returns [out, new hidden (P, H), gates (P, 4H), x, block inputs..., block normed..., 1/σ...].
 std::vector<at::Tensor> cell_forward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H,
-                                     int64_t A, at::Tensor obs, at::Tensor hidden, int64_t activation) {
+                                     int64_t A, int64_t head_width, at::Tensor obs, at::Tensor hidden,
+                                     int64_t activation) {
   TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
-  CellLayout L(dims, kind, H, A, params.size(1));
+  CellLayout L(dims, kind, H, A, head_width, params.size(1));
   const int64_t P = params.size(0);
   check(obs, params, "obs");
   check(hidden, params, "hidden");
@@ -695,6 +780,7 @@ std::vector<at::Tensor> cell_forward(at::Tensor params, std::vector<int64_t> dim
     normed.push_back(at::empty({P, dims[i + 1]}, opts));
     inv_std.push_back(at::empty({P}, opts));
   }
+  std::vector<at::Tensor> head = head_tape_tensors(L.head, P, opts);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_forward", [&] {
     std::vector<scalar_t*> in_p, nd_p, is_p;
     for (size_t i = 0; i < inputs.size(); ++i) {
@@ -702,23 +788,26 @@ std::vector<at::Tensor> cell_forward(at::Tensor params, std::vector<int64_t> dim
       nd_p.push_back(normed[i].data_ptr<scalar_t>());
       is_p.push_back(inv_std[i].data_ptr<scalar_t>());
     }
+    HeadTape<scalar_t> head_tape = head_tape_of<scalar_t>(head);
     cell_forward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), obs.data_ptr<scalar_t>(),
                                 hidden.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
                                 new_hidden.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
-                                in_p, nd_p, is_p, activation);
+                                in_p, nd_p, is_p, head_tape, activation);
   });
   std::vector<at::Tensor> result = {out, new_hidden, gates, x};
-  for (auto* group : {&inputs, &normed, &inv_std}) result.insert(result.end(), group->begin(), group->end());
+  for (auto* group : {&inputs, &normed, &inv_std, &head}) result.insert(result.end(), group->begin(), group->end());
   return result;
 }
 
-void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H, int64_t A, at::Tensor grad,
-                   at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, int64_t activation) {
+void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H, int64_t A,
+                   int64_t head_width, at::Tensor grad, at::Tensor grad_out, std::vector<at::Tensor> tape,
+                   at::Tensor hidden_prev, int64_t activation) {
   TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
-  CellLayout L(dims, kind, H, A, params.size(1));
+  CellLayout L(dims, kind, H, A, head_width, params.size(1));
   const int64_t P = params.size(0), B = (int64_t)dims.size() - 1;
   TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
-  TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B, "cell_backward: the tape of cell_forward is expected");
+  TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B + (head_width ? 4 : 0),
+              "cell_backward: the tape of cell_forward is expected");
   check(grad_out, params, "grad_out");
   check(hidden_prev, params, "hidden_prev");
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_backward", [&] {
@@ -728,10 +817,11 @@ void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, i
       nd_p.push_back(tape[4 + B + i].data_ptr<scalar_t>());
       is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
     }
+    HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
     cell_backward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
                                  grad.data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
                                  tape[1].data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
-                                 tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, activation);
+                                 tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, head, activation);
   });
 }
 
