@@ -118,8 +118,8 @@ class TrainConfig:
     dtype: str = field(**_help("float32 or float64", "float32"))
     engine: str = field(
         **_help(
-            "auto: the native (compiled C++) step wherever it applies (linear head, "
-            "Stream AC with ObGD or QRC, CPU), else eager; native: require it; eager: never",
+            "auto: the native (compiled C++) step wherever it applies (Stream AC with ObGD or QRC, "
+            "CPU, no Taylor correction or compile), else eager; native: require it; eager: never",
             "auto",
         )
     )

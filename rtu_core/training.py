@@ -279,7 +279,7 @@ def snapshot(run: Run, step: int, window: deque) -> Snapshot:
         episode_time=np.array([t for _, t, _ in window], dtype=np.int64),
         cue=np.array([np.nan if c is None else c for _, _, c in window], dtype=float),
         eigenvalues={
-            name: net.cell.eigenvalues().cpu().numpy()
+            name: np.atleast_2d(net.cell.eigenvalues().cpu().numpy())  # (P, n); PPO: one member
             for name, net in agent.networks.items()
             if hasattr(net.cell, "eigenvalues")
         },
