@@ -34,6 +34,8 @@ class UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
+    """argparse with its errors as one-line UsageErrors (exit 2 with ``rtu_core: error: ...``)."""
+
     def error(self, message: str):  # one line instead of argparse's usage block
         raise UsageError(message)
 

@@ -39,6 +39,8 @@ _GAMMA_EPS = 1e-8
 
 
 class _RTRLFields(NamedTuple):
+    """The fields of ``RTRLState``: h_t and one sensitivity S^p_t per RTU parameter."""
+
     hidden: Tensor
     nu_log: Tensor
     theta_log: Tensor
@@ -65,6 +67,8 @@ class RTRLState(_RTRLFields):
 
 
 class _TaylorFields(NamedTuple):
+    """The fields of ``TaylorRTRLState``: those of ``RTRLState`` and the Taylor corrections C^p_t."""
+
     hidden: Tensor
     nu_log: Tensor
     theta_log: Tensor
@@ -91,6 +95,8 @@ class TaylorRTRLState(_TaylorFields, RTRLState):
 
 
 class _Coefficients(NamedTuple):
+    """The RTU's per-unit coefficients from its parameters (r, θ, λ = r e^{iθ}, γ, and their derivatives)."""
+
     r: Tensor
     theta: Tensor
     lam: Tensor  # complex λ = r e^{iθ}
