@@ -41,7 +41,9 @@ def test_start_stop_reset_twenty_times_leaves_no_thread():
         session.start(TrainConfig(steps=1_000_000, seed=i, **QUICK))
         assert session.running and session.status == "running"
         if i % 2:
-            session.stop(wait=True)
+            # promptness is test_stop_is_prompt's; here the first start may wait on the fork server's torch import,
+            # which on a loaded machine takes longer than stop's default wait
+            session.stop(wait=True, timeout=60)
             session.drain()
             assert session.status == "stopped"
         else:
