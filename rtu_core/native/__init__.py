@@ -95,7 +95,26 @@ def head_width(net) -> int:
     return 0 if net.head_hidden is None else net.head_hidden.weight.shape[-2]
 
 
-class NativeNetwork:
+class _NativeRunner:
+    """What both native runners share: the compiled module (it does not pickle: loaded again after unpickling) and
+    the flat parameter row, whose in-place changes torch must be told of."""
+
+    TRANSIENT: tuple[str, ...] = ("module",)  # attributes not pickled
+    flat: Tensor
+    head_width = 0  # a checkpoint written before head blocks were native has none
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, module=load())
+
+    def changed(self) -> None:
+        """Tell torch the parameters changed in place (cached RTU coefficients are keyed by the version)."""
+        torch.autograd.graph.increment_version(self.flat)
+
+
+class NativeNetwork(_NativeRunner):
     """A ``MemoryNetwork`` (RTU, RTRL or TBPTT(1)) run by the native loops over its flat parameter row.
 
     TBPTT(1) is RTRL with the previous sensitivities taken as zero: S_t = D_t J_t, so every gradient reaches the
@@ -103,6 +122,14 @@ class NativeNetwork:
 
     ``flat`` must be the buffer whose leading columns are the network's parameters (``flatten_parameters``); the
     row may continue with other parameters of the same optimiser (a Gaussian log-std)."""
+
+    TRANSIENT = ("module", "_pairs_key", "_pairs_views")
+    _pairs_key = None  # the sensitivity buffers the cached real views are of (none after unpickling)
+
+    @property
+    def shape(self) -> tuple:
+        """The layout arguments of every native call."""
+        return self.dims, self.n, self.out_size, self.head_width
 
     def __init__(self, net, flat: Tensor):
         if not supports(net):
@@ -112,7 +139,6 @@ class NativeNetwork:
         self.n, self.out_size, self.head_width = net.cell.hidden_size, net.head.weight.shape[-2], head_width(net)
         self.activation, self.nonlinear = ACTIVATION_CODES[net.activation_name], net.cell.nonlinear
         self.truncate = net.mode == "tbptt"
-        self._pairs_key = None
         if self.truncate:  # the one-step sensitivities D_t J_t, written by forward and read by backward
             zero = net.cell.initial_rtrl_state()
             self._scratch = tuple(torch.view_as_real(torch.zeros_like(s)) for s in zero[1:5])
@@ -130,10 +156,7 @@ class NativeNetwork:
             hidden = torch.view_as_real(memory.hidden)
         tape = self.module.network_forward(
             self.flat,
-            self.dims,
-            self.n,
-            self.out_size,
-            self.head_width,
+            *self.shape,
             obs.contiguous(),
             hidden,
             *self._pairs(memory),
@@ -157,10 +180,7 @@ class NativeNetwork:
         tape, hidden_prev = tape
         self.module.network_backward(
             self.flat,
-            self.dims,
-            self.n,
-            self.out_size,
-            self.head_width,
+            *self.shape,
             grad,
             grad_out.contiguous(),
             tape,
@@ -182,18 +202,8 @@ class NativeNetwork:
             self._pairs_key, self._pairs_views = key, tuple(torch.view_as_real(s) for s in memory[1:5])
         return self._pairs_views
 
-    def __getstate__(self) -> dict:  # the extension module does not pickle: it is loaded again
-        return {k: v for k, v in self.__dict__.items() if k not in ("module", "_pairs_key", "_pairs_views")}
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, module=load(), _pairs_key=None)
-
-    def changed(self) -> None:
-        """Tell torch the parameters changed in place (cached RTU coefficients are keyed by the version)."""
-        torch.autograd.graph.increment_version(self.flat)
-
-
-class NativeCellNetwork:
+class NativeCellNetwork(_NativeRunner):
     """A ``MemoryNetwork`` with a GRU or FFN cell (TBPTT(1)) run by the native loops: the same
     interface as ``NativeNetwork``; its memory is the carried GRU state (P, H) (FFN: (P, 0)), detached.
 
@@ -214,20 +224,15 @@ class NativeCellNetwork:
         self.activation = ACTIVATION_CODES[net.activation_name]
         self.module = load()
 
+    @property
+    def shape(self) -> tuple:
+        """The layout arguments of every native call."""
+        return self.dims, self.kind, self.hidden_size, self.out_size, self.head_width
+
     def forward(self, obs: Tensor, memory: Tensor, advance: bool):
         """(out_t, memory_t, tape) from o_t and the carried state of step t-1 (unchanged without ``advance``)."""
         hidden = memory.to(self.flat.dtype).contiguous()
-        tape = self.module.cell_forward(
-            self.flat,
-            self.dims,
-            self.kind,
-            self.hidden_size,
-            self.out_size,
-            self.head_width,
-            obs.contiguous(),
-            hidden,
-            self.activation,
-        )
+        tape = self.module.cell_forward(self.flat, *self.shape, obs.contiguous(), hidden, self.activation)
         return tape[0], (tape[1] if advance else memory), (tape, hidden)
 
     def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False) -> None:
@@ -235,27 +240,8 @@ class NativeCellNetwork:
         do not matter: every gradient starts at the detached state the forward pass read)."""
         tape, hidden_prev = tape
         self.module.cell_backward(
-            self.flat,
-            self.dims,
-            self.kind,
-            self.hidden_size,
-            self.out_size,
-            self.head_width,
-            grad,
-            grad_out.contiguous(),
-            tape,
-            hidden_prev,
-            self.activation,
+            self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, self.activation
         )
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k != "module"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, module=load())
-
-    def changed(self) -> None:
-        torch.autograd.graph.increment_version(self.flat)
 
 
 def network(net, flat: Tensor) -> NativeNetwork | NativeCellNetwork:
