@@ -191,3 +191,28 @@ def test_an_interrupted_population_continues_from_its_checkpoint(tmp_path):
     for name, _ in members:
         assert resumed[name]["episodes.csv"] == whole[name]["episodes.csv"]
         assert untimed(resumed[name]["summary.json"]) == untimed(whole[name]["summary.json"])
+
+
+def test_a_checkpointed_sweep_packs_the_same_populations_when_restarted(tmp_path):
+    """Populations with checkpoints are packed from the whole grid, so a restart after some finished packs the rest
+    as before (packing only the unfinished runs would split them differently, orphaning their checkpoints)."""
+
+    class Recorder:
+        workers = 4
+
+        def __init__(self):
+            self.populations = []
+
+        def run(self, populations, on_result, on_progress):
+            self.populations = [sorted(name for name, _ in p.members) for p in populations]
+
+    first = Recorder()
+    run_sweep(tmp_path, GRID, first, checkpoint_every=100)
+    assert len(first.populations) == 4  # one per method, split in two for the 4 workers
+    finished_population = first.populations[0]
+    for name in finished_population:
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "summary.json").write_text(json.dumps({"status": "completed"}))
+    again = Recorder()
+    run_sweep(tmp_path, GRID, again, checkpoint_every=100)
+    assert again.populations == first.populations[1:]

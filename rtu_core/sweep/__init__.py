@@ -51,7 +51,8 @@ def run_sweep(
 ) -> tuple[int, int]:
     """Run the unfinished runs of ``grid`` into ``out``; returns (runs done now, runs skipped as finished).
     With ``checkpoint_every``, every population keeps a checkpoint in ``out/checkpoints/`` and a sweep started
-    again continues each unfinished population from it (when the same runs are packed together again)."""
+    again continues each unfinished population from it. Populations are then packed from the whole grid (and the
+    finished ones dropped), so that a restarted sweep packs the same runs together as the first sitting did."""
     todo = prepare(out, grid)
     skipped = len(grid.runs()) - len(todo)
     lock = threading.Lock()
@@ -63,13 +64,17 @@ def run_sweep(
                 on_run(name)
             write_aggregate(out, grid)
 
-    if todo:
-        populations = [
-            Population(members, checkpoint_path(out / "checkpoints", members), checkpoint_every)
-            if checkpoint_every
-            else Population(members)
-            for members in pack(todo, backend.workers, max_population)
-        ]
+    if not todo:
+        populations = []
+    elif checkpoint_every:
+        unfinished = {name for name, _ in todo}
+        packed = pack(grid.runs(), backend.workers, max_population)
+        packed = [[run for run in members if run[0] in unfinished] for members in packed]
+        folder = out / "checkpoints"
+        populations = [Population(m, checkpoint_path(folder, m), checkpoint_every) for m in packed if m]
+    else:
+        populations = [Population(members) for members in pack(todo, backend.workers, max_population)]
+    if populations:
         backend.run(populations, on_result, on_progress)
     write_aggregate(out, grid)
     return len(todo), skipped
