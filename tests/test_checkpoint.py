@@ -32,6 +32,7 @@ def outcome(events) -> list:
         ),
         TrainConfig(env="popgym:RepeatFirstEasy", steps=300, hidden_size=6, width=5, eval_episodes=2, engine="eager"),
         TrainConfig(cell="gru", chain_length=3, steps=300, hidden_size=6, width=5, eval_episodes=3, staleness_every=0),
+        TrainConfig(env="mujoco:Walker2d", mask="P", steps=256, hidden_size=6, width=5, eval_episodes=1),
         TrainConfig(
             agent="ppo",
             env="mujoco:Hopper",
@@ -45,7 +46,14 @@ def outcome(events) -> list:
             ppo_minibatches=4,
         ),
     ],
-    ids=["stream-ac-native-population", "qrc-kmemory-chain", "popgym-eager", "gru", "ppo-mujoco-mid-rollout"],
+    ids=[
+        "stream-ac-native-population",
+        "qrc-kmemory-chain",
+        "popgym-eager",
+        "gru",
+        "stream-ac-mujoco",
+        "ppo-mujoco-mid-rollout",
+    ],
 )
 def test_resumed_run_equals_the_uninterrupted_run(config, tmp_path):
     whole = outcome(train(config))
