@@ -121,23 +121,25 @@ class MemoryNetwork(nn.Module):
         y, hidden = self.cell(self._features(obs), hidden)
         return self._read_out(y), hidden
 
-    def unroll(self, obs: Tensor, hidden0: Tensor, starts: Tensor) -> Tensor:
+    def unroll(self, obs: Tensor, hidden0: Tensor, starts: Tensor, rtrl: bool | None = None) -> Tensor:
         """Outputs (T, B, out) of B sequences obs (T, B, d) from carried vectors hidden0 (B, h), with gradients
         through the whole sequence; the memory is zeroed where ``starts`` (T, B) marks an episode's first step.
 
-        ``mode="rtrl"``: the RTU's exact RTRL, sensitivities starting at zero at the sequence start (within the
-        sequence the gradient equals BPTT's); ``mode="tbptt"``: autograd BPTT through the cell (nothing detached)."""
-        if self.mode == "rtrl":
+        ``rtrl`` (default: ``mode == "rtrl"``): the RTU's exact RTRL, sensitivities starting at zero at the sequence
+        start; else autograd BPTT through the cell (nothing detached). Within a sequence the two gradients are equal
+        (tests/test_ppo.py); BPTT is far cheaper for a batch of sequences, RTRL shows the equality."""
+        use_rtrl = self.mode == "rtrl" if rtrl is None else rtrl
+        if use_rtrl:
             c1, c2 = hidden0.chunk(2, dim=-1)
             zero = self.cell.initial_rtrl_state()
             memory = RTRLState(torch.complex(c1, c2), *(s.expand(len(hidden0), *s.shape).clone() for s in zero[1:]))
+            step = self.cell.rtrl_step
         else:
-            memory = hidden0
+            memory, step = hidden0, self.cell
         outputs = []
         for t in range(len(obs)):
             memory = self.reset_memory(memory, starts[t])
-            x = self._features(obs[t])
-            y, memory = self.cell.rtrl_step(x, memory) if self.mode == "rtrl" else self.cell(x, memory)
+            y, memory = step(self._features(obs[t]), memory)
             outputs.append(self._read_out(y))
         return torch.stack(outputs)
 

@@ -35,8 +35,8 @@ def test_rtrl_sequence_gradient_equals_bptt_for_the_rtu_and_head():
     hidden0 = torch.randn(2, 8, dtype=torch.float64)
     weights = torch.randn(9, 2, 2, dtype=torch.float64)
     grads = {}
-    for name, net in (("rtrl", rtrl), ("bptt", bptt)):
-        out = net.unroll(obs, hidden0, starts)
+    for name, net, exact in (("rtrl", rtrl, None), ("bptt", bptt, None), ("rtrl-net-by-bptt", rtrl, False)):
+        out = net.unroll(obs, hidden0, starts, rtrl=exact)
         grads[name] = dict(
             zip(
                 [n for n, _ in net.named_parameters()],
@@ -45,6 +45,8 @@ def test_rtrl_sequence_gradient_equals_bptt_for_the_rtu_and_head():
         )
     for name in ("cell.nu_log", "cell.theta_log", "cell.B_real", "cell.B_imag", "head.weight", "head.bias"):
         assert torch.allclose(grads["rtrl"][name], grads["bptt"][name], rtol=1e-10, atol=1e-12), name
+        # what PPO's update computes: the RTRL-mode network unrolled by autograd
+        assert torch.allclose(grads["rtrl"][name], grads["rtrl-net-by-bptt"][name], rtol=1e-10, atol=1e-12), name
 
 
 def test_gae_by_hand_and_sequences_keep_time_order():

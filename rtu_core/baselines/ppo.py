@@ -11,11 +11,14 @@ minibatches of *sequences*:
 
 with separate actor and critic networks (each its own cell) and Adam optimisers, gradients clipped per network.
 Memory during an update: every sequence restarts from the hidden state the rollout stored at its first step
-and is unrolled with gradients by ``MemoryNetwork.unroll`` -- the RTU's exact RTRL (``mode="rtrl"``) or autograd
-BPTT through the cell (``mode="tbptt"``: GRU, FFN, or the RTU's real-pair recurrence). Hidden states are reset
-where episodes begin. Continuous control (MuJoCo) normalises observations and rewards as CleanRL's continuous PPO
-does (gymnasium's NormalizeObservation / NormalizeReward arithmetic, clipped to ±10), with the loop's normalisers,
-statistics shared by the lanes; discrete tasks are not normalised.
+and is unrolled with gradients by ``MemoryNetwork.unroll`` through the cell by autograd (BPTT over the sequence).
+For the RTU this is its exact RTRL gradient within the sequence (tests/test_ppo.py checks the two equal), computed
+an order of magnitude cheaper than by carrying sensitivities for a batch of sequences; so ``mode`` rtrl and tbptt
+train the RTU alike here. Hidden states are reset where episodes begin.
+
+Continuous control (MuJoCo) normalises observations and rewards as CleanRL's continuous PPO does (gymnasium's
+NormalizeObservation / NormalizeReward arithmetic, clipped to ±10), with the loop's normalisers, statistics shared
+by the lanes; discrete tasks are not normalised.
 """
 
 from __future__ import annotations
@@ -169,8 +172,8 @@ class PPO:
             for start in range(0, sequences, per_minibatch):
                 idx = order[start : start + per_minibatch]
                 obs, starts = batch["obs"][:, idx], batch["starts"][:, idx]
-                dist = self.distribution(self.actor.unroll(obs, actor_hidden[idx], starts))
-                value = self.critic.unroll(obs, critic_hidden[idx], starts).squeeze(-1)
+                dist = self.distribution(self.actor.unroll(obs, actor_hidden[idx], starts, rtrl=False))
+                value = self.critic.unroll(obs, critic_hidden[idx], starts, rtrl=False).squeeze(-1)
                 ratio = (dist.log_prob(batch["actions"][:, idx]) - batch["log_probs"][:, idx]).exp()
                 adv = batch["advantages"][:, idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
