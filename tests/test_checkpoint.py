@@ -23,36 +23,56 @@ def outcome(events) -> list:
     ]
 
 
+SLOW = pytest.mark.slow  # environments that take seconds to import: the full tier only
+
+
 @pytest.mark.parametrize(
     "config",
     [
-        TrainConfig(chain_length=3, steps=400, hidden_size=6, width=5, eval_episodes=5, population=2),
-        TrainConfig(
-            agent="qrc", env="kmemory_chain", chain_length=2, steps=400, hidden_size=6, width=5, eval_episodes=2
+        pytest.param(
+            TrainConfig(chain_length=3, steps=400, hidden_size=6, width=5, eval_episodes=5, population=2),
+            id="stream-ac-native-population",
         ),
-        TrainConfig(env="popgym:RepeatFirstEasy", steps=300, hidden_size=6, width=5, eval_episodes=2, engine="eager"),
-        TrainConfig(cell="gru", chain_length=3, steps=300, hidden_size=6, width=5, eval_episodes=3, staleness_every=0),
-        TrainConfig(env="mujoco:Walker2d", mask="P", steps=256, hidden_size=6, width=5, eval_episodes=1),
-        TrainConfig(
-            agent="ppo",
-            env="mujoco:Hopper",
-            mask="V",
-            steps=256,
-            hidden_size=6,
-            width=5,
-            eval_episodes=1,
-            ppo_num_envs=2,
-            ppo_rollout_steps=32,
-            ppo_minibatches=4,
+        pytest.param(
+            TrainConfig(
+                agent="qrc", env="kmemory_chain", chain_length=2, steps=400, hidden_size=6, width=5, eval_episodes=2
+            ),
+            id="qrc-kmemory-chain",
         ),
-    ],
-    ids=[
-        "stream-ac-native-population",
-        "qrc-kmemory-chain",
-        "popgym-eager",
-        "gru",
-        "stream-ac-mujoco",
-        "ppo-mujoco-mid-rollout",
+        pytest.param(
+            TrainConfig(
+                cell="gru", chain_length=3, steps=300, hidden_size=6, width=5, eval_episodes=3, staleness_every=0
+            ),
+            id="gru",
+        ),
+        pytest.param(
+            TrainConfig(
+                env="popgym:RepeatFirstEasy", steps=300, hidden_size=6, width=5, eval_episodes=2, engine="eager"
+            ),
+            id="popgym-eager",
+            marks=SLOW,
+        ),
+        pytest.param(
+            TrainConfig(env="mujoco:Walker2d", mask="P", steps=256, hidden_size=6, width=5, eval_episodes=1),
+            id="stream-ac-mujoco",
+            marks=SLOW,
+        ),
+        pytest.param(
+            TrainConfig(
+                agent="ppo",
+                env="mujoco:Hopper",
+                mask="V",
+                steps=256,
+                hidden_size=6,
+                width=5,
+                eval_episodes=1,
+                ppo_num_envs=2,
+                ppo_rollout_steps=32,
+                ppo_minibatches=4,
+            ),
+            id="ppo-mujoco-mid-rollout",
+            marks=SLOW,
+        ),
     ],
 )
 def test_resumed_run_equals_the_uninterrupted_run(config, tmp_path):
