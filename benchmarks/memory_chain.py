@@ -32,7 +32,7 @@ from rtu_core.config import METHOD_LABELS as LABELS
 from rtu_core.config import METHODS
 from rtu_core.events import Checkpoint
 from rtu_core.results import RunRecorder, write_atomic
-from rtu_core.training import load_checkpoint
+from rtu_core.training import checkpoint_of
 
 
 def member_dir(out: Path, method: str, config: TrainConfig) -> Path:
@@ -45,14 +45,11 @@ def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
     method, members, out, checkpoint_every = job
     out = Path(out)
     path = out / method / "checkpoint.pt"
-    resume = None
-    if checkpoint_every and path.exists():
-        state = load_checkpoint(path)
-        if [TrainConfig.from_dict(saved) for saved in state["members"]] == members:  # fields added since: defaults
-            resume = state
-            print(f"[{method}] resuming from step {state['loop'].step} ({path})", flush=True)
-        else:
-            print(f"[{method}] {path} holds another population: starting afresh", flush=True)
+    resume = checkpoint_of(path, members) if checkpoint_every else None
+    if resume:
+        print(f"[{method}] resuming from step {resume['loop'].step} ({path})", flush=True)
+    elif checkpoint_every and path.exists():
+        print(f"[{method}] {path} holds another population: starting afresh", flush=True)
     recorder, started = (resume["recorder"] if resume else RunRecorder(members)), time.time()
     last = resume["loop"].step / members[0].steps if resume else 0.0
     path.parent.mkdir(parents=True, exist_ok=True)

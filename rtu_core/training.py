@@ -142,6 +142,15 @@ def load_checkpoint(path: Path) -> dict:
     return torch.load(path, weights_only=False)
 
 
+def checkpoint_of(path: Path, members: list[TrainConfig]) -> dict | None:
+    """The checkpoint at ``path`` if it holds exactly this population (config fields added since it was written
+    read as their defaults); None if there is none or it holds another."""
+    if not Path(path).exists():
+        return None
+    state = load_checkpoint(path)
+    return state if [TrainConfig.from_dict(saved) for saved in state["members"]] == members else None
+
+
 def train(
     config: TrainConfig | list[TrainConfig],
     *,
@@ -166,9 +175,9 @@ def train(
     else:
         run = Run(config)
         P = run.config.population
-        lanes = P * run.agent.lanes
+        rows = P * run.agent.lanes  # one per environment
         obs = run.observe(run.envs.reset())
-        loop = Loop(0, obs, np.zeros(lanes), np.zeros(lanes, dtype=np.int64), np.zeros(P, dtype=np.int64))
+        loop = Loop(0, obs, np.zeros(rows), np.zeros(rows, dtype=np.int64), np.zeros(P, dtype=np.int64))
     config, lanes = run.config, run.agent.lanes  # environments per member; a step counts all of them
     P, started = config.population, time.perf_counter() - loop.elapsed
     window = deque(maxlen=config.snapshot_window) if config.snapshot_every else None

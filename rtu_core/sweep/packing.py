@@ -66,14 +66,11 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     interrupted population continues from it when the sweep is started again (the numbers equal an uninterrupted
     run's); the checkpoint is removed once the population has finished.
     """
-    from ..training import load_checkpoint, train
+    from ..training import checkpoint_of, train
 
     configs = [config for _, config in population.members]
-    path, resume = population.checkpoint, None
-    if path is not None and path.exists():
-        state = load_checkpoint(path)
-        if [TrainConfig.from_dict(saved) for saved in state["members"]] == configs:
-            resume = state
+    path = population.checkpoint
+    resume = checkpoint_of(path, configs) if path is not None else None
     recorder = resume["recorder"] if resume else RunRecorder(configs)
     done = resume["loop"].step * len(configs) if resume else 0
     for event in train(configs, checkpoint_every=population.checkpoint_every if path else 0, resume=resume):
