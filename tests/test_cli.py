@@ -198,3 +198,18 @@ def test_config_json_records_the_resolved_preset(tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert (config["kappa_actor"], config["kappa_critic"], config["entropy_coeff"]) == (3.0, 1.25, 0.095)
     assert None not in (config[name] for name in ("width", "head_width", "trace_decay", "grad_clip", "mode"))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
+        (["--checkpoint-every", "10", "--compile"], "not supported yet with --compile"),
+    ],
+)
+def test_bad_sweep_checkpointing_is_a_one_line_error_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "sweep"
+    result = cli("sweep", "--out", str(out), "--grid", "chain_length=2,3", *args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert not out.exists()
