@@ -83,6 +83,8 @@ class Linear(nn.Module):
             sparse_init_(view, sparsity, generator)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.population is None:  # any leading axes (a sequence of a batch) as one matrix product
+            return nn.functional.linear(x, self.weight, self.bias)
         return matvec(self.weight, x) + self.bias
 
 

@@ -125,23 +125,27 @@ class MemoryNetwork(nn.Module):
         """Outputs (T, B, out) of B sequences obs (T, B, d) from carried vectors hidden0 (B, h), with gradients
         through the whole sequence; the memory is zeroed where ``starts`` (T, B) marks an episode's first step.
 
+        The feature layers and the head act on the whole sequence at once; only the cell steps through time.
         ``rtrl`` (default: ``mode == "rtrl"``): the RTU's exact RTRL, sensitivities starting at zero at the sequence
-        start; else autograd BPTT through the cell (nothing detached). Within a sequence the two gradients are equal
-        (tests/test_ppo.py); BPTT is far cheaper for a batch of sequences, RTRL shows the equality."""
+        start; else autograd BPTT through the cell (nothing detached) -- for the linear RTU by its parallel
+        ``scan``. Within a sequence the two gradients are equal (tests/test_ppo.py); BPTT is far cheaper for a
+        batch of sequences, RTRL shows the equality."""
         use_rtrl = self.mode == "rtrl" if rtrl is None else rtrl
+        x = self._features(obs)
         if use_rtrl:
             c1, c2 = hidden0.chunk(2, dim=-1)
             zero = self.cell.initial_rtrl_state()
             memory = RTRLState(torch.complex(c1, c2), *(s.expand(len(hidden0), *s.shape).clone() for s in zero[1:]))
             step = self.cell.rtrl_step
+        elif isinstance(self.cell, RTU) and not self.cell.nonlinear:
+            return self._read_out(self.cell.scan(x, hidden0, starts)[0])
         else:
             memory, step = hidden0, self.cell
         outputs = []
         for t in range(len(obs)):
-            memory = self.reset_memory(memory, starts[t])
-            y, memory = step(self._features(obs[t]), memory)
-            outputs.append(self._read_out(y))
-        return torch.stack(outputs)
+            y, memory = step(x[t], self.reset_memory(memory, starts[t]))
+            outputs.append(y)
+        return self._read_out(torch.stack(outputs))
 
     @torch.no_grad()
     def replay(self, observations: Tensor, starts: Tensor) -> RTRLState:

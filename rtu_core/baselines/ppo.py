@@ -11,10 +11,11 @@ minibatches of *sequences*:
 
 with separate actor and critic networks (each its own cell) and Adam optimisers, gradients clipped per network.
 Memory during an update: every sequence restarts from the hidden state the rollout stored at its first step
-and is unrolled with gradients by ``MemoryNetwork.unroll`` through the cell by autograd (BPTT over the sequence).
-For the RTU this is its exact RTRL gradient within the sequence (tests/test_ppo.py checks the two equal), computed
-an order of magnitude cheaper than by carrying sensitivities for a batch of sequences; so ``mode`` rtrl and tbptt
-train the RTU alike here. Hidden states are reset where episodes begin.
+and is unrolled with gradients by ``MemoryNetwork.unroll`` through the cell by autograd (BPTT over the sequence;
+the linear RTU's recurrence by a parallel prefix scan, ``cells/scan.py``, so a 64-step sequence costs a handful of
+whole-sequence operations). For the RTU this is its exact RTRL gradient within the sequence (tests/test_ppo.py
+checks the two equal), computed far cheaper than by carrying sensitivities; so ``mode`` rtrl and tbptt train the
+RTU alike here. Hidden states are reset where episodes begin.
 
 Continuous control (MuJoCo) normalises observations and rewards as CleanRL's continuous PPO does (gymnasium's
 NormalizeObservation / NormalizeReward arithmetic, clipped to ±10), with the loop's normalisers, statistics shared
@@ -80,8 +81,10 @@ class PPO:
         self.critic = MemoryNetwork(obs_size, 1, generators=init_generators[0], **net).to(dtype)
         self.log_std = None if self.discrete else nn.Parameter(torch.zeros(out_size, dtype=dtype))
         actor_params = list(self.actor.parameters()) + ([] if self.discrete else [self.log_std])
-        self.actor_optimizer = torch.optim.Adam(actor_params, lr=config.ppo_lr_actor, eps=1e-5)
-        self.critic_optimizer = torch.optim.Adam(self.critic.parameters(), lr=config.ppo_lr_critic, eps=1e-5)
+        self.actor_optimizer = torch.optim.Adam(actor_params, lr=config.ppo_lr_actor, eps=1e-5, foreach=True)
+        self.critic_optimizer = torch.optim.Adam(
+            self.critic.parameters(), lr=config.ppo_lr_critic, eps=1e-5, foreach=True
+        )
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.memories: dict = {}  # no streaming memories: the rollout's hidden states live in ``hidden``
         self.hidden = {name: initial_hidden(net, self.lanes) for name, net in self.networks.items()}

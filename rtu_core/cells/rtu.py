@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..layers import Generators, matvec, member_generators, member_views, population_shape
+from .scan import linear_recurrence
 
 PARAMETERS = ("nu_log", "theta_log", "B_real", "B_imag")
 _GAMMA_EPS = 1e-8
@@ -289,6 +290,27 @@ class RTU(nn.Module):
         c1_new = self._activate(g * c1 - phi * c2 + gamma * u1)
         c2_new = self._activate(g * c2 + phi * c1 + gamma * u2)
         c = torch.cat((c1_new, c2_new), dim=-1)
+        return self._output(c), c
+
+    def scan(self, x: Tensor, hidden0: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
+        """The linear RTU over a whole sequence at once: (y, c) for inputs x (T, B, d) from the carried pairs
+        hidden0 (B, 2n), the state zeroed before step t where ``starts`` (T, B) is True. Differentiable end to end
+        (BPTT through the sequence) and equal to T calls of ``forward``.
+
+        In complex form h_t = a_t h_{t-1} + b_t with a_t = λ (0 at an episode start) and b_t = γ u_t: a linear
+        recurrence, computed by ``scan.linear_recurrence`` in log₂ T whole-sequence rounds instead of T steps."""
+        if self.nonlinear:
+            raise ValueError("the scan needs the linear RTU: tanh inside the recurrence does not compose")
+        e_nu = torch.exp(self.nu_log)
+        r = torch.exp(-e_nu)
+        theta = torch.exp(self.theta_log)
+        lam = torch.complex(r * torch.cos(theta), r * torch.sin(theta))
+        gamma = torch.sqrt(1 - r * r) + _GAMMA_EPS
+        b = torch.complex(x @ self.B_real.transpose(-1, -2), x @ self.B_imag.transpose(-1, -2)) * gamma
+        a = lam * (~starts).unsqueeze(-1).to(x.dtype)
+        c1, c2 = hidden0.chunk(2, dim=-1)
+        h = linear_recurrence(a, b, torch.complex(c1, c2))
+        c = torch.cat((h.real, h.imag), dim=-1)
         return self._output(c), c
 
     # -- RTRL path -----------------------------------------------------------------------------------
