@@ -3,9 +3,9 @@
 Per step, for all P members in lockstep (each member has ``lanes`` environments: one for the streaming agents,
 ``ppo_num_envs`` for the batched PPO baseline, whose step counts all of them):
 
-    o_t (normalised) -> agent.act -> a_t -> env.step -> r_t, o_{t+1}
-    -> agent.learn(scaled r_t, normalised o_{t+1}, terminal, done)        (one streaming update; PPO: one record,
-                                                                          and an update after every rollout)
+    o_t (normalised) -> agent.act -> pending (a_t and what the update needs) -> env.step(a_t) -> r_t, o_{t+1}
+    -> agent.learn(pending, scaled r_t, normalised o_{t+1}, terminal, done)   (one streaming update; PPO: one
+                                                                          record, and an update after every rollout)
     -> every ``staleness_every`` steps: Staleness; every ``rtrl_refresh`` steps: RTRL states replayed
     -> environments whose episode ended: EpisodeEnd, env reset, memory and traces reset
 
@@ -205,13 +205,13 @@ def train(
 
     try:
         for step in range(loop.step + lanes, last + 1, lanes):
-            action = run.agent.act(obs)
-            next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(action, alive))
+            pending = run.agent.act(obs)
+            next_raw, reward, terminated, truncated, infos = run.envs.step(run.env_actions(pending.action, alive))
             done = terminated | truncated
             next_obs = run.observe(next_raw)
             done_t = run.tensor(done)
             scaled = run.scale(reward, done)
-            td_error = run.agent.learn(scaled, next_obs, run.tensor(terminated), done_t).cpu()
+            td_error = run.agent.learn(pending, scaled, next_obs, run.tensor(terminated), done_t).cpu()
             diverged = alive & ~np.isfinite(td_error.numpy())
             for member in np.flatnonzero(diverged):
                 alive[member] = False
@@ -317,7 +317,7 @@ def evaluate(run: Run, started: float, alive: np.ndarray) -> Iterator[Event]:
     try:
         while min(len(returns[i]) for i in np.flatnonzero(alive)) < config.eval_episodes:
             with torch.no_grad():
-                action = run.agent.act(run.observe(raw), greedy=True, learn=False)
+                action = run.agent.act(run.observe(raw), greedy=True, learn=False).action
             raw, reward, terminated, truncated, infos = envs.step(run.env_actions(action, alive))
             done = terminated | truncated
             episode_return += reward

@@ -23,11 +23,11 @@ def test_gaussian_stream_ac_learns_a_continuous_bandit():
     obs = torch.ones(2, 4)
     first_mean = None
     for t in range(600):
-        action = agent.act(obs)
-        assert action.shape == (2, 3)
-        reward = -((action - target) ** 2).sum(-1)
-        agent.learn(reward, obs, torch.ones(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool))
-        greedy = agent.act(obs, greedy=True, learn=False)
+        step = agent.act(obs)
+        assert step.action.shape == (2, 3)
+        reward = -((step.action - target) ** 2).sum(-1)
+        agent.learn(step, reward, obs, torch.ones(2, dtype=torch.bool), torch.ones(2, dtype=torch.bool))
+        greedy = agent.act(obs, greedy=True, learn=False).action
         agent.reset_memory()
         if first_mean is None:
             first_mean = greedy.clone()
@@ -46,10 +46,10 @@ def test_qrc_cuts_traces_after_non_greedy_actions_and_episode_ends():
     obs = torch.randn(2, 3)
     cuts = 0
     for _ in range(40):
-        agent.act(obs)
-        nongreedy = agent._nongreedy.clone()
+        step = agent.act(obs)
+        nongreedy = step.nongreedy.clone()
         done = torch.tensor([False, True])
-        agent.learn(torch.zeros(2), obs, done, done)
+        agent.learn(step, torch.zeros(2), obs, done, done)
         traces = torch.stack([t.abs().flatten(1).sum(1) for t in agent.q_trace]).sum(0)
         expected_zero = nongreedy | done
         assert torch.all(traces[expected_zero] == 0)

@@ -93,9 +93,10 @@ def test_fused_agent_takes_the_autograd_agents_steps(discrete):
         obs = torch.randn(P, OBS, dtype=torch.float64)
         reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
         done = torch.tensor([t % 5 == 4, t % 7 == 6])
-        actions = agent.act(obs), twin.act(obs)
+        steps = agent.act(obs), twin.act(obs)
+        actions = steps[0].action, steps[1].action
         assert torch.equal(actions[0], actions[1]) if discrete else torch.allclose(*actions, rtol=1e-10)
-        deltas = agent.learn(reward, next_obs, done, done), twin.learn(reward, next_obs, done, done)
+        deltas = agent.learn(steps[0], reward, next_obs, done, done), twin.learn(steps[1], reward, next_obs, done, done)
         assert torch.allclose(*deltas, rtol=1e-10, atol=1e-12)
     for a, b in zip(
         agent.actor_optimizer.params + agent.critic_optimizer.params,

@@ -174,9 +174,10 @@ def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
         obs = torch.randn(P, OBS, dtype=torch.float64)
         reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
         done = torch.tensor([t % 5 == 4, t % 7 == 6])
-        actions = fast.act(obs), eager.act(obs)
+        steps = fast.act(obs), eager.act(obs)
+        actions = steps[0].action, steps[1].action
         assert torch.equal(*actions) if discrete else torch.allclose(*actions, rtol=1e-10)
-        deltas = fast.learn(reward, next_obs, done, done), eager.learn(reward, next_obs, done, done)
+        deltas = fast.learn(steps[0], reward, next_obs, done, done), eager.learn(steps[1], reward, next_obs, done, done)
         assert torch.allclose(*deltas, rtol=1e-10, atol=1e-12)
     for a, b in zip(fast.networks.values(), eager.networks.values()):
         for p, q in zip(a.parameters(), b.parameters()):

@@ -158,10 +158,12 @@ def stream_ac(**overrides):
 
 
 def transition(agent, done):
+    """One act-learn step on random inputs."""
+    step = agent.act(torch.randn(2, 4, dtype=torch.float64))
     reward = torch.tensor([1.0, -1.0], dtype=torch.float64)
     next_obs = torch.randn(2, 4, dtype=torch.float64)
     done = torch.tensor(done)
-    agent.learn(reward, next_obs, done, done)
+    agent.learn(step, reward, next_obs, done, done)
 
 
 def test_no_staleness_without_updates_and_some_after_them():
@@ -171,7 +173,6 @@ def test_no_staleness_without_updates_and_some_after_them():
         agent.act(torch.randn(2, 4, dtype=torch.float64))
     assert all(np.allclose(e, 0.0, atol=1e-12) for e in agent.staleness().values())
     for _ in range(3):  # now learn from every step
-        agent.act(torch.randn(2, 4, dtype=torch.float64))
         transition(agent, [False, False])
     errors = agent.staleness()
     assert all((e > 1e-6).all() and np.isfinite(e).all() for e in errors.values())
@@ -183,7 +184,6 @@ def test_history_keeps_only_running_episodes_and_marks_fresh_members():
     torch.manual_seed(2)
     agent = stream_ac()
     for step in range(7):
-        agent.act(torch.randn(2, 4, dtype=torch.float64))
         transition(agent, [step == 2, step == 4])  # member 0 restarts after step 2, member 1 after step 4
     history = agent.history
     assert len(history.observations) == 4  # member 0's episode began at step 3: steps 3-6 kept

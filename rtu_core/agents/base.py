@@ -3,6 +3,8 @@ RTRL staleness study, paper §4.4) the episode inputs that let it recompute RTRL
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -10,6 +12,15 @@ from torch import Tensor
 from ..cells import RTRLState
 from ..network import Memory, MemoryNetwork
 from ..normalize import ObservationNormalizer, RewardScaler
+
+
+@dataclass
+class Pending:
+    """What ``act`` hands to ``learn``: the action a_t (P, ...) and, in an agent's subclass, what its engine kept
+    from the forward pass to update from the transition a_t begins. It lives for one step: nothing of it is
+    stashed on the agent, so a checkpoint between steps holds none of it."""
+
+    action: Tensor
 
 
 class EpisodeHistory:
@@ -47,11 +58,6 @@ class MemoryAgent:
     memories: dict[str, Memory]
     history: EpisodeHistory | None = None
     lanes = 1  # environments per member: one, streaming
-    # what ``act`` leaves for ``learn`` within one step: dead at a step boundary, so not part of a checkpoint
-    PENDING = ("_fused", "_tapes", "_value", "_log_prob", "_entropy", "_q", "_h", "_nongreedy", "_action")
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in self.PENDING}
 
     @staticmethod
     def lanes_of(config) -> int:

@@ -15,6 +15,8 @@ decaying linearly from ε_start to ε_end over the first ``exploration_fraction`
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gymnasium as gym
 import torch
 from torch import Tensor
@@ -23,7 +25,18 @@ from .. import native
 from ..network import MemoryNetwork
 from ..optim import _flat_buffer, _views, per_member
 from ..rng import MemberRandom
-from .base import MemoryAgent
+from .base import MemoryAgent, Pending
+
+
+@dataclass
+class QRCStep(Pending):
+    """What QRC's ``act`` hands to ``learn``: a_t, Q(o_t, a_t) and h(o_t, a_t) (with their autograd graphs, or the
+    native engine's forward tapes), and whether a_t was not greedy (a Watkins cut)."""
+
+    q: Tensor | None = None
+    h: Tensor | None = None
+    nongreedy: Tensor | None = None
+    tapes: tuple | None = None
 
 
 class QRC(MemoryAgent):
@@ -69,45 +82,54 @@ class QRC(MemoryAgent):
         progress = self.steps_taken / max(1.0, c.exploration_fraction * c.steps)
         return max(c.epsilon_end, c.epsilon_start - (c.epsilon_start - c.epsilon_end) * progress)
 
-    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
-        """Advance Q's and h's memories on o_t and choose a_t ε-greedily (greedily if asked)."""
-        if learn and self.native is not None:
+    @property
+    def engine(self) -> str:
+        """How this agent computes its step, fixed at construction: 'native' (C++ loops) or 'autograd'."""
+        return "native" if self.native is not None else "autograd"
+
+    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> QRCStep:
+        """Advance Q's and h's memories on o_t and choose a_t ε-greedily (greedily if asked); the returned step is
+        what ``learn`` needs. With ``learn=False`` (evaluation) only Q runs, without gradients, and a_t is greedy."""
+        if not learn:
             with torch.no_grad():
-                (q_net, h_net), memories = self.native, self.memories
-                q, memories["q"], q_tape = q_net.forward(obs, memories["q"], advance=True)
-                h, memories["h"], h_tape = h_net.forward(obs, memories["h"], advance=True)
-                self._tapes = q_tape, h_tape
-            greedy_action = q.argmax(dim=-1)
-            self.remember(obs)
-        else:
-            with torch.set_grad_enabled(learn):
                 q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
-                greedy_action = q.detach().argmax(dim=-1)
-                if not learn:
-                    return greedy_action
-                h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
-                self.remember(obs)
+            return QRCStep(q.argmax(dim=-1))
+        q, h, tapes = getattr(self, f"_forward_{self.engine}")(obs)
+        self.remember(obs)
+        greedy_action = q.detach().argmax(dim=-1)
         draws = self.random.uniform(2)
         explore = draws[:, 0] < (0.0 if greedy else self.epsilon())
         random_action = (draws[:, 1] * self.num_actions).long().clamp(max=self.num_actions - 1)
         action = torch.where(explore, random_action, greedy_action)
-        self._nongreedy, self._action = action != greedy_action, action
-        self._q = q.gather(-1, action.unsqueeze(-1)).squeeze(-1)
-        self._h = h.gather(-1, action.unsqueeze(-1)).squeeze(-1)
         self.steps_taken += 1
-        return action
+        return QRCStep(
+            action,
+            q.gather(-1, action.unsqueeze(-1)).squeeze(-1),
+            h.gather(-1, action.unsqueeze(-1)).squeeze(-1),
+            action != greedy_action,
+            tapes,
+        )
 
-    def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
-        """One QRC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
-        if self.native is not None:
-            return self._learn_native(reward, next_obs, terminated, done)
-        c, continuing = self.config, (~terminated).to(self._q.dtype)
+    def learn(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        """One QRC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
+        td_error = getattr(self, f"_learn_{self.engine}")(step, reward, next_obs, terminated, done)
+        self.reset_memory(done)
+        return td_error
+
+    # -- autograd -------------------------------------------------------------------------------------------
+    def _forward_autograd(self, obs: Tensor) -> tuple[Tensor, Tensor, None]:
+        q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
+        h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
+        return q, h, None
+
+    def _learn_autograd(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor):
+        c, continuing = self.config, (~terminated).to(step.q.dtype)
         next_q = self.q_net.step(next_obs, self.memories["q"])[0].max(dim=-1).values
-        td_error = (reward + c.gamma * continuing * next_q - self._q).detach()
-        grads = torch.autograd.grad((self._q + self._h).sum(), self.q_params + self.h_params)
+        td_error = (reward + c.gamma * continuing * next_q - step.q).detach()
+        grads = torch.autograd.grad((step.q + step.h).sum(), self.q_params + self.h_params)
         grad_q, grad_h = grads[: len(self.q_params)], grads[len(self.q_params) :]
         grad_next = torch.autograd.grad(next_q.sum(), self.q_params)
-        decay, h_value = c.gamma * c.trace_decay, self._h.detach()
+        decay, h_value = c.gamma * c.trace_decay, step.h.detach()
         with torch.no_grad():
             self.bias_trace.mul_(decay).add_(h_value)
             q_updates, h_updates = [], []
@@ -126,15 +148,22 @@ class QRC(MemoryAgent):
                 scale = self._clip_scale(updates) * lr
                 for p, u in zip(params, updates):
                     p.add_(per_member(scale, u) * u)
-            cut = done | self._nongreedy
+            cut = done | step.nongreedy
             for trace in self.q_trace + self.h_trace:
                 trace.masked_fill_(per_member(cut, trace), 0.0)
             self.bias_trace.masked_fill_(cut, 0.0)
-        self.reset_memory(done)
         return td_error
 
+    # -- native ---------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _learn_native(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+    def _forward_native(self, obs: Tensor) -> tuple[Tensor, Tensor, tuple]:
+        (q_net, h_net), memories = self.native, self.memories
+        q, memories["q"], q_tape = q_net.forward(obs, memories["q"], advance=True)
+        h, memories["h"], h_tape = h_net.forward(obs, memories["h"], advance=True)
+        return q, h, (q_tape, h_tape)
+
+    @torch.no_grad()
+    def _learn_native(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor):
         """The update of ``learn`` by the native loops: Q(o', ·) without advancing the memory, the three gradients
         ∇Q(o, a), ∇Q(o', a*) (through the sensitivities one step further) and ∇h(o, a) into flat rows, then both
         updates on the flat parameter and trace buffers."""
@@ -142,19 +171,19 @@ class QRC(MemoryAgent):
         q_net, h_net = self.native
         memories = self.memories
         grad_q, grad_h, grad_next = self._buffers
-        q_tape, h_tape = self._tapes
-        discount = c.gamma * (~terminated).to(self._q.dtype)  # γ (1 - terminal)
+        q_tape, h_tape = step.tapes
+        discount = c.gamma * (~terminated).to(step.q.dtype)  # γ (1 - terminal)
         next_q_all, _, next_tape = q_net.forward(next_obs, memories["q"], advance=False)
         next_q, best = next_q_all.max(dim=-1)
-        td_error = reward + discount * next_q - self._q
-        onehot = self._onehot[self._action]
+        td_error = reward + discount * next_q - step.q
+        onehot = self._onehot[step.action]
         q_net.backward(grad_q, onehot, q_tape, memories["q"])
         q_net.backward(grad_next, self._onehot[best], next_tape, memories["q"], next_step=True)
         h_net.backward(grad_h, onehot, h_tape, memories["h"])
         decay = c.gamma * c.trace_decay
-        self.bias_trace.mul_(decay).add_(self._h)
-        cut = done | self._nongreedy
-        coeffs = torch.stack([self.bias_trace, discount, td_error, self._h, cut], 1).to(td_error.dtype)
+        self.bias_trace.mul_(decay).add_(step.h)
+        cut = done | step.nongreedy
+        coeffs = torch.stack([self.bias_trace, discount, td_error, step.h, cut], 1).to(td_error.dtype)
         q_net.module.qrc_update(
             q_net.flat, self.q_trace_flat, grad_q, grad_next, coeffs, grad_q, decay, c.lr_q, 0.0, c.grad_clip
         )
@@ -164,7 +193,6 @@ class QRC(MemoryAgent):
         q_net.changed()
         h_net.changed()
         self.bias_trace.masked_fill_(cut, 0.0)
-        self.reset_memory(done)
         return td_error
 
     def _clip_scale(self, updates: list[Tensor]) -> Tensor:

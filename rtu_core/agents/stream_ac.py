@@ -17,6 +17,8 @@ backward of ``rtu_core.fused`` (no autograd graph), or with ``compile`` by the t
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gymnasium as gym
 import torch
 from torch import Tensor, nn
@@ -25,10 +27,22 @@ from .. import fused, native
 from ..network import MemoryNetwork
 from ..optim import AdaptiveObGD, ObGD
 from ..rng import MemberRandom
-from .base import MemoryAgent
+from .base import MemoryAgent, Pending
 from .policy import categorical, categorical_grad, gaussian, gaussian_grads
 
 OPTIMIZERS = {"obgd": ObGD, "adaptive_obgd": AdaptiveObGD}
+
+
+@dataclass
+class ActorCriticStep(Pending):
+    """What Stream AC's ``act`` hands to ``learn``: a_t, V(o_t) and, per engine, the actor's output and the forward
+    tapes (hand-written backward) or log π(a_t|o_t) and H(π) with their autograd graphs."""
+
+    value: Tensor | None = None
+    out: Tensor | None = None
+    tape: tuple | None = None
+    log_prob: Tensor | None = None
+    entropy: Tensor | None = None
 
 
 class StreamAC(MemoryAgent):
@@ -89,72 +103,146 @@ class StreamAC(MemoryAgent):
             self.keep_history(config.population)
         self.reset_memory()
 
+    @property
+    def engine(self) -> str:
+        """How this agent computes its step, fixed at construction: 'native' (C++ loops), 'compiled'
+        (``torch.compile``d graphs), 'fused' (hand-written backward) or 'autograd'."""
+        if self.native is not None:
+            return "native"
+        if self.compiled is not None:
+            return "compiled"
+        return "fused" if self.fused else "autograd"
+
     def _policy(self, out: Tensor, greedy: bool):
         if self.discrete:
             return categorical(out, None if greedy else self.random.uniform(1))
         return gaussian(out, self.log_std, None if greedy else self.random.normal(out.shape[-1]))
 
-    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
-        """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean)."""
-        if learn and self.native is not None:
-            return self._act_native(obs, greedy)
-        if learn and self.fused:
-            return self._act_fused(obs, greedy)
-        with torch.set_grad_enabled(learn):
-            out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
-            if not learn:
-                return self._policy(out, greedy)[0]
-            value, self.memories["critic"] = self.critic.step(obs, self.memories["critic"])
-            self.remember(obs)
-            action, self._log_prob, self._entropy = self._policy(out, greedy)
-            self._value = value.squeeze(-1)
-        return action
-
-    @torch.no_grad()
-    def _act_fused(self, obs: Tensor, greedy: bool) -> Tensor:
-        actor_memory, critic_memory = self.memories["actor"], self.memories["critic"]
-        if self.compiled is not None:
-            noise = None if greedy else self.random.uniform(1) if self.discrete else self.random.normal(self.out_size)
-            action, out, value, actor_memory, critic_memory, tape = self.compiled.act(
-                obs, actor_memory, critic_memory, noise, None if self.discrete else self.log_std
-            )
-        else:
-            out, actor_memory, actor_tape = fused.forward(self.actor, obs, actor_memory)
-            value, critic_memory, critic_tape = fused.forward(self.critic, obs, critic_memory)
-            value, tape = value.squeeze(-1), (actor_tape, critic_tape)
-            action = self._policy(out, greedy)[0]
-        self.memories.update(actor=actor_memory, critic=critic_memory)
+    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> ActorCriticStep:
+        """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean); the returned
+        step is what ``learn`` needs. With ``learn=False`` (evaluation) only the actor runs, without gradients."""
+        if not learn:
+            with torch.no_grad():
+                out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
+            return ActorCriticStep(self._policy(out, greedy)[0])
+        step = getattr(self, f"_act_{self.engine}")(obs, greedy)
         self.remember(obs)
-        self._value, self._fused = value, (out, action, tape)
-        return action
+        return step
+
+    def learn(
+        self, step: ActorCriticStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor
+    ) -> Tensor:
+        """One Stream AC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
+        td_error = getattr(self, f"_learn_{self.engine}")(step, reward, next_obs, terminated, done)
+        self.reset_memory(done)
+        return td_error
+
+    def _td_error(self, step: ActorCriticStep, reward: Tensor, next_value: Tensor, terminated: Tensor) -> Tensor:
+        """δ_t = r_t + γ (1 - terminal) V(o_{t+1}) - V(o_t)."""
+        return reward + self.gamma * next_value * (~terminated) - step.value
+
+    def _output_grad(self, step: ActorCriticStep, td_error: Tensor) -> tuple[Tensor, Tensor | None]:
+        """d[log π(a_t|o_t) + η sign(δ_t) H(π)]/d out_t, and for a Gaussian policy its gradient for log σ."""
+        coeff = self.entropy_coeff * td_error.sign()
+        if self.discrete:
+            return categorical_grad(step.out, step.action, coeff), None
+        return gaussian_grads(step.out, self.log_std, step.action, coeff)
+
+    # -- autograd: the networks' own forward, gradients by backward() --------------------------------------
+    def _act_autograd(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
+        out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
+        value, self.memories["critic"] = self.critic.step(obs, self.memories["critic"])
+        action, log_prob, entropy = self._policy(out, greedy)
+        return ActorCriticStep(action, value.squeeze(-1), log_prob=log_prob, entropy=entropy)
+
+    def _learn_autograd(self, step, reward, next_obs, terminated, done) -> Tensor:
+        with torch.no_grad():
+            next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
+            td_error = self._td_error(step, reward, next_value, terminated).detach()
+        objective = step.value + step.log_prob + self.entropy_coeff * td_error.sign() * step.entropy
+        self.actor_optimizer.zero_grad()
+        self.critic_optimizer.zero_grad()
+        objective.sum().backward()
+        self.actor_optimizer.step(td_error, reset=done)
+        self.critic_optimizer.step(td_error, reset=done)
+        return td_error
+
+    # -- fused: the hand-written forward and backward of ``rtu_core.fused`` ----------------------------------
+    @torch.no_grad()
+    def _act_fused(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
+        out, self.memories["actor"], actor_tape = fused.forward(self.actor, obs, self.memories["actor"])
+        value, self.memories["critic"], critic_tape = fused.forward(self.critic, obs, self.memories["critic"])
+        action = self._policy(out, greedy)[0]
+        return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
 
     @torch.no_grad()
-    def _act_native(self, obs: Tensor, greedy: bool) -> Tensor:
+    def _learn_fused(self, step, reward, next_obs, terminated, done) -> Tensor:
+        """p.grad = ∇[V(o_t)] for the critic and ∇[log π(a_t|o_t) + η sign(δ) H] for the actor, by hand; then ObGD."""
+        next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
+        td_error = self._td_error(step, reward, next_value, terminated)
+        grad_out, grad_log_std = self._output_grad(step, td_error)
+        if grad_log_std is not None:
+            self.log_std.grad = grad_log_std
+        actor_tape, critic_tape = step.tape
+        fused.backward(self.actor, actor_tape, self.memories["actor"], grad_out)
+        fused.backward(self.critic, critic_tape, self.memories["critic"], torch.ones_like(step.value).unsqueeze(-1))
+        self.actor_optimizer.step(td_error, reset=done)
+        self.critic_optimizer.step(td_error, reset=done)
+        return td_error
+
+    # -- compiled: two torch.compile'd graphs (``rtu_core.compiled``) ----------------------------------------
+    @torch.no_grad()
+    def _act_compiled(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
+        noise = None if greedy else self.random.uniform(1) if self.discrete else self.random.normal(self.out_size)
+        action, out, value, actor_memory, critic_memory, tape = self.compiled.act(
+            obs, self.memories["actor"], self.memories["critic"], noise, None if self.discrete else self.log_std
+        )
+        self.memories.update(actor=actor_memory, critic=critic_memory)
+        return ActorCriticStep(action, value, out=out, tape=tape)
+
+    @torch.no_grad()
+    def _learn_compiled(self, step, reward, next_obs, terminated, done) -> Tensor:
+        """The whole update inside the learn graph; the optimisers' traces are reset here."""
+        td_error = self.compiled.learn(
+            step.tape,
+            self.memories["actor"],
+            self.memories["critic"],
+            step.out,
+            step.action,
+            step.value,
+            reward,
+            next_obs,
+            terminated,
+            None if self.discrete else self.log_std,
+        )
+        self.actor_optimizer.reset_traces(done)
+        self.critic_optimizer.reset_traces(done)
+        return td_error
+
+    # -- native: the C++ loops of ``rtu_core.native`` on flat per-member buffers --------------------------------
+    @torch.no_grad()
+    def _act_native(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
         (actor, critic), memories = self.native, self.memories
         out, memories["actor"], actor_tape = actor.forward(obs, memories["actor"], advance=True)
         value, memories["critic"], critic_tape = critic.forward(obs, memories["critic"], advance=True)
         action = self._policy(out, greedy)[0]
-        self.remember(obs)
-        self._value, self._fused = value.squeeze(-1), (out, action, (actor_tape, critic_tape))
-        return action
+        return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
 
     @torch.no_grad()
-    def _learn_native(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
-        """The update of ``learn`` by the native loops: V(o_{t+1}), δ, both networks' gradients into flat rows,
-        then ObGD on the flat parameter and trace buffers."""
+    def _learn_native(self, step, reward, next_obs, terminated, done) -> Tensor:
+        """V(o_{t+1}), δ, both networks' gradients into flat rows, then ObGD on the flat parameter and trace
+        buffers."""
         actor, critic = self.native
         actor_grad, critic_grad = self._grads
         memories = self.memories
-        out, action, (actor_tape, critic_tape) = self._fused
         next_value = critic.forward(next_obs, memories["critic"], advance=False)[0].squeeze(-1)
-        td_error = reward + self.gamma * next_value * (~terminated) - self._value
-        coeff = self.entropy_coeff * td_error.sign()
-        if self.discrete:
-            grad_out = categorical_grad(out, action, coeff)
-        else:
-            grad_out, actor_grad[:, -self.out_size :] = gaussian_grads(out, self.log_std, action, coeff)
+        td_error = self._td_error(step, reward, next_value, terminated)
+        grad_out, grad_log_std = self._output_grad(step, td_error)
+        if grad_log_std is not None:
+            actor_grad[:, -self.out_size :] = grad_log_std
+        actor_tape, critic_tape = step.tape
         actor.backward(actor_grad, grad_out, actor_tape, memories["actor"])
-        critic.backward(critic_grad, torch.ones_like(self._value).unsqueeze(-1), critic_tape, memories["critic"])
+        critic.backward(critic_grad, torch.ones_like(step.value).unsqueeze(-1), critic_tape, memories["critic"])
         for net, grad, optimizer in (
             (actor, actor_grad, self.actor_optimizer),
             (critic, critic_grad, self.critic_optimizer),
@@ -171,56 +259,6 @@ class StreamAC(MemoryAgent):
                 done,
             )
             net.changed()
-        self.reset_memory(done)
-        return td_error
-
-    @torch.no_grad()
-    def _gradients_fused(self, td_error: Tensor) -> None:
-        """p.grad = ∇[V(o_t)] for the critic and ∇[log π(a_t|o_t) + η sign(δ) H] for the actor, by hand."""
-        out, action, (actor_tape, critic_tape) = self._fused
-        coeff = self.entropy_coeff * td_error.sign()
-        if self.discrete:
-            grad_out = categorical_grad(out, action, coeff)
-        else:
-            grad_out, self.log_std.grad = gaussian_grads(out, self.log_std, action, coeff)
-        fused.backward(self.actor, actor_tape, self.memories["actor"], grad_out)
-        fused.backward(self.critic, critic_tape, self.memories["critic"], torch.ones_like(self._value).unsqueeze(-1))
-
-    def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
-        """One Stream AC(λ) update from the transition begun by the last ``act``; returns δ_t (P,)."""
-        if self.native is not None:
-            return self._learn_native(reward, next_obs, terminated, done)
-        if self.compiled is not None:  # the update runs inside the learn graph
-            out, action, tape = self._fused
-            td_error = self.compiled.learn(
-                tape,
-                self.memories["actor"],
-                self.memories["critic"],
-                out,
-                action,
-                self._value,
-                reward,
-                next_obs,
-                terminated,
-                None if self.discrete else self.log_std,
-            )
-            self.actor_optimizer.reset_traces(done)
-            self.critic_optimizer.reset_traces(done)
-            self.reset_memory(done)
-            return td_error
-        with torch.no_grad():
-            next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
-            td_error = reward + self.gamma * next_value * (~terminated) - self._value
-        if self.fused:
-            self._gradients_fused(td_error)
-        else:
-            objective = self._value + self._log_prob + self.entropy_coeff * td_error.sign() * self._entropy
-            self.actor_optimizer.zero_grad()
-            self.critic_optimizer.zero_grad()
-            objective.sum().backward()
-        self.actor_optimizer.step(td_error, reset=done)
-        self.critic_optimizer.step(td_error, reset=done)
-        self.reset_memory(done)
         return td_error
 
     def trace_norms(self) -> dict[str, Tensor]:

@@ -28,6 +28,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from ..agents.base import Pending
 from ..agents.policy import categorical, gaussian
 from ..network import MemoryNetwork
 from ..normalize import ObservationNormalizer, RewardScaler
@@ -122,14 +123,14 @@ class PPO:
         noise = None if greedy else self.random.normal(rows * out.shape[-1]).reshape(out.shape)
         return gaussian(out, self.log_std, noise)[:2]
 
-    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Tensor:
-        """a_t for every lane, recording what the update needs; with ``learn=False`` (evaluation) the actor runs
-        on its own hidden state, one row per evaluation environment, and nothing is recorded."""
+    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> Pending:
+        """a_t for every lane, recording what the update needs in the rollout; with ``learn=False`` (evaluation)
+        the actor runs on its own hidden state, one row per evaluation environment, and nothing is recorded."""
         if not learn:
             if self.eval_hidden is None:
                 self.eval_hidden = initial_hidden(self.actor, len(obs))
             out, self.eval_hidden = self.actor.recur(obs, self.eval_hidden)
-            return self._policy(out, greedy)[0]
+            return Pending(self._policy(out, greedy)[0])
         hidden = {name: MemoryNetwork.reset_memory(h, self.starts) for name, h in self.hidden.items()}
         out, self.hidden["actor"] = self.actor.recur(obs, hidden["actor"])
         value, self.hidden["critic"] = self.critic.recur(obs, hidden["critic"])
@@ -138,11 +139,12 @@ class PPO:
         for key, item in zip(ROLLOUT, step):
             if item is not None:
                 self.rollout[key].append(item)
-        return action
+        return Pending(action)
 
-    def learn(self, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
-        """Record r_t; after ``ppo_rollout_steps`` steps, update on the rollout. Returns the member's mean |δ| over
-        the last rollout (its learning signal for progress reports and the loop's divergence check)."""
+    def learn(self, step: Pending, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        """Record r_t (the rest of the transition ``step`` began is in the rollout already); after
+        ``ppo_rollout_steps`` steps, update on the rollout. Returns the member's mean |δ| over the last rollout (its
+        learning signal for progress reports and the loop's divergence check)."""
         self.rollout["rewards"].append(reward)
         self.starts = done.clone()
         if len(self.rollout["rewards"]) == self.config.ppo_rollout_steps:

@@ -231,26 +231,22 @@ class RTU(nn.Module):
         return self._cache
 
     def _compute_coefficients(self) -> _Coefficients:
-        e_nu = torch.exp(self.nu_log)
-        r = torch.exp(-e_nu)
-        theta = torch.exp(self.theta_log)
-        lam = torch.polar(r, theta)
-        one_minus_r2 = 1 - r * r
-        gamma = torch.sqrt(one_minus_r2) + _GAMMA_EPS
+        e_nu, theta, g, phi, gamma, dgamma_dnu = eigen(self.nu_log, self.theta_log)
+        lam = torch.complex(g, phi)
         return _Coefficients(
-            r,
+            torch.exp(-e_nu),
             theta,
             lam,
             gamma,
             dlam_dnu=-e_nu * lam,
             dlam_dtheta=1j * theta * lam,
-            dgamma_dnu=e_nu * r * r / torch.sqrt(one_minus_r2),
+            dgamma_dnu=dgamma_dnu,
         )
 
     def eigenvalues(self) -> Tensor:
         """λ_k = r_k e^{iθ_k} (complex, (..., n)); memory horizon 1 / (1 - r)."""
         with torch.no_grad():
-            return torch.polar(torch.exp(-torch.exp(self.nu_log)), torch.exp(self.theta_log))
+            return torch.complex(*eigen(self.nu_log, self.theta_log)[2:4])
 
     def _activate(self, a: Tensor) -> Tensor:
         return torch.tanh(a) if self.nonlinear else a
@@ -275,11 +271,7 @@ class RTU(nn.Module):
         """One step of the real-pair recurrence above; returns (y_t, c_t). Differentiable end to end; without
         gradients (bootstrapping, evaluation) it reads g, φ, γ from the cached coefficients instead."""
         if torch.is_grad_enabled():
-            e_nu = torch.exp(self.nu_log)
-            r = torch.exp(-e_nu)
-            theta = torch.exp(self.theta_log)
-            g, phi = r * torch.cos(theta), r * torch.sin(theta)
-            gamma = torch.sqrt(1 - r * r) + _GAMMA_EPS
+            g, phi, gamma = eigen(self.nu_log, self.theta_log)[2:5]
         else:
             k = self.coefficients()
             g = k.lam.real
@@ -301,11 +293,8 @@ class RTU(nn.Module):
         recurrence, computed by ``scan.linear_recurrence`` in log₂ T whole-sequence rounds instead of T steps."""
         if self.nonlinear:
             raise ValueError("the scan needs the linear RTU: tanh inside the recurrence does not compose")
-        e_nu = torch.exp(self.nu_log)
-        r = torch.exp(-e_nu)
-        theta = torch.exp(self.theta_log)
-        lam = torch.complex(r * torch.cos(theta), r * torch.sin(theta))
-        gamma = torch.sqrt(1 - r * r) + _GAMMA_EPS
+        g, phi, gamma = eigen(self.nu_log, self.theta_log)[2:5]
+        lam = torch.complex(g, phi)
         b = torch.complex(x @ self.B_real.transpose(-1, -2), x @ self.B_imag.transpose(-1, -2)) * gamma
         a = lam * (~starts).unsqueeze(-1).to(x.dtype)
         c1, c2 = hidden0.chunk(2, dim=-1)
