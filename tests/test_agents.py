@@ -6,6 +6,7 @@ import torch
 
 from rtu_core import TrainConfig
 from rtu_core.agents import QRC, StreamAC
+from rtu_core.agents.policy import categorical_log_prob, gaussian_log_prob
 from rtu_core.rng import MemberRandom
 
 
@@ -56,3 +57,16 @@ def test_qrc_cuts_traces_after_non_greedy_actions_and_episode_ends():
         assert torch.all(traces[~expected_zero] > 0)
         cuts += int(nongreedy[0])
     assert 5 < cuts < 35  # ε = 0.5 with 2 actions: about a quarter of member 0's actions are not greedy
+
+
+def test_policy_log_probabilities_and_entropies_equal_torch_distributions():
+    torch.manual_seed(0)
+    logits, action = torch.randn(5, 4, dtype=torch.float64), torch.randint(0, 4, (5,))
+    log_prob, entropy = categorical_log_prob(logits, action)
+    reference = torch.distributions.Categorical(logits=logits)
+    assert torch.allclose(log_prob, reference.log_prob(action)) and torch.allclose(entropy, reference.entropy())
+    mean, log_std = torch.randn(5, 3, dtype=torch.float64), torch.randn(3, dtype=torch.float64)
+    action = torch.randn(5, 3, dtype=torch.float64)
+    log_prob, entropy = gaussian_log_prob(mean, log_std, action)
+    reference = torch.distributions.Independent(torch.distributions.Normal(mean, log_std.exp()), 1)
+    assert torch.allclose(log_prob, reference.log_prob(action)) and torch.allclose(entropy, reference.entropy())

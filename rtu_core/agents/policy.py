@@ -11,26 +11,39 @@ import torch
 from torch import Tensor
 
 
+def categorical_log_prob(logits: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+    """(log π(a), H(π)) of π = softmax(logits), differentiable in the logits."""
+    return _categorical_terms(torch.log_softmax(logits, dim=-1), action)
+
+
+def _categorical_terms(log_probs: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
+
+
 def categorical(logits: Tensor, uniform: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """a ~ softmax(logits) by inverse CDF of u (argmax when u is None); returns (a, log π(a), H(π))."""
     log_probs = torch.log_softmax(logits, dim=-1)
-    probs = log_probs.exp()
     if uniform is None:
         action = logits.argmax(dim=-1)
     else:
-        cdf = probs.detach().cumsum(dim=-1)
+        cdf = log_probs.detach().exp().cumsum(dim=-1)
         action = (cdf < uniform).sum(dim=-1).clamp(max=logits.shape[-1] - 1)
-    entropy = -(probs * log_probs).sum(dim=-1)
-    return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
+    return action, *_categorical_terms(log_probs, action)
+
+
+def gaussian_log_prob(mean: Tensor, log_std: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+    """(log π(a), H(π)) of π = N(μ, σ²) per dimension, σ = exp(log σ) state-independent; differentiable in μ and
+    log σ."""
+    log_prob = (-((action - mean) ** 2) / (2 * log_std.exp() ** 2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1).expand(mean.shape[:-1])
+    return log_prob, entropy
 
 
 def gaussian(mean: Tensor, log_std: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """a = μ + σ ε (μ when ε is None), σ = exp(log σ) state-independent; returns (a, log π(a), H(π))."""
-    std = log_std.exp()
-    action = mean.detach() if noise is None else (mean + std * noise).detach()
-    log_prob = (-((action - mean) ** 2) / (2 * std**2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-    entropy = (0.5 + 0.5 * math.log(2 * math.pi) + log_std).sum(-1).expand(mean.shape[:-1])
-    return action, log_prob, entropy
+    action = mean.detach() if noise is None else (mean + log_std.exp() * noise).detach()
+    return action, *gaussian_log_prob(mean, log_std, action)
 
 
 def categorical_grad(logits: Tensor, action: Tensor, entropy_coeff: Tensor) -> Tensor:

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ..agents.base import Pending
-from ..agents.policy import categorical, gaussian
+from ..agents.policy import categorical, categorical_log_prob, gaussian, gaussian_log_prob
 from ..network import MemoryNetwork
 from ..normalize import ObservationNormalizer, RewardScaler
 from ..rng import MemberRandom
@@ -109,10 +109,11 @@ class PPO:
             RewardScaler(1, config.gamma, lanes=self.lanes, clip=CLIP),
         )
 
-    def distribution(self, out: Tensor) -> torch.distributions.Distribution:
+    def log_prob(self, out: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
+        """(log π(a|o), H(π(·|o))) for the actor's outputs, differentiable (``agents.policy``, as the rollout drew)."""
         if self.discrete:
-            return torch.distributions.Categorical(logits=out)
-        return torch.distributions.Independent(torch.distributions.Normal(out, self.log_std.exp()), 1)
+            return categorical_log_prob(out, action)
+        return gaussian_log_prob(out, self.log_std, action)
 
     @torch.no_grad()
     def _policy(self, out: Tensor, greedy: bool) -> tuple[Tensor, Tensor]:
@@ -177,13 +178,14 @@ class PPO:
             for start in range(0, sequences, per_minibatch):
                 idx = order[start : start + per_minibatch]
                 obs, starts = batch["obs"][:, idx], batch["starts"][:, idx]
-                dist = self.distribution(self.actor.unroll(obs, actor_hidden[idx], starts, rtrl=False))
+                out = self.actor.unroll(obs, actor_hidden[idx], starts, rtrl=False)
+                log_prob, entropy = self.log_prob(out, batch["actions"][:, idx])
                 value = self.critic.unroll(obs, critic_hidden[idx], starts, rtrl=False).squeeze(-1)
-                ratio = (dist.log_prob(batch["actions"][:, idx]) - batch["log_probs"][:, idx]).exp()
+                ratio = (log_prob - batch["log_probs"][:, idx]).exp()
                 adv = batch["advantages"][:, idx]
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 policy_loss = -torch.min(ratio * adv, ratio.clamp(1 - clip, 1 + clip) * adv).mean()
-                policy_loss = policy_loss - config.ppo_entropy_coeff * dist.entropy().mean()
+                policy_loss = policy_loss - config.ppo_entropy_coeff * entropy.mean()
                 old_value, returns = batch["values"][:, idx], batch["returns"][:, idx]
                 clipped = old_value + (value - old_value).clamp(-clip, clip)
                 value_loss = 0.5 * torch.max((value - returns) ** 2, (clipped - returns) ** 2).mean()
