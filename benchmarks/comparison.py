@@ -43,6 +43,13 @@ def run_comparison(
             rows.append(
                 {"method": f"{label}, {method}", "task": task_name(row), "mean": row[metric], "se": row[metric + "_se"]}
             )
+    markdown = table(rows, digits)
+    write_atomic(out / "table.md", markdown)
+    return markdown, rows
+
+
+def table(rows: list[dict], digits: int = 3) -> str:
+    """Markdown of ``run_comparison``'s rows: one row per method, one column per task, mean ± s.e."""
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     cells = {
@@ -53,9 +60,7 @@ def run_comparison(
     }
     lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
     lines += ["| " + m + " | " + " | ".join(cells.get((m, t), "") for t in tasks) + " |" for m in methods]
-    markdown = "\n".join(lines) + "\n"
-    write_atomic(out / "table.md", markdown)
-    return markdown, rows
+    return "\n".join(lines) + "\n"
 
 
 def plot_comparison(rows: list[dict], path: Path, title: str, ylabel: str) -> None:

@@ -17,13 +17,17 @@ import os
 import sys
 from pathlib import Path
 
-from comparison import plot_comparison, run_comparison
+from comparison import plot_comparison, run_comparison, table
 
 from rtu_core.config import METHOD_OF_CELL, ConfigError
 from rtu_core.envs import POPGYM_TASKS
+from rtu_core.results import write_atomic
 from rtu_core.sweep import Grid, LocalBackend
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
+# POPGym scales every episode's return to [-1, 1]; the paper's plots divide by the best expected return of each
+# task, which is 1 except where chance caps it (docs/method.md §5)
+BEST_RETURN = {"HigherLower": 0.507, "Concentration": 0.816}
 
 
 def main() -> None:
@@ -75,13 +79,28 @@ def main() -> None:
         checkpoint_every=args.checkpoint_every,
     )
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
+    rows = normalised(rows)
+    markdown = table(rows)
+    write_atomic(args.out / "table_normalised.md", markdown)
+    print(f"normalised as the paper's plots (return / the task's best expected return)\n{markdown}")
     if args.plot:
         plot_comparison(
             rows,
             args.plot,
             f"POPGym (Easy), {args.steps:,} steps per run, {args.seeds} seeds (paper: 5M steps)",
-            "mean episodic return (last 100 episodes)",
+            "normalised return (last 100 episodes)",
         )
+
+
+def normalised(rows: list[dict]) -> list[dict]:
+    """The rows with mean and s.e. divided by the task's best expected return (``BEST_RETURN``)."""
+    return [
+        {
+            **row,
+            **{k: None if row[k] is None else row[k] / BEST_RETURN.get(row["task"], 1.0) for k in ("mean", "se")},
+        }
+        for row in rows
+    ]
 
 
 if __name__ == "__main__":
