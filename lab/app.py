@@ -41,7 +41,8 @@ CAPTIONS = {
     "and each network's eligibility trace z. Both start again from zero with each episode.",
 }
 EMPTY = {
-    "ppo": "PPO is the batched baseline: it shows learning curves only (no per-step memory diagnostics).",
+    "ppo": "PPO is the batched baseline: it learns from whole rollouts, so it has no per-step hidden-state or trace "
+    "diagnostics; with the RTU its actor's eigenvalues are shown.",
     "ffn": "The FFN has no memory: there is no hidden state, eigenvalue or sensitivity to show.",
     "gru": "The GRU has no eigenvalues and, trained by TBPTT(1), no RTRL sensitivities: those panels are hidden.",
     "tbptt": "TBPTT(1) carries no sensitivities from step to step: the trace panel shows the eligibility traces only.",
@@ -177,7 +178,7 @@ class LabApp(pn.viewable.Viewer):
         """Show the diagnostics panels that have something to show for this run, and say why the others are not."""
         ppo, cell = config.agent == "ppo", config.cell
         self._panels["hidden"].visible = not ppo and cell != "ffn"
-        self._panels["eigenvalues"].visible = not ppo and cell == "rtu"
+        self._panels["eigenvalues"].visible = cell == "rtu"
         self._panels["traces"].visible = not ppo
         if ppo:
             note = EMPTY["ppo"]

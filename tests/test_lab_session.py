@@ -163,6 +163,24 @@ def test_app_refresh_feeds_plots_and_reset_clears(monkeypatch):
     assert len(app.curves.buffer.data) == 0 and app.session.status == "idle"
 
 
+def test_ppo_with_the_rtu_shows_its_eigenvalues_and_hides_per_step_diagnostics(monkeypatch):
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    app = LabApp()
+    app.settings.param.update(agent="ppo", chain_length=3, hidden_size=6, width=5, steps=4096)
+    app.start()
+    assert app._panels["eigenvalues"].visible and app._empty_note.visible
+    assert not app._panels["hidden"].visible and not app._panels["traces"].visible
+    app.session._thread.join(120)
+    app.refresh()
+    assert len(app.eigenvalues.pipe.data) == 6  # one point per unit of PPO's actor RTU
+    assert len(app.curves.buffer.data) > 0
+    app.reset()
+    app.settings.cell = "gru"
+    app.start()
+    assert not app._panels["eigenvalues"].visible
+    app.reset()
+
+
 def test_sweep_runs_methods_as_populations_of_lengths_and_seeds(monkeypatch):
     monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
     app = LabApp()
