@@ -82,8 +82,8 @@ def _network_backward(
         grads.append(dc1.unsqueeze(-1) * s[..., 0] + dc2.unsqueeze(-1) * s[..., 1])
     if nonlinear:
         dc1, dc2 = dc1 * (1 - state[0][..., 0].square()), dc2 * (1 - state[0][..., 1].square())
-    gamma = eigen(params[2], params[3])[4]
-    dx = _matvec(params[4].transpose(-1, -2), gamma * dc1) + _matvec(params[5].transpose(-1, -2), gamma * dc2)
+    scale = eigen(params[2], params[3])[4]  # the RTU's input scale γ (not the discount)
+    dx = _matvec(params[4].transpose(-1, -2), scale * dc1) + _matvec(params[5].transpose(-1, -2), scale * dc2)
     dn = dx * activation_derivative(activation, normed)
     da = (dn - dn.mean(-1, keepdim=True) - normed * (dn * normed).mean(-1, keepdim=True)) * inv_std
     feature = [da.unsqueeze(-1) * obs.unsqueeze(-2), da]
@@ -94,9 +94,9 @@ def _network_backward(
 def _next_value(params: Params, next_obs: Tensor, hidden: Tensor, activation: str, nonlinear: bool) -> Tensor:
     """V(o_{t+1}) (P,) by the plain recurrence from h_t, without advancing anything."""
     x = _features(params, next_obs, activation)[2]
-    _, _, g, phi, gamma, _ = eigen(params[2], params[3])
+    _, _, g, phi, scale, _ = eigen(params[2], params[3])
     lh1, lh2 = _rotate(g, phi, *hidden.unbind(-1))
-    c1, c2 = lh1 + gamma * _matvec(params[4], x), lh2 + gamma * _matvec(params[5], x)
+    c1, c2 = lh1 + scale * _matvec(params[4], x), lh2 + scale * _matvec(params[5], x)
     if nonlinear:
         c1, c2 = torch.tanh(c1), torch.tanh(c2)
     return _head(params, torch.cat((c1, c2), -1))[0].squeeze(-1)

@@ -101,10 +101,10 @@ class _Coefficients(NamedTuple):
     r: Tensor
     theta: Tensor
     lam: Tensor  # complex λ = r e^{iθ}
-    gamma: Tensor  # γ = sqrt(1 - r²) + ε
+    input_scale: Tensor  # γ = sqrt(1 - r²) + ε, the input's scale (not the discount)
     dlam_dnu: Tensor  # complex
     dlam_dtheta: Tensor  # complex
-    dgamma_dnu: Tensor
+    dinput_scale_dnu: Tensor
 
 
 def rowsum_matvec(weight: Tensor, x: Tensor) -> Tensor:
@@ -114,7 +114,8 @@ def rowsum_matvec(weight: Tensor, x: Tensor) -> Tensor:
 
 def eigen(nu_log: Tensor, theta_log: Tensor) -> tuple[Tensor, ...]:
     """(e^ν, θ, g = r cos θ, φ = r sin θ, γ = sqrt(1 - r²) + ε, dγ/dν = e^ν r² / sqrt(1 - r²)) with
-    r = exp(-e^ν), θ = exp(θ_log): the RTU's real coefficients, pure tensor code."""
+    r = exp(-e^ν), θ = exp(θ_log): the RTU's real coefficients, pure tensor code. γ is the input scale (named
+    ``scale`` / ``input_scale`` in code, never the discount); every path of the RTU takes its coefficients from here."""
     e_nu = torch.exp(nu_log)
     r = torch.exp(-e_nu)
     theta = torch.exp(theta_log)
@@ -146,15 +147,15 @@ def advance_pairs(params: tuple[Tensor, ...], x: Tensor, state: tuple[Tensor, ..
     with D = f'(pre-activation) on each part (1 for the linear RTU). Pure tensor code: the compiled step runs it,
     and the Taylor correction differentiates it forward (``torch.func.jvp``)."""
     nu_log, theta_log, b_real, b_imag = params
-    e_nu, theta, g, phi, gamma, dgamma = eigen(nu_log, theta_log)
+    e_nu, theta, g, phi, scale, dscale = eigen(nu_log, theta_log)
     u1, u2 = rowsum_matvec(b_real, x), rowsum_matvec(b_imag, x)
     lh1, lh2 = _rotate(g, phi, *state[0].unbind(-1))
-    pre1, pre2 = lh1 + gamma * u1, lh2 + gamma * u2
+    pre1, pre2 = lh1 + scale * u1, lh2 + scale * u2
     s1, s2 = _rotate(g, phi, *state[1].unbind(-1))
-    s_nu = (s1 - e_nu * lh1 + dgamma * u1, s2 - e_nu * lh2 + dgamma * u2)
+    s_nu = (s1 - e_nu * lh1 + dscale * u1, s2 - e_nu * lh2 + dscale * u2)
     s1, s2 = _rotate(g, phi, *state[2].unbind(-1))
     s_theta = (s1 - theta * lh2, s2 + theta * lh1)
-    gx = gamma.unsqueeze(-1) * x.unsqueeze(-2)
+    gx = scale.unsqueeze(-1) * x.unsqueeze(-2)
     g_col, phi_col = g.unsqueeze(-1), phi.unsqueeze(-1)
     s1, s2 = _rotate(g_col, phi_col, *state[3].unbind(-1))
     s_b_real = (s1 + gx, s2)
@@ -231,16 +232,16 @@ class RTU(nn.Module):
         return self._cache
 
     def _compute_coefficients(self) -> _Coefficients:
-        e_nu, theta, g, phi, gamma, dgamma_dnu = eigen(self.nu_log, self.theta_log)
+        e_nu, theta, g, phi, scale, dscale_dnu = eigen(self.nu_log, self.theta_log)
         lam = torch.complex(g, phi)
         return _Coefficients(
             torch.exp(-e_nu),
             theta,
             lam,
-            gamma,
+            scale,
             dlam_dnu=-e_nu * lam,
             dlam_dtheta=1j * theta * lam,
-            dgamma_dnu=dgamma_dnu,
+            dinput_scale_dnu=dscale_dnu,
         )
 
     def eigenvalues(self) -> Tensor:
@@ -271,16 +272,16 @@ class RTU(nn.Module):
         """One step of the real-pair recurrence above; returns (y_t, c_t). Differentiable end to end; without
         gradients (bootstrapping, evaluation) it reads g, φ, γ from the cached coefficients instead."""
         if torch.is_grad_enabled():
-            g, phi, gamma = eigen(self.nu_log, self.theta_log)[2:5]
+            g, phi, scale = eigen(self.nu_log, self.theta_log)[2:5]
         else:
             k = self.coefficients()
             g = k.lam.real
             phi = k.lam.imag
-            gamma = k.gamma
+            scale = k.input_scale
         c1, c2 = hidden.chunk(2, dim=-1)
         u1, u2 = matvec(self.B_real, x), matvec(self.B_imag, x)
-        c1_new = self._activate(g * c1 - phi * c2 + gamma * u1)
-        c2_new = self._activate(g * c2 + phi * c1 + gamma * u2)
+        c1_new = self._activate(g * c1 - phi * c2 + scale * u1)
+        c2_new = self._activate(g * c2 + phi * c1 + scale * u2)
         c = torch.cat((c1_new, c2_new), dim=-1)
         return self._output(c), c
 
@@ -293,9 +294,9 @@ class RTU(nn.Module):
         recurrence, computed by ``scan.linear_recurrence`` in log₂ T whole-sequence rounds instead of T steps."""
         if self.nonlinear:
             raise ValueError("the scan needs the linear RTU: tanh inside the recurrence does not compose")
-        g, phi, gamma = eigen(self.nu_log, self.theta_log)[2:5]
+        g, phi, scale = eigen(self.nu_log, self.theta_log)[2:5]
         lam = torch.complex(g, phi)
-        b = torch.complex(x @ self.B_real.transpose(-1, -2), x @ self.B_imag.transpose(-1, -2)) * gamma
+        b = torch.complex(x @ self.B_real.transpose(-1, -2), x @ self.B_imag.transpose(-1, -2)) * scale
         a = lam * (~starts).unsqueeze(-1).to(x.dtype)
         c1, c2 = hidden0.chunk(2, dim=-1)
         h = linear_recurrence(a, b, torch.complex(c1, c2))
@@ -330,12 +331,12 @@ class RTU(nn.Module):
         x = x.detach()
         u = torch.complex(matvec(self.B_real, x), matvec(self.B_imag, x))
         h_prev = state.hidden
-        pre = k.lam * h_prev + k.gamma * u
-        lam_col, gamma_x = k.lam.unsqueeze(-1), k.gamma.unsqueeze(-1) * x.unsqueeze(-2)
-        s_nu = k.lam * state.nu_log + k.dlam_dnu * h_prev + k.dgamma_dnu * u
+        pre = k.lam * h_prev + k.input_scale * u
+        lam_col, scaled_x = k.lam.unsqueeze(-1), k.input_scale.unsqueeze(-1) * x.unsqueeze(-2)
+        s_nu = k.lam * state.nu_log + k.dlam_dnu * h_prev + k.dinput_scale_dnu * u
         s_theta = k.lam * state.theta_log + k.dlam_dtheta * h_prev
-        s_b_real = lam_col * state.B_real + gamma_x
-        s_b_imag = lam_col * state.B_imag + 1j * gamma_x
+        s_b_real = lam_col * state.B_real + scaled_x
+        s_b_imag = lam_col * state.B_imag + 1j * scaled_x
         if not self.nonlinear:
             return RTRLState(pre, s_nu, s_theta, s_b_real, s_b_imag)
         hidden = torch.complex(torch.tanh(pre.real), torch.tanh(pre.imag))
@@ -405,8 +406,8 @@ class RTU(nn.Module):
         dc1, dc2 = dc.chunk(2, dim=-1)
         if self.nonlinear:
             dc1, dc2 = dc1 * (1 - state.hidden.real**2), dc2 * (1 - state.hidden.imag**2)
-        gamma = self.coefficients().gamma
-        return matvec(self.B_real.transpose(-1, -2), gamma * dc1) + matvec(self.B_imag.transpose(-1, -2), gamma * dc2)
+        scale = self.coefficients().input_scale
+        return matvec(self.B_real.transpose(-1, -2), scale * dc1) + matvec(self.B_imag.transpose(-1, -2), scale * dc2)
 
     def extra_repr(self) -> str:
         kind = "nonlinear" if self.nonlinear else "linear"
