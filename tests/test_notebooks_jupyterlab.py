@@ -55,6 +55,23 @@ def jupyterlab(tmp_path_factory):
         end_process(proc)
 
 
+def run_and_advance(page, cells, index: int, tries: int = 3) -> None:
+    """Shift+Enter on cell ``index``, as a person would: until JupyterLab has moved on to the next cell (a key press
+    that arrives while a loaded machine keeps JupyterLab busy can be lost; pressing again re-runs the same cell),
+    then until the kernel is idle again (the imports cell loads Panel's extension before the widgets need it)."""
+    following = cells.nth(index + 1)
+    for _ in range(tries):
+        page.keyboard.press("Shift+Enter")
+        deadline = time.time() + 30
+        while time.time() < deadline and "jp-mod-active" not in (following.get_attribute("class") or ""):
+            time.sleep(0.25)
+        if "jp-mod-active" in (following.get_attribute("class") or ""):
+            time.sleep(1.0)  # the kernel reports busy once the cell is sent
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
+            return
+    raise AssertionError(f"JupyterLab did not move past cell {index}")
+
+
 def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
     from playwright.sync_api import sync_playwright
 
@@ -68,9 +85,8 @@ def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
             cells.first.wait_for(timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
             cells.nth(0).click()
-            for _ in range(4):  # markdown, imports, markdown, the interactive cell: run each, move to the next
-                page.keyboard.press("Shift+Enter")
-                time.sleep(1.0)  # a person's pace: JupyterLab takes each key press in turn
+            for index in range(4):  # markdown, imports, markdown, the interactive cell: run each, move to the next
+                run_and_advance(page, cells, index)
             output = cells.nth(3).locator(".jp-OutputArea")
             sliders = output.locator(".noUi-target")
             sliders.first.wait_for(timeout=180_000)
