@@ -29,10 +29,11 @@ def test_linear_recurrence_equals_the_loop_and_its_adjoint_passes_gradcheck(T):
     assert torch.allclose(prefix_scan(a, b)[0][-1], a.detach().prod(0), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("population", [None, 3])  # a stacked RTU: member p acts on batch row p
 @pytest.mark.parametrize("output_activation", ["tanh", "identity"])
-def test_rtu_scan_equals_its_stepwise_forward_with_episode_starts(output_activation):
+def test_rtu_scan_equals_its_stepwise_forward_with_episode_starts(output_activation, population):
     torch.manual_seed(0)
-    cell = RTU(5, 4, output_activation=output_activation).double()
+    cell = RTU(5, 4, output_activation=output_activation, population=population).double()
     T = 11
     x = torch.randn(T, 3, 5, dtype=torch.float64, requires_grad=True)
     starts = torch.zeros(T, 3, dtype=torch.bool)

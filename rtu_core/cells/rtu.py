@@ -36,7 +36,7 @@ from ..layers import Generators, matvec, member_generators, member_views, popula
 from .scan import linear_recurrence
 
 PARAMETERS = ("nu_log", "theta_log", "B_real", "B_imag")
-_GAMMA_EPS = 1e-8
+_SCALE_EPS = 1e-8
 
 
 class _RTRLFields(NamedTuple):
@@ -125,7 +125,7 @@ def eigen(nu_log: Tensor, theta_log: Tensor) -> tuple[Tensor, ...]:
         theta,
         r * torch.cos(theta),
         r * torch.sin(theta),
-        torch.sqrt(one_minus_r2) + _GAMMA_EPS,
+        torch.sqrt(one_minus_r2) + _SCALE_EPS,
         e_nu * r * r / torch.sqrt(one_minus_r2),
     )
 
@@ -286,9 +286,10 @@ class RTU(nn.Module):
         return self._output(c), c
 
     def scan(self, x: Tensor, hidden0: Tensor, starts: Tensor) -> tuple[Tensor, Tensor]:
-        """The linear RTU over a whole sequence at once: (y, c) for inputs x (T, B, d) from the carried pairs
-        hidden0 (B, 2n), the state zeroed before step t where ``starts`` (T, B) is True. Differentiable end to end
-        (BPTT through the sequence) and equal to T calls of ``forward``.
+        """The linear RTU over a whole sequence at once: (y, c) for inputs x (T, B, d) (for a population, B is
+        the population: row p is member p's) from the carried pairs hidden0 (B, 2n), the state zeroed before
+        step t where ``starts`` (T, B) is True. Differentiable end to end (BPTT through the sequence) and equal
+        to T calls of ``forward``.
 
         In complex form h_t = a_t h_{t-1} + b_t with a_t = λ (0 at an episode start) and b_t = γ u_t: a linear
         recurrence, computed by ``scan.linear_recurrence`` in log₂ T whole-sequence rounds instead of T steps."""
@@ -296,7 +297,11 @@ class RTU(nn.Module):
             raise ValueError("the scan needs the linear RTU: tanh inside the recurrence does not compose")
         g, phi, scale = eigen(self.nu_log, self.theta_log)[2:5]
         lam = torch.complex(g, phi)
-        b = torch.complex(x @ self.B_real.transpose(-1, -2), x @ self.B_imag.transpose(-1, -2)) * scale
+        if self.B_real.dim() == 2:  # one network: u = x Bᵀ as one matrix product over the whole sequence
+            u1, u2 = x @ self.B_real.T, x @ self.B_imag.T
+        else:  # a population: member p's B acts on x[:, p]
+            u1, u2 = matvec(self.B_real, x), matvec(self.B_imag, x)
+        b = torch.complex(u1, u2) * scale
         a = lam * (~starts).unsqueeze(-1).to(x.dtype)
         c1, c2 = hidden0.chunk(2, dim=-1)
         h = linear_recurrence(a, b, torch.complex(c1, c2))

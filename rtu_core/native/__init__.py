@@ -14,12 +14,14 @@ and the ObGD / QRC(λ) updates are one call each, looping member by member over 
 
 The same equations as ``rtu_core.fused`` and ``rtu_core.cells.rtu`` (``docs/method.md`` §2, §4), tested equal to
 autograd in float64. Every member is computed on its own in a fixed order, so a population member equals its solo
-run bit for bit, and runs repeat exactly. The extension is compiled once per machine (about a minute, cached by
-torch under ``~/.cache/torch_extensions``); where no compiler is available the agents use the eager step.
+run bit for bit, and runs repeat exactly. The extension is compiled once per source version (about a minute, cached by
+torch under ``~/.cache/torch_extensions`` in a folder named by the source's hash, so a running process never sees
+another version's library); where no compiler is available the agents use the eager step.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 import threading
@@ -46,16 +48,17 @@ def load():
             if scripts not in os.environ.get("PATH", "").split(os.pathsep):
                 os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), scripts])
             source = Path(__file__).with_name("rtu_rtrl.cpp")
-            build = Path(cpp_extension._get_build_directory("rtu_rtrl_native", verbose=False))
+            name = f"rtu_rtrl_native_{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
+            build = Path(cpp_extension._get_build_directory(name, verbose=False))
             if not any(build.glob("*.so")):
                 print(
-                    "rtu_core: building the native RTU-RTRL step (once per machine, about a minute)...",
+                    "rtu_core: building the native RTU-RTRL step (once per source version, about a minute)...",
                     file=sys.stderr,
                     flush=True,
                 )
             try:
                 _module = cpp_extension.load(
-                    name="rtu_rtrl_native",
+                    name=name,
                     sources=[str(source)],
                     extra_cflags=["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd"],
                     verbose=False,
