@@ -82,7 +82,13 @@ class MemoryAgent:
         if mask is None:
             self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
         elif bool(mask.any()):  # most steps end no episode: nothing to zero
-            self.memories = {name: MemoryNetwork.reset_memory(m, mask) for name, m in self.memories.items()}
+            # in place, the ended members' rows only: a copy of every member's sensitivities (megabytes in a
+            # population at the paper's size) on each episode's end would cost more than the step itself
+            rows = mask.nonzero().squeeze(1)
+            with torch.no_grad():
+                for memory in self.memories.values():
+                    for t in memory if isinstance(memory, tuple) else (memory,):
+                        t.index_fill_(0, rows.to(t.device), 0)
         else:
             return
         if self.history is not None:

@@ -230,8 +230,8 @@ class StreamAC(MemoryAgent):
 
     @torch.no_grad()
     def _learn_native(self, step, reward, next_obs, terminated, done) -> Tensor:
-        """V(o_{t+1}), δ, both networks' gradients into flat rows, then ObGD on the flat parameter and trace
-        buffers."""
+        """V(o_{t+1}), δ, then each network's backward pass with ObGD on its flat parameter and trace buffers,
+        member by member (each row updated as soon as its gradient is computed)."""
         actor, critic = self.native
         actor_grad, critic_grad = self._grads
         memories = self.memories
@@ -240,24 +240,15 @@ class StreamAC(MemoryAgent):
         grad_out, grad_log_std = self._output_grad(step, td_error)
         if grad_log_std is not None:
             actor_grad[:, -self.out_size :] = grad_log_std
-        actor_tape, critic_tape = step.tape
-        actor.backward(actor_grad, grad_out, actor_tape, memories["actor"])
-        critic.backward(critic_grad, torch.ones_like(step.value).unsqueeze(-1), critic_tape, memories["critic"])
-        for net, grad, optimizer in (
-            (actor, actor_grad, self.actor_optimizer),
-            (critic, critic_grad, self.critic_optimizer),
+        critic_out = torch.ones_like(step.value).unsqueeze(-1)
+        for net, grad, out, tape, memory, optimizer in (
+            (actor, actor_grad, grad_out, step.tape[0], memories["actor"], self.actor_optimizer),
+            (critic, critic_grad, critic_out, step.tape[1], memories["critic"], self.critic_optimizer),
         ):
             group = optimizer.param_groups[0]
-            net.module.obgd_step(
-                net.flat,
-                optimizer.flat_trace,
-                grad,
-                group["gamma"] * group["lamda"],
-                td_error,
-                group["lr"],
-                group["kappa"],
-                done,
-            )
+            decay = group["gamma"] * group["lamda"]
+            update = net.module.obgd_update(optimizer.flat_trace, decay, td_error, group["lr"], group["kappa"], done)
+            net.backward(grad, out, tape, memory, update=update)
             net.changed()
         return td_error
 

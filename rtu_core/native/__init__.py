@@ -8,7 +8,8 @@ and the ObGD / QRC(λ) updates are one call each, looping member by member over 
     forward    x = f(LayerNorm(W_f o + b_f)) (per feature block),  h_t = f(λ h_{t-1} + γ B x),
                S^p_t = D (λ S^p_{t-1} + J^p_t)  (in place),  y = tanh([Re h_t, Im h_t]),
                out = W_o y + b_o, or W_o f(LayerNorm(W_h y + b_h)) + b_o with a hidden head block
-    backward   every dθ into one flat gradient row per member (RTRL credit dc¹ Re S + dc² Im S for the RTU)
+    backward   every dθ into one flat gradient row per member (RTRL credit dc¹ Re S + dc² Im S for the RTU),
+               each row followed at once by its member's update, while the row is in cache:
     ObGD       e ← γλ e + g,  α' from ‖e‖₁,  θ ← θ + α' δ e
     QRC        z ← γλ z + g,  u = -b (γc g' - g) + δ z - h g [- β θ],  θ ← θ + α min(1, clip / ‖u‖) u
 
@@ -176,10 +177,12 @@ class NativeNetwork(_NativeRunner):
             )
         return tape[0], memory, (tape, hidden)
 
-    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False) -> None:
+    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None) -> None:
         """Write d(grad_out · out_t)/dθ into ``grad`` (shaped like ``flat``): RTRL credit through the memory's
         sensitivities (``next_step``: through the sensitivities one step further, for a forward pass run without
-        ``advance``; in mode tbptt through the one step alone)."""
+        ``advance``; in mode tbptt through the one step alone). With ``update`` (``module.obgd_update`` or
+        ``module.qrc_update``) each member's row of ``flat`` is updated from its gradient row as soon as that row is
+        computed, while it is in cache."""
         tape, hidden_prev = tape
         self.module.network_backward(
             self.flat,
@@ -193,6 +196,7 @@ class NativeNetwork(_NativeRunner):
             self.nonlinear,
             next_step,
             self.truncate,
+            update,
         )
 
     def _pairs(self, memory) -> tuple[Tensor, ...]:
@@ -238,12 +242,13 @@ class NativeCellNetwork(_NativeRunner):
         tape = self.module.cell_forward(self.flat, *self.shape, obs.contiguous(), hidden, self.activation)
         return tape[0], (tape[1] if advance else memory), (tape, hidden)
 
-    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False) -> None:
+    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None) -> None:
         """Write d(grad_out · out_t)/dθ through the one step of ``tape`` into ``grad`` (the memory and ``next_step``
-        do not matter: every gradient starts at the detached state the forward pass read)."""
+        do not matter: every gradient starts at the detached state the forward pass read); ``update`` as
+        ``NativeNetwork.backward``'s."""
         tape, hidden_prev = tape
         self.module.cell_backward(
-            self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, self.activation
+            self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, self.activation, update
         )
 
 

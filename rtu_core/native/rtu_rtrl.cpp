@@ -328,11 +328,11 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
   }
 }
 
-// d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params). With ``next_step`` the
+// d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params), for members p0 ≤ p < p1. With ``next_step`` the
 // sensitivities used are those one step further, S' = D'(λ S + J(h_{t}, x')), computed on the fly from the stored
 // S and the tape of a forward pass run with advance = false (QRC's ∇Q(o', a*)).
 template <typename T>
-void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, const T* s_theta, const T* s_br,
+void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, const T* s_nu, const T* s_theta, const T* s_br,
                    const T* s_bi, const T* grad_out, T* grad, const T* y_tape, const T* x_tape, const T* hidden_prev,
                    const T* hidden_new, const std::vector<const T*>& block_inputs,
                    const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
@@ -341,7 +341,7 @@ void backward_impl(const Layout& L, int64_t P, const T* params, const T* s_nu, c
                    bool next_step, bool truncate) {
   const int64_t n = L.n, d = L.d(), A = L.A;
   std::vector<T> dc(2 * n), dy, dx, dn, da;
-  for (int64_t p = 0; p < P; ++p) {
+  for (int64_t p = p0; p < p1; ++p) {
     const T* row = params + p * L.N;
     T* g_row = grad + p * L.N;
     const T* go = grad_out + p * A;
@@ -467,7 +467,133 @@ void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
 }
 
+// ObGD for one member's row: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α; θ ← θ + α' δ e.
+template <typename T>
+T obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, bool reset) {
+  T l1 = 0;
+#pragma omp simd reduction(+ : l1)
+  for (int64_t i = 0; i < N; ++i) {
+    e[i] = decay * e[i] + g[i];
+    l1 += std::abs(e[i]);
+  }
+  const T bound = lr * kappa * std::max(std::abs(delta), (T)1) * l1;
+  const T alpha = bound > 1 ? lr / bound : lr;
+  const T scale = alpha * delta;
+#pragma omp simd
+  for (int64_t i = 0; i < N; ++i) th[i] += scale * e[i];
+  if (reset)
+    for (int64_t i = 0; i < N; ++i) e[i] = 0;
+  return alpha;
+}
+
+// QRC(λ) for one member's row (see RowUpdate); ``u`` may be ``g`` itself.
+template <typename T>
+void qrc_row(T* th, T* z, const T* g, const T* gn, T* u, int64_t N, const T* c, T decay, T lr, T beta, T clip) {
+  const T b = c[0], gc = c[1], delta = c[2], hv = c[3];
+  T sq = 0;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t i = 0; i < N; ++i) {
+    const T gi = g[i];
+    z[i] = decay * z[i] + gi;
+    T v = delta * z[i] - hv * gi - beta * th[i];
+    if (gn) v += -b * (gc * gn[i] - gi);
+    u[i] = v;
+    sq += v * v;
+  }
+  T scale = lr;
+  if (clip > 0) scale *= std::min((T)1, clip / (std::sqrt(sq) + (T)1e-12));
+#pragma omp simd
+  for (int64_t i = 0; i < N; ++i) th[i] += scale * u[i];
+  if (c[4] != 0)
+    for (int64_t i = 0; i < N; ++i) z[i] = 0;
+}
+
+
+// The update of a member's parameter row, applied by a backward pass right after it computes that member's gradient
+// row, while the row is still in cache (rather than in a second pass over all members' rows from memory):
+//   ObGD (Stream AC(λ))  e ← decay e + g,  α' = α / max(1, α κ max(|δ|, 1) ‖e‖₁),  θ ← θ + α' δ e,  e ← 0 if reset
+//   QRC(λ)               z ← decay z + g,  u = -b (γc g_next - g) + δ z - h g - β θ  (g_next absent for h),
+//                        θ ← θ + α min(1, clip / ‖u‖₂) u (no clipping when clip = 0),  z ← 0 if cut;  u into g
+// (docs/method.md §4). ObGD reads δ (P,) and reset (P,); QRC reads ``coeffs`` (P, 5): b, γ(1 - terminal), δ, h(o, a),
+// cut (0/1).
+struct RowUpdate {
+  bool qrc = false;
+  at::Tensor trace, td_error, reset, coeffs;
+  c10::optional<at::Tensor> grad_next;
+  double decay = 0, lr = 0, kappa = 0, beta = 0, clip = 0;
+
+  void check_against(const at::Tensor& params) const;
+
+  template <typename T>
+  void apply(const at::Tensor& params, const at::Tensor& grad, int64_t p) const {
+    const int64_t N = params.size(1);
+    T* th = params.data_ptr<T>() + p * N;
+    T* e = trace.data_ptr<T>() + p * N;
+    T* g = grad.data_ptr<T>() + p * N;
+    if (qrc) {
+      const T* gn = grad_next.has_value() ? grad_next->data_ptr<T>() + p * N : nullptr;
+      qrc_row<T>(th, e, g, gn, g, N, coeffs.data_ptr<T>() + p * 5, (T)decay, (T)lr, (T)beta, (T)clip);
+    } else {
+      obgd_row<T>(th, e, g, N, (T)decay, td_error.data_ptr<T>()[p], (T)lr, (T)kappa, reset.data_ptr<bool>()[p]);
+    }
+  }
+};
+
+// ``backward(p0, p1)`` for members p0 ≤ p < p1 of P: all at once, or with ``update`` member by member, each row
+// updated right after its gradient.
+template <typename T, typename Backward>
+void backward_members(int64_t P, const RowUpdate* update, const at::Tensor& params, const at::Tensor& grad,
+                      Backward&& backward) {
+  if (!update) return backward(0, P);
+  for (int64_t p = 0; p < P; ++p) {
+    backward(p, p + 1);
+    update->template apply<T>(params, grad, p);
+  }
+}
+
 }  // namespace
+
+void RowUpdate::check_against(const at::Tensor& params) const {
+  check(trace, params, "trace");
+  TORCH_CHECK(trace.sizes() == params.sizes(), "the trace must be shaped like params");
+  const int64_t P = params.size(0);
+  if (qrc) {
+    check(coeffs, params, "coeffs");
+    TORCH_CHECK(coeffs.size(0) == P && coeffs.size(1) == 5, "coeffs must be (P, 5)");
+    if (grad_next.has_value()) {
+      check(*grad_next, params, "grad_next");
+      TORCH_CHECK(grad_next->sizes() == params.sizes(), "grad_next must be shaped like params");
+    }
+  } else {
+    check(td_error, params, "td_error");
+    TORCH_CHECK(td_error.numel() == P && reset.numel() == P, "td_error and reset must have one value per member");
+  }
+}
+
+RowUpdate obgd_update(at::Tensor trace, double decay, at::Tensor td_error, double lr, double kappa, at::Tensor reset) {
+  RowUpdate u;
+  u.trace = trace;
+  u.td_error = td_error.contiguous();
+  u.reset = reset.to(at::kBool).contiguous();
+  u.decay = decay;
+  u.lr = lr;
+  u.kappa = kappa;
+  return u;
+}
+
+RowUpdate qrc_update(at::Tensor trace, c10::optional<at::Tensor> grad_next, at::Tensor coeffs, double decay,
+                     double lr, double beta, double clip) {
+  RowUpdate u;
+  u.qrc = true;
+  u.trace = trace;
+  u.grad_next = grad_next;
+  u.coeffs = coeffs.contiguous();
+  u.decay = decay;
+  u.lr = lr;
+  u.beta = beta;
+  u.clip = clip;
+  return u;
+}
 
 // Returns [out, new hidden, y, x, block inputs..., block normed..., block 1/σ...]; S advanced in place if asked.
 std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
@@ -512,13 +638,14 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
                       at::Tensor grad,
                       at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, at::Tensor s_nu,
                       at::Tensor s_theta, at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
-                      bool next_step, bool truncate) {
+                      bool next_step, bool truncate, const RowUpdate* update) {
   Layout L = layout_of(dims, n, A, head_width, params);
   const int64_t P = params.size(0), B = L.blocks();
   TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
   TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B + (head_width ? 4 : 0),
               "network_backward: the tape of network_forward is expected");
   for (auto* t : {&grad_out, &hidden_prev, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a backward input");
+  if (update) update->check_against(params);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
     for (int64_t i = 0; i < B; ++i) {
@@ -527,99 +654,17 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
       is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
     }
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
-    backward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
-                            s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
-                            grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
-                            tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
-                            tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input, head.normed, head.inv_std,
-                            head.z, activation, nonlinear, next_step, truncate);
+    backward_members<scalar_t>(P, update, params, grad, [&](int64_t p0, int64_t p1) {
+      backward_impl<scalar_t>(L, p0, p1, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
+                              s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
+                              grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
+                              tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
+                              tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input, head.normed, head.inv_std,
+                              head.z, activation, nonlinear, next_step, truncate);
+    });
   });
 }
 
-namespace {
-
-// ObGD for one member's row: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α; θ ← θ + α' δ e.
-template <typename T>
-T obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, bool reset) {
-  T l1 = 0;
-#pragma omp simd reduction(+ : l1)
-  for (int64_t i = 0; i < N; ++i) {
-    e[i] = decay * e[i] + g[i];
-    l1 += std::abs(e[i]);
-  }
-  const T bound = lr * kappa * std::max(std::abs(delta), (T)1) * l1;
-  const T alpha = bound > 1 ? lr / bound : lr;
-  const T scale = alpha * delta;
-#pragma omp simd
-  for (int64_t i = 0; i < N; ++i) th[i] += scale * e[i];
-  if (reset)
-    for (int64_t i = 0; i < N; ++i) e[i] = 0;
-  return alpha;
-}
-
-// QRC(λ) for one member's row (see qrc_update); ``u`` may be ``g`` itself.
-template <typename T>
-void qrc_row(T* th, T* z, const T* g, const T* gn, T* u, int64_t N, const T* c, T decay, T lr, T beta, T clip) {
-  const T b = c[0], gc = c[1], delta = c[2], hv = c[3];
-  T sq = 0;
-#pragma omp simd reduction(+ : sq)
-  for (int64_t i = 0; i < N; ++i) {
-    const T gi = g[i];
-    z[i] = decay * z[i] + gi;
-    T v = delta * z[i] - hv * gi - beta * th[i];
-    if (gn) v += -b * (gc * gn[i] - gi);
-    u[i] = v;
-    sq += v * v;
-  }
-  T scale = lr;
-  if (clip > 0) scale *= std::min((T)1, clip / (std::sqrt(sq) + (T)1e-12));
-#pragma omp simd
-  for (int64_t i = 0; i < N; ++i) th[i] += scale * u[i];
-  if (c[4] != 0)
-    for (int64_t i = 0; i < N; ++i) z[i] = 0;
-}
-
-}  // namespace
-
-// ObGD on flat (P, N) buffers, member by member (obgd_row); then e ← 0 where reset. Returns α' (P,).
-at::Tensor obgd_step(at::Tensor params, at::Tensor trace, at::Tensor grad, double decay, at::Tensor td_error,
-                     double lr, double kappa, at::Tensor reset) {
-  check(trace, params, "trace");
-  check(grad, params, "grad");
-  check(td_error, params, "td_error");
-  const int64_t P = params.size(0), N = params.size(1);
-  at::Tensor step_size = at::empty({P}, params.options());
-  auto reset_c = reset.to(at::kBool).contiguous();
-  const bool* r = reset_c.data_ptr<bool>();
-  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "obgd_step", [&] {
-    for (int64_t p = 0; p < P; ++p)
-      step_size.data_ptr<scalar_t>()[p] = obgd_row<scalar_t>(
-          params.data_ptr<scalar_t>() + p * N, trace.data_ptr<scalar_t>() + p * N, grad.data_ptr<scalar_t>() + p * N,
-          N, (scalar_t)decay, td_error.data_ptr<scalar_t>()[p], (scalar_t)lr, (scalar_t)kappa, r[p]);
-  });
-  return step_size;
-}
-
-// QRC(λ) on flat buffers, per member p (docs/method.md §4):
-//   z ← decay z + g;   u = -b (γc g_next - g) + δ z - h g - β θ   (g_next absent for h; β = 0 for Q)
-//   θ ← θ + α s u,  s = min(1, clip / ‖u‖₂) (1 when clip = 0);   z ← 0 where cut.
-// ``coeffs`` (P, 5): b, γ(1 - terminal), δ, h(o, a), cut (0/1). ``work`` receives u (it may be ``grad``).
-void qrc_update(at::Tensor params, at::Tensor trace, at::Tensor grad, c10::optional<at::Tensor> grad_next,
-                at::Tensor coeffs, at::Tensor work, double decay, double lr, double beta, double clip) {
-  check(trace, params, "trace");
-  check(grad, params, "grad");
-  check(work, params, "work");
-  check(coeffs, params, "coeffs");
-  const int64_t P = params.size(0), N = params.size(1);
-  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "qrc_update", [&] {
-    const scalar_t* gn_all = grad_next.has_value() ? grad_next->data_ptr<scalar_t>() : nullptr;
-    for (int64_t p = 0; p < P; ++p)
-      qrc_row<scalar_t>(params.data_ptr<scalar_t>() + p * N, trace.data_ptr<scalar_t>() + p * N,
-                        grad.data_ptr<scalar_t>() + p * N, gn_all ? gn_all + p * N : nullptr,
-                        work.data_ptr<scalar_t>() + p * N, N, coeffs.data_ptr<scalar_t>() + p * 5, (scalar_t)decay,
-                        (scalar_t)lr, (scalar_t)beta, (scalar_t)clip);
-  });
-}
 
 namespace {
 
@@ -706,15 +751,15 @@ void cell_forward_impl(const CellLayout& L, int64_t P, const T* params, const T*
   }
 }
 
-// d(grad_out · out_t)/dθ through one step from the detached h_{t-1} (TBPTT(1)), into row p of grad.
+// d(grad_out · out_t)/dθ through one step from the detached h_{t-1} (TBPTT(1)), into row p of grad (p0 ≤ p < p1).
 template <typename T>
-void cell_backward_impl(const CellLayout& L, int64_t P, const T* params, const T* grad_out, T* grad,
+void cell_backward_impl(const CellLayout& L, int64_t p0, int64_t p1, const T* params, const T* grad_out, T* grad,
                         const T* hidden_prev, const T* new_hidden, const T* gates, const T* x_tape,
                         const std::vector<const T*>& block_inputs, const std::vector<const T*>& block_normed,
                         const std::vector<const T*>& block_inv_std, const HeadTapeIn<T>& head, int64_t activation) {
   const int64_t H = L.H, d = L.d(), A = L.A;
   std::vector<T> dy, dgi(3 * H), dgh(3 * H), dx, dn, da;
-  for (int64_t p = 0; p < P; ++p) {
+  for (int64_t p = p0; p < p1; ++p) {
     const T* row = params + p * L.N;
     T* g_row = grad + p * L.N;
     const T* go = grad_out + p * A;
@@ -801,7 +846,7 @@ std::vector<at::Tensor> cell_forward(at::Tensor params, std::vector<int64_t> dim
 
 void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H, int64_t A,
                    int64_t head_width, at::Tensor grad, at::Tensor grad_out, std::vector<at::Tensor> tape,
-                   at::Tensor hidden_prev, int64_t activation) {
+                   at::Tensor hidden_prev, int64_t activation, const RowUpdate* update) {
   TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
   CellLayout L(dims, kind, H, A, head_width, params.size(1));
   const int64_t P = params.size(0), B = (int64_t)dims.size() - 1;
@@ -810,6 +855,7 @@ void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, i
               "cell_backward: the tape of cell_forward is expected");
   check(grad_out, params, "grad_out");
   check(hidden_prev, params, "hidden_prev");
+  if (update) update->check_against(params);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
     for (int64_t i = 0; i < B; ++i) {
@@ -818,18 +864,22 @@ void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, i
       is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
     }
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
-    cell_backward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
-                                 grad.data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
-                                 tape[1].data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
-                                 tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, head, activation);
+    backward_members<scalar_t>(P, update, params, grad, [&](int64_t p0, int64_t p1) {
+      cell_backward_impl<scalar_t>(L, p0, p1, params.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
+                                   grad.data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
+                                   tape[1].data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
+                                   tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, head, activation);
+    });
   });
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("network_forward", &network_forward, "forward pass (and in-place RTRL advance) of a population of networks");
-  m.def("network_backward", &network_backward, "every parameter's gradient into a flat (P, N) buffer");
+  m.def("network_backward", &network_backward,
+        "every parameter's gradient into a flat (P, N) buffer (with an update: each row updated as it is computed)");
   m.def("cell_forward", &cell_forward, "forward pass of a population of GRU / FFN networks");
   m.def("cell_backward", &cell_backward, "their one-step (TBPTT(1)) gradients into a flat (P, N) buffer");
-  m.def("obgd_step", &obgd_step, "ObGD on flat buffers");
-  m.def("qrc_update", &qrc_update, "QRC(lambda) update on flat buffers");
+  pybind11::class_<RowUpdate>(m, "RowUpdate");
+  m.def("obgd_update", &obgd_update, "ObGD of each member's row, for a backward pass to apply as it goes");
+  m.def("qrc_update", &qrc_update, "QRC(lambda) of each member's row, for a backward pass to apply as it goes");
 }
