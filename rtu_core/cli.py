@@ -142,13 +142,15 @@ def check_checkpointing(config: TrainConfig, args: argparse.Namespace) -> dict |
 
 
 def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resume: dict | None = None) -> int:
-    """Train with a progress bar, writing results every SAVE_EVERY_SECONDS and at the end. The first Ctrl-C ends the
-    run at the next step boundary (with a checkpoint when checkpointing); a second one stops at once."""
+    """Train with a progress bar, writing results every SAVE_EVERY_SECONDS and at the end. The first Ctrl-C (or a
+    SIGTERM) ends the run at the next step boundary (with a checkpoint when checkpointing); a second Ctrl-C stops
+    at once."""
     from tqdm import tqdm
 
     recorder = resume["recorder"] if resume else RunRecorder(config)
     requested = []
     previous_handler = signal.signal(signal.SIGINT, lambda *_: _second_interrupt(requested, previous_handler))
+    previous_term = signal.signal(signal.SIGTERM, lambda *_: requested.append(True))
     bar = tqdm(
         total=config.steps, initial=recorder.step, unit="step", mininterval=1.0, dynamic_ncols=True, file=sys.stderr
     )
@@ -178,6 +180,7 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
         recorder.stop("interrupted", f"interrupted at step {recorder.step}")
     finally:
         signal.signal(signal.SIGINT, previous_handler)
+        signal.signal(signal.SIGTERM, previous_term)
     bar.close()
     recorder.write(out)
     if recorder.status == "interrupted":
@@ -191,6 +194,10 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
         f"{summary['steps_per_second']:.0f} agent-steps/s"
     )
     return 1 if recorder.status == "diverged" else 0
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def _second_interrupt(requested: list, previous_handler) -> None:
@@ -227,6 +234,7 @@ def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
         finished.append(name)
         bar.set_postfix({"runs": f"{len(finished)}/{len(runs)}"}, refresh=False)
 
+    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's stop, as Ctrl-C
     try:
         done, skipped = run_sweep(
             args.out,
@@ -244,6 +252,8 @@ def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous_term)
     bar.close()
     print((args.out / "summary.md").read_text(), end="")
     print(f"{args.out}: {done} runs done, {skipped} already finished (skipped)")

@@ -1,6 +1,7 @@
 """Sweeps: grid expansion, packing into populations, resumable runs, local processes and Ray."""
 
 import json
+import signal
 import subprocess
 import sys
 
@@ -19,7 +20,7 @@ from rtu_core.sweep import (
     run_population,
     run_sweep,
 )
-from rtu_core.training import train
+from rtu_core.training import load_checkpoint, train
 
 BASE = {"steps": 240, "hidden_size": 6, "width": 6, "eval_episodes": 4, "progress_every": 40}
 GRID = Grid(BASE, {"chain_length": [2, 3], "method": ["rtu-rtrl", "ffn-tbptt"]}, seeds=2)
@@ -191,6 +192,29 @@ def test_an_interrupted_population_continues_from_its_checkpoint(tmp_path):
     for name, _ in members:
         assert resumed[name]["episodes.csv"] == whole[name]["episodes.csv"]
         assert untimed(resumed[name]["summary.json"]) == untimed(whole[name]["summary.json"])
+
+
+@pytest.mark.parametrize("signum, ending", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SystemExit)])
+def test_a_signalled_population_saves_its_checkpoint_at_the_next_step_and_resumes_from_it(tmp_path, signum, ending):
+    """Ctrl-C or SIGTERM (what a pool's terminate sends) mid-run: the population stops at the next step boundary
+    with a checkpoint of that step, not of the last periodic one, and the next sitting continues from it."""
+    members = [(name, config) for name, config in GRID.runs() if config.cell == "rtu"]
+    whole = run_population(Population(members))
+    path = checkpoint_path(tmp_path, members)
+
+    def signalled_once(agent_steps: int) -> None:
+        if not path.exists():
+            signal.raise_signal(signum)
+
+    handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(ending):
+        run_population(Population(members, path, 200), signalled_once)  # no periodic checkpoint before step 200
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
+    assert load_checkpoint(path)["loop"].step == BASE["progress_every"]  # the step the signal came in
+    resumed = run_population(Population(members, path, 200))
+    assert not path.exists()
+    for name, _ in members:
+        assert resumed[name]["episodes.csv"] == whole[name]["episodes.csv"]
 
 
 def test_a_checkpointed_sweep_packs_the_same_populations_when_restarted(tmp_path):

@@ -6,7 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import signal
+import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -64,7 +67,9 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     ``report(agent_steps)`` is called with the agent-steps done since its last call. Runs in a worker
     (a local process or a Ray task), so it returns file contents instead of writing them. With a checkpoint, an
     interrupted population continues from it when the sweep is started again (the numbers equal an uninterrupted
-    run's); the checkpoint is removed once the population has finished.
+    run's); the checkpoint is removed once the population has finished. A population with a checkpoint that is
+    sent Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary and saves its checkpoint first, then ends as
+    the signal asks: KeyboardInterrupt, or SystemExit(143) for SIGTERM.
     """
     from ..training import checkpoint_of, train
 
@@ -73,14 +78,54 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     resume = checkpoint_of(path, configs) if path is not None else None
     recorder = resume["recorder"] if resume else RunRecorder(configs)
     done = resume["loop"].step * len(configs) if resume else 0
-    for event in train(configs, checkpoint_every=population.checkpoint_every if path else 0, resume=resume):
-        recorder.record(event)
-        if isinstance(event, Checkpoint):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            event.save(path, recorder=recorder)
-        if report is not None and isinstance(event, (Progress, RunEnd)):
-            report(event.step * len(configs) - done)
-            done = event.step * len(configs)
+    with _stop_on_signals(enabled=path is not None) as received:
+        for event in train(
+            configs,
+            checkpoint_every=population.checkpoint_every if path else 0,
+            resume=resume,
+            stop=lambda: bool(received),
+        ):
+            recorder.record(event)
+            if isinstance(event, Checkpoint):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                event.save(path, recorder=recorder)
+            if report is not None and isinstance(event, (Progress, RunEnd)) and not received:
+                try:
+                    report(event.step * len(configs) - done)
+                except (OSError, EOFError):  # the sweep's process is gone with its queue: stop, as on SIGTERM
+                    received.append(signal.SIGTERM)
+                done = event.step * len(configs)
+    if received:  # stopped by a signal: the checkpoint stays for the next sitting
+        if received[0] == signal.SIGTERM:
+            raise SystemExit(128 + signal.SIGTERM)
+        raise KeyboardInterrupt
     if path is not None:
         path.unlink(missing_ok=True)
     return {name: recorder.member_files(i) for i, (name, _) in enumerate(population.members)}
+
+
+@contextmanager
+def _stop_on_signals(enabled: bool):
+    """While training, SIGINT and SIGTERM append their number to the yielded list instead of ending the process at
+    once, so that the training loop stops at a step boundary with a checkpoint. A second Ctrl-C raises
+    KeyboardInterrupt at once. Only in a main thread (where Python delivers signals), and not for a signal the
+    process ignores (e.g. SIGINT in a background job)."""
+    received: list[int] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def handler(signum, frame):
+        if received and signum == signal.SIGINT and received[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        received.append(signum)
+
+    previous = {}
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, handler)
+    try:
+        yield received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
