@@ -486,34 +486,42 @@ T obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, 
   return alpha;
 }
 
-// QRC(λ) for one member's row (see RowUpdate); ``u`` may be ``g`` itself.
+// QRC(λ) for one member's row (see RowUpdate). Without clipping, one pass: θ += α u as u is formed. With clipping,
+// u goes into ``g`` (the gradient row, not needed after) and θ += α min(1, clip / ‖u‖₂) u in a second pass.
 template <typename T>
-void qrc_row(T* th, T* z, const T* g, const T* gn, T* u, int64_t N, const T* c, T decay, T lr, T beta, T clip) {
+void qrc_row(T* th, T* z, T* g, const T* gn, int64_t N, const T* c, T decay, T lr, T beta, T clip) {
   const T b = c[0], gc = c[1], delta = c[2], hv = c[3];
-  T sq = 0;
-#pragma omp simd reduction(+ : sq)
-  for (int64_t i = 0; i < N; ++i) {
+  auto direction = [&](int64_t i) {  // z ← decay z + g;  u = δ z - h g - β θ [- b (γc g_next - g)]
     const T gi = g[i];
     z[i] = decay * z[i] + gi;
     T v = delta * z[i] - hv * gi - beta * th[i];
     if (gn) v += -b * (gc * gn[i] - gi);
-    u[i] = v;
-    sq += v * v;
-  }
-  T scale = lr;
-  if (clip > 0) scale *= std::min((T)1, clip / (std::sqrt(sq) + (T)1e-12));
+    return v;
+  };
+  if (clip > 0) {
+    T sq = 0;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t i = 0; i < N; ++i) {
+      const T v = direction(i);
+      g[i] = v;
+      sq += v * v;
+    }
+    const T scale = lr * std::min((T)1, clip / (std::sqrt(sq) + (T)1e-12));
 #pragma omp simd
-  for (int64_t i = 0; i < N; ++i) th[i] += scale * u[i];
+    for (int64_t i = 0; i < N; ++i) th[i] += scale * g[i];
+  } else {
+#pragma omp simd
+    for (int64_t i = 0; i < N; ++i) th[i] += lr * direction(i);
+  }
   if (c[4] != 0)
     for (int64_t i = 0; i < N; ++i) z[i] = 0;
 }
-
 
 // The update of a member's parameter row, applied by a backward pass right after it computes that member's gradient
 // row, while the row is still in cache (rather than in a second pass over all members' rows from memory):
 //   ObGD (Stream AC(λ))  e ← decay e + g,  α' = α / max(1, α κ max(|δ|, 1) ‖e‖₁),  θ ← θ + α' δ e,  e ← 0 if reset
 //   QRC(λ)               z ← decay z + g,  u = -b (γc g_next - g) + δ z - h g - β θ  (g_next absent for h),
-//                        θ ← θ + α min(1, clip / ‖u‖₂) u (no clipping when clip = 0),  z ← 0 if cut;  u into g
+//                        θ ← θ + α min(1, clip / ‖u‖₂) u (no clipping when clip = 0),  z ← 0 if cut
 // (docs/method.md §4). ObGD reads δ (P,) and reset (P,); QRC reads ``coeffs`` (P, 5): b, γ(1 - terminal), δ, h(o, a),
 // cut (0/1).
 struct RowUpdate {
@@ -532,7 +540,7 @@ struct RowUpdate {
     T* g = grad.data_ptr<T>() + p * N;
     if (qrc) {
       const T* gn = grad_next.has_value() ? grad_next->data_ptr<T>() + p * N : nullptr;
-      qrc_row<T>(th, e, g, gn, g, N, coeffs.data_ptr<T>() + p * 5, (T)decay, (T)lr, (T)beta, (T)clip);
+      qrc_row<T>(th, e, g, gn, N, coeffs.data_ptr<T>() + p * 5, (T)decay, (T)lr, (T)beta, (T)clip);
     } else {
       obgd_row<T>(th, e, g, N, (T)decay, td_error.data_ptr<T>()[p], (T)lr, (T)kappa, reset.data_ptr<bool>()[p]);
     }
