@@ -182,6 +182,10 @@ def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
     for a, b in zip(fast.networks.values(), eager.networks.values()):
         for p, q in zip(a.parameters(), b.parameters()):
             assert torch.allclose(p, q, rtol=1e-9, atol=1e-11)
+    for name, memory in fast.memories.items():  # the native loops write the linear RTU's S^B_imag from S^B_real
+        other = eager.memories[name]
+        for s, t in zip(*((m,) if isinstance(m, torch.Tensor) else m for m in (memory, other))):
+            assert torch.allclose(s, t.to(s.dtype), rtol=1e-9, atol=1e-11), name  # (the FFN: empty)
     if agent == "qrc":
         assert torch.allclose(fast.q_trace_flat, eager.q_trace_flat, rtol=1e-9, atol=1e-11)
 
