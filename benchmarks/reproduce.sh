@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The reproduction runs at the paper's settings behind the README's "Paper vs us" section, one after another:
+# POPGym (5 tasks x 1M steps x 3 seeds: Stream AC and QRC with RTU-RTRL and GRU-TBPTT(1), and PPO-RTU), masked
+# MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds), and the whole MemoryChain figure (L = 2 ... 128,
+# 500k steps x 5 seeds, QRC). Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
+# population saves its step first) and run it again: finished runs are skipped and the others continue.
+# On this project's 2-core machine, about 18 h from scratch (README: "What the full budgets cost here", Performance).
+#
+#     bash benchmarks/reproduce.sh            # with the project's .venv (make lab or make test creates it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+
+$PY benchmarks/popgym_comparison.py --steps 1000000 --seeds 3 \
+    --tasks RepeatFirstEasy CountRecallEasy AutoencodeEasy ConcentrationEasy HigherLowerEasy \
+    --agents stream_ac qrc --methods rtu-rtrl gru-tbptt --ppo-cells rtu --checkpoint-every 50000 --workers 2 \
+    --out runs/popgym_1m --plot assets/popgym_1m.png
+
+$PY benchmarks/masked_mujoco.py --steps 500000 --seeds 3 --robots Hopper Walker2d --masks P V \
+    --methods rtu-rtrl gru-tbptt --ppo-cells rtu --checkpoint-every 50000 --workers 2 \
+    --out runs/mujoco_500k --plot assets/mujoco_500k.png
+
+$PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 \
+    --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 50000 --workers 2 \
+    --out runs/memory_chain_full --plot assets/memory_chain_full.png
