@@ -344,12 +344,12 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
   }
 }
 
-// d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params), for members p0 ≤ p < p1. With ``next_step`` the
-// sensitivities used are those one step further, S' = D'(λ S + J(h_{t}, x')), computed on the fly from the stored
+// d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params), for members p0 ≤ p < p1.
+// With ``next_step`` the sensitivities used are those one step further, S' = D'(λ S + J(h_{t}, x')), computed on the fly from the stored
 // S and the tape of a forward pass run with advance = false (QRC's ∇Q(o', a*)).
 template <typename T>
-void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, const T* s_nu, const T* s_theta, const T* s_br,
-                   const T* s_bi, const T* grad_out, T* grad, const T* y_tape, const T* x_tape, const T* hidden_prev,
+void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, const T* s_nu, const T* s_theta,
+                   const T* s_br, const T* s_bi, const T* grad_out, T* grad, const T* y_tape, const T* x_tape, const T* hidden_prev,
                    const T* hidden_new, const std::vector<const T*>& block_inputs,
                    const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
                    const std::vector<const T*>& head_input, const std::vector<const T*>& head_normed,
@@ -501,7 +501,7 @@ void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
 
 // ObGD for one member's row: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α; θ ← θ + α' δ e.
 template <typename T>
-T obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, bool reset) {
+void obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, bool reset) {
   T l1 = 0;
 #pragma omp simd reduction(+ : l1)
   for (int64_t i = 0; i < N; ++i) {
@@ -515,7 +515,6 @@ T obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, 
   for (int64_t i = 0; i < N; ++i) th[i] += scale * e[i];
   if (reset)
     for (int64_t i = 0; i < N; ++i) e[i] = 0;
-  return alpha;
 }
 
 // QRC(λ) for one member's row (see RowUpdate). Without clipping, one pass: θ += α u as u is formed. With clipping,
