@@ -7,8 +7,10 @@ a greedy evaluation rather than to its training return).
 
 Each method trains all its chain lengths x seeds as ONE population (members differ only in seed and
 chain length), and methods run in parallel processes. Every member writes its own results folder
-(``OUT/<method>/L<length>/seed_<seed>/``); finished methods are skipped when the command is re-run, and an
-unfinished one continues from its last checkpoint (``--checkpoint-every``, ``OUT/<method>/checkpoint.pt``).
+(``OUT/<method>/L<length>/seed_<seed>/``). When the command is run again, finished members are skipped (a member's
+numbers equal its solo run's, so the others train the same without them: a longer ``--lengths`` list adds only
+the new chains), and an unfinished population continues from its last checkpoint (``--checkpoint-every``,
+``OUT/<method>/checkpoint.pt``).
 Then a table (``OUT/table.md``) and a plot of greedy-evaluation success rate vs chain length.
 
     python benchmarks/memory_chain.py --steps 100000 --seeds 5 --out runs/memory_chain \
@@ -71,12 +73,14 @@ def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
     return f"[{method}] done in {time.time() - started:.0f} s ({recorder.status})"
 
 
-def finished(out: Path, method: str, members: list[TrainConfig]) -> bool:
-    for m in members:
-        path = member_dir(out, method, m) / "summary.json"
-        if not path.exists() or json.loads(path.read_text())["status"] not in ("completed", "diverged"):
-            return False
-    return True
+def finished(out: Path, method: str, member: TrainConfig) -> bool:
+    """Whether this member's results are written and its run ended (trained to the end, or diverged) with this
+    very config (a folder left by another budget or setting is trained again, not reused)."""
+    folder = member_dir(out, method, member)
+    if not (folder / "summary.json").exists() or not (folder / "config.json").exists():
+        return False
+    same = TrainConfig.from_dict(json.loads((folder / "config.json").read_text())) == member
+    return same and json.loads((folder / "summary.json").read_text())["status"] in ("completed", "diverged")
 
 
 def aggregate(out: Path, methods: list[str], lengths: list[int], seeds: list[int]) -> dict:
@@ -189,10 +193,11 @@ def main() -> int:
             rtu_r_min=args.rtu_r_min,
         )
         members = [dataclasses.replace(base, chain_length=L, seed=s) for L in args.lengths for s in seeds]
-        if finished(args.out, method, members):
-            print(f"[{method}] already finished, skipped")
-        else:
-            jobs.append((method, members, str(args.out), args.checkpoint_every))
+        pending = [m for m in members if not finished(args.out, method, m)]
+        if len(pending) < len(members):
+            print(f"[{method}] {len(members) - len(pending)} of {len(members)} runs already finished, skipped")
+        if pending:
+            jobs.append((method, pending, str(args.out), args.checkpoint_every))
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         for message in pool.imap_unordered(run_method, jobs):
             print(message, flush=True)

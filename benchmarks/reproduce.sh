@@ -22,4 +22,4 @@ $PY benchmarks/masked_mujoco.py --steps 500000 --seeds 3 --robots Hopper Walker2
 
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 \
     --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 50000 --workers 2 \
-    --out runs/memory_chain_full --plot assets/memory_chain_full.png
+    --out runs/memory_chain_500k --plot assets/memory_chain_full.png
