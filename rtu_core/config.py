@@ -206,8 +206,8 @@ class TrainConfig:
         self._validate_device()
         if self.engine == "native" and not self.native_step:
             raise ConfigError(
-                "engine native runs stream_ac (obgd) or qrc on the cpu, without taylor-sensitivity or compile; "
-                "use engine auto or eager"
+                "engine native runs stream_ac (obgd) or qrc on the cpu, without compile (and taylor-sensitivity "
+                "with the linear rtu only); use engine auto or eager"
             )
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
@@ -304,7 +304,7 @@ class TrainConfig:
             self.engine != "eager"
             and self.device == "cpu"
             and not self.compiled_step
-            and not self.taylor_sensitivity
+            and not (self.taylor_sensitivity and self.nonlinear_rtu)
             and (self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
         )
 

@@ -58,6 +58,67 @@ def test_native_network_equals_autograd(nonlinear, activation, feature_layers, h
 
 
 @pytest.mark.parametrize("head_width", [0, 7], ids=["linear-head", "head-block"])
+def test_native_taylor_correction_equals_the_eager_forward_mode_derivative(head_width):
+    """The linear RTU with the paper's Taylor correction, its parameters moved between steps as updates would move
+    them: the native advance gives the same S and C as the eager forward-mode derivative (``torch.func.jvp`` of
+    the RTRL step along (Δθ, C)), and the gradients (this step's, and the next one's without advancing) credit
+    S + C as autograd through the eager step does; an episode start in between zeroes both."""
+
+    def make():
+        torch.manual_seed(0)
+        return MemoryNetwork(
+            OBS,
+            OUT,
+            cell="rtu",
+            mode="rtrl",
+            hidden_size=5,
+            width=6,
+            sparsity=0.5,
+            population=P,
+            head_width=head_width,
+            taylor=True,
+            generators=[torch.Generator().manual_seed(i) for i in range(P)],
+        ).double()
+
+    net, twin = make(), make()
+    runner = native.NativeNetwork(twin, native.flatten_parameters(list(twin.parameters())))
+    grad = torch.zeros_like(runner.flat)
+    memory, native_memory = net.initial_memory(), twin.initial_memory()
+    corrected = 0.0
+    # Δθ is counted from the parameters the network starts with (the native runner's copy at construction)
+    net.cell._taylor_previous = tuple(p.detach().clone() for p in net.cell.parameters())
+    for t in range(9):
+        with torch.no_grad():  # an update's change of every parameter (the same in both networks)
+            for p, q in zip(net.parameters(), twin.parameters()):
+                change = 0.05 * torch.randn_like(p)
+                p.add_(change)
+                q.add_(change)
+        runner.changed()
+        if t == 5:  # an episode starts for member 0
+            start = torch.tensor([True] + [False] * (P - 1))
+            memory = MemoryNetwork.reset_memory(memory, start)
+            native_memory = MemoryNetwork.reset_memory(native_memory, start)
+        obs, next_obs = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
+        grad_out = torch.randn(P, OUT, dtype=torch.float64)
+        out, memory = net.step(obs, memory)
+        expected = flat_grads(torch.autograd.grad((grad_out * out).sum(), list(net.parameters())))
+        got, native_memory, tape = runner.forward(obs, native_memory, advance=True)
+        assert torch.allclose(got, out.detach(), rtol=1e-12, atol=1e-13)
+        for a, b in zip(native_memory, memory):  # h, S and C
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+        corrected = max(corrected, float(memory.corrections["B_real"].abs().max()))
+        runner.backward(grad, grad_out, tape, native_memory)
+        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-12)
+        next_out, _ = net.step(next_obs, memory)
+        expected = flat_grads(torch.autograd.grad((grad_out * next_out).sum(), list(net.parameters())))
+        got, _, tape = runner.forward(next_obs, native_memory, advance=False)
+        runner.backward(grad, grad_out, tape, native_memory, next_step=True)
+        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-12)
+        net.cell._taylor_previous = tuple(p.detach().clone() for p in net.cell.parameters())  # that step moved none
+    assert corrected > 1e-3  # the correction was not zero all along
+
+
+@pytest.mark.parametrize("head_width", [0, 7], ids=["linear-head", "head-block"])
 @pytest.mark.parametrize("cell", ["gru", "ffn"])
 @pytest.mark.parametrize("feature_layers", [1, 2])
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh"])
@@ -146,6 +207,9 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         ("qrc", True, dict(head_width=7, grad_clip=0.01)),
         ("qrc", True, dict(cell="gru", head_width=7)),
         ("stream_ac", False, dict(cell="gru", head_width=7)),
+        ("qrc", True, dict(taylor_sensitivity=True)),
+        ("stream_ac", True, dict(taylor_sensitivity=True)),
+        ("stream_ac", False, dict(taylor_sensitivity=True, head_width=7, feature_layers=2)),
     ],
     ids=[
         "stream-ac-categorical",
@@ -164,6 +228,9 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         "qrc-head-block-clipped",
         "qrc-gru-head-block",
         "stream-ac-gru-gaussian-head-block",
+        "qrc-taylor",
+        "stream-ac-taylor",
+        "stream-ac-gaussian-taylor-head-block-two-blocks",
     ],
 )
 def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
@@ -211,7 +278,9 @@ def test_engine_choice():
     assert TrainConfig(cell="gru").native_step and TrainConfig(agent="qrc", cell="ffn").native_step
     assert TrainConfig(env="popgym:RepeatFirstEasy").native_step  # its preset's head has a hidden block
     assert TrainConfig(env="mujoco:Hopper", cell="gru").native_step
-    assert not TrainConfig(taylor_sensitivity=True).native_step
+    assert TrainConfig(taylor_sensitivity=True).native_step
+    assert TrainConfig(agent="qrc", taylor_sensitivity=True).native_step
+    assert not TrainConfig(taylor_sensitivity=True, nonlinear_rtu=True).native_step  # the linear RTU's correction
     assert not TrainConfig(optimizer="adaptive_obgd").native_step
     with pytest.raises(ValueError, match="engine native"):
         TrainConfig(engine="native", optimizer="adaptive_obgd")

@@ -90,9 +90,10 @@ class QRC(MemoryAgent):
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> QRCStep:
         """Advance Q's and h's memories on o_t and choose a_t ε-greedily (greedily if asked); the returned step is
         what ``learn`` needs. With ``learn=False`` (evaluation) only Q runs, without gradients, and a_t is greedy."""
-        if not learn:
+        if not learn:  # with the native engine, the recurrence alone: no sensitivities are advanced
             with torch.no_grad():
-                q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
+                run = self.native[0].recur if self.native else self.q_net.step
+                q, self.memories["q"] = run(obs, self.memories["q"])
             return QRCStep(q.argmax(dim=-1))
         q, h, tapes = getattr(self, f"_forward_{self.engine}")(obs)
         self.remember(obs)

@@ -121,9 +121,10 @@ class StreamAC(MemoryAgent):
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> ActorCriticStep:
         """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean); the returned
         step is what ``learn`` needs. With ``learn=False`` (evaluation) only the actor runs, without gradients."""
-        if not learn:
+        if not learn:  # with the native engine, the recurrence alone: no sensitivities are advanced
             with torch.no_grad():
-                out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
+                run = self.native[0].recur if self.native else self.actor.step
+                out, self.memories["actor"] = run(obs, self.memories["actor"])
             return ActorCriticStep(self._policy(out, greedy)[0])
         step = getattr(self, f"_act_{self.engine}")(obs, greedy)
         self.remember(obs)

@@ -7,6 +7,7 @@ and the ObGD / QRC(λ) updates are one call each, looping member by member over 
 
     forward    x = f(LayerNorm(W_f o + b_f)) (per feature block),  h_t = f(λ h_{t-1} + γ B x),
                S^p_t = D (λ S^p_{t-1} + J^p_t)  (in place),  y = tanh([Re h_t, Im h_t]),
+               [linear RTU, Taylor correction: C_t = ∂F/∂S · C_{t-1} + ∂F/∂θ · Δθ_t, credit through S + C]
                out = W_o y + b_o, or W_o f(LayerNorm(W_h y + b_h)) + b_o with a hidden head block
     backward   every dθ into one flat gradient row per member (RTRL credit dc¹ Re S + dc² Im S for the RTU),
                each row followed at once by its member's update, while the row is in cache:
@@ -129,6 +130,7 @@ class NativeNetwork(_NativeRunner):
 
     TRANSIENT = ("module", "_pairs_key", "_pairs_views")
     _pairs_key = None  # the sensitivity buffers the cached real views are of (none after unpickling)
+    taylor = False  # a checkpoint written before the native Taylor correction has none
 
     @property
     def shape(self) -> tuple:
@@ -137,7 +139,9 @@ class NativeNetwork(_NativeRunner):
 
     def __init__(self, net, flat: Tensor):
         if not supports(net):
-            raise ValueError("the native step runs RTU networks with a tanh output (no Taylor correction)")
+            raise ValueError(
+                "the native step runs RTU networks with a tanh output (the Taylor correction: the linear RTU)"
+            )
         self.net, self.flat = net, flat
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
         self.n, self.out_size, self.head_width = net.cell.hidden_size, net.head.weight.shape[-2], head_width(net)
@@ -146,36 +150,48 @@ class NativeNetwork(_NativeRunner):
         if self.truncate:  # the one-step sensitivities D_t J_t, written by forward and read by backward
             zero = net.cell.initial_rtrl_state()
             self._scratch = tuple(torch.view_as_real(torch.zeros_like(s)) for s in zero[1:5])
+        self.taylor = net.taylor
+        if self.taylor:  # the RTU's parameters at each member's previous advance, for Δθ_t = θ_t - θ_{t-1}
+            start = net.cell.nu_log.storage_offset() - flat.storage_offset()
+            self.previous = flat[:, start : start + 2 * self.n + 2 * self.n * self.dims[-1]].clone()
         self.module = load()
 
     def forward(self, obs: Tensor, memory, advance: bool):
         """(out_t, memory_t, tape) from o_t and the memory of step t-1. With ``advance`` the sensitivities are
         advanced in place (the memory's own tensors; in mode tbptt a scratch buffer holding D_t J_t, the one-step
         sensitivities); without, only the output is computed (memory unchanged)."""
-        from ..cells import RTRLState
-
         if self.truncate:  # memory: the carried real pair [c¹ | c²] (P, 2n)
             hidden = torch.stack(memory.chunk(2, dim=-1), dim=-1)
         else:
             hidden = torch.view_as_real(memory.hidden)
+        pairs = self._pairs(memory)
         tape = self.module.network_forward(
             self.flat,
             *self.shape,
             obs.contiguous(),
             hidden,
-            *self._pairs(memory),
+            *pairs[:4],
             self.activation,
             self.nonlinear,
             advance,
             self.truncate,
+            [*pairs[4:], self.previous] if self.taylor else [],
         )
         if advance:
-            memory = (
-                torch.cat(tape[1].unbind(-1), dim=-1)
-                if self.truncate
-                else RTRLState(torch.view_as_complex(tape[1]), *memory[1:5])
-            )
+            memory = self._with_hidden(memory, tape[1])
         return tape[0], memory, (tape, hidden)
+
+    def recur(self, obs: Tensor, memory) -> tuple[Tensor, object]:
+        """(out_t, memory_t) with only h_t advanced: the sensitivities (and corrections) are left as they were, for
+        acting without learning (evaluation)."""
+        out, _, (tape, _) = self.forward(obs, memory, advance=False)
+        return out, self._with_hidden(memory, tape[1])
+
+    def _with_hidden(self, memory, hidden: Tensor):
+        """The memory with the new hidden state ``hidden`` (P, n, 2) (the sensitivities are the memory's own)."""
+        if self.truncate:
+            return torch.cat(hidden.unbind(-1), dim=-1)
+        return type(memory)(torch.view_as_complex(hidden), *memory[1:])
 
     def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None) -> None:
         """Write d(grad_out · out_t)/dθ into ``grad`` (shaped like ``flat``): RTRL credit through the memory's
@@ -191,22 +207,24 @@ class NativeNetwork(_NativeRunner):
             grad_out.contiguous(),
             tape,
             hidden_prev,
-            *self._pairs(memory),
+            *self._pairs(memory)[:4],
             self.activation,
             self.nonlinear,
             next_step,
             self.truncate,
             update,
+            list(self._pairs(memory)[4:]),
         )
 
     def _pairs(self, memory) -> tuple[Tensor, ...]:
-        """The sensitivities as real (re, im) views, remembered while the memory keeps the same buffers (the views
-        keep those buffers alive, so no new tensor can reuse their addresses)."""
+        """The sensitivities (then, with the Taylor correction, the corrections C) as real (re, im) views,
+        remembered while the memory keeps the same buffers (the views keep those buffers alive, so no new tensor can
+        reuse their addresses)."""
         if self.truncate:
             return self._scratch
-        key = tuple(s.data_ptr() for s in memory[1:5])
+        key = tuple(s.data_ptr() for s in memory[1:])
         if key != self._pairs_key:
-            self._pairs_key, self._pairs_views = key, tuple(torch.view_as_real(s) for s in memory[1:5])
+            self._pairs_key, self._pairs_views = key, tuple(torch.view_as_real(s) for s in memory[1:])
         return self._pairs_views
 
 
@@ -242,6 +260,10 @@ class NativeCellNetwork(_NativeRunner):
         tape = self.module.cell_forward(self.flat, *self.shape, obs.contiguous(), hidden, self.activation)
         return tape[0], (tape[1] if advance else memory), (tape, hidden)
 
+    def recur(self, obs: Tensor, memory: Tensor) -> tuple[Tensor, Tensor]:
+        """(out_t, memory_t): the carried state is all these networks keep."""
+        return self.forward(obs, memory, advance=True)[:2]
+
     def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None) -> None:
         """Write d(grad_out · out_t)/dθ through the one step of ``tape`` into ``grad`` (the memory and ``next_step``
         do not matter: every gradient starts at the detached state the forward pass read); ``update`` as
@@ -261,13 +283,16 @@ def network(net, flat: Tensor) -> NativeNetwork | NativeCellNetwork:
 
 
 def supports(net) -> bool:
-    """Whether the native step can run ``net``: the RTU (RTRL, or TBPTT(1) through one-step sensitivities; no Taylor
-    correction; tanh output), the GRU or the FFN (TBPTT(1)), with a linear head or one hidden head block, on the
-    CPU."""
+    """Whether the native step can run ``net``: the RTU (RTRL, or TBPTT(1) through one-step sensitivities; the
+    Taylor correction for the linear RTU; tanh output), the GRU or the FFN (TBPTT(1)), with a linear head or one
+    hidden head block, on the CPU."""
     from ..cells import RTU
 
     return (
-        (not isinstance(net.cell, RTU) or (not net.taylor and net.cell.output_activation == "tanh"))
+        (
+            not isinstance(net.cell, RTU)
+            or (net.cell.output_activation == "tanh" and not (net.taylor and net.cell.nonlinear))
+        )
         and net.population is not None
         and net.head.weight.device.type == "cpu"
     )

@@ -10,7 +10,9 @@
 // numbers do not depend on the population around it (a population member equals its solo run bit for bit).
 #include <torch/extension.h>
 
+#include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 namespace {
@@ -22,6 +24,15 @@ constexpr double kGammaEps = 1e-8;
 // episode starts), and they follow the same recurrence S ← λ S + J with J^B_imag = iγx = i J^B_real. So the loops
 // write S^B_imag from S^B_real and never read it: a quarter less memory traffic for the sensitivities, which are
 // the largest state. The nonlinear RTU's D_t treats real and imaginary parts apart, so it keeps both.
+
+// The paper's first-order Taylor correction of the linear RTU's sensitivities (docs/method.md §3): C, shaped like S
+// (the same identity C^B_imag = i C^B_real holds), and each member's RTU parameters at its previous advance, a
+// (P, 2n + 2nd) copy of the row's [ν_log, θ_log, B_real, B_imag] columns, from which Δθ_t = θ_t - θ_{t-1}. Gradients
+// use S + C. Null pointers: no correction.
+template <typename T>
+struct Taylor {
+  T *nu = nullptr, *theta = nullptr, *br = nullptr, *bi = nullptr, *previous = nullptr;
+};
 
 // The head after the cell's output y (Y values): with a hidden block of width Hw > 0, z = f(LayerNorm(W_h y + b_h))
 // and out = W_o z + b_o (the feature blocks' equations); with Hw = 0, out = W_o y + b_o.
@@ -245,13 +256,79 @@ void head_backward(const HeadLayout& H, const T* row, T* g_row, const T* y, int6
                       da, true);
 }
 
+// One unit u of the linear RTU advanced with its Taylor correction (docs/method.md §3), in place: with Δ the
+// change of the member's RTU parameters since its previous advance (``rtu``: the row's ν_log column onwards,
+// ``previous``: their copy), the old S and C, the carry h = h_{t-1} and u = B x_t,
+//     dλ = λ (-e^ν Δν + iθ Δθ_log),   dγ = γ' Δν,   d(dλ/dν) = -e^ν (Δν λ + dλ),   d(dλ/dθ_log) = iθ (Δθ_log λ + dλ),
+//     C^ν ← λ C^ν + dλ S^ν + d(dλ/dν) h + γ'' Δν u + γ' ΔB x,     γ'' = γ' (1 - 2e^ν - e^ν r² / (1 - r²)),
+//     C^θ ← λ C^θ + dλ S^θ + d(dλ/dθ_log) h,
+//     C^B_real[j] ← λ C^B_real[j] + dλ S^B_real[j] + dγ x_j,      C^B_imag = i C^B_real,
+// then S ← λ S + J as without the correction (the derivative of that step along (Δθ, C), at θ_t and S_{t-1}).
+template <typename T>
+void taylor_advance(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, const T* rtu, const T* previous,
+                    const T* x, T h1, T h2, T u1, T u2, T* sn, T* st, T* sbr, T* sbi, T* cn, T* ct, T* cbr, T* cbi) {
+  const T g = k.g[u], phi = k.phi[u], gamma = k.gamma[u], e = k.e_nu[u], th = k.theta[u], gp = k.dgamma[u];
+  const T d_nu = rtu[u] - previous[u], d_theta = rtu[n + u] - previous[n + u];
+  const T* Br = rtu + 2 * n + u * d;
+  const T* Bi = rtu + 2 * n + n * d + u * d;
+  const T* pBr = previous + 2 * n + u * d;
+  const T* pBi = previous + 2 * n + n * d + u * d;
+  T du1 = 0, du2 = 0;  // ΔB x
+#pragma omp simd reduction(+ : du1, du2)
+  for (int64_t j = 0; j < d; ++j) {
+    du1 += (Br[j] - pBr[j]) * x[j];
+    du2 += (Bi[j] - pBi[j]) * x[j];
+  }
+  const T w1 = -e * d_nu, w2 = th * d_theta;                            // dλ = λ (w1 + i w2)
+  const T dl1 = g * w1 - phi * w2, dl2 = g * w2 + phi * w1;
+  const T dn1 = -e * (d_nu * g + dl1), dn2 = -e * (d_nu * phi + dl2);  // d(dλ/dν)
+  const T m1 = d_theta * g + dl1, m2 = d_theta * phi + dl2;
+  const T dt1 = -th * m2, dt2 = th * m1;                                // d(dλ/dθ_log)
+  const T r2 = std::exp(-2 * e);
+  const T dgp = gp * (1 - 2 * e - e * r2 / (1 - r2)) * d_nu, dgamma = gp * d_nu;
+  const T lh1 = g * h1 - phi * h2, lh2 = g * h2 + phi * h1;
+  {
+    const T a = sn[2 * u], b = sn[2 * u + 1], ca = cn[2 * u], cb = cn[2 * u + 1];
+    cn[2 * u] = g * ca - phi * cb + dl1 * a - dl2 * b + dn1 * h1 - dn2 * h2 + dgp * u1 + gp * du1;
+    cn[2 * u + 1] = g * cb + phi * ca + dl1 * b + dl2 * a + dn1 * h2 + dn2 * h1 + dgp * u2 + gp * du2;
+    sn[2 * u] = g * a - phi * b - e * lh1 + gp * u1;
+    sn[2 * u + 1] = g * b + phi * a - e * lh2 + gp * u2;
+  }
+  {
+    const T a = st[2 * u], b = st[2 * u + 1], ca = ct[2 * u], cb = ct[2 * u + 1];
+    ct[2 * u] = g * ca - phi * cb + dl1 * a - dl2 * b + dt1 * h1 - dt2 * h2;
+    ct[2 * u + 1] = g * cb + phi * ca + dl1 * b + dl2 * a + dt1 * h2 + dt2 * h1;
+    st[2 * u] = g * a - phi * b - th * lh2;
+    st[2 * u + 1] = g * b + phi * a + th * lh1;
+  }
+  T* r1 = sbr + 2 * u * d;
+  T* r2s = sbi + 2 * u * d;
+  T* q1 = cbr + 2 * u * d;
+  T* q2 = cbi + 2 * u * d;
+  for (int64_t j = 0; j < d; ++j) {
+    const T a = r1[2 * j], b = r1[2 * j + 1], ca = q1[2 * j], cb = q1[2 * j + 1];
+    const T na = g * ca - phi * cb + dl1 * a - dl2 * b + dgamma * x[j], nb = g * cb + phi * ca + dl1 * b + dl2 * a;
+    q1[2 * j] = na;
+    q1[2 * j + 1] = nb;
+    q2[2 * j] = -nb;
+    q2[2 * j + 1] = na;
+    const T sa = g * a - phi * b + gamma * x[j], sb = g * b + phi * a;
+    r1[2 * j] = sa;
+    r1[2 * j + 1] = sb;
+    r2s[2 * j] = -sb;
+    r2s[2 * j + 1] = sa;
+  }
+}
+
 // Forward pass of every member; the tape keeps what the backward pass needs.
 template <typename T>
 void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, const T* hidden, T* s_nu, T* s_theta,
                   T* s_br, T* s_bi, T* out, T* new_hidden, T* y_tape, T* x_tape, std::vector<T*>& block_inputs,
                   std::vector<T*>& block_normed, std::vector<T*>& block_inv_std, HeadTape<T>& head_tape,
-                  int64_t activation, bool nonlinear, bool advance, bool truncate) {
+                  int64_t activation, bool nonlinear, bool advance, bool truncate, const Taylor<T>& taylor) {
   const int64_t n = L.n, d = L.d(), A = L.A;
+  const int64_t rtu_size = 2 * n + 2 * n * d;  // ν_log, θ_log, B_real, B_imag: contiguous in the row
+  const bool correct = advance && taylor.previous != nullptr;
   std::vector<T> a_buf;
   for (int64_t p = 0; p < P; ++p) {
     const T* row = params + p * L.N;
@@ -268,6 +345,7 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
     T* st = s_theta + p * 2 * n;
     T* sbr = s_br + p * 2 * n * d;
     T* sbi = s_bi + p * 2 * n * d;
+    T* previous = correct ? taylor.previous + p * rtu_size : nullptr;
     for (int64_t u = 0; u < n; ++u) {
       const T* br = Br + u * d;
       const T* bi = Bi + u * d;
@@ -288,6 +366,12 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
       h_new[2 * u] = c1;
       h_new[2 * u + 1] = c2;
       if (!advance) continue;
+      if (correct) {
+        taylor_advance(k, u, n, d, row + L.nu, previous, x, h1, h2, u1, u2, sn, st, sbr, sbi,
+                       taylor.nu + p * 2 * n, taylor.theta + p * 2 * n, taylor.br + p * 2 * n * d,
+                       taylor.bi + p * 2 * n * d);
+        continue;
+      }
       // S^p_t = D (λ S^p_{t-1} + J^p_t); TBPTT(1) (truncate): S_{t-1} = 0, so S_t = D J_t
       const T D1 = nonlinear ? 1 - c1 * c1 : (T)1, D2 = nonlinear ? 1 - c2 * c2 : (T)1;
       {
@@ -334,6 +418,7 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
         r2[2 * j + 1] = D2 * (g * f + phi * e + gx);
       }
     }
+    if (correct) std::copy(row + L.nu, row + L.nu + rtu_size, previous);  // θ_{t-1} of the next advance
     // head: y = tanh([Re h, Im h]), out = W_o y + b_o (or through the head's hidden block)
     T* y = y_tape + p * 2 * n;
     for (int64_t u = 0; u < n; ++u) {
@@ -346,17 +431,24 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
 
 // d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params), for members p0 ≤ p < p1.
 // With ``next_step`` the sensitivities used are those one step further, S' = D'(λ S + J(h_{t}, x')), computed on the fly from the stored
-// S and the tape of a forward pass run with advance = false (QRC's ∇Q(o', a*)).
-template <typename T>
+// S and the tape of a forward pass run with advance = false (QRC's ∇Q(o', a*)). With ``kTaylor`` (the linear RTU)
+// every S read is S + C: the corrected sensitivities (one step further, λ(S + C) + J: the correction carries on
+// with Δθ = 0, as nothing was updated since the advance).
+template <typename T, bool kTaylor>
 void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, const T* s_nu, const T* s_theta,
                    const T* s_br, const T* s_bi, const T* grad_out, T* grad, const T* y_tape, const T* x_tape, const T* hidden_prev,
                    const T* hidden_new, const std::vector<const T*>& block_inputs,
                    const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
                    const std::vector<const T*>& head_input, const std::vector<const T*>& head_normed,
                    const std::vector<const T*>& head_inv_std, const T* head_z, int64_t activation, bool nonlinear,
-                   bool next_step, bool truncate) {
+                   bool next_step, bool truncate, const Taylor<const T>& taylor) {
   const int64_t n = L.n, d = L.d(), A = L.A;
   std::vector<T> dc(2 * n), dy, dx, dn, da;
+  // the credited sensitivity: S, or S + C with the correction
+  auto at = [](const T* s, const T* c, int64_t i) -> T {
+    if constexpr (kTaylor) return s[i] + c[i];
+    else return s[i];
+  };
   for (int64_t p = p0; p < p1; ++p) {
     const T* row = params + p * L.N;
     T* g_row = grad + p * L.N;
@@ -374,6 +466,8 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
     const T* st = s_theta + p * 2 * n;
     const T* sbr = s_br + p * 2 * n * d;
     const T* sbi = s_bi + p * 2 * n * d;
+    const T* cn = kTaylor ? taylor.nu + p * 2 * n : nullptr;
+    const T* ct = kTaylor ? taylor.theta + p * 2 * n : nullptr;
     const T* Br = row + L.Br;
     const T* Bi = row + L.Bi;
     T* g_nu = g_row + L.nu;
@@ -384,12 +478,13 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
       const T dc1 = dc[u], dc2 = dc[n + u];
       const T* r1 = sbr + 2 * u * d;
       const T* r2 = sbi + 2 * u * d;
+      const T* q1 = kTaylor ? taylor.br + p * 2 * n * d + 2 * u * d : nullptr;
       if (!next_step) {
-        g_nu[u] = dc1 * sn[2 * u] + dc2 * sn[2 * u + 1];
-        g_theta[u] = dc1 * st[2 * u] + dc2 * st[2 * u + 1];
+        g_nu[u] = dc1 * at(sn, cn, 2 * u) + dc2 * at(sn, cn, 2 * u + 1);
+        g_theta[u] = dc1 * at(st, ct, 2 * u) + dc2 * at(st, ct, 2 * u + 1);
         if (!nonlinear) {  // S^B_imag = i S^B_real: (e, f) = (-b, a)
           for (int64_t j = 0; j < d; ++j) {
-            const T a = r1[2 * j], b = r1[2 * j + 1];
+            const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
             g_br[u * d + j] = dc1 * a + dc2 * b;
             g_bi[u * d + j] = dc1 * (-b) + dc2 * a;
           }
@@ -424,11 +519,11 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
         }
         continue;
       }
-      g_nu[u] += wa * sn[2 * u] + wb * sn[2 * u + 1];
-      g_theta[u] += wa * st[2 * u] + wb * st[2 * u + 1];
+      g_nu[u] += wa * at(sn, cn, 2 * u) + wb * at(sn, cn, 2 * u + 1);
+      g_theta[u] += wa * at(st, ct, 2 * u) + wb * at(st, ct, 2 * u + 1);
       if (!nonlinear) {  // S^B_imag = i S^B_real: (e, f) = (-b, a)
         for (int64_t j = 0; j < d; ++j) {
-          const T a = r1[2 * j], b = r1[2 * j + 1];
+          const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
           g_br[u * d + j] = wa * a + wb * b + e1 * gamma * x[j];
           g_bi[u * d + j] = wa * (-b) + wb * a + e2 * gamma * x[j];
         }
@@ -497,6 +592,26 @@ void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
   TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " has the wrong dtype");
   TORCH_CHECK(t.device().is_cpu(), name, " must be on the CPU");
+}
+
+// The Taylor correction's tensors, if given: C^ν, C^θ, C^B_real, C^B_imag shaped like S (as real views), and (for a
+// forward pass) the previous RTU parameters (P, 2n + 2nd); only for the linear RTU in RTRL mode.
+void check_taylor(const std::vector<at::Tensor>& taylor, std::initializer_list<const at::Tensor*> sensitivities,
+                  const at::Tensor& params, int64_t rtu_size, bool unsupported) {
+  if (taylor.empty()) return;
+  TORCH_CHECK(!unsupported, "the native Taylor correction is for the linear RTU in RTRL mode");
+  TORCH_CHECK(taylor.size() == 4 || taylor.size() == 5, "taylor: C^nu, C^theta, C^B_real, C^B_imag [, previous]");
+  size_t i = 0;
+  for (const at::Tensor* s : sensitivities) {
+    check(taylor[i], params, "a Taylor correction");
+    TORCH_CHECK(taylor[i].sizes() == s->sizes(), "each Taylor correction must be shaped like its sensitivity");
+    ++i;
+  }
+  if (taylor.size() == 5) {
+    check(taylor[4], params, "the previous RTU parameters");
+    TORCH_CHECK(taylor[4].size(0) == params.size(0) && taylor[4].numel() == params.size(0) * rtu_size,
+                "the previous RTU parameters must be (P, 2n + 2nd)");
+  }
 }
 
 // ObGD for one member's row: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α; θ ← θ + α' δ e.
@@ -638,12 +753,15 @@ RowUpdate qrc_update(at::Tensor trace, c10::optional<at::Tensor> grad_next, at::
 std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
                                         int64_t head_width, at::Tensor obs, at::Tensor hidden, at::Tensor s_nu, at::Tensor s_theta,
                                         at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
-                                        bool advance, bool truncate) {
+                                        bool advance, bool truncate, std::vector<at::Tensor> taylor) {
   Layout L = layout_of(dims, n, A, head_width, params);
   const int64_t P = params.size(0);
   for (auto* t : {&obs, &hidden, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a network input");
   TORCH_CHECK(obs.numel() == P * dims[0] && hidden.numel() == P * 2 * n && s_br.numel() == P * 2 * n * L.d(),
               "network_forward: shapes do not match the layout");
+  check_taylor(taylor, {&s_nu, &s_theta, &s_br, &s_bi}, params, 2 * n + 2 * n * L.d(), nonlinear || truncate);
+  TORCH_CHECK(taylor.empty() || taylor.size() == 5,
+              "network_forward: the Taylor correction needs the previous parameters");
   auto opts = params.options();
   at::Tensor out = at::empty({P, A}, opts), new_hidden = at::empty({P, n, 2}, opts);
   at::Tensor y = at::empty({P, 2 * n}, opts), x = at::empty({P, L.d()}, opts);
@@ -662,11 +780,16 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
       is_p.push_back(inv_std[i].data_ptr<scalar_t>());
     }
     HeadTape<scalar_t> head_tape = head_tape_of<scalar_t>(head);
+    Taylor<scalar_t> correction;
+    if (!taylor.empty()) {
+      correction = {taylor[0].data_ptr<scalar_t>(), taylor[1].data_ptr<scalar_t>(), taylor[2].data_ptr<scalar_t>(),
+                    taylor[3].data_ptr<scalar_t>(), taylor[4].data_ptr<scalar_t>()};
+    }
     forward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), obs.data_ptr<scalar_t>(), hidden.data_ptr<scalar_t>(),
                            s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(),
                            s_bi.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), new_hidden.data_ptr<scalar_t>(),
                            y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), in_p, nd_p, is_p, head_tape, activation,
-                           nonlinear, advance, truncate);
+                           nonlinear, advance, truncate, correction);
   });
   std::vector<at::Tensor> result = {out, new_hidden, y, x};
   for (auto* group : {&inputs, &normed, &inv_std, &head}) result.insert(result.end(), group->begin(), group->end());
@@ -677,13 +800,14 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
                       at::Tensor grad,
                       at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, at::Tensor s_nu,
                       at::Tensor s_theta, at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
-                      bool next_step, bool truncate, const RowUpdate* update) {
+                      bool next_step, bool truncate, const RowUpdate* update, std::vector<at::Tensor> taylor) {
   Layout L = layout_of(dims, n, A, head_width, params);
   const int64_t P = params.size(0), B = L.blocks();
   TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
   TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B + (head_width ? 4 : 0),
               "network_backward: the tape of network_forward is expected");
   for (auto* t : {&grad_out, &hidden_prev, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a backward input");
+  check_taylor(taylor, {&s_nu, &s_theta, &s_br, &s_bi}, params, 2 * n + 2 * n * L.d(), nonlinear || truncate);
   if (update) update->check_against(params);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
@@ -693,13 +817,22 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
       is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
     }
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
+    Taylor<const scalar_t> correction;
+    if (!taylor.empty()) {
+      correction = {taylor[0].data_ptr<scalar_t>(), taylor[1].data_ptr<scalar_t>(), taylor[2].data_ptr<scalar_t>(),
+                    taylor[3].data_ptr<scalar_t>(), nullptr};
+    }
     backward_members<scalar_t>(P, update, params, grad, [&](int64_t p0, int64_t p1) {
-      backward_impl<scalar_t>(L, p0, p1, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
-                              s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
-                              grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
-                              tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
-                              tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input, head.normed, head.inv_std,
-                              head.z, activation, nonlinear, next_step, truncate);
+      auto run = [&](auto kind) {
+        backward_impl<scalar_t, decltype(kind)::value>(
+            L, p0, p1, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(),
+            s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
+            grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(), tape[3].data_ptr<scalar_t>(),
+            hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input,
+            head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction);
+      };
+      if (taylor.empty()) run(std::false_type{});
+      else run(std::true_type{});
     });
   });
 }
