@@ -4,7 +4,8 @@ Online RTRL advances S_t = D_t ⊙ (λ_t S_{t-1} + J_t) with the parameters of e
 is no longer ∂h_t/∂p of the current network. Every ``--measure-every`` steps each run replays its running episode
 under the current parameters and records ‖S - S_replay‖ / ‖S_replay‖ (with ``taylor_sensitivity``: S + C), written
 per run to ``staleness.csv``; the table averages it over the run. Task settings are the paper's presets
-(``docs/method.md`` §7). One resumable sweep (k and seeds packed into populations), a table and a plot.
+(``docs/method.md`` §7). One resumable sweep (k and seeds packed into populations; each population keeps a
+checkpoint, so a run of the paper's 500k steps continues across sittings), a table and a plot.
 
     python benchmarks/staleness.py --steps 20000 --seeds 2 --out runs/staleness-k --plot assets/staleness.png
 """
@@ -29,8 +30,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--k", nargs="+", type=int, default=[4, 8, 16], help="KMemoryChain memory lengths")
     parser.add_argument("--agents", nargs="+", default=["stream_ac", "qrc"], choices=list(AGENT_LABELS))
-    # prime, so that it does not keep landing on the same place in the 8k-step episodes
+    # prime, so that it does not keep landing on the same place in the episodes (8k steps long)
     parser.add_argument("--measure-every", type=int, default=13)
+    parser.add_argument("--checkpoint-every", type=int, default=50_000, help="steps between checkpoints (0: none)")
     parser.add_argument("--hidden-size", type=int, default=192)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -51,7 +53,7 @@ def main() -> None:
         {"agent": args.agents, "taylor_sensitivity": [False, True], "chain_length": args.k},
         args.seeds,
     )
-    done, skipped = run_sweep(args.out, grid, LocalBackend(args.workers))
+    done, skipped = run_sweep(args.out, grid, LocalBackend(args.workers), checkpoint_every=args.checkpoint_every)
     print(f"{done} runs trained, {skipped} already finished\n{(args.out / 'summary.md').read_text()}")
     if args.plot:
         plot(aggregate(args.out, grid), args)

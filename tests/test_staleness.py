@@ -225,6 +225,38 @@ def test_refresh_and_staleness_runs_keep_population_equal_to_solo():
         assert sum(isinstance(e, Staleness) for e in events) == 300 // 7
 
 
+@pytest.mark.parametrize("taylor", [False, True], ids=["plain", "taylor"])
+@pytest.mark.parametrize("agent", ["qrc", "stream_ac"])
+def test_native_and_eager_engines_measure_the_same_staleness(agent, taylor):
+    """The staleness measured during training (an eager replay under the current parameters) is the same whichever
+    engine trains: the native loops update the parameters in place through views of a flat row, and the replay must
+    see every update (a regression: it once read the RTU coefficients cached at its first measurement)."""
+    base = TrainConfig(
+        env="kmemory_chain",
+        chain_length=4,
+        agent=agent,
+        steps=240,
+        hidden_size=6,
+        width=6,
+        dtype="float64",
+        eval_episodes=2,
+        staleness_every=29,
+        taylor_sensitivity=taylor,
+    )
+    runs = {engine: RunRecorder(dataclasses.replace(base, engine=engine)) for engine in ("native", "eager")}
+    curves = {}
+    for engine, recorder in runs.items():
+        curves[engine] = []
+        for event in train(recorder.config):
+            recorder.record(event)
+            if isinstance(event, Staleness):
+                curves[engine].append(np.concatenate([e for e in event.errors.values()]))
+    assert runs["native"].episodes_csv(0) == runs["eager"].episodes_csv(0)
+    assert len(curves["native"]) == 240 // 29
+    np.testing.assert_allclose(curves["native"], curves["eager"], rtol=1e-5)  # (float64 rounding, amplified)
+    assert runs["native"].member_summary(0)["eval_return"] == runs["eager"].member_summary(0)["eval_return"]
+
+
 def test_refresh_changes_learning():
     base = TrainConfig(env="kmemory_chain", chain_length=3, steps=200, hidden_size=6, width=6, eval_episodes=0)
     runs = [RunRecorder(dataclasses.replace(base, rtrl_refresh=k)) for k in (0, 1)]

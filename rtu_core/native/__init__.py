@@ -106,6 +106,7 @@ class _NativeRunner:
 
     TRANSIENT: tuple[str, ...] = ("module",)  # attributes not pickled
     flat: Tensor
+    views: tuple[Tensor, ...]  # the network's parameters, each a view of ``flat``
     head_width = 0  # a checkpoint written before head blocks were native has none
 
     def __getstate__(self) -> dict:
@@ -113,10 +114,14 @@ class _NativeRunner:
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state, module=load())
+        if "views" not in state:  # written before the views were kept
+            self.views = tuple(self.net.parameters())
 
     def changed(self) -> None:
-        """Tell torch the parameters changed in place (cached RTU coefficients are keyed by the version)."""
-        torch.autograd.graph.increment_version(self.flat)
+        """Tell torch the parameters changed in place: the flat row and every parameter view of it (a view made by
+        assigning ``.data`` keeps a version counter of its own, and the RTU's cached coefficients, which the eager
+        replay, staleness measure and refresh read, are keyed by the parameter's version)."""
+        torch.autograd.graph.increment_version([self.flat, *self.views])
 
 
 class NativeNetwork(_NativeRunner):
@@ -142,7 +147,7 @@ class NativeNetwork(_NativeRunner):
             raise ValueError(
                 "the native step runs RTU networks with a tanh output (the Taylor correction: the linear RTU)"
             )
-        self.net, self.flat = net, flat
+        self.net, self.flat, self.views = net, flat, tuple(net.parameters())
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
         self.n, self.out_size, self.head_width = net.cell.hidden_size, net.head.weight.shape[-2], head_width(net)
         self.activation, self.nonlinear = ACTIVATION_CODES[net.activation_name], net.cell.nonlinear
@@ -241,7 +246,7 @@ class NativeCellNetwork(_NativeRunner):
 
         if not supports(net):
             raise ValueError("the native step runs population networks on the CPU")
-        self.net, self.flat = net, flat
+        self.net, self.flat, self.views = net, flat, tuple(net.parameters())
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
         self.kind = 1 if isinstance(net.cell, GRU) else 0
         self.hidden_size = net.cell.hidden_size if self.kind else 0
