@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The reproduction runs at the paper's settings behind the README's "Paper vs us" section, one after another:
 # POPGym (5 tasks x 1M steps x 3 seeds: Stream AC and QRC with RTU-RTRL and GRU-TBPTT(1), and PPO-RTU), masked
-# MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds), and the whole MemoryChain figure (L = 2 ... 128,
-# 500k steps x 5 seeds, QRC). Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
+# MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds), the whole MemoryChain figure (L = 2 ... 128,
+# 500k steps x 5 seeds, QRC) and the RTRL staleness study on KMemoryChain (k = 4, 8, 16; QRC and Stream AC, plain
+# and Taylor-corrected RTRL; 500k steps x 5 seeds). Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
 # population saves its step first) and run it again: finished runs are skipped and the others continue.
 # On this project's 2-core machine, about 18 h from scratch (README: "What the full budgets cost here", Performance).
 #
@@ -23,3 +24,6 @@ $PY benchmarks/masked_mujoco.py --steps 500000 --seeds 3 --robots Hopper Walker2
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 \
     --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 50000 --workers 2 \
     --out runs/memory_chain_500k --plot assets/memory_chain_full.png
+
+$PY benchmarks/staleness.py --steps 500000 --seeds 5 --k 4 8 16 --measure-every 997 --checkpoint-every 50000 \
+    --workers 2 --out runs/staleness_500k --plot assets/staleness_500k.png
