@@ -14,7 +14,9 @@ from rtu_core.rng import MemberRandom
 OBS, OUT, P = 4, 3, 2
 
 
-def make_network(nonlinear: bool, activation: str, feature_layers: int = 1, head_width: int = 0) -> MemoryNetwork:
+def make_network(
+    nonlinear: bool, activation: str, feature_layers: int = 1, head_width: int = 0, taylor: bool = False
+) -> MemoryNetwork:
     torch.manual_seed(0)
     return MemoryNetwork(
         OBS,
@@ -29,6 +31,7 @@ def make_network(nonlinear: bool, activation: str, feature_layers: int = 1, head
         activation=activation,
         feature_layers=feature_layers,
         head_width=head_width,
+        taylor=taylor,
         generators=[torch.Generator().manual_seed(i) for i in range(P)],
     ).double()
 

@@ -64,23 +64,7 @@ def test_native_taylor_correction_equals_the_eager_forward_mode_derivative(head_
     the RTRL step along (Δθ, C)), and the gradients (this step's, and the next one's without advancing) credit
     S + C as autograd through the eager step does; an episode start in between zeroes both."""
 
-    def make():
-        torch.manual_seed(0)
-        return MemoryNetwork(
-            OBS,
-            OUT,
-            cell="rtu",
-            mode="rtrl",
-            hidden_size=5,
-            width=6,
-            sparsity=0.5,
-            population=P,
-            head_width=head_width,
-            taylor=True,
-            generators=[torch.Generator().manual_seed(i) for i in range(P)],
-        ).double()
-
-    net, twin = make(), make()
+    net, twin = (make_network(False, "leaky_relu", head_width=head_width, taylor=True) for _ in range(2))
     runner = native.NativeNetwork(twin, native.flatten_parameters(list(twin.parameters())))
     grad = torch.zeros_like(runner.flat)
     memory, native_memory = net.initial_memory(), twin.initial_memory()
