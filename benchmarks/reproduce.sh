@@ -3,7 +3,8 @@
 # POPGym (5 tasks x 1M steps x 3 seeds: Stream AC and QRC with RTU-RTRL and GRU-TBPTT(1), and PPO-RTU), masked
 # MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds), the whole MemoryChain figure (L = 2 ... 128,
 # 500k steps x 5 seeds, QRC) and the RTRL staleness study on KMemoryChain (k = 4, 8, 16; QRC and Stream AC, plain
-# and Taylor-corrected RTRL; 500k steps x 5 seeds). Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
+# and Taylor-corrected RTRL; 500k steps x 5 seeds), then the two long-chain diagnostics of docs/method.md §8 at the
+# full budget (RTU-RTRL, L = 64 and 128: initial r near 1; discount 0.999), one population each, side by side. Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
 # population saves its step first) and run it again: finished runs are skipped and the others continue.
 # On this project's 2-core machine, about 18 h from scratch (README: "What the full budgets cost here", Performance).
 #
@@ -27,3 +28,11 @@ $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64
 
 $PY benchmarks/staleness.py --steps 500000 --seeds 5 --k 4 8 16 --measure-every 997 --checkpoint-every 50000 \
     --workers 2 --out runs/staleness_500k --plot assets/staleness_500k.png
+
+$PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 64 128 --methods rtu-rtrl --rtu-r-min 0.99 \
+    --checkpoint-every 50000 --workers 1 --out runs/memory_chain_500k_r099 &
+near_one=$!
+$PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 64 128 --methods rtu-rtrl --gamma 0.999 \
+    --checkpoint-every 50000 --workers 1 --out runs/memory_chain_500k_g0999 &
+long_discount=$!
+wait "$near_one" && wait "$long_discount"
