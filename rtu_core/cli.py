@@ -22,6 +22,7 @@ from pathlib import Path
 from .config import ConfigError, TrainConfig, field_type
 from .events import Checkpoint, MemberEnd, Progress, RunEnd
 from .results import RunRecorder
+from .stops import stop_on_signals
 from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
 from .sweep import check_out_dir as check_sweep_dir
 from .training import load_checkpoint, train
@@ -148,39 +149,34 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
     from tqdm import tqdm
 
     recorder = resume["recorder"] if resume else RunRecorder(config)
-    requested = []
-    previous_handler = signal.signal(signal.SIGINT, lambda *_: _second_interrupt(requested, previous_handler))
-    previous_term = signal.signal(signal.SIGTERM, lambda *_: requested.append(True))
     bar = tqdm(
         total=config.steps, initial=recorder.step, unit="step", mininterval=1.0, dynamic_ncols=True, file=sys.stderr
     )
     last_save = time.monotonic()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        for event in train(config, checkpoint_every=checkpoint_every, resume=resume, stop=lambda: bool(requested)):
-            recorder.record(event)
-            if isinstance(event, Progress):
-                bar.update(event.step - bar.n)
-                recent = [e.success for m in recorder.episodes for e in m[-20:] if e.success is not None]
-                postfix = {"agent-steps/s": f"{event.steps_per_second * config.population:.0f}"}
-                if recent:
-                    postfix["success"] = f"{sum(recent) / len(recent):.2f}"
-                bar.set_postfix(postfix, refresh=False)
-                if time.monotonic() - last_save > SAVE_EVERY_SECONDS:
+        with stop_on_signals() as requested:
+            for event in train(config, checkpoint_every=checkpoint_every, resume=resume, stop=lambda: bool(requested)):
+                recorder.record(event)
+                if isinstance(event, Progress):
+                    bar.update(event.step - bar.n)
+                    recent = [e.success for m in recorder.episodes for e in m[-20:] if e.success is not None]
+                    postfix = {"agent-steps/s": f"{event.steps_per_second * config.population:.0f}"}
+                    if recent:
+                        postfix["success"] = f"{sum(recent) / len(recent):.2f}"
+                    bar.set_postfix(postfix, refresh=False)
+                    if time.monotonic() - last_save > SAVE_EVERY_SECONDS:
+                        recorder.write(out)
+                        last_save = time.monotonic()
+                elif isinstance(event, Checkpoint):
+                    event.save(out / CHECKPOINT, recorder=recorder)
                     recorder.write(out)
-                    last_save = time.monotonic()
-            elif isinstance(event, Checkpoint):
-                event.save(out / CHECKPOINT, recorder=recorder)
-                recorder.write(out)
-            elif isinstance(event, MemberEnd) and config.population > 1:
-                bar.write(f"rtu_core: {event.message}; the other members go on")
-            elif isinstance(event, RunEnd) and event.message:
-                bar.write(f"rtu_core: {event.message}")
+                elif isinstance(event, MemberEnd) and config.population > 1:
+                    bar.write(f"rtu_core: {event.message}; the other members go on")
+                elif isinstance(event, RunEnd) and event.message:
+                    bar.write(f"rtu_core: {event.message}")
     except KeyboardInterrupt:
         recorder.stop("interrupted", f"interrupted at step {recorder.step}")
-    finally:
-        signal.signal(signal.SIGINT, previous_handler)
-        signal.signal(signal.SIGTERM, previous_term)
     bar.close()
     recorder.write(out)
     if recorder.status == "interrupted":
@@ -198,13 +194,6 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
 
 def _raise_interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
-
-
-def _second_interrupt(requested: list, previous_handler) -> None:
-    """The first Ctrl-C asks the run to stop at the next step boundary; the second raises KeyboardInterrupt."""
-    if requested:
-        raise KeyboardInterrupt
-    requested.append(True)
 
 
 def grid_from_args(args: argparse.Namespace) -> Grid:

@@ -1,11 +1,16 @@
-"""Runs end cleanly, with what happened so far, on time-outs and non-finite values."""
+"""Runs end cleanly, with what happened so far, on time-outs, non-finite values and signals."""
+
+import os
+import signal
 
 import gymnasium as gym
 import numpy as np
+import pytest
 
 import rtu_core.training as training
 from rtu_core import EpisodeEnd, EvaluationEnd, MemberEnd, RunEnd, TrainConfig, train
 from rtu_core.results import RunRecorder
+from rtu_core.stops import stop_on_signals
 
 
 def test_time_limit_stops_with_status_timeout():
@@ -70,3 +75,26 @@ def test_a_diverging_member_stops_and_the_others_go_on_as_their_solo_runs(monkey
     assert recorder.member_summary(0)["status"] == "completed" and recorder.member_summary(0)["eval_episodes"] == 5
     stopped = recorder.member_summary(1)
     assert stopped["status"] == "diverged" and stopped["steps"] == 41 and stopped["eval_return"] is None
+
+
+def test_signals_ask_for_a_stop_and_a_later_ctrl_c_stops_at_once():
+    """``stop_on_signals``: Ctrl-C or SIGTERM is recorded (the loop then stops at a step boundary); a Ctrl-C after
+    either raises KeyboardInterrupt; an ignored SIGINT stays ignored; the old handlers come back."""
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    for first in (signal.SIGINT, signal.SIGTERM):
+        with stop_on_signals() as received:
+            os.kill(os.getpid(), first)
+            assert received == [first]
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+        assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # as in a background job
+    try:
+        with stop_on_signals() as received:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert received == [signal.SIGTERM]
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+    with stop_on_signals(enabled=False) as received:
+        assert received == [] and signal.getsignal(signal.SIGTERM) == before[1]

@@ -7,9 +7,7 @@ import hashlib
 import json
 import math
 import signal
-import threading
 from collections import defaultdict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -71,6 +69,7 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     sent Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary and saves its checkpoint first, then ends as
     the signal asks: KeyboardInterrupt, or SystemExit(143) for SIGTERM.
     """
+    from ..stops import stop_on_signals
     from ..training import checkpoint_of, train
 
     configs = [config for _, config in population.members]
@@ -78,7 +77,7 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     resume = checkpoint_of(path, configs) if path is not None else None
     recorder = resume["recorder"] if resume else RunRecorder(configs)
     done = resume["loop"].step * len(configs) if resume else 0
-    with _stop_on_signals(enabled=path is not None) as received:
+    with stop_on_signals(enabled=path is not None) as received:
         for event in train(
             configs,
             checkpoint_every=population.checkpoint_every if path else 0,
@@ -102,30 +101,3 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     if path is not None:
         path.unlink(missing_ok=True)
     return {name: recorder.member_files(i) for i, (name, _) in enumerate(population.members)}
-
-
-@contextmanager
-def _stop_on_signals(enabled: bool):
-    """While training, SIGINT and SIGTERM append their number to the yielded list instead of ending the process at
-    once, so that the training loop stops at a step boundary with a checkpoint. A second Ctrl-C raises
-    KeyboardInterrupt at once. Only in a main thread (where Python delivers signals), and not for a signal the
-    process ignores (e.g. SIGINT in a background job)."""
-    received: list[int] = []
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-
-    def handler(signum, frame):
-        if received and signum == signal.SIGINT and received[0] == signal.SIGINT:
-            raise KeyboardInterrupt
-        received.append(signum)
-
-    previous = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        if signal.getsignal(signum) is not signal.SIG_IGN:
-            previous[signum] = signal.signal(signum, handler)
-    try:
-        yield received
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
