@@ -588,6 +588,41 @@ struct HeadTapeIn {
   }
 };
 
+// The feature blocks' part of a tape: each block's input, normed pre-activation and 1/σ, for P members. The
+// forward pass allocates it; ``pointers`` gives the raw pointers of a forward pass (writing) or, from a returned
+// tape whose blocks start at entry ``first``, of a backward pass (reading).
+struct FeatureTape {
+  std::vector<at::Tensor> inputs, normed, inv_std;
+  FeatureTape(const std::vector<int64_t>& dims, int64_t P, const at::TensorOptions& opts) {
+    for (size_t i = 0; i + 1 < dims.size(); ++i) {
+      inputs.push_back(at::empty({P, dims[i]}, opts));
+      normed.push_back(at::empty({P, dims[i + 1]}, opts));
+      inv_std.push_back(at::empty({P}, opts));
+    }
+  }
+  FeatureTape(const std::vector<at::Tensor>& tape, size_t first, size_t blocks) {
+    for (size_t i = 0; i < blocks; ++i) {
+      inputs.push_back(tape[first + i]);
+      normed.push_back(tape[first + blocks + i]);
+      inv_std.push_back(tape[first + 2 * blocks + i]);
+    }
+  }
+  template <typename P>
+  void pointers(std::vector<P*>& in, std::vector<P*>& nd, std::vector<P*>& is) const {
+    using T = std::remove_const_t<P>;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      in.push_back(inputs[i].data_ptr<T>());
+      nd.push_back(normed[i].data_ptr<T>());
+      is.push_back(inv_std[i].data_ptr<T>());
+    }
+  }
+  // the tape a forward pass returns: [first..., block inputs..., block normed..., block 1/σ..., head...]
+  std::vector<at::Tensor> returned(std::vector<at::Tensor> first, const std::vector<at::Tensor>& head) const {
+    for (auto* group : {&inputs, &normed, &inv_std, &head}) first.insert(first.end(), group->begin(), group->end());
+    return first;
+  }
+};
+
 void check(const at::Tensor& t, const at::Tensor& like, const char* name) {
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
   TORCH_CHECK(t.scalar_type() == like.scalar_type(), name, " has the wrong dtype");
@@ -765,20 +800,11 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
   auto opts = params.options();
   at::Tensor out = at::empty({P, A}, opts), new_hidden = at::empty({P, n, 2}, opts);
   at::Tensor y = at::empty({P, 2 * n}, opts), x = at::empty({P, L.d()}, opts);
-  std::vector<at::Tensor> inputs, normed, inv_std;
-  for (int64_t i = 0; i < L.blocks(); ++i) {
-    inputs.push_back(at::empty({P, dims[i]}, opts));
-    normed.push_back(at::empty({P, dims[i + 1]}, opts));
-    inv_std.push_back(at::empty({P}, opts));
-  }
+  FeatureTape blocks(dims, P, opts);
   std::vector<at::Tensor> head = head_tape_tensors(L.head, P, opts);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_forward", [&] {
     std::vector<scalar_t*> in_p, nd_p, is_p;
-    for (int64_t i = 0; i < L.blocks(); ++i) {
-      in_p.push_back(inputs[i].data_ptr<scalar_t>());
-      nd_p.push_back(normed[i].data_ptr<scalar_t>());
-      is_p.push_back(inv_std[i].data_ptr<scalar_t>());
-    }
+    blocks.pointers(in_p, nd_p, is_p);
     HeadTape<scalar_t> head_tape = head_tape_of<scalar_t>(head);
     Taylor<scalar_t> correction;
     if (!taylor.empty()) {
@@ -791,9 +817,7 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
                            y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), in_p, nd_p, is_p, head_tape, activation,
                            nonlinear, advance, truncate, correction);
   });
-  std::vector<at::Tensor> result = {out, new_hidden, y, x};
-  for (auto* group : {&inputs, &normed, &inv_std, &head}) result.insert(result.end(), group->begin(), group->end());
-  return result;
+  return blocks.returned({out, new_hidden, y, x}, head);
 }
 
 void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A, int64_t head_width,
@@ -811,11 +835,7 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
   if (update) update->check_against(params);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
-    for (int64_t i = 0; i < B; ++i) {
-      in_p.push_back(tape[4 + i].data_ptr<scalar_t>());
-      nd_p.push_back(tape[4 + B + i].data_ptr<scalar_t>());
-      is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
-    }
+    FeatureTape(tape, 4, B).pointers(in_p, nd_p, is_p);
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
     Taylor<const scalar_t> correction;
     if (!taylor.empty()) {
@@ -991,29 +1011,18 @@ std::vector<at::Tensor> cell_forward(at::Tensor params, std::vector<int64_t> dim
   auto opts = params.options();
   at::Tensor out = at::empty({P, A}, opts), new_hidden = at::empty({P, L.H}, opts);
   at::Tensor gates = at::empty({P, 4 * L.H}, opts), x = at::empty({P, L.d()}, opts);
-  std::vector<at::Tensor> inputs, normed, inv_std;
-  for (size_t i = 0; i + 1 < dims.size(); ++i) {
-    inputs.push_back(at::empty({P, dims[i]}, opts));
-    normed.push_back(at::empty({P, dims[i + 1]}, opts));
-    inv_std.push_back(at::empty({P}, opts));
-  }
+  FeatureTape blocks(dims, P, opts);
   std::vector<at::Tensor> head = head_tape_tensors(L.head, P, opts);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_forward", [&] {
     std::vector<scalar_t*> in_p, nd_p, is_p;
-    for (size_t i = 0; i < inputs.size(); ++i) {
-      in_p.push_back(inputs[i].data_ptr<scalar_t>());
-      nd_p.push_back(normed[i].data_ptr<scalar_t>());
-      is_p.push_back(inv_std[i].data_ptr<scalar_t>());
-    }
+    blocks.pointers(in_p, nd_p, is_p);
     HeadTape<scalar_t> head_tape = head_tape_of<scalar_t>(head);
     cell_forward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), obs.data_ptr<scalar_t>(),
                                 hidden.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
                                 new_hidden.data_ptr<scalar_t>(), gates.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(),
                                 in_p, nd_p, is_p, head_tape, activation);
   });
-  std::vector<at::Tensor> result = {out, new_hidden, gates, x};
-  for (auto* group : {&inputs, &normed, &inv_std, &head}) result.insert(result.end(), group->begin(), group->end());
-  return result;
+  return blocks.returned({out, new_hidden, gates, x}, head);
 }
 
 void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H, int64_t A,
@@ -1030,11 +1039,7 @@ void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, i
   if (update) update->check_against(params);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
-    for (int64_t i = 0; i < B; ++i) {
-      in_p.push_back(tape[4 + i].data_ptr<scalar_t>());
-      nd_p.push_back(tape[4 + B + i].data_ptr<scalar_t>());
-      is_p.push_back(tape[4 + 2 * B + i].data_ptr<scalar_t>());
-    }
+    FeatureTape(tape, 4, B).pointers(in_p, nd_p, is_p);
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
     backward_members<scalar_t>(P, update, params, grad, [&](int64_t p0, int64_t p1) {
       cell_backward_impl<scalar_t>(L, p0, p1, params.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
