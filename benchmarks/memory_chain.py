@@ -5,12 +5,14 @@ L = 2 ... 128; the paper trains 500k steps per run. Metric: greedy success rate 
 after training, and the fraction of seeds solved (greedy evaluation return > 0.5, the paper's criterion applied to
 a greedy evaluation rather than to its training return).
 
-Each method trains all its chain lengths x seeds as ONE population (members differ only in seed and
-chain length), and methods run in parallel processes. Every member writes its own results folder
+Each method trains its chain lengths x seeds as populations (members differ only in seed and chain length): as many
+as there are workers, member i in population i mod workers, so that a slow method (the GRU) is shared out
+rather than left to one process at the end; the populations run in parallel processes, the costliest first.
+Every member writes its own results folder
 (``OUT/<method>/L<length>/seed_<seed>/``). When the command is run again, finished members are skipped (a member's
 numbers equal its solo run's, so the others train the same without them: a longer ``--lengths`` list adds only
 the new chains), and an unfinished population continues from its last checkpoint (``--checkpoint-every``,
-``OUT/<method>/checkpoint.pt``).
+``OUT/<method>/checkpoint-<digest of its members>.pt``; run it again with the same ``--workers``).
 Then a table (``OUT/table.md``) and a plot of greedy-evaluation success rate vs chain length.
 
     python benchmarks/memory_chain.py --steps 100000 --seeds 5 --out runs/memory_chain \
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import multiprocessing
 import sys
@@ -41,17 +44,37 @@ def member_dir(out: Path, method: str, config: TrainConfig) -> Path:
     return out / method / f"L{config.chain_length}" / f"seed_{config.seed}"
 
 
+# what an agent-step of each method costs relative to the RTU's at the paper's size (README, Performance): only the
+# order in which populations start, costliest first, so that the last to finish is a short one
+RELATIVE_COST = {"gru-tbptt": 2.0, "ffn-tbptt": 0.1}
+
+
+def checkpoint_path(out: Path, method: str, members: list[TrainConfig]) -> Path:
+    """``OUT/<method>/checkpoint-<digest>.pt``, named by the population's members (seeds and chain lengths)."""
+    names = "\n".join(f"L{m.chain_length}/seed_{m.seed}" for m in members)
+    return out / method / f"checkpoint-{hashlib.sha1(names.encode()).hexdigest()[:12]}.pt"
+
+
+def populations(method: str, members: list[TrainConfig], out: Path, workers: int) -> list[list[TrainConfig]]:
+    """The method's members dealt into ``workers`` populations (member i into population i mod workers), each
+    without its finished members; empty populations left out. Dealt from the whole list, so that a re-run forms
+    the same populations and finds their checkpoints."""
+    dealt = [members[i::workers] for i in range(workers)]
+    return [pending for part in dealt if (pending := [m for m in part if not finished(out, method, m)])]
+
+
 def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
-    """Train one method's population; with ``checkpoint_every`` keep ``OUT/<method>/checkpoint.pt`` and continue
-    from it when the same population is started again (the numbers equal an uninterrupted run's)."""
+    """Train one population of a method; with ``checkpoint_every`` keep its checkpoint (``checkpoint_path``) and
+    continue from it when the same population is started again (the numbers equal an uninterrupted run's)."""
     method, members, out, checkpoint_every = job
     out = Path(out)
-    path = out / method / "checkpoint.pt"
+    path = checkpoint_path(out, method, members)
+    label = f"{method}, {len(members)} runs"
     resume = checkpoint_of(path, members) if checkpoint_every else None
     if resume:
-        print(f"[{method}] resuming from step {resume['loop'].step} ({path})", flush=True)
+        print(f"[{label}] resuming from step {resume['loop'].step} ({path})", flush=True)
     elif checkpoint_every and path.exists():
-        print(f"[{method}] {path} holds another population: starting afresh", flush=True)
+        print(f"[{label}] {path} holds another population: starting afresh", flush=True)
     recorder, started = (resume["recorder"] if resume else RunRecorder(members)), time.time()
     last = resume["loop"].step / members[0].steps if resume else 0.0
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,7 +85,7 @@ def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
         if isinstance(event, Progress) and event.step / event.total_steps >= last + 0.1:
             last = event.step / event.total_steps
             print(
-                f"[{method}] {event.step}/{event.total_steps} steps, "
+                f"[{label}] {event.step}/{event.total_steps} steps, "
                 f"{event.steps_per_second * event.population:.0f} agent-steps/s",
                 flush=True,
             )
@@ -70,7 +93,7 @@ def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
         recorder.write_member(i, member_dir(out, method, member))
     if recorder.status == "completed":
         path.unlink(missing_ok=True)
-    return f"[{method}] done in {time.time() - started:.0f} s ({recorder.status})"
+    return f"[{label}] done in {time.time() - started:.0f} s ({recorder.status})"
 
 
 def finished(out: Path, method: str, member: TrainConfig) -> bool:
@@ -193,11 +216,12 @@ def main() -> int:
             rtu_r_min=args.rtu_r_min,
         )
         members = [dataclasses.replace(base, chain_length=L, seed=s) for L in args.lengths for s in seeds]
-        pending = [m for m in members if not finished(args.out, method, m)]
-        if len(pending) < len(members):
-            print(f"[{method}] {len(members) - len(pending)} of {len(members)} runs already finished, skipped")
-        if pending:
-            jobs.append((method, pending, str(args.out), args.checkpoint_every))
+        parts = populations(method, members, args.out, args.workers)
+        pending = sum(len(part) for part in parts)
+        if pending < len(members):
+            print(f"[{method}] {len(members) - pending} of {len(members)} runs already finished, skipped")
+        jobs += [(method, part, str(args.out), args.checkpoint_every) for part in parts]
+    jobs.sort(key=lambda job: -len(job[1]) * RELATIVE_COST.get(job[0], 1.0))
     with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
         for message in pool.imap_unordered(run_method, jobs):
             print(message, flush=True)
