@@ -133,8 +133,8 @@ class NativeNetwork(_NativeRunner):
     ``flat`` must be the buffer whose leading columns are the network's parameters (``flatten_parameters``); the
     row may continue with other parameters of the same optimiser (a Gaussian log-std)."""
 
-    TRANSIENT = ("module", "_pairs_key", "_pairs_views")
-    _pairs_key = None  # the sensitivity buffers the cached real views are of (none after unpickling)
+    TRANSIENT = ("module", "_pairs_of", "_pairs_views")
+    _pairs_of: tuple[Tensor, ...] = ()  # the sensitivity tensors the cached real views are of (none after unpickling)
     taylor = False  # a checkpoint written before the native Taylor correction has none
 
     @property
@@ -205,6 +205,7 @@ class NativeNetwork(_NativeRunner):
         ``module.qrc_update``) each member's row of ``flat`` is updated from its gradient row as soon as that row is
         computed, while it is in cache."""
         tape, hidden_prev = tape
+        pairs = self._pairs(memory)
         self.module.network_backward(
             self.flat,
             *self.shape,
@@ -212,24 +213,24 @@ class NativeNetwork(_NativeRunner):
             grad_out.contiguous(),
             tape,
             hidden_prev,
-            *self._pairs(memory)[:4],
+            *pairs[:4],
             self.activation,
             self.nonlinear,
             next_step,
             self.truncate,
             update,
-            list(self._pairs(memory)[4:]),
+            list(pairs[4:]),
         )
 
     def _pairs(self, memory) -> tuple[Tensor, ...]:
-        """The sensitivities (then, with the Taylor correction, the corrections C) as real (re, im) views,
-        remembered while the memory keeps the same buffers (the views keep those buffers alive, so no new tensor can
-        reuse their addresses)."""
+        """The sensitivities (then, with the Taylor correction, the corrections C) as real (re, im) views, remembered
+        while the memory holds the same tensors (advanced in place, they stay the same objects from step to step;
+        holding them here keeps their ids from being reused)."""
         if self.truncate:
             return self._scratch
-        key = tuple(s.data_ptr() for s in memory[1:])
-        if key != self._pairs_key:
-            self._pairs_key, self._pairs_views = key, tuple(torch.view_as_real(s) for s in memory[1:])
+        tensors = memory[1:]
+        if len(tensors) != len(self._pairs_of) or any(a is not b for a, b in zip(tensors, self._pairs_of)):
+            self._pairs_of, self._pairs_views = tuple(tensors), tuple(torch.view_as_real(s) for s in tensors)
         return self._pairs_views
 
 
