@@ -6,7 +6,7 @@
 # and Taylor-corrected RTRL; 500k steps x 5 seeds), then the two long-chain diagnostics of docs/method.md §8 at the
 # full budget (RTU-RTRL, L = 64 and 128: initial r near 1; discount 0.999), one population each, side by side. Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
 # population saves its step first) and run it again: finished runs are skipped and the others continue.
-# On this project's 2-core machine, about 18 h from scratch (README: "What the full budgets cost here", Performance).
+# On this project's 2-core machine, about 20 h from scratch (README: "What the full budgets cost here", Performance).
 #
 #     bash benchmarks/reproduce.sh            # with the project's .venv (make lab or make test creates it)
 set -euo pipefail
