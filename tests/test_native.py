@@ -239,6 +239,13 @@ def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
             assert torch.allclose(s, t.to(s.dtype), rtol=1e-9, atol=1e-11), name  # (the FFN: empty)
     if agent == "qrc":
         assert torch.allclose(fast.q_trace_flat, eager.q_trace_flat, rtol=1e-9, atol=1e-11)
+    for _ in range(3):  # evaluation: the native engine advances the recurrence alone, to the same states and actions
+        obs = torch.randn(P, OBS, dtype=torch.float64)
+        actions = fast.act(obs, greedy=True, learn=False).action, eager.act(obs, greedy=True, learn=False).action
+        assert torch.equal(*actions) if discrete else torch.allclose(*actions, rtol=1e-10)
+        name = "q" if agent == "qrc" else "actor"
+        hidden = [MemoryNetwork.hidden_state(a.memories[name]) for a in (fast, eager)]
+        assert torch.allclose(hidden[0], hidden[1].to(hidden[0].dtype), rtol=1e-9, atol=1e-11)
 
 
 def test_native_population_members_equal_their_solo_runs_bit_for_bit():
