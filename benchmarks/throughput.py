@@ -4,7 +4,8 @@
    must read and write each network's parameters, eligibility traces and RTRL sensitivities.
 2. One agent at the paper's size (RTU 192 units, feature width 128, MemoryChain L = 16), QRC(λ) and Stream AC(λ):
    the native step (the default), the eager step, and for Stream AC the ``--compile`` step, vs the reference a user
-   would write: a plain eager-autograd Stream AC(λ) with a feed-forward network of width 128 (below, ~60 lines).
+   would write: a plain eager-autograd Stream AC(λ) with a feed-forward network of width 128 (below, ~60 lines);
+   and the native agent's act + learn alone, without the training loop around it (where a single agent's time goes).
 3. Populations of 32 (agent-steps/s of one process), native and eager, each as a fraction of the bound; the same
    for the GRU and FFN TBPTT(1) baselines; and the wall time the paper's MemoryChain figure (7 lengths x 5 seeds x
    500k steps per method) would take on 2 processes.
@@ -143,6 +144,24 @@ def agent_steps_per_second(cfg: TrainConfig) -> float:
     return (last[0] - first[0]) * cfg.population / (last[1] - first[1])
 
 
+def agent_alone_steps_per_second(cfg: TrainConfig) -> float:
+    """Steps/s of the agent's own ``act`` + ``learn`` (native step included), with nothing around them: one
+    observation from the environment's reset, reward 0, an episode end every CHAIN + 1 steps (the memory resets, as
+    on MemoryChain). What ``train`` adds to this (environment, normalisers, conversions, events) is the loop's part
+    of a step. Timed after the first tenth of the steps."""
+    run = Run(cfg)
+    agent, P = run.agent, cfg.population
+    obs = run.observe(run.envs.reset())
+    reward, no = torch.zeros(P), torch.zeros(P, dtype=torch.bool)
+    started = 0.0
+    for t in range(cfg.steps):
+        if t == cfg.steps // 10:
+            started = time.perf_counter()
+        done = no if (t + 1) % (CHAIN + 1) else ~no
+        agent.learn(agent.act(obs), reward, obs, done, done)
+    return (cfg.steps - cfg.steps // 10) * P / (time.perf_counter() - started)
+
+
 def rtu_parameters(n: int, width: int) -> int:
     return 2 * n + 2 * n * width  # ν_log, θ_log, B_real, B_imag
 
@@ -218,6 +237,12 @@ def main() -> None:
                 f"   {agent:9s} {name:8s} {rate:7.0f} steps/s = {rate / reference:5.2f}x reference "
                 f"({100 * rate / bound:3.0f}% of the bound){'   target >= 3x' if name == 'native' else ''}"
             )
+        alone = max(agent_alone_steps_per_second(paper_config(agent, steps)) for _ in range(2))
+        loop = 1 - single[agent, "native"] / alone  # share of a train() step spent outside act + learn
+        print(
+            f"   {agent:9s} native, the agent's act + learn alone: {alone:7.0f} steps/s = {alone / reference:5.2f}x "
+            f"reference; the loop around it (environment, normalisers, events) takes {100 * loop:.0f}% of a step"
+        )
 
     print("\n3. populations of 32 (agent-steps/s of one process)")
     population = {}
