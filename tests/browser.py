@@ -17,6 +17,8 @@ from typing import Iterator
 from urllib.parse import urlparse
 
 CHROMIUM = "/usr/bin/chromium"
+# a page load on a loaded 2-core machine (the server and Chromium share it with training) can pass 30 s
+LOAD_TIMEOUT_MS = 90_000
 FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -128,8 +130,8 @@ def chromium_page(url: str, width: int = 1500, height: int = 1400):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": width, "height": height})
-            page.goto(url)
-            page.get_by_role("button", name="Start", exact=True).wait_for(timeout=90_000)
+            page.goto(url, timeout=LOAD_TIMEOUT_MS)
+            page.get_by_role("button", name="Start", exact=True).wait_for(timeout=LOAD_TIMEOUT_MS)
             yield page
         finally:
             browser.close()

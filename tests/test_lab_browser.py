@@ -15,6 +15,7 @@ import pytest
 from tests.browser import (
     CHROMIUM,
     FLAGS,
+    LOAD_TIMEOUT_MS,
     PLOT_ROWS,
     PLOT_WIDTHS,
     ROOT,
@@ -112,7 +113,7 @@ def test_closing_the_page_ends_its_training_within_five_seconds(server):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         page = browser.new_page(viewport={"width": 1500, "height": 1400})
-        page.goto(server)
+        page.goto(server, timeout=LOAD_TIMEOUT_MS)
         page.get_by_role("button", name="Start", exact=True).click(timeout=90_000)
         wait_until(lambda: status_step(page) > 100)
         assert training_processes(), "no training process found"
@@ -171,7 +172,7 @@ def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_pa
         try:
             page = browser.new_page(viewport={"width": 1024, "height": 768})
             hosts = record_hosts(page)
-            page.goto(server)
+            page.goto(server, timeout=LOAD_TIMEOUT_MS)
             start = page.get_by_role("button", name="Start", exact=True)
             start.wait_for(timeout=90_000)
             box = start.bounding_box()

@@ -12,7 +12,16 @@ import time
 
 import pytest
 
-from tests.browser import CHROMIUM, FLAGS, ROOT, end_process, free_port, record_hosts, wait_for_port
+from tests.browser import (
+    CHROMIUM,
+    FLAGS,
+    LOAD_TIMEOUT_MS,
+    ROOT,
+    end_process,
+    free_port,
+    record_hosts,
+    wait_for_port,
+)
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
@@ -80,7 +89,7 @@ def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             hosts = record_hosts(page)  # offline: every request goes to the local server
-            page.goto(jupyterlab)
+            page.goto(jupyterlab, timeout=LOAD_TIMEOUT_MS)
             cells = page.locator(".jp-Notebook .jp-Cell")
             cells.first.wait_for(timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
