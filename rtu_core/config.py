@@ -119,7 +119,7 @@ class TrainConfig:
     engine: str = field(
         **_help(
             "auto: the native (compiled C++) step wherever it applies (Stream AC with ObGD or QRC, "
-            "CPU, no Taylor correction or compile), else eager; native: require it; eager: never",
+            "CPU, no compile; the Taylor correction with the linear RTU), else eager; native: require it; eager: never",
             "auto",
         )
     )
