@@ -41,6 +41,20 @@ SLOW = pytest.mark.slow  # environments that take seconds to import: the full ti
         ),
         pytest.param(
             TrainConfig(
+                agent="qrc",
+                env="kmemory_chain",
+                chain_length=2,
+                steps=400,
+                hidden_size=6,
+                width=5,
+                eval_episodes=2,
+                population=2,
+                taylor_sensitivity=True,
+            ),
+            id="qrc-taylor-native-population",  # the correction and each member's previous parameters are saved
+        ),
+        pytest.param(
+            TrainConfig(
                 cell="gru", chain_length=3, steps=300, hidden_size=6, width=5, eval_episodes=3, staleness_every=0
             ),
             id="gru",
