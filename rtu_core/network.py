@@ -62,7 +62,6 @@ class MemoryNetwork(nn.Module):
             raise ValueError(f"mode 'rtrl' needs the rtu cell; {cell} is trained with mode 'tbptt'")
         if taylor and mode != "rtrl":
             raise ValueError("the Taylor correction applies to RTRL sensitivities (mode 'rtrl')")
-        self.cell_name = cell
         self.mode = mode
         self.population = population
         self.taylor = taylor
