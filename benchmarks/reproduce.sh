@@ -5,7 +5,9 @@
 # 500k steps x 5 seeds, QRC) and the RTRL staleness study on KMemoryChain (k = 4, 8, 16; QRC and Stream AC, plain
 # and Taylor-corrected RTRL; 500k steps x 5 seeds), then the two long-chain diagnostics of docs/method.md §8 at the
 # full budget (RTU-RTRL, L = 64 and 128: initial r near 1; discount 0.999), one population each, side by side. Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
-# population saves its step first) and run it again: finished runs are skipped and the others continue.
+# population saves its step first) and run it again: finished runs are skipped and the others continue. The
+# populations of 10-18 members checkpoint every 10-20k steps (a few minutes of work each; a checkpoint takes about a
+# second), so a sitting that ends without a signal loses little.
 # On this project's 2-core machine, about 20 h from scratch (README: "What the full budgets cost here", Performance).
 #
 #     bash benchmarks/reproduce.sh            # with the project's .venv (make lab or make test creates it)
@@ -23,16 +25,16 @@ $PY benchmarks/masked_mujoco.py --steps 500000 --seeds 3 --robots Hopper Walker2
     --out runs/mujoco_500k --plot assets/mujoco_500k.png
 
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 \
-    --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 50000 --workers 2 \
+    --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 10000 --workers 2 \
     --out runs/memory_chain_500k --plot assets/memory_chain_full.png
 
-$PY benchmarks/staleness.py --steps 500000 --seeds 5 --k 4 8 16 --measure-every 997 --checkpoint-every 50000 \
+$PY benchmarks/staleness.py --steps 500000 --seeds 5 --k 4 8 16 --measure-every 997 --checkpoint-every 20000 \
     --workers 2 --out runs/staleness_500k --plot assets/staleness_500k.png
 
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 64 128 --methods rtu-rtrl --rtu-r-min 0.99 \
-    --checkpoint-every 50000 --workers 1 --out runs/memory_chain_500k_r099 &
+    --checkpoint-every 10000 --workers 1 --out runs/memory_chain_500k_r099 &
 near_one=$!
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 64 128 --methods rtu-rtrl --gamma 0.999 \
-    --checkpoint-every 50000 --workers 1 --out runs/memory_chain_500k_g0999 &
+    --checkpoint-every 10000 --workers 1 --out runs/memory_chain_500k_g0999 &
 long_discount=$!
 wait "$near_one" && wait "$long_discount"
