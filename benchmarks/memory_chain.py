@@ -12,7 +12,8 @@ Every member writes its own results folder
 (``OUT/<method>/L<length>/seed_<seed>/``). When the command is run again, finished members are skipped (a member's
 numbers equal its solo run's, so the others train the same without them: a longer ``--lengths`` list adds only
 the new chains), and an unfinished population continues from its last checkpoint (``--checkpoint-every``,
-``OUT/<method>/checkpoint-<digest of its members>.pt``; run it again with the same ``--workers``).
+``OUT/<method>/checkpoints/``; run it again with the same ``--workers``). The populations train on the sweeps'
+backend (``rtu_core.sweep``): Ctrl-C or SIGTERM makes each save its checkpoint at its next step, then stop.
 Then a table (``OUT/table.md``) and a plot of greedy-evaluation success rate vs chain length.
 
     python benchmarks/memory_chain.py --steps 100000 --seeds 5 --out runs/memory_chain \
@@ -23,36 +24,34 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
-import multiprocessing
+import signal
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from rtu_core import Progress, TrainConfig, train
+from rtu_core import TrainConfig
 from rtu_core.config import METHOD_LABELS as LABELS
 from rtu_core.config import METHODS
-from rtu_core.events import Checkpoint
-from rtu_core.results import RunRecorder, write_atomic
-from rtu_core.training import checkpoint_of
+from rtu_core.results import write_atomic
+from rtu_core.sweep import LocalBackend
+from rtu_core.sweep.packing import Population, checkpoint_path
+
+
+def run_name(method: str, config: TrainConfig) -> str:
+    """A member's results folder under OUT: ``<method>/L<length>/seed_<seed>``."""
+    return f"{method}/L{config.chain_length}/seed_{config.seed}"
 
 
 def member_dir(out: Path, method: str, config: TrainConfig) -> Path:
-    return out / method / f"L{config.chain_length}" / f"seed_{config.seed}"
+    return out / run_name(method, config)
 
 
 # what an agent-step of each method costs relative to the RTU's at the paper's size (README, Performance): only the
 # order in which populations start, costliest first, so that the last to finish is a short one
 RELATIVE_COST = {"gru-tbptt": 2.0, "ffn-tbptt": 0.1}
-
-
-def checkpoint_path(out: Path, method: str, members: list[TrainConfig]) -> Path:
-    """``OUT/<method>/checkpoint-<digest>.pt``, named by the population's members (seeds and chain lengths)."""
-    names = "\n".join(f"L{m.chain_length}/seed_{m.seed}" for m in members)
-    return out / method / f"checkpoint-{hashlib.sha1(names.encode()).hexdigest()[:12]}.pt"
 
 
 def populations(method: str, members: list[TrainConfig], out: Path, workers: int) -> list[list[TrainConfig]]:
@@ -63,37 +62,22 @@ def populations(method: str, members: list[TrainConfig], out: Path, workers: int
     return [pending for part in dealt if (pending := [m for m in part if not finished(out, method, m)])]
 
 
-def run_method(job: tuple[str, list[TrainConfig], str, int]) -> str:
-    """Train one population of a method; with ``checkpoint_every`` keep its checkpoint (``checkpoint_path``) and
-    continue from it when the same population is started again (the numbers equal an uninterrupted run's)."""
-    method, members, out, checkpoint_every = job
-    out = Path(out)
-    path = checkpoint_path(out, method, members)
-    label = f"{method}, {len(members)} runs"
-    resume = checkpoint_of(path, members) if checkpoint_every else None
-    if resume:
-        print(f"[{label}] resuming from step {resume['loop'].step} ({path})", flush=True)
-    elif checkpoint_every and path.exists():
-        print(f"[{label}] {path} holds another population: starting afresh", flush=True)
-    recorder, started = (resume["recorder"] if resume else RunRecorder(members)), time.time()
-    last = resume["loop"].step / members[0].steps if resume else 0.0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for event in train(members, checkpoint_every=checkpoint_every, resume=resume):
-        recorder.record(event)
-        if isinstance(event, Checkpoint):
-            event.save(path, recorder=recorder)
-        if isinstance(event, Progress) and event.step / event.total_steps >= last + 0.1:
-            last = event.step / event.total_steps
-            print(
-                f"[{label}] {event.step}/{event.total_steps} steps, "
-                f"{event.steps_per_second * event.population:.0f} agent-steps/s",
-                flush=True,
-            )
-    for i, member in enumerate(members):
-        recorder.write_member(i, member_dir(out, method, member))
-    if recorder.status == "completed":
-        path.unlink(missing_ok=True)
-    return f"[{label}] done in {time.time() - started:.0f} s ({recorder.status})"
+def population(method: str, members: list[TrainConfig], out: Path, checkpoint_every: int) -> Population:
+    """One population of the sweep backend, its checkpoint in ``OUT/<method>/checkpoints/`` named by its members."""
+    named = [(run_name(method, m), m) for m in members]
+    folder = out / method / "checkpoints"
+    return Population(named, checkpoint_path(folder, named) if checkpoint_every else None, checkpoint_every)
+
+
+def interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def write_results(out: Path, files: dict[str, dict[str, str]]) -> None:
+    """Each finished member's files into its folder, summary.json last (a folder with a summary is complete)."""
+    for name, run_files in files.items():
+        for file_name in sorted(run_files, key=lambda file_name: file_name == "summary.json"):
+            write_atomic(out / name / file_name, run_files[file_name])
 
 
 def finished(out: Path, method: str, member: TrainConfig) -> bool:
@@ -220,11 +204,32 @@ def main() -> int:
         pending = sum(len(part) for part in parts)
         if pending < len(members):
             print(f"[{method}] {len(members) - pending} of {len(members)} runs already finished, skipped")
-        jobs += [(method, part, str(args.out), args.checkpoint_every) for part in parts]
-    jobs.sort(key=lambda job: -len(job[1]) * RELATIVE_COST.get(job[0], 1.0))
-    with multiprocessing.get_context("spawn").Pool(args.workers) as pool:
-        for message in pool.imap_unordered(run_method, jobs):
-            print(message, flush=True)
+        jobs += [population(method, part, args.out, args.checkpoint_every) for part in parts]
+    jobs.sort(key=lambda job: -len(job.members) * RELATIVE_COST.get(job.members[0][0].split("/")[0], 1.0))
+    total, done, shown, started = sum(len(job.members) for job in jobs) * args.steps, 0, 0.0, time.time()
+
+    def on_progress(agent_steps: int) -> None:
+        nonlocal done, shown
+        done += agent_steps
+        if done / total >= shown + 0.05 or done == total:
+            shown = done / total
+            rate = done / max(time.time() - started, 1e-9)
+            print(f"{done:,}/{total:,} agent-steps ({100 * shown:.0f}%), {rate:.0f} agent-steps/s", flush=True)
+
+    def on_result(files: dict) -> None:
+        write_results(args.out, files)
+        print(f"{len(files)} runs finished: {', '.join(sorted(files))}", flush=True)
+
+    # the sweep's backend: on Ctrl-C or SIGTERM (taken here as Ctrl-C) each population saves its checkpoint at its
+    # next step first
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        LocalBackend(args.workers).run(jobs, on_result, on_progress)
+    except KeyboardInterrupt:
+        print(f"interrupted; checkpoints kept in {args.out}: the same command continues", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     table = aggregate(args.out, args.methods, args.lengths, seeds)
     command = "python " + " ".join(sys.argv)
     print(write_table(args.out, table, args.methods, args.lengths, seeds, command))

@@ -2,8 +2,9 @@
 
 import dataclasses
 
-from benchmarks.memory_chain import finished, populations, run_method
+from benchmarks.memory_chain import finished, population, populations, write_results
 from rtu_core import TrainConfig
+from rtu_core.sweep import run_population
 
 
 def test_memory_chain_sweep_skips_finished_members_and_deals_the_rest(tmp_path):
@@ -11,7 +12,7 @@ def test_memory_chain_sweep_skips_finished_members_and_deals_the_rest(tmp_path):
     left by another setting is trained again, and the rest are dealt into one population per worker."""
     base = TrainConfig(agent="qrc", steps=60, hidden_size=4, width=4, eval_episodes=2)
     members = [dataclasses.replace(base, chain_length=L, seed=s) for L in (2, 3) for s in (0, 1)]
-    run_method(("rtu-rtrl", members[:2], str(tmp_path), 0))  # L = 2, both seeds
+    write_results(tmp_path, run_population(population("rtu-rtrl", members[:2], tmp_path, 0)))  # L = 2, both seeds
     assert [finished(tmp_path, "rtu-rtrl", m) for m in members] == [True, True, False, False]
     assert not finished(tmp_path, "rtu-rtrl", dataclasses.replace(members[0], steps=80))  # another budget
     assert not finished(tmp_path, "gru-tbptt", members[0])
