@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # The reproduction runs at the paper's settings behind the README's "Paper vs us" section, one after another:
-# POPGym (5 tasks x 1M steps x 3 seeds: Stream AC and QRC with RTU-RTRL and GRU-TBPTT(1), and PPO-RTU), masked
-# MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds), the whole MemoryChain figure (L = 2 ... 128,
-# 500k steps x 5 seeds, QRC) and the RTRL staleness study on KMemoryChain (k = 4, 8, 16; QRC and Stream AC, plain
-# and Taylor-corrected RTRL; 500k steps x 5 seeds), then the two long-chain diagnostics of docs/method.md §8 at the
-# full budget (RTU-RTRL, L = 64 and 128: initial r near 1; discount 0.999), one population each, side by side. Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each
-# population saves its step first) and run it again: finished runs are skipped and the others continue. The
-# populations of 10-18 members checkpoint every 10-20k steps (a few minutes of work each; a checkpoint takes about a
-# second), so a sitting that ends without a signal loses little.
+# - POPGym (5 tasks x 1M steps x 3 seeds: Stream AC and QRC with RTU-RTRL and GRU-TBPTT(1), and PPO-RTU);
+# - masked MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds);
+# - the whole MemoryChain figure (L = 2 ... 128, 500k steps x 5 seeds, QRC);
+# - the RTRL staleness study on KMemoryChain (k = 4, 8, 16; QRC and Stream AC, plain and Taylor-corrected RTRL;
+#   500k steps x 5 seeds);
+# - the two long-chain diagnostics of docs/method.md §8 at the full budget (RTU-RTRL, L = 64 and 128: initial r
+#   near 1; discount 0.999), one population each, side by side.
+# Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each population saves its step
+# first) and run it again: finished runs are skipped and the others continue. The populations of 10-18 members
+# checkpoint every 10-20k steps (a few minutes of work each; a checkpoint takes about a second), so a sitting that
+# ends without a signal loses little.
 # On this project's 2-core machine, about 20 h from scratch (README: "What the full budgets cost here", Performance).
 #
 #     bash benchmarks/reproduce.sh            # with the project's .venv (make lab or make test creates it)
