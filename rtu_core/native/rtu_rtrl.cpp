@@ -256,18 +256,19 @@ void head_backward(const HeadLayout& H, const T* row, T* g_row, const T* y, int6
                       da, true);
 }
 
-// One unit u of the linear RTU advanced with its Taylor correction (docs/method.md §3), in place: with Δ the
-// change of the member's RTU parameters since its previous advance (``rtu``: the row's ν_log column onwards,
-// ``previous``: their copy), the old S and C, the carry h = h_{t-1} and u = B x_t,
+// The Taylor correction C of one unit u of the linear RTU advanced in place (docs/method.md §3), before S itself
+// is: with Δ the change of the member's RTU parameters since its previous advance (``rtu``: the row's ν_log column
+// onwards, ``previous``: their copy), the old S and C, the carry h = h_{t-1} and u = B x_t,
 //     dλ = λ (-e^ν Δν + iθ Δθ_log),   dγ = γ' Δν,   d(dλ/dν) = -e^ν (Δν λ + dλ),   d(dλ/dθ_log) = iθ (Δθ_log λ + dλ),
 //     C^ν ← λ C^ν + dλ S^ν + d(dλ/dν) h + γ'' Δν u + γ' ΔB x,     γ'' = γ' (1 - 2e^ν - e^ν r² / (1 - r²)),
 //     C^θ ← λ C^θ + dλ S^θ + d(dλ/dθ_log) h,
-//     C^B_real[j] ← λ C^B_real[j] + dλ S^B_real[j] + dγ x_j,      C^B_imag = i C^B_real,
-// then S ← λ S + J as without the correction (the derivative of that step along (Δθ, C), at θ_t and S_{t-1}).
+//     C^B_real[j] ← λ C^B_real[j] + dλ S^B_real[j] + dγ x_j,      C^B_imag = i C^B_real
+// (the derivative of the step S ← λ S + J along (Δθ, C), at θ_t and S_{t-1}).
 template <typename T>
-void taylor_advance(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, const T* rtu, const T* previous,
-                    const T* x, T h1, T h2, T u1, T u2, T* sn, T* st, T* sbr, T* sbi, T* cn, T* ct, T* cbr, T* cbi) {
-  const T g = k.g[u], phi = k.phi[u], gamma = k.gamma[u], e = k.e_nu[u], th = k.theta[u], gp = k.dgamma[u];
+void taylor_correct(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, const T* rtu, const T* previous,
+                    const T* x, T h1, T h2, T u1, T u2, const T* sn, const T* st, const T* sbr, T* cn, T* ct, T* cbr,
+                    T* cbi) {
+  const T g = k.g[u], phi = k.phi[u], e = k.e_nu[u], th = k.theta[u], gp = k.dgamma[u];
   const T d_nu = rtu[u] - previous[u], d_theta = rtu[n + u] - previous[n + u];
   const T* Br = rtu + 2 * n + u * d;
   const T* Bi = rtu + 2 * n + n * d + u * d;
@@ -286,23 +287,17 @@ void taylor_advance(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, c
   const T dt1 = -th * m2, dt2 = th * m1;                                // d(dλ/dθ_log)
   const T r2 = std::exp(-2 * e);
   const T dgp = gp * (1 - 2 * e - e * r2 / (1 - r2)) * d_nu, dgamma = gp * d_nu;
-  const T lh1 = g * h1 - phi * h2, lh2 = g * h2 + phi * h1;
   {
     const T a = sn[2 * u], b = sn[2 * u + 1], ca = cn[2 * u], cb = cn[2 * u + 1];
     cn[2 * u] = g * ca - phi * cb + dl1 * a - dl2 * b + dn1 * h1 - dn2 * h2 + dgp * u1 + gp * du1;
     cn[2 * u + 1] = g * cb + phi * ca + dl1 * b + dl2 * a + dn1 * h2 + dn2 * h1 + dgp * u2 + gp * du2;
-    sn[2 * u] = g * a - phi * b - e * lh1 + gp * u1;
-    sn[2 * u + 1] = g * b + phi * a - e * lh2 + gp * u2;
   }
   {
     const T a = st[2 * u], b = st[2 * u + 1], ca = ct[2 * u], cb = ct[2 * u + 1];
     ct[2 * u] = g * ca - phi * cb + dl1 * a - dl2 * b + dt1 * h1 - dt2 * h2;
     ct[2 * u + 1] = g * cb + phi * ca + dl1 * b + dl2 * a + dt1 * h2 + dt2 * h1;
-    st[2 * u] = g * a - phi * b - th * lh2;
-    st[2 * u + 1] = g * b + phi * a + th * lh1;
   }
-  T* r1 = sbr + 2 * u * d;
-  T* r2s = sbi + 2 * u * d;
+  const T* r1 = sbr + 2 * u * d;
   T* q1 = cbr + 2 * u * d;
   T* q2 = cbi + 2 * u * d;
   for (int64_t j = 0; j < d; ++j) {
@@ -312,11 +307,6 @@ void taylor_advance(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, c
     q1[2 * j + 1] = nb;
     q2[2 * j] = -nb;
     q2[2 * j + 1] = na;
-    const T sa = g * a - phi * b + gamma * x[j], sb = g * b + phi * a;
-    r1[2 * j] = sa;
-    r1[2 * j + 1] = sb;
-    r2s[2 * j] = -sb;
-    r2s[2 * j + 1] = sa;
   }
 }
 
@@ -366,11 +356,9 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* obs, con
       h_new[2 * u] = c1;
       h_new[2 * u + 1] = c2;
       if (!advance) continue;
-      if (correct) {
-        taylor_advance(k, u, n, d, row + L.nu, previous, x, h1, h2, u1, u2, sn, st, sbr, sbi,
-                       taylor.nu + p * 2 * n, taylor.theta + p * 2 * n, taylor.br + p * 2 * n * d,
-                       taylor.bi + p * 2 * n * d);
-        continue;
+      if (correct) {  // C from the old S, before S advances below
+        taylor_correct(k, u, n, d, row + L.nu, previous, x, h1, h2, u1, u2, sn, st, sbr, taylor.nu + p * 2 * n,
+                       taylor.theta + p * 2 * n, taylor.br + p * 2 * n * d, taylor.bi + p * 2 * n * d);
       }
       // S^p_t = D (λ S^p_{t-1} + J^p_t); TBPTT(1) (truncate): S_{t-1} = 0, so S_t = D J_t
       const T D1 = nonlinear ? 1 - c1 * c1 : (T)1, D2 = nonlinear ? 1 - c2 * c2 : (T)1;
@@ -649,6 +637,15 @@ void check_taylor(const std::vector<at::Tensor>& taylor, std::initializer_list<c
   }
 }
 
+// The Taylor correction's raw pointers (``P`` = T for a forward pass, const T for a backward pass); none without it.
+template <typename P>
+Taylor<P> taylor_of(const std::vector<at::Tensor>& taylor) {
+  using T = std::remove_const_t<P>;
+  if (taylor.empty()) return {};
+  return {taylor[0].data_ptr<T>(), taylor[1].data_ptr<T>(), taylor[2].data_ptr<T>(), taylor[3].data_ptr<T>(),
+          taylor.size() == 5 ? taylor[4].data_ptr<T>() : nullptr};
+}
+
 // ObGD for one member's row: e ← decay e + g; M = α κ max(|δ|, 1) ‖e‖₁; α' = α / M if M > 1 else α; θ ← θ + α' δ e.
 template <typename T>
 void obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kappa, bool reset) {
@@ -806,16 +803,11 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
     std::vector<scalar_t*> in_p, nd_p, is_p;
     blocks.pointers(in_p, nd_p, is_p);
     HeadTape<scalar_t> head_tape = head_tape_of<scalar_t>(head);
-    Taylor<scalar_t> correction;
-    if (!taylor.empty()) {
-      correction = {taylor[0].data_ptr<scalar_t>(), taylor[1].data_ptr<scalar_t>(), taylor[2].data_ptr<scalar_t>(),
-                    taylor[3].data_ptr<scalar_t>(), taylor[4].data_ptr<scalar_t>()};
-    }
     forward_impl<scalar_t>(L, P, params.data_ptr<scalar_t>(), obs.data_ptr<scalar_t>(), hidden.data_ptr<scalar_t>(),
                            s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(),
                            s_bi.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(), new_hidden.data_ptr<scalar_t>(),
                            y.data_ptr<scalar_t>(), x.data_ptr<scalar_t>(), in_p, nd_p, is_p, head_tape, activation,
-                           nonlinear, advance, truncate, correction);
+                           nonlinear, advance, truncate, taylor_of<scalar_t>(taylor));
   });
   return blocks.returned({out, new_hidden, y, x}, head);
 }
@@ -837,11 +829,7 @@ void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, i
     std::vector<const scalar_t*> in_p, nd_p, is_p;
     FeatureTape(tape, 4, B).pointers(in_p, nd_p, is_p);
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
-    Taylor<const scalar_t> correction;
-    if (!taylor.empty()) {
-      correction = {taylor[0].data_ptr<scalar_t>(), taylor[1].data_ptr<scalar_t>(), taylor[2].data_ptr<scalar_t>(),
-                    taylor[3].data_ptr<scalar_t>(), nullptr};
-    }
+    const Taylor<const scalar_t> correction = taylor_of<const scalar_t>(taylor);
     backward_members<scalar_t>(P, update, params, grad, [&](int64_t p0, int64_t p1) {
       auto run = [&](auto kind) {
         backward_impl<scalar_t, decltype(kind)::value>(
