@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import signal
 import sys
 import time
 from pathlib import Path
@@ -36,8 +35,10 @@ from rtu_core import TrainConfig
 from rtu_core.config import METHOD_LABELS as LABELS
 from rtu_core.config import METHODS
 from rtu_core.results import write_atomic
+from rtu_core.stops import sigterm_as_interrupt
 from rtu_core.sweep import LocalBackend
 from rtu_core.sweep.packing import Population, checkpoint_path
+from rtu_core.sweep.store import write_files
 
 
 def run_name(method: str, config: TrainConfig) -> str:
@@ -69,15 +70,10 @@ def population(method: str, members: list[TrainConfig], out: Path, checkpoint_ev
     return Population(named, checkpoint_path(folder, named) if checkpoint_every else None, checkpoint_every)
 
 
-def interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def write_results(out: Path, files: dict[str, dict[str, str]]) -> None:
-    """Each finished member's files into its folder, summary.json last (a folder with a summary is complete)."""
+    """Each finished member's files into its folder (``OUT/<run name>/``, summary.json last)."""
     for name, run_files in files.items():
-        for file_name in sorted(run_files, key=lambda file_name: file_name == "summary.json"):
-            write_atomic(out / name / file_name, run_files[file_name])
+        write_files(out / name, run_files)
 
 
 def finished(out: Path, method: str, member: TrainConfig) -> bool:
@@ -184,7 +180,7 @@ def main() -> int:
     parser.add_argument("--plot", type=Path, default=None)
     args = parser.parse_args()
     seeds = list(range(args.seeds))
-    jobs = []
+    parts = []  # (method, members) of each population
     for method in args.methods:
         cell, mode = METHODS[method]
         base = TrainConfig(
@@ -200,13 +196,14 @@ def main() -> int:
             rtu_r_min=args.rtu_r_min,
         )
         members = [dataclasses.replace(base, chain_length=L, seed=s) for L in args.lengths for s in seeds]
-        parts = populations(method, members, args.out, args.workers)
-        pending = sum(len(part) for part in parts)
-        if pending < len(members):
-            print(f"[{method}] {len(members) - pending} of {len(members)} runs already finished, skipped")
-        jobs += [population(method, part, args.out, args.checkpoint_every) for part in parts]
-    jobs.sort(key=lambda job: -len(job.members) * RELATIVE_COST.get(job.members[0][0].split("/")[0], 1.0))
-    total, done, shown, started = sum(len(job.members) for job in jobs) * args.steps, 0, 0.0, time.time()
+        pending = populations(method, members, args.out, args.workers)
+        skipped = len(members) - sum(len(part) for part in pending)
+        if skipped:
+            print(f"[{method}] {skipped} of {len(members)} runs already finished, skipped")
+        parts += [(method, part) for part in pending]
+    parts.sort(key=lambda part: -len(part[1]) * RELATIVE_COST.get(part[0], 1.0))
+    jobs = [population(method, part, args.out, args.checkpoint_every) for method, part in parts]
+    total, done, shown, started = sum(len(part) for _, part in parts) * args.steps, 0, 0.0, time.time()
 
     def on_progress(agent_steps: int) -> None:
         nonlocal done, shown
@@ -220,16 +217,12 @@ def main() -> int:
         write_results(args.out, files)
         print(f"{len(files)} runs finished: {', '.join(sorted(files))}", flush=True)
 
-    # the sweep's backend: on Ctrl-C or SIGTERM (taken here as Ctrl-C) each population saves its checkpoint at its
-    # next step first
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        LocalBackend(args.workers).run(jobs, on_result, on_progress)
+    try:  # the sweep's backend: on Ctrl-C or SIGTERM each population saves its checkpoint at its next step first
+        with sigterm_as_interrupt():
+            LocalBackend(args.workers).run(jobs, on_result, on_progress)
     except KeyboardInterrupt:
         print(f"interrupted; checkpoints kept in {args.out}: the same command continues", file=sys.stderr)
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     table = aggregate(args.out, args.methods, args.lengths, seeds)
     command = "python " + " ".join(sys.argv)
     print(write_table(args.out, table, args.methods, args.lengths, seeds, command))

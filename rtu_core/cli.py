@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import importlib.util
 import os
-import signal
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 from .config import ConfigError, TrainConfig, field_type
 from .events import Checkpoint, MemberEnd, Progress, RunEnd
 from .results import RunRecorder
-from .stops import stop_on_signals
+from .stops import sigterm_as_interrupt, stop_on_signals
 from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
 from .sweep import check_out_dir as check_sweep_dir
 from .training import load_checkpoint, train
@@ -192,10 +191,6 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
     return 1 if recorder.status == "diverged" else 0
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def grid_from_args(args: argparse.Namespace) -> Grid:
     base = given_config_values(args)
     if "population" in base:
@@ -223,17 +218,17 @@ def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
         finished.append(name)
         bar.set_postfix({"runs": f"{len(finished)}/{len(runs)}"}, refresh=False)
 
-    previous_term = signal.signal(signal.SIGTERM, _raise_interrupt)  # a scheduler's stop, as Ctrl-C
     try:
-        done, skipped = run_sweep(
-            args.out,
-            grid,
-            backend,
-            args.max_population,
-            on_progress=bar.update,
-            on_run=on_run,
-            checkpoint_every=args.checkpoint_every,
-        )
+        with sigterm_as_interrupt():  # a scheduler's stop, as Ctrl-C
+            done, skipped = run_sweep(
+                args.out,
+                grid,
+                backend,
+                args.max_population,
+                on_progress=bar.update,
+                on_run=on_run,
+                checkpoint_every=args.checkpoint_every,
+            )
     except KeyboardInterrupt:
         bar.close()
         print(
@@ -241,8 +236,6 @@ def run_sweep_command(args: argparse.Namespace, grid: Grid) -> int:
             file=sys.stderr,
         )
         return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous_term)
     bar.close()
     print((args.out / "summary.md").read_text(), end="")
     print(f"{args.out}: {done} runs done, {skipped} already finished (skipped)")

@@ -4,7 +4,8 @@ The headless commands (``python -m rtu_core train``, the sweep workers) train un
 (SIGINT) and SIGTERM (a scheduler's or ``kill``'s stop) are recorded instead of ending the process, and the
 training loop, asked through ``train(stop=...)`` after every step, ends the run there: a checkpoint is saved
 first when the run keeps one. A Ctrl-C after an earlier signal raises KeyboardInterrupt at once, for a user who
-will not wait for the step to end.
+will not wait for the step to end. A process that only waits for training processes (a sweep's) takes SIGTERM as
+Ctrl-C instead (``sigterm_as_interrupt``), so that it ends as a Ctrl-C ends it.
 """
 
 from __future__ import annotations
@@ -40,3 +41,18 @@ def stop_on_signals(enabled: bool = True) -> Iterator[list[int]]:
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While the block runs, SIGTERM (a scheduler's stop) raises KeyboardInterrupt, as Ctrl-C does; the previous
+    handler comes back when the block ends."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -10,7 +10,7 @@ import pytest
 import rtu_core.training as training
 from rtu_core import EpisodeEnd, EvaluationEnd, MemberEnd, RunEnd, TrainConfig, train
 from rtu_core.results import RunRecorder
-from rtu_core.stops import stop_on_signals
+from rtu_core.stops import sigterm_as_interrupt, stop_on_signals
 
 
 def test_time_limit_stops_with_status_timeout():
@@ -98,3 +98,12 @@ def test_signals_ask_for_a_stop_and_a_later_ctrl_c_stops_at_once():
         signal.signal(signal.SIGINT, before[0])
     with stop_on_signals(enabled=False) as received:
         assert received == [] and signal.getsignal(signal.SIGTERM) == before[1]
+
+
+def test_sigterm_as_interrupt_raises_keyboard_interrupt_and_restores_the_handler():
+    """A sweep's waiting process takes SIGTERM as Ctrl-C while it waits, and only then."""
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt):
+        with sigterm_as_interrupt():
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert signal.getsignal(signal.SIGTERM) == before

@@ -28,10 +28,15 @@ def finished(run_dir: Path) -> bool:
         return False
 
 
-def write_run(out: Path, name: str, files: dict[str, str]) -> None:
-    """A run's files, summary.json last: a run folder with a summary is complete."""
+def write_files(folder: Path, files: dict[str, str]) -> None:
+    """A run's files into ``folder``, summary.json last: a run folder with a summary is complete."""
     for file_name in sorted(files, key=lambda file_name: file_name == "summary.json"):
-        write_atomic(out / "runs" / name / file_name, files[file_name])
+        write_atomic(Path(folder) / file_name, files[file_name])
+
+
+def write_run(out: Path, name: str, files: dict[str, str]) -> None:
+    """A sweep run's files into ``OUT/runs/<name>/`` (``write_files``)."""
+    write_files(out / "runs" / name, files)
 
 
 def aggregate(out: Path, grid: Grid) -> list[dict]:
