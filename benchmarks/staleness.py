@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--k", nargs="+", type=int, default=[4, 8, 16], help="KMemoryChain memory lengths")
     parser.add_argument("--agents", nargs="+", default=["stream_ac", "qrc"], choices=list(AGENT_LABELS))
-    # prime, so that it does not keep landing on the same place in the episodes (8k steps long)
+    # prime, so that it does not keep landing on the same place in the episodes (8·k steps long)
     parser.add_argument("--measure-every", type=int, default=13)
     parser.add_argument("--checkpoint-every", type=int, default=50_000, help="steps between checkpoints (0: none)")
     parser.add_argument("--hidden-size", type=int, default=192)

@@ -22,6 +22,33 @@ def flat_grads(grads) -> torch.Tensor:
     return torch.cat([g.reshape(P, -1) for g in grads], dim=1)
 
 
+def step_and_compare(net, runner, memory, native_memory, state_tol, grad_tol):
+    """One step of the eager network and of its native twin from the same random o_t: out_t, the memory (h, S and,
+    with the Taylor correction, C; within ``state_tol`` = (rtol, atol)) and d(g · out_t)/dθ of every parameter by
+    autograd (within ``grad_tol``); then one step further without advancing (QRC's ∇Q(o', a*)): the output, the
+    unchanged memory and the gradient through the sensitivities one step further. Returns both memories."""
+    obs, next_obs = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
+    grad_out = torch.randn(P, OUT, dtype=torch.float64)
+    grad = torch.zeros_like(runner.flat)
+    out, memory = net.step(obs, memory)
+    expected = flat_grads(torch.autograd.grad((grad_out * out).sum(), list(net.parameters())))
+    got, native_memory, tape = runner.forward(obs, native_memory, advance=True)
+    assert torch.allclose(got, out.detach(), rtol=1e-12, atol=1e-13)
+    for a, b in zip(native_memory, memory):
+        assert torch.allclose(a, b, rtol=state_tol[0], atol=state_tol[1])
+    runner.backward(grad, grad_out, tape, native_memory)
+    assert torch.allclose(grad, expected, rtol=grad_tol[0], atol=grad_tol[1])
+    next_out, _ = net.step(next_obs, memory)
+    expected = flat_grads(torch.autograd.grad((grad_out * next_out).sum(), list(net.parameters())))
+    hidden_before = native_memory.hidden.clone()
+    got, unchanged, tape = runner.forward(next_obs, native_memory, advance=False)
+    assert torch.allclose(got, next_out.detach(), rtol=1e-12, atol=1e-13)
+    assert torch.equal(unchanged.hidden, hidden_before)
+    runner.backward(grad, grad_out, tape, native_memory, next_step=True)
+    assert torch.allclose(grad, expected, rtol=grad_tol[0], atol=grad_tol[1])
+    return memory, native_memory
+
+
 @pytest.mark.parametrize("head_width", [0, 7], ids=["linear-head", "head-block"])
 @pytest.mark.parametrize("feature_layers", [1, 2])
 @pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
@@ -33,28 +60,9 @@ def test_native_network_equals_autograd(nonlinear, activation, feature_layers, h
     net = make_network(nonlinear, activation, feature_layers, head_width)
     twin = make_network(nonlinear, activation, feature_layers, head_width)
     runner = native.NativeNetwork(twin, native.flatten_parameters(list(twin.parameters())))
-    grad = torch.zeros_like(runner.flat)
     memory, native_memory = net.initial_memory(), twin.initial_memory()
     for _ in range(7):
-        obs, next_obs = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
-        grad_out = torch.randn(P, OUT, dtype=torch.float64)
-        out, memory = net.step(obs, memory)
-        expected = flat_grads(torch.autograd.grad((grad_out * out).sum(), list(net.parameters())))
-        got, native_memory, tape = runner.forward(obs, native_memory, advance=True)
-        assert torch.allclose(got, out.detach(), rtol=1e-12, atol=1e-13)
-        for a, b in zip(native_memory, memory):
-            assert torch.allclose(a, b, rtol=1e-12, atol=1e-13)
-        runner.backward(grad, grad_out, tape, native_memory)
-        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-13)
-        # one step further without advancing: the output and the gradient of the advanced network
-        next_out, _ = net.step(next_obs, memory)
-        expected = flat_grads(torch.autograd.grad((grad_out * next_out).sum(), list(net.parameters())))
-        hidden_before = native_memory.hidden.clone()
-        got, unchanged, tape = runner.forward(next_obs, native_memory, advance=False)
-        assert torch.allclose(got, next_out.detach(), rtol=1e-12, atol=1e-13)
-        assert torch.equal(unchanged.hidden, hidden_before)
-        runner.backward(grad, grad_out, tape, native_memory, next_step=True)
-        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-13)
+        memory, native_memory = step_and_compare(net, runner, memory, native_memory, (1e-12, 1e-13), (1e-10, 1e-13))
 
 
 @pytest.mark.parametrize("head_width", [0, 7], ids=["linear-head", "head-block"])
@@ -63,10 +71,8 @@ def test_native_taylor_correction_equals_the_eager_forward_mode_derivative(head_
     them: the native advance gives the same S and C as the eager forward-mode derivative (``torch.func.jvp`` of
     the RTRL step along (Δθ, C)), and the gradients (this step's, and the next one's without advancing) credit
     S + C as autograd through the eager step does; an episode start in between zeroes both."""
-
     net, twin = (make_network(False, "leaky_relu", head_width=head_width, taylor=True) for _ in range(2))
     runner = native.NativeNetwork(twin, native.flatten_parameters(list(twin.parameters())))
-    grad = torch.zeros_like(runner.flat)
     memory, native_memory = net.initial_memory(), twin.initial_memory()
     corrected = 0.0
     # Δθ is counted from the parameters the network starts with (the native runner's copy at construction)
@@ -82,22 +88,8 @@ def test_native_taylor_correction_equals_the_eager_forward_mode_derivative(head_
             start = torch.tensor([True] + [False] * (P - 1))
             memory = MemoryNetwork.reset_memory(memory, start)
             native_memory = MemoryNetwork.reset_memory(native_memory, start)
-        obs, next_obs = torch.randn(P, OBS, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)
-        grad_out = torch.randn(P, OUT, dtype=torch.float64)
-        out, memory = net.step(obs, memory)
-        expected = flat_grads(torch.autograd.grad((grad_out * out).sum(), list(net.parameters())))
-        got, native_memory, tape = runner.forward(obs, native_memory, advance=True)
-        assert torch.allclose(got, out.detach(), rtol=1e-12, atol=1e-13)
-        for a, b in zip(native_memory, memory):  # h, S and C
-            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+        memory, native_memory = step_and_compare(net, runner, memory, native_memory, (1e-10, 1e-12), (1e-10, 1e-12))
         corrected = max(corrected, float(memory.corrections["B_real"].abs().max()))
-        runner.backward(grad, grad_out, tape, native_memory)
-        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-12)
-        next_out, _ = net.step(next_obs, memory)
-        expected = flat_grads(torch.autograd.grad((grad_out * next_out).sum(), list(net.parameters())))
-        got, _, tape = runner.forward(next_obs, native_memory, advance=False)
-        runner.backward(grad, grad_out, tape, native_memory, next_step=True)
-        assert torch.allclose(grad, expected, rtol=1e-10, atol=1e-12)
         net.cell._taylor_previous = tuple(p.detach().clone() for p in net.cell.parameters())  # that step moved none
     assert corrected > 1e-3  # the correction was not zero all along
 

@@ -15,6 +15,7 @@ from typing import Callable
 from ..config import MEMBER_FIELDS, TrainConfig
 from ..events import Checkpoint, Progress, RunEnd
 from ..results import RunRecorder
+from ..stops import stop_on_signals
 
 
 def pack(runs: list[tuple[str, TrainConfig]], workers: int, max_population: int) -> list[list[tuple[str, TrainConfig]]]:
@@ -69,7 +70,6 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     sent Ctrl-C (SIGINT) or SIGTERM stops at the next step boundary and saves its checkpoint first, then ends as
     the signal asks: KeyboardInterrupt, or SystemExit(143) for SIGTERM.
     """
-    from ..stops import stop_on_signals
     from ..training import checkpoint_of, train
 
     configs = [config for _, config in population.members]
