@@ -165,9 +165,9 @@ class QRC(MemoryAgent):
 
     @torch.no_grad()
     def _learn_native(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor):
-        """The update of ``learn`` by the native loops: Q(o', ·) without advancing the memory, ∇Q(o', a*) (through
-        the sensitivities one step further) into a flat row per member, then the backward passes of ∇Q(o, a) and
-        ∇h(o, a), each member's row updated on the flat parameter and trace buffers as soon as it is computed."""
+        """The update of ``learn`` by the native loops: Q(o', ·) without advancing the memory, then member by member
+        ∇Q(o', a*) (through the sensitivities one step further), ∇Q(o, a) and that member's Q update, while its
+        sensitivities and rows are in cache; then ∇h(o, a), each member's h row updated as soon as it is computed."""
         c = self.config
         q_net, h_net = self.native
         memories = self.memories
@@ -182,10 +182,12 @@ class QRC(MemoryAgent):
         self.bias_trace.mul_(decay).add_(step.h)
         cut = done | step.nongreedy
         coeffs = torch.stack([self.bias_trace, discount, td_error, step.h, cut], 1).to(td_error.dtype)
-        q_net.backward(grad_next, self._onehot[best], next_tape, memories["q"], next_step=True)
-        q_update = q_net.module.qrc_update(self.q_trace_flat, grad_next, coeffs, decay, c.lr_q, 0.0, c.grad_clip)
+        next_pass = q_net.backward(grad_next, self._onehot[best], next_tape, memories["q"], next_step=True, defer=True)
+        q_update = q_net.module.qrc_update(
+            self.q_trace_flat, grad_next, coeffs, decay, c.lr_q, 0.0, c.grad_clip, next_pass
+        )
         q_net.backward(grad_q, onehot, q_tape, memories["q"], update=q_update)
-        h_update = h_net.module.qrc_update(self.h_trace_flat, None, coeffs, decay, c.lr_h, c.beta, c.grad_clip)
+        h_update = h_net.module.qrc_update(self.h_trace_flat, None, coeffs, decay, c.lr_h, c.beta, c.grad_clip, None)
         h_net.backward(grad_h, onehot, h_tape, memories["h"], update=h_update)
         q_net.changed()
         h_net.changed()

@@ -198,29 +198,22 @@ class NativeNetwork(_NativeRunner):
             return torch.cat(hidden.unbind(-1), dim=-1)
         return type(memory)(torch.view_as_complex(hidden), *memory[1:])
 
-    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None) -> None:
+    def backward(
+        self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None, defer: bool = False
+    ):
         """Write d(grad_out · out_t)/dθ into ``grad`` (shaped like ``flat``): RTRL credit through the memory's
         sensitivities (``next_step``: through the sensitivities one step further, for a forward pass run without
         ``advance``; in mode tbptt through the one step alone). With ``update`` (``module.obgd_update`` or
         ``module.qrc_update``) each member's row of ``flat`` is updated from its gradient row as soon as that row is
-        computed, while it is in cache."""
+        computed, while it is in cache. With ``defer`` nothing runs yet: the pass is returned, bound to its
+        arguments, for a QRC update to run member by member as its ``prior``."""
         tape, hidden_prev = tape
         pairs = self._pairs(memory)
-        self.module.network_backward(
-            self.flat,
-            *self.shape,
-            grad,
-            grad_out.contiguous(),
-            tape,
-            hidden_prev,
-            *pairs[:4],
-            self.activation,
-            self.nonlinear,
-            next_step,
-            self.truncate,
-            update,
-            list(pairs[4:]),
-        )
+        args = (self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, *pairs[:4], self.activation)
+        args += (self.nonlinear, next_step, self.truncate)
+        if defer:
+            return self.module.network_backward_pass(*args, list(pairs[4:]))
+        self.module.network_backward(*args, update, list(pairs[4:]))
 
     def _pairs(self, memory) -> tuple[Tensor, ...]:
         """The sensitivities (then, with the Taylor correction, the corrections C) as real (re, im) views, remembered
@@ -270,14 +263,17 @@ class NativeCellNetwork(_NativeRunner):
         """(out_t, memory_t): the carried state is all these networks keep."""
         return self.forward(obs, memory, advance=True)[:2]
 
-    def backward(self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None) -> None:
+    def backward(
+        self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None, defer: bool = False
+    ):
         """Write d(grad_out · out_t)/dθ through the one step of ``tape`` into ``grad`` (the memory and ``next_step``
-        do not matter: every gradient starts at the detached state the forward pass read); ``update`` as
-        ``NativeNetwork.backward``'s."""
+        do not matter: every gradient starts at the detached state the forward pass read); ``update`` and ``defer``
+        as ``NativeNetwork.backward``'s."""
         tape, hidden_prev = tape
-        self.module.cell_backward(
-            self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, self.activation, update
-        )
+        args = (self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, self.activation)
+        if defer:
+            return self.module.cell_backward_pass(*args)
+        self.module.cell_backward(*args, update)
 
 
 def network(net, flat: Tensor) -> NativeNetwork | NativeCellNetwork:

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
@@ -695,17 +697,28 @@ void qrc_row(T* th, T* z, T* g, const T* gn, int64_t N, const T* c, T decay, T l
     for (int64_t i = 0; i < N; ++i) z[i] = 0;
 }
 
+// A backward pass bound to its arguments (it holds the tensors it reads and writes), to run later for members
+// p0 ≤ p < p1 of its P. QRC(λ) hands its ∇Q(o′, a*) pass to Q's update as ``prior``: the backward pass of ∇Q(o, a)
+// then runs it member by member, each member's next-step gradient row just before its current one and its update,
+// while that member's sensitivities and parameter row are in cache (rather than as a whole pass over every member's
+// sensitivities beforehand: they are read from memory once per step instead of twice).
+struct BackwardPass {
+  int64_t P = 0;
+  std::function<void(int64_t, int64_t)> run;
+};
+
 // The update of a member's parameter row, applied by a backward pass right after it computes that member's gradient
 // row, while the row is still in cache (rather than in a second pass over all members' rows from memory):
 //   ObGD (Stream AC(λ))  e ← decay e + g,  α' = α / max(1, α κ max(|δ|, 1) ‖e‖₁),  θ ← θ + α' δ e,  e ← 0 if reset
 //   QRC(λ)               z ← decay z + g,  u = -b (γc g_next - g) + δ z - h g - β θ  (g_next absent for h),
 //                        θ ← θ + α min(1, clip / ‖u‖₂) u (no clipping when clip = 0),  z ← 0 if cut
 // (docs/method.md §4). ObGD reads δ (P,) and reset (P,); QRC reads ``coeffs`` (P, 5): b, γ(1 - terminal), δ, h(o, a),
-// cut (0/1).
+// cut (0/1). With a ``prior`` pass (QRC's Q: the one that writes g_next), the member's row of it runs first.
 struct RowUpdate {
   bool qrc = false;
   at::Tensor trace, td_error, reset, coeffs;
   c10::optional<at::Tensor> grad_next;
+  std::shared_ptr<BackwardPass> prior;
   double decay = 0, lr = 0, kappa = 0, beta = 0, clip = 0;
 
   void check_against(const at::Tensor& params) const;
@@ -725,16 +738,17 @@ struct RowUpdate {
   }
 };
 
-// ``backward(p0, p1)`` for members p0 ≤ p < p1 of P: all at once, or with ``update`` member by member, each row
-// updated right after its gradient.
-template <typename T, typename Backward>
-void backward_members(int64_t P, const RowUpdate* update, const at::Tensor& params, const at::Tensor& grad,
-                      Backward&& backward) {
-  if (!update) return backward(0, P);
-  for (int64_t p = 0; p < P; ++p) {
-    backward(p, p + 1);
-    update->template apply<T>(params, grad, p);
-  }
+// ``pass`` for every member: all at once, or with ``update`` member by member, each row updated right after its
+// gradient (and the update's prior pass, if any, run for that member first).
+void run_members(const BackwardPass& pass, const RowUpdate* update, const at::Tensor& params, const at::Tensor& grad) {
+  if (!update) return pass.run(0, pass.P);
+  AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "row_update", [&] {
+    for (int64_t p = 0; p < pass.P; ++p) {
+      if (update->prior) update->prior->run(p, p + 1);
+      pass.run(p, p + 1);
+      update->template apply<scalar_t>(params, grad, p);
+    }
+  });
 }
 
 }  // namespace
@@ -750,6 +764,8 @@ void RowUpdate::check_against(const at::Tensor& params) const {
       check(*grad_next, params, "grad_next");
       TORCH_CHECK(grad_next->sizes() == params.sizes(), "grad_next must be shaped like params");
     }
+    TORCH_CHECK(!prior || (grad_next.has_value() && prior->P == P),
+                "a prior pass needs grad_next (which it writes) and the same population");
   } else {
     check(td_error, params, "td_error");
     TORCH_CHECK(td_error.numel() == P && reset.numel() == P, "td_error and reset must have one value per member");
@@ -768,11 +784,12 @@ RowUpdate obgd_update(at::Tensor trace, double decay, at::Tensor td_error, doubl
 }
 
 RowUpdate qrc_update(at::Tensor trace, c10::optional<at::Tensor> grad_next, at::Tensor coeffs, double decay,
-                     double lr, double beta, double clip) {
+                     double lr, double beta, double clip, std::shared_ptr<BackwardPass> prior) {
   RowUpdate u;
   u.qrc = true;
   u.trace = trace;
   u.grad_next = grad_next;
+  u.prior = prior;
   u.coeffs = coeffs.contiguous();
   u.decay = decay;
   u.lr = lr;
@@ -812,39 +829,50 @@ std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> 
   return blocks.returned({out, new_hidden, y, x}, head);
 }
 
-void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A, int64_t head_width,
-                      at::Tensor grad,
-                      at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, at::Tensor s_nu,
-                      at::Tensor s_theta, at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
-                      bool next_step, bool truncate, const RowUpdate* update, std::vector<at::Tensor> taylor) {
+// The backward pass of ``network_backward``, bound to its arguments, to run later (BackwardPass).
+std::shared_ptr<BackwardPass> network_backward_pass(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
+                                                    int64_t head_width, at::Tensor grad, at::Tensor grad_out,
+                                                    std::vector<at::Tensor> tape, at::Tensor hidden_prev,
+                                                    at::Tensor s_nu, at::Tensor s_theta, at::Tensor s_br,
+                                                    at::Tensor s_bi, int64_t activation, bool nonlinear,
+                                                    bool next_step, bool truncate, std::vector<at::Tensor> taylor) {
   Layout L = layout_of(dims, n, A, head_width, params);
-  const int64_t P = params.size(0), B = L.blocks();
+  const int64_t B = L.blocks();
   TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
   TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B + (head_width ? 4 : 0),
               "network_backward: the tape of network_forward is expected");
   for (auto* t : {&grad_out, &hidden_prev, &s_nu, &s_theta, &s_br, &s_bi}) check(*t, params, "a backward input");
   check_taylor(taylor, {&s_nu, &s_theta, &s_br, &s_bi}, params, 2 * n + 2 * n * L.d(), nonlinear || truncate);
-  if (update) update->check_against(params);
+  auto pass = std::make_shared<BackwardPass>();
+  pass->P = params.size(0);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "network_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
     FeatureTape(tape, 4, B).pointers(in_p, nd_p, is_p);
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
     const Taylor<const scalar_t> correction = taylor_of<const scalar_t>(taylor);
-    backward_members<scalar_t>(P, update, params, grad, [&](int64_t p0, int64_t p1) {
-      auto run = [&](auto kind) {
-        backward_impl<scalar_t, decltype(kind)::value>(
-            L, p0, p1, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(),
-            s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
-            grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(), tape[3].data_ptr<scalar_t>(),
-            hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input,
-            head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction);
-      };
-      if (taylor.empty()) run(std::false_type{});
-      else run(std::true_type{});
-    });
+    auto kernel = taylor.empty() ? &backward_impl<scalar_t, false> : &backward_impl<scalar_t, true>;
+    // the tensors are captured (kept alive, the corrections' too) with the pointers into them
+    pass->run = [=, keep = taylor](int64_t p0, int64_t p1) {
+      kernel(L, p0, p1, params.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(),
+             s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
+             grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(), tape[3].data_ptr<scalar_t>(),
+             hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input,
+             head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction);
+    };
   });
+  return pass;
 }
 
+void network_backward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A, int64_t head_width,
+                      at::Tensor grad,
+                      at::Tensor grad_out, std::vector<at::Tensor> tape, at::Tensor hidden_prev, at::Tensor s_nu,
+                      at::Tensor s_theta, at::Tensor s_br, at::Tensor s_bi, int64_t activation, bool nonlinear,
+                      bool next_step, bool truncate, const RowUpdate* update, std::vector<at::Tensor> taylor) {
+  auto pass = network_backward_pass(params, dims, n, A, head_width, grad, grad_out, tape, hidden_prev, s_nu, s_theta,
+                                    s_br, s_bi, activation, nonlinear, next_step, truncate, taylor);
+  if (update) update->check_against(params);
+  run_members(*pass, update, params, grad);
+}
 
 namespace {
 
@@ -1013,29 +1041,41 @@ std::vector<at::Tensor> cell_forward(at::Tensor params, std::vector<int64_t> dim
   return blocks.returned({out, new_hidden, gates, x}, head);
 }
 
-void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H, int64_t A,
-                   int64_t head_width, at::Tensor grad, at::Tensor grad_out, std::vector<at::Tensor> tape,
-                   at::Tensor hidden_prev, int64_t activation, const RowUpdate* update) {
+// The backward pass of ``cell_backward``, bound to its arguments, to run later (BackwardPass).
+std::shared_ptr<BackwardPass> cell_backward_pass(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H,
+                                                 int64_t A, int64_t head_width, at::Tensor grad, at::Tensor grad_out,
+                                                 std::vector<at::Tensor> tape, at::Tensor hidden_prev,
+                                                 int64_t activation) {
   TORCH_CHECK(params.dim() == 2 && params.is_contiguous(), "params must be a contiguous (P, N) buffer");
   CellLayout L(dims, kind, H, A, head_width, params.size(1));
-  const int64_t P = params.size(0), B = (int64_t)dims.size() - 1;
+  const int64_t B = (int64_t)dims.size() - 1;
   TORCH_CHECK(grad.sizes() == params.sizes() && grad.is_contiguous(), "grad must be shaped like params");
   TORCH_CHECK((int64_t)tape.size() == 4 + 3 * B + (head_width ? 4 : 0),
               "cell_backward: the tape of cell_forward is expected");
   check(grad_out, params, "grad_out");
   check(hidden_prev, params, "hidden_prev");
-  if (update) update->check_against(params);
+  auto pass = std::make_shared<BackwardPass>();
+  pass->P = params.size(0);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "cell_backward", [&] {
     std::vector<const scalar_t*> in_p, nd_p, is_p;
     FeatureTape(tape, 4, B).pointers(in_p, nd_p, is_p);
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
-    backward_members<scalar_t>(P, update, params, grad, [&](int64_t p0, int64_t p1) {
+    pass->run = [=](int64_t p0, int64_t p1) {
       cell_backward_impl<scalar_t>(L, p0, p1, params.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
                                    grad.data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
                                    tape[1].data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
                                    tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, head, activation);
-    });
+    };
   });
+  return pass;
+}
+
+void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, int64_t H, int64_t A,
+                   int64_t head_width, at::Tensor grad, at::Tensor grad_out, std::vector<at::Tensor> tape,
+                   at::Tensor hidden_prev, int64_t activation, const RowUpdate* update) {
+  auto pass = cell_backward_pass(params, dims, kind, H, A, head_width, grad, grad_out, tape, hidden_prev, activation);
+  if (update) update->check_against(params);
+  run_members(*pass, update, params, grad);
 }
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
@@ -1044,6 +1084,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "every parameter's gradient into a flat (P, N) buffer (with an update: each row updated as it is computed)");
   m.def("cell_forward", &cell_forward, "forward pass of a population of GRU / FFN networks");
   m.def("cell_backward", &cell_backward, "their one-step (TBPTT(1)) gradients into a flat (P, N) buffer");
+  m.def("network_backward_pass", &network_backward_pass, "network_backward bound to its arguments, to run later");
+  m.def("cell_backward_pass", &cell_backward_pass, "cell_backward bound to its arguments, to run later");
+  pybind11::class_<BackwardPass, std::shared_ptr<BackwardPass>>(m, "BackwardPass");
   pybind11::class_<RowUpdate>(m, "RowUpdate");
   m.def("obgd_update", &obgd_update, "ObGD of each member's row, for a backward pass to apply as it goes");
   m.def("qrc_update", &qrc_update, "QRC(lambda) of each member's row, for a backward pass to apply as it goes");
