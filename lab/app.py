@@ -16,7 +16,7 @@ from rtu_core import ConfigError, Snapshot
 
 from .controls import LabSettings
 from .demo import ClassroomDemo
-from .plots import EPISODES_SHOWN, EigenvaluePlot, HiddenStatePlot, LearningCurves, TraceMagnitudes
+from .plots import EPISODES_SHOWN, EigenvaluePlot, HiddenStatePlot, LearningCurves, StalenessPlot, TraceMagnitudes
 from .session import TrainingSession, notify
 from .sweep import SweepView
 
@@ -39,6 +39,10 @@ CAPTIONS = {
     "remembers (about 1/(1 − r) steps), the angle θ how fast it rotates. Units near the circle remember longest.",
     "traces": "What learning carries forward from step to step: RTRL's sensitivities ∂h/∂p (RTU in RTRL mode only) "
     "and each network's eligibility trace z. Both start again from zero with each episode.",
+    "staleness": "RTRL builds its sensitivities S step by step while the parameters keep changing, so S is a little "
+    "stale: replaying the episode so far under the current parameters gives the S that exact RTRL would have now. "
+    "Each dot is that distance, relative. It grows with the step size and the episode's length; the Taylor correction "
+    "(sidebar) carries a first-order fix C beside S, and then S + C is measured.",
 }
 EMPTY = {
     "ppo": "PPO is the batched baseline: it learns from whole rollouts, so it has no per-step hidden-state or trace "
@@ -120,6 +124,7 @@ class LabApp(pn.viewable.Viewer):
         self.hidden = HiddenStatePlot("actor")
         self.traces = TraceMagnitudes("actor")
         self.eigenvalues = EigenvaluePlot("actor")
+        self.staleness = StalenessPlot()
         self.sweep = SweepView(self.settings, on_start=self._ensure_refresh)
         self.demo = ClassroomDemo(on_start=self._ensure_refresh)
         self.demo_button = pn.widgets.Button(name="Classroom demo", button_type="success", width=250)
@@ -138,6 +143,7 @@ class LabApp(pn.viewable.Viewer):
             "hidden": _captioned(self.hidden.element, "hidden"),
             "eigenvalues": _captioned(self.eigenvalues.element, "eigenvalues"),
             "traces": _captioned(self.traces.element, "traces"),
+            "staleness": _captioned(self.staleness.element, "staleness"),
         }
         self._empty_note = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
         self._snapshots: list[Snapshot] = []
@@ -159,7 +165,9 @@ class LabApp(pn.viewable.Viewer):
         network = "q" if config.agent == "qrc" else "actor"
         for plot in (self.hidden, self.traces, self.eigenvalues):
             plot.network = network
-        self.traces.set_networks(["q", "h"] if config.agent == "qrc" else ["actor", "critic"])
+        names = ["q", "h"] if config.agent == "qrc" else ["actor", "critic"]
+        self.traces.set_networks(names)
+        self.staleness.set_run(names, config.taylor_sensitivity)
         self._show_diagnostics_for(config)
         self.session.start(config)
         self._ensure_refresh()
@@ -180,6 +188,7 @@ class LabApp(pn.viewable.Viewer):
         self._panels["hidden"].visible = not ppo and cell != "ffn"
         self._panels["eigenvalues"].visible = cell == "rtu"
         self._panels["traces"].visible = not ppo
+        self._panels["staleness"].visible = bool(config.staleness_every)  # streaming RTRL only (the settings)
         if ppo:
             note = EMPTY["ppo"]
         elif cell != "rtu":
@@ -191,7 +200,7 @@ class LabApp(pn.viewable.Viewer):
 
     def clear_plots(self) -> None:
         self._snapshots = []
-        for plot in (self.curves, self.hidden, self.traces, self.eigenvalues):
+        for plot in (self.curves, self.hidden, self.traces, self.eigenvalues, self.staleness):
             plot.clear()
 
     # -- UI-thread refresh ------------------------------------------------------------------------------
@@ -226,6 +235,7 @@ class LabApp(pn.viewable.Viewer):
         events = [event for _, event in self.session.drain()]
         if events:
             self.curves.update(events)
+            self.staleness.update(events)
             self._snapshots += [e for e in events if isinstance(e, Snapshot)]
         now = time.monotonic()
         if self._snapshots and (now - self._last_diagnostics >= DIAGNOSTICS_EVERY_S or not self.session.running):

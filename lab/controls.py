@@ -55,6 +55,17 @@ class LabSettings(param.Parameterized):
         label="RTRL refresh every k steps",
         doc="0: standard (stale) RTRL; k: replay the episode under current parameters",
     )
+    taylor_sensitivity = param.Boolean(
+        default=False,
+        label="Taylor-corrected RTRL",
+        doc="Paper §4.4: carry a first-order correction C of the stale sensitivities; gradients use S + C",
+    )
+    staleness_every = param.Integer(
+        default=50,
+        bounds=(0, 1000),
+        label="Measure staleness every k steps",
+        doc="0: off. How far the online RTRL sensitivities are from the episode replayed under today's parameters",
+    )
     seed = param.Integer(default=0, bounds=(0, None), label="Seed")
     steps = param.Integer(default=50_000, bounds=(100, 5_000_000), label="Step budget")
 
@@ -104,12 +115,14 @@ class LabSettings(param.Parameterized):
             mask=self.mask,
             progress_every=LAB_PROGRESS_EVERY,
             rtrl_refresh=self.rtrl_refresh,
+            taylor_sensitivity=self.taylor_sensitivity,
+            staleness_every=self.staleness_every,
         )
         if self.task.startswith("mujoco:"):
             values.update(eval_episodes=5)
         values.update(overrides)
-        if values["mode"] != "rtrl" or values["agent"] == "ppo":  # refreshing applies to streaming RTRL only
-            values["rtrl_refresh"] = 0
+        if values["mode"] != "rtrl" or values["agent"] == "ppo":  # these apply to streaming RTRL only
+            values.update(rtrl_refresh=0, taylor_sensitivity=False, staleness_every=0)
         return TrainConfig(**values)
 
     def widgets(self) -> pn.Column:
@@ -157,8 +170,15 @@ class LabSettings(param.Parameterized):
             "kappa_critic": self.agent == "stream_ac",
             "lr_q": self.agent == "qrc",
             "trace_decay": self.agent != "ppo",
-            "rtrl_refresh": self.mode == "rtrl" and self.agent != "ppo",
+            "rtrl_refresh": self.streaming_rtrl,
+            "taylor_sensitivity": self.streaming_rtrl,
+            "staleness_every": self.streaming_rtrl,
         }.get(name, True)
+
+    @property
+    def streaming_rtrl(self) -> bool:
+        """A streaming agent with the RTU in RTRL mode: where refresh, the Taylor correction and staleness apply."""
+        return self.mode == "rtrl" and self.agent != "ppo"
 
 
 def member_configs(base: TrainConfig, chain_lengths: list[int], seeds: int) -> list[TrainConfig]:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from holoviews.streams import Buffer, Pipe
 
-from rtu_core import EpisodeEnd, Snapshot
+from rtu_core import EpisodeEnd, Snapshot, Staleness
 
 SMOOTHING = 0.05  # exponential moving average over episodes (bias-corrected: early values are plain means)
 MAX_UNITS = 6  # RTU units drawn in the complex plane (the most active ones)
@@ -275,6 +275,71 @@ class TraceMagnitudes:
         self.buffer.clear()
 
 
+class StalenessPlot:
+    """RTRL staleness over training (paper §4.4, docs/method.md §3): for each network, ‖S_online − S_replay‖ /
+    ‖S_replay‖, S_replay being the running episode replayed under the current parameters; one dot per measure and a
+    running average (of log10) per network, on a log scale. A measure right at an episode's start has nothing to
+    compare (NaN): no dot."""
+
+    COLUMNS = ["step", "first", "first_smooth", "second", "second_smooth"]
+
+    def __init__(self, length: int = 5_000):
+        self.labels = ["actor", "critic"]
+        self.buffer = Buffer(
+            pd.DataFrame({c: pd.Series(dtype=float) for c in self.COLUMNS}), length=length, index=False
+        )
+        self._averages = [RunningAverage(), RunningAverage()]
+        self.corrected = False
+        self.element = hv.DynamicMap(self._draw, streams=[self.buffer])
+
+    def _draw(self, data):
+        layers = []
+        for column, label, colour in zip(("first", "second"), self.labels, ("#1f77b4", "#ff7f0e")):
+            layers.append(
+                hv.Scatter(data, "step", column, label=f"{label}, one measure")
+                .redim(**{column: "staleness"})
+                .opts(color=colour, alpha=0.25, size=3)
+            )
+            layers.append(
+                hv.Curve(data, "step", f"{column}_smooth", label=f"{label}, running average")
+                .redim(**{f"{column}_smooth": "staleness"})
+                .opts(color=colour, line_width=2)
+            )
+        sensitivities = "S + C (Taylor-corrected)" if self.corrected else "S"
+        return hv.Overlay(layers).opts(
+            title=f"RTRL staleness of {sensitivities}: distance from the episode replayed under today's parameters",
+            height=HEIGHT,
+            responsive=True,
+            logy=True,
+            legend_position="bottom_right",
+            show_grid=True,
+            xlabel=STEP_LABEL,
+            ylabel="relative error (log scale)",
+            framewise=True,
+        )
+
+    def set_run(self, names: list[str], corrected: bool) -> None:
+        """Label the curves by the agent's networks (actor/critic, or q/h) and say which sensitivities are measured."""
+        self.labels, self.corrected = (list(names) + ["", ""])[:2], corrected
+
+    def update(self, events) -> None:
+        rows = []
+        for event in events:
+            if isinstance(event, Staleness):
+                row = [event.step]
+                for values, average in zip(list(event.errors.values())[:2], self._averages):
+                    value = float(values[0])
+                    ok = np.isfinite(value) and value > 0
+                    row += [value if ok else np.nan, 10 ** average.add(np.log10(value)) if ok else np.nan]
+                rows.append(row + [np.nan] * (len(self.COLUMNS) - len(row)))
+        if rows:
+            self.buffer.send(pd.DataFrame(rows, columns=self.COLUMNS))
+
+    def clear(self) -> None:
+        self._averages = [RunningAverage(), RunningAverage()]
+        self.buffer.clear()
+
+
 class EigenvaluePlot:
     """RTU eigenvalues λ_k = r_k e^{iθ_k} on the unit disc; hover shows r, θ (degrees) and the horizon 1/(1 - r) in
     steps."""
@@ -282,16 +347,7 @@ class EigenvaluePlot:
     def __init__(self, network: str):
         self.network = network
         self.pipe = Pipe(data=self._frame(np.zeros(0, complex)))
-        circle = hv.Ellipse(0, 0, 2).opts(color="grey", line_width=1)
-        self.element = (circle * hv.DynamicMap(self._draw, streams=[self.pipe])).opts(
-            title=f"{network}: eigenvalues λ = r e^(iθ)",
-            frame_width=HEIGHT - 40,
-            frame_height=HEIGHT - 40,
-            xlim=(-1.1, 1.1),
-            ylim=(-1.1, 1.1),
-            show_grid=True,
-            shared_axes=False,
-        )
+        self.element = hv.DynamicMap(self._draw, streams=[self.pipe])
 
     @staticmethod
     def _frame(lam: np.ndarray) -> pd.DataFrame:
@@ -308,9 +364,9 @@ class EigenvaluePlot:
             }
         )
 
-    @staticmethod
-    def _draw(data):
-        return hv.Points(data, ["re", "im"], ["r", "theta_degrees", "horizon_steps", "log10_horizon"]).opts(
+    def _draw(self, data):
+        circle = hv.Ellipse(0, 0, 2).opts(color="grey", line_width=1)
+        points = hv.Points(data, ["re", "im"], ["r", "theta_degrees", "horizon_steps", "log10_horizon"]).opts(
             color="log10_horizon",
             cmap="plasma",
             size=7,
@@ -319,6 +375,15 @@ class EigenvaluePlot:
             tools=["hover"],
             xlabel="Re λ",
             ylabel="Im λ",
+        )
+        return (circle * points).opts(
+            title=f"{self.network}: eigenvalues λ = r e^(iθ)",  # the network of this run (actor, or QRC's q)
+            frame_width=HEIGHT - 40,
+            frame_height=HEIGHT - 40,
+            xlim=(-1.1, 1.1),
+            ylim=(-1.1, 1.1),
+            show_grid=True,
+            shared_axes=False,
         )
 
     def update(self, snapshot: Snapshot) -> None:

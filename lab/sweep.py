@@ -56,7 +56,9 @@ class SweepView(pn.viewable.Viewer):
         jobs = []
         for method in self.methods:
             cell, mode = METHODS[method]
-            base = self.settings.config(cell=cell, mode=mode, steps=self.steps, eval_episodes=0, snapshot_every=0)
+            base = self.settings.config(
+                cell=cell, mode=mode, steps=self.steps, eval_episodes=0, snapshot_every=0, staleness_every=0
+            )
             jobs.append(member_configs(base, sorted(self.chain_lengths), self.seeds))
         return jobs
 

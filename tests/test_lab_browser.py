@@ -210,3 +210,39 @@ def test_classroom_demo_in_one_click(page):
     assert step > 0
     page.get_by_role("button", name="Reset the demo", exact=True).click()
     wait_until(lambda: "idle" in status.inner_text(), timeout=5.0)
+
+
+# What the staleness panel shows: its finite measures (the data sources with a 'staleness' column) and the plots'
+# titles.
+STALENESS = """() => { const out = {measures: 0, titles: []};
+  for (const doc of Bokeh.documents) for (const model of doc._all_models.values()) {
+    const type = model.type ?? model.constructor?.name;
+    if (type === 'ColumnDataSource' && model.data.staleness)
+      out.measures += Array.from(model.data.staleness).filter(Number.isFinite).length;
+    if (type === 'Title' && model.text) out.titles.push(model.text); }
+  return out; }"""
+
+
+def test_taylor_switch_and_the_staleness_plot(page):
+    """Choose QRC(λ), tick the Taylor correction, Start: the staleness panel fills with measures of S + C. Untick
+    it and start again: it measures S. With TBPTT(1) neither the switch nor the staleness setting is offered."""
+    page.get_by_role("button", name="QRC(λ)", exact=True).click()
+    # Bokeh draws the checkbox's label beside the input, not in a <label> for it: find the box by the text it holds
+    taylor = page.locator("div.bk-Checkbox").filter(has_text="Taylor-corrected RTRL").get_by_role("checkbox")
+    for corrected in (True, False):
+        taylor.set_checked(corrected)
+        time.sleep(0.3)
+        page.get_by_role("button", name="Start", exact=True).click()
+        title = "RTRL staleness of S + C" if corrected else "RTRL staleness of S:"
+        wait_until(
+            lambda: (
+                page.evaluate(STALENESS)["measures"] > 4
+                and any(t.startswith(title) for t in page.evaluate(STALENESS)["titles"])
+            )
+        )
+        page.get_by_role("button", name="Reset", exact=True).click()
+        wait_until(lambda: status_step(page) == 0 and page.evaluate(STALENESS)["measures"] == 0, timeout=10.0)
+    page.get_by_role("button", name="TBPTT(1)", exact=True).click()
+    wait_until(lambda: taylor.is_hidden() and page.get_by_text("Measure staleness every k steps").is_hidden())
+    page.get_by_role("button", name="RTRL", exact=True).click()
+    wait_until(lambda: taylor.is_visible())

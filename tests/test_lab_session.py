@@ -159,8 +159,36 @@ def test_app_refresh_feeds_plots_and_reset_clears(monkeypatch):
     assert len(app.traces.buffer.data) >= 5  # one row per snapshot
     assert len(app.eigenvalues.pipe.data) == 6  # one point per RTU unit
     assert set(app.hidden.pipe.data["t"]) <= set(range(4)) and len(app.hidden.pipe.data) > 0
+    staleness = app.staleness.buffer.data  # a measure every 50 steps (the default), of both networks
+    assert list(staleness["step"]) == list(range(50, 401, 50))
+    assert staleness[["first", "second"]].notna().any().all() and (staleness[["first", "second"]] > 0).any().all()
     app.reset()
     assert len(app.curves.buffer.data) == 0 and app.session.status == "idle"
+    assert len(app.staleness.buffer.data) == 0
+
+
+def test_taylor_switch_and_staleness_apply_to_streaming_rtrl_only(monkeypatch):
+    """The Taylor switch reaches the run's config and the staleness plot's title (it then measures S + C); with
+    TBPTT(1) or PPO neither is offered, the config drops them and the staleness panel is hidden."""
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    app = LabApp()
+    app.settings.param.update(agent="qrc", chain_length=3, hidden_size=6, width=5, steps=300, taylor_sensitivity=True)
+    assert app.settings.applies("taylor_sensitivity") and app.settings.applies("staleness_every")
+    app.start()
+    assert app.settings.config().taylor_sensitivity and app._panels["staleness"].visible
+    app.session._thread.join(60)
+    app.refresh()
+    assert app.staleness.labels == ["q", "h"] and app.staleness.corrected  # its title: "staleness of S + C"
+    assert app.staleness.buffer.data[["first", "second"]].notna().any().all()
+    app.reset()
+    for change in (dict(mode="tbptt"), dict(mode="rtrl", agent="ppo", steps=4096)):
+        app.settings.param.update(**change)
+        assert not app.settings.applies("taylor_sensitivity") and not app.settings.applies("staleness_every")
+        config = app.settings.config()
+        assert not config.taylor_sensitivity and config.staleness_every == 0
+        app.start()
+        assert not app._panels["staleness"].visible
+        app.reset()
 
 
 def test_ppo_with_the_rtu_shows_its_eigenvalues_and_hides_per_step_diagnostics(monkeypatch):
