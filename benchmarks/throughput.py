@@ -20,6 +20,7 @@ Rates are taken after each run's first tenth of steps (warm-up, compiling). One 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import platform
 import tempfile
 import time
@@ -162,6 +163,45 @@ def agent_alone_steps_per_second(cfg: TrainConfig) -> float:
     return (cfg.steps - cfg.steps // 10) * P / (time.perf_counter() - started)
 
 
+def step_breakdown(cfg: TrainConfig) -> dict[str, float]:
+    """Microseconds per step of each part of ``train(cfg)``'s step, timed inside the running loop (the agent's act
+    and learn, the environment, the observation normaliser, the reward scaler, the action conversion; 'rest': the
+    loop's own bookkeeping and events), from one run after a short warm-up run. Parts measured apart run faster
+    than here: in the loop they share the caches with each other."""
+    from rtu_core.agents import AGENTS
+    from rtu_core.training import make_population
+
+    spent: dict[str, float] = {}
+    agent_class, env_class = AGENTS[cfg.agent], type(make_population([cfg], [0]))
+    parts = {"act": (agent_class, "act"), "learn": (agent_class, "learn"), "environment": (env_class, "step")}
+    parts |= {"observation normaliser": (Run, "observe"), "reward scaler": (Run, "scale")}
+    parts |= {"actions to the environment": (Run, "env_actions")}
+    originals = {name: getattr(owner, method) for name, (owner, method) in parts.items()}
+
+    def timed(name, function):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            result = function(*args, **kwargs)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - started
+            return result
+
+        return run
+
+    try:
+        for name, (owner, method) in parts.items():
+            setattr(owner, method, timed(name, originals[name]))
+        list(train(dataclasses.replace(cfg, steps=max(cfg.steps // 10, 100))))
+        spent.clear()
+        started = time.perf_counter()
+        list(train(cfg))
+        total = time.perf_counter() - started
+    finally:
+        for name, (owner, method) in parts.items():
+            setattr(owner, method, originals[name])
+    micro = 1e6 / cfg.steps
+    return {**{name: spent.get(name, 0.0) * micro for name in parts}, "rest": (total - sum(spent.values())) * micro}
+
+
 def rtu_parameters(n: int, width: int) -> int:
     return 2 * n + 2 * n * width  # ν_log, θ_log, B_real, B_imag
 
@@ -242,6 +282,11 @@ def main() -> None:
         print(
             f"   {agent:9s} native, the agent's act + learn alone: {alone:7.0f} steps/s = {alone / reference:5.2f}x "
             f"reference; the loop around it (environment, normalisers, events) takes {100 * loop:.0f}% of a step"
+        )
+        parts = step_breakdown(paper_config(agent, 2 * steps))
+        print(
+            f"   {agent:9s} native, where a train() step's {sum(parts.values()):.0f} µs go: "
+            + ", ".join(f"{name} {us:.0f}" for name, us in parts.items())
         )
 
     print("\n3. populations of 32 (agent-steps/s of one process)")
