@@ -11,7 +11,7 @@
 # first) and run it again: finished runs are skipped and the others continue. The populations of 10-18 members
 # checkpoint every 10-20k steps (a few minutes of work each; a checkpoint takes about a second), so a sitting that
 # ends without a signal loses little.
-# On this project's 2-core machine, about 22 h from scratch (README: "What the full budgets cost here", Performance).
+# On this project's 2-core machine, about 26 h from scratch (README: "What the full budgets cost here", Performance).
 #
 #     bash benchmarks/reproduce.sh            # with the project's .venv (make lab or make test creates it)
 set -euo pipefail
