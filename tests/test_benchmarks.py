@@ -1,13 +1,21 @@
-"""The reproduction scripts' own bookkeeping: what a re-run of the MemoryChain sweep trains again."""
+"""The reproduction scripts' own bookkeeping: what a re-run of the MemoryChain sweep trains again, and that a sweep
+stopped by SIGTERM continues to the numbers of one never stopped."""
 
 import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 from benchmarks.memory_chain import finished, population, populations, write_results
 from benchmarks.throughput import step_breakdown
 from rtu_core import TrainConfig
 from rtu_core.agents import QRC
 from rtu_core.sweep import run_population
-from rtu_core.training import Run
+from rtu_core.training import Run, load_checkpoint
 
 
 def test_memory_chain_sweep_skips_finished_members_and_deals_the_rest(tmp_path):
@@ -42,3 +50,49 @@ def test_throughput_step_breakdown_times_every_part_and_restores_them():
     }
     assert all(us > 0 for us in parts.values()), parts
     assert QRC.act is act and Run.observe is observe
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_memory_chain_sweep_stopped_by_sigterm_continues_to_the_uninterrupted_numbers(tmp_path):
+    """The MemoryChain sweep as the reproduction runs it: SIGTERM to its process group mid-run stops it with its
+    checkpoint kept and nothing finished written (exit 130); the same command then continues, and every member's
+    episodes and evaluation equal those of a sweep that was never stopped."""
+    command = [sys.executable, "benchmarks/memory_chain.py", "--lengths", "2", "3", "--methods", "rtu-rtrl"]
+    command += ["--seeds", "2", "--steps", "6000", "--hidden-size", "4", "--width", "4", "--eval-episodes", "3"]
+    command += ["--workers", "1", "--checkpoint-every", "500"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    subprocess.run([*command, "--out", str(whole)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
+
+    sweep = subprocess.Popen(
+        [*command, "--out", str(split)], cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.PIPE
+    )
+    deadline = time.time() + 300
+    while not list((split / "rtu-rtrl" / "checkpoints").glob("*.pt")):
+        assert sweep.poll() is None and time.time() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    os.killpg(sweep.pid, signal.SIGTERM)
+    assert sweep.wait(timeout=120) == 130, sweep.stderr.read().decode()[-2000:]
+    assert "the same command continues" in sweep.stderr.read().decode()
+    assert not list(split.glob("rtu-rtrl/L*/seed_*/episodes.csv"))  # stopped before any member finished
+    (checkpoint,) = (split / "rtu-rtrl" / "checkpoints").glob("*.pt")
+    stopped_at = load_checkpoint(checkpoint)["loop"].step
+    assert 0 < stopped_at < 6000
+    again = subprocess.run(
+        [*command, "--out", str(split)], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600
+    )
+    # it continued from the checkpoint: it trained the steps after it only, and the finished population's
+    # checkpoint is gone
+    assert f"{4 * (6000 - stopped_at):,}/24,000 agent-steps" in again.stdout, again.stdout
+    assert not checkpoint.exists()
+
+    for member in sorted(whole.glob("rtu-rtrl/L*/seed_*")):
+        resumed = split / member.relative_to(whole)
+        assert (member / "episodes.csv").read_text() == (resumed / "episodes.csv").read_text(), member
+        first, second = (json.loads((folder / "summary.json").read_text()) for folder in (member, resumed))
+        assert {k: v for k, v in first.items() if k not in ("steps_per_second", "wall_seconds")} == {
+            k: v for k, v in second.items() if k not in ("steps_per_second", "wall_seconds")
+        }
+    assert len(list(whole.glob("rtu-rtrl/L*/seed_*"))) == 4
