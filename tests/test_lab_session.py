@@ -181,6 +181,11 @@ def test_taylor_switch_and_staleness_apply_to_streaming_rtrl_only(monkeypatch):
     assert app.staleness.labels == ["q", "h"] and app.staleness.corrected  # its title: "staleness of S + C"
     assert app.staleness.buffer.data[["first", "second"]].notna().any().all()
     app.reset()
+    # on by default where episodes are short (a measure replays the episode so far), off on MuJoCo and POPGym
+    for task, every in (("mujoco:Hopper", 0), ("popgym:RepeatFirstEasy", 0), ("kmemory_chain", 50)):
+        app.settings.task = task
+        assert app.settings.staleness_every == every
+    app.settings.task = "memory_chain"
     for change in (dict(mode="tbptt"), dict(mode="rtrl", agent="ppo", steps=4096)):
         app.settings.param.update(**change)
         assert not app.settings.applies("taylor_sensitivity") and not app.settings.applies("staleness_every")
