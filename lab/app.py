@@ -165,9 +165,8 @@ class LabApp(pn.viewable.Viewer):
         network = "q" if config.agent == "qrc" else "actor"
         for plot in (self.hidden, self.traces, self.eigenvalues):
             plot.network = network
-        names = ["q", "h"] if config.agent == "qrc" else ["actor", "critic"]
-        self.traces.set_networks(names)
-        self.staleness.set_run(names, config.taylor_sensitivity)
+        self.traces.set_networks(["q", "h"] if config.agent == "qrc" else ["actor", "critic"])
+        self.staleness.set_run(config.taylor_sensitivity)
         self._show_diagnostics_for(config)
         self.session.start(config)
         self._ensure_refresh()

@@ -318,14 +318,16 @@ class StalenessPlot:
             framewise=True,
         )
 
-    def set_run(self, names: list[str], corrected: bool) -> None:
-        """Label the curves by the agent's networks (actor/critic, or q/h) and say which sensitivities are measured."""
-        self.labels, self.corrected = (list(names) + ["", ""])[:2], corrected
+    def set_run(self, corrected: bool) -> None:
+        """Say which sensitivities the run measures: S, or S + C with the Taylor correction."""
+        self.corrected = corrected
 
     def update(self, events) -> None:
+        """One row per ``Staleness`` event, its curves labelled by the event's networks (actor/critic, or q/h)."""
         rows = []
         for event in events:
             if isinstance(event, Staleness):
+                self.labels = (list(event.errors) + ["", ""])[:2]
                 row = [event.step]
                 for values, average in zip(list(event.errors.values())[:2], self._averages):
                     value = float(values[0])
