@@ -63,6 +63,25 @@ def table(rows: list[dict], digits: int = 3) -> str:
     return "\n".join(lines) + "\n"
 
 
+def fraction_of(rows: list[dict], reference_method: str) -> str:
+    """Markdown of ``run_comparison``'s rows as fractions: each other method's mean as a fraction of
+    ``reference_method``'s on the same task (masked MuJoCo: of PPO's return, the paper's framing); '–' where a run is
+    missing or the reference's mean is not positive (a ratio to it would not read as a fraction)."""
+    reference = {r["task"]: r["mean"] for r in rows if r["method"] == reference_method}
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    lines = ["| method | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+    for method in dict.fromkeys(r["method"] for r in rows if r["method"] != reference_method):
+        means = {r["task"]: r["mean"] for r in rows if r["method"] == method}
+        cells = [
+            f"{means[t] / reference[t]:.2f}"
+            if means.get(t) is not None and reference.get(t) is not None and reference[t] > 0
+            else "–"
+            for t in tasks
+        ]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def plot_comparison(rows: list[dict], path: Path, title: str, ylabel: str) -> None:
     """A bar chart of ``run_comparison``'s rows: one group of bars per task, one bar (mean ± s.e.) per method.
     Needs matplotlib (the ``bench`` extra)."""

@@ -3,7 +3,8 @@
 Robots HalfCheetah, Hopper, Walker2d, Ant (gymnasium v5) with the observation masked to positions (P) or
 velocities (V) or full (F). Two resumable sweeps (``comparison.run_comparison``) into OUT/streaming and
 OUT/ppo, then one
-table of the mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds).
+table of the mean episodic return over each run's last 100 training episodes (mean ± s.e. over seeds), and one of
+each streaming method's mean as a fraction of PPO's on the same task (the paper's framing; OUT/fraction_of_ppo.md).
 Settings are the paper's presets (``docs/method.md`` §7): Stream AC(λ) with a Gaussian policy, tanh Dense 64 blocks
 around an RTU of 192 units; PPO as in the paper's Brax setting, one environment, 2048-step rollouts, 32 minibatches,
 4 epochs. The paper's budget is 2M steps per run.
@@ -19,10 +20,11 @@ import os
 import sys
 from pathlib import Path
 
-from comparison import plot_comparison, run_comparison
+from comparison import fraction_of, plot_comparison, run_comparison
 
-from rtu_core.config import METHOD_OF_CELL, ConfigError
+from rtu_core.config import METHOD_LABELS, METHOD_OF_CELL, ConfigError
 from rtu_core.envs import MUJOCO_ROBOTS
+from rtu_core.results import write_atomic
 from rtu_core.sweep import Grid, LocalBackend
 
 STREAMING_METHODS = ["rtu-rtrl", "rtu-tbptt", "gru-tbptt", "ffn-tbptt"]
@@ -66,6 +68,10 @@ def main() -> None:
         checkpoint_every=args.checkpoint_every,
     )
     print(f"mean return over the last 100 training episodes, {args.steps:,} steps, {args.seeds} seeds\n{markdown}")
+    if args.ppo_cells:
+        recovered = fraction_of(rows, f"PPO, {METHOD_LABELS[METHOD_OF_CELL[args.ppo_cells[0]]]}")
+        write_atomic(args.out / "fraction_of_ppo.md", recovered)
+        print(f"fraction of PPO's return recovered (streaming mean / PPO mean, same task)\n{recovered}")
     if args.plot:
         plot_comparison(
             rows,

@@ -240,3 +240,23 @@ def test_a_checkpointed_sweep_packs_the_same_populations_when_restarted(tmp_path
     again = Recorder()
     run_sweep(tmp_path, GRID, again, checkpoint_every=100)
     assert again.populations == first.populations[1:]
+
+
+def test_fraction_of_a_reference_method_per_task():
+    """Masked MuJoCo's framing: each method's mean over the reference's on the same task; none where the
+    reference's mean is not positive or a run is missing."""
+    from benchmarks.comparison import fraction_of
+
+    rows = [
+        {"method": "Streaming, RTU, RTRL", "task": "Hopper-P", "mean": 277.0, "se": 95.0},
+        {"method": "PPO, RTU, RTRL", "task": "Hopper-P", "mean": 282.0, "se": 5.0},
+        {"method": "Streaming, RTU, RTRL", "task": "Hopper-V", "mean": 546.0, "se": 129.0},
+        {"method": "PPO, RTU, RTRL", "task": "Hopper-V", "mean": -3.0, "se": 1.0},
+        {"method": "Streaming, GRU, TBPTT(1)", "task": "Hopper-V", "mean": 100.0, "se": 1.0},
+    ]
+    assert fraction_of(rows, "PPO, RTU, RTRL").splitlines() == [
+        "| method | Hopper-P | Hopper-V |",
+        "|---|---|---|",
+        "| Streaming, RTU, RTRL | 0.98 | – |",
+        "| Streaming, GRU, TBPTT(1) | – | – |",
+    ]
