@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The reproduction runs at the paper's settings behind the README's "Paper vs us" section, one after another:
-# - POPGym (5 tasks x 1M steps x 3 seeds: Stream AC and QRC with RTU-RTRL and GRU-TBPTT(1), and PPO-RTU);
-# - masked MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds);
-# - the whole MemoryChain figure (L = 2 ... 128, 500k steps x 5 seeds, QRC);
+# The reproduction runs at the paper's settings behind the README's "Paper vs us" section, one after another, the
+# ones already under way first:
 # - the RTRL staleness study on KMemoryChain (k = 4, 8, 16; QRC and Stream AC, plain and Taylor-corrected RTRL;
 #   500k steps x 5 seeds);
+# - the whole MemoryChain figure (L = 2 ... 128, 500k steps x 5 seeds, QRC);
+# - POPGym (5 tasks x 1M steps x 3 seeds: Stream AC and QRC with RTU-RTRL and GRU-TBPTT(1), and PPO-RTU);
+# - masked MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds);
 # - the two long-chain diagnostics of docs/method.md §8 at the full budget (RTU-RTRL, L = 64 and 128: initial r
 #   near 1; discount 0.999), one population each, side by side.
 # Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each population saves its step
@@ -18,6 +19,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 
+$PY benchmarks/staleness.py --steps 500000 --seeds 5 --k 4 8 16 --measure-every 997 --checkpoint-every 20000 \
+    --workers 2 --out runs/staleness_500k --plot assets/staleness_500k.png
+
+$PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 \
+    --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 10000 --workers 2 \
+    --out runs/memory_chain_500k --plot assets/memory_chain_full.png
+
 $PY benchmarks/popgym_comparison.py --steps 1000000 --seeds 3 \
     --tasks RepeatFirstEasy CountRecallEasy AutoencodeEasy ConcentrationEasy HigherLowerEasy \
     --agents stream_ac qrc --methods rtu-rtrl gru-tbptt --ppo-cells rtu --checkpoint-every 50000 --workers 2 \
@@ -26,13 +34,6 @@ $PY benchmarks/popgym_comparison.py --steps 1000000 --seeds 3 \
 $PY benchmarks/masked_mujoco.py --steps 500000 --seeds 3 --robots Hopper Walker2d --masks P V \
     --methods rtu-rtrl gru-tbptt --ppo-cells rtu --checkpoint-every 50000 --workers 2 \
     --out runs/mujoco_500k --plot assets/mujoco_500k.png
-
-$PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 \
-    --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 10000 --workers 2 \
-    --out runs/memory_chain_500k --plot assets/memory_chain_full.png
-
-$PY benchmarks/staleness.py --steps 500000 --seeds 5 --k 4 8 16 --measure-every 997 --checkpoint-every 20000 \
-    --workers 2 --out runs/staleness_500k --plot assets/staleness_500k.png
 
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 64 128 --methods rtu-rtrl --rtu-r-min 0.99 \
     --checkpoint-every 10000 --workers 1 --out runs/memory_chain_500k_r099 &
