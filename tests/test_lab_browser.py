@@ -224,24 +224,26 @@ STALENESS = """() => { const out = {measures: 0, titles: []};
 
 
 def test_taylor_switch_and_the_staleness_plot(page):
-    """Choose QRC(λ), tick the Taylor correction, Start: the staleness panel fills with measures of S + C. Untick
-    it and start again: it measures S. With TBPTT(1) neither the switch nor the staleness setting is offered."""
-    page.get_by_role("button", name="QRC(λ)", exact=True).click()
+    """For each streaming agent, tick the Taylor correction and Start: the staleness panel fills with measures of
+    S + C; untick it and start again: it measures S. With TBPTT(1) neither the switch nor the staleness setting is
+    offered."""
     # Bokeh draws the checkbox's label beside the input, not in a <label> for it: find the box by the text it holds
     taylor = page.locator("div.bk-Checkbox").filter(has_text="Taylor-corrected RTRL").get_by_role("checkbox")
-    for corrected in (True, False):
-        taylor.set_checked(corrected)
-        time.sleep(0.3)
-        page.get_by_role("button", name="Start", exact=True).click()
-        title = "RTRL staleness of S + C" if corrected else "RTRL staleness of S:"
-        wait_until(
-            lambda: (
-                page.evaluate(STALENESS)["measures"] > 4
-                and any(t.startswith(title) for t in page.evaluate(STALENESS)["titles"])
+    for agent in ("QRC(λ)", "Stream AC(λ)"):
+        page.get_by_role("button", name=agent, exact=True).click()
+        for corrected in (True, False):
+            taylor.set_checked(corrected)
+            time.sleep(0.3)
+            page.get_by_role("button", name="Start", exact=True).click()
+            title = "RTRL staleness of S + C" if corrected else "RTRL staleness of S:"
+            wait_until(
+                lambda: (
+                    page.evaluate(STALENESS)["measures"] > 4
+                    and any(t.startswith(title) for t in page.evaluate(STALENESS)["titles"])
+                )
             )
-        )
-        page.get_by_role("button", name="Reset", exact=True).click()
-        wait_until(lambda: status_step(page) == 0 and page.evaluate(STALENESS)["measures"] == 0, timeout=10.0)
+            page.get_by_role("button", name="Reset", exact=True).click()
+            wait_until(lambda: status_step(page) == 0 and page.evaluate(STALENESS)["measures"] == 0, timeout=10.0)
     page.get_by_role("button", name="TBPTT(1)", exact=True).click()
     wait_until(lambda: taylor.is_hidden() and page.get_by_text("Measure staleness every k steps").is_hidden())
     page.get_by_role("button", name="RTRL", exact=True).click()
