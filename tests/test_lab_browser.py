@@ -242,6 +242,10 @@ def test_taylor_switch_and_the_staleness_plot(page):
                     and any(t.startswith(title) for t in page.evaluate(STALENESS)["titles"])
                 )
             )
+            if SCREENSHOTS and agent == "QRC(λ)" and corrected:  # the committed picture of the panel
+                time.sleep(90.0)
+                page.get_by_text("RTRL builds its sensitivities").scroll_into_view_if_needed()
+                page.screenshot(path=str(ROOT / "assets" / "lab_staleness.png"))
             page.get_by_role("button", name="Reset", exact=True).click()
             wait_until(lambda: status_step(page) == 0 and page.evaluate(STALENESS)["measures"] == 0, timeout=10.0)
     page.get_by_role("button", name="TBPTT(1)", exact=True).click()
