@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 from benchmarks.memory_chain import finished, population, populations, write_results
+from benchmarks.progress import report
 from benchmarks.throughput import step_breakdown
-from rtu_core import TrainConfig
+from rtu_core import TrainConfig, train
 from rtu_core.agents import QRC
+from rtu_core.events import Checkpoint
 from rtu_core.sweep import run_population
 from rtu_core.training import Run, load_checkpoint
 
@@ -96,3 +98,22 @@ def test_memory_chain_sweep_stopped_by_sigterm_continues_to_the_uninterrupted_nu
             k: v for k, v in second.items() if k not in ("steps_per_second", "wall_seconds")
         }
     assert len(list(whole.glob("rtu-rtrl/L*/seed_*"))) == 4
+
+
+def test_progress_reports_finished_runs_and_the_step_of_each_checkpoint(tmp_path):
+    """The reproduction's progress: finished runs by status, and each population under way with its step."""
+    base = TrainConfig(agent="qrc", steps=60, hidden_size=4, width=4, eval_episodes=2)
+    members = [dataclasses.replace(base, chain_length=2, seed=s) for s in (0, 1)]
+    write_results(tmp_path, run_population(population("rtu-rtrl", members, tmp_path, 0)))  # two finished runs
+    under_way = [dataclasses.replace(base, steps=400, taylor_sensitivity=True, seed=s) for s in (0, 1, 2)]
+    for event in train(under_way, checkpoint_every=100):
+        if isinstance(event, Checkpoint) and event.step == 200:
+            (tmp_path / "rtu-rtrl" / "checkpoints").mkdir(parents=True)
+            event.save(tmp_path / "rtu-rtrl" / "checkpoints" / "population.pt")
+            break
+    assert report(tmp_path).splitlines() == [
+        f"{tmp_path}: runs finished: 2 completed",
+        "  under way: qrc, rtu-rtrl, Taylor-corrected, 3 members at step 200 of 400 (50%; "
+        "rtu-rtrl/checkpoints/population.pt)",
+    ]
+    assert report(tmp_path / "absent") == f"{tmp_path / 'absent'}: not started"
