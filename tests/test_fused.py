@@ -7,7 +7,14 @@ import torch
 
 from rtu_core import TrainConfig, fused
 from rtu_core.agents import AGENTS
-from rtu_core.agents.policy import categorical, categorical_grad, gaussian, gaussian_grads
+from rtu_core.agents.policy import (
+    categorical,
+    categorical_action,
+    categorical_grad,
+    gaussian,
+    gaussian_action,
+    gaussian_grads,
+)
 from rtu_core.network import MemoryNetwork
 from rtu_core.rng import MemberRandom
 
@@ -73,6 +80,25 @@ def test_policy_gradients_equal_autograd():
     expected = torch.autograd.grad((log_prob + coeff * entropy).sum(), (mean, log_std))
     for got, e in zip(gaussian_grads(mean.detach(), log_std.detach(), action, coeff), expected):
         assert torch.allclose(got, e, rtol=1e-12, atol=1e-14)
+
+
+def test_sampled_actions_follow_the_distribution_and_need_no_graph():
+    """The action alone (the hand-written steps' and evaluation's) is the one the full policy samples from the same
+    draw, carries no gradient, and follows π: the inverse CDF of u picks each action with its probability."""
+    torch.manual_seed(3)
+    logits = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    draws = torch.rand(4, 1, dtype=torch.float64)
+    action = categorical_action(logits, draws)
+    assert torch.equal(action, categorical(logits, draws)[0]) and not action.requires_grad
+    assert torch.equal(categorical_action(logits, None), logits.argmax(-1))
+    u = torch.rand(200_000, 1, dtype=torch.float64)
+    counts = torch.bincount(categorical_action(logits[:1].expand(len(u), 3), u), minlength=3).double() / len(u)
+    assert torch.allclose(counts, torch.softmax(logits[0].detach(), -1), atol=0.005)
+    mean, log_std = torch.randn(4, 2, dtype=torch.float64, requires_grad=True), torch.zeros(4, 2, dtype=torch.float64)
+    noise = torch.randn(4, 2, dtype=torch.float64)
+    action = gaussian_action(mean, log_std, noise)
+    assert torch.equal(action, gaussian(mean, log_std, noise)[0]) and not action.requires_grad
+    assert torch.equal(gaussian_action(mean, log_std, None), mean.detach())
 
 
 @pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])

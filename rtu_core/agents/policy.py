@@ -21,15 +21,18 @@ def _categorical_terms(log_probs: Tensor, action: Tensor) -> tuple[Tensor, Tenso
     return log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
 
 
+def categorical_action(logits: Tensor, uniform: Tensor | None) -> Tensor:
+    """a ~ softmax(logits) by inverse CDF of u (argmax when u is None), without gradient."""
+    if uniform is None:
+        return logits.argmax(dim=-1)
+    cdf = torch.log_softmax(logits.detach(), dim=-1).exp().cumsum(dim=-1)
+    return (cdf < uniform).sum(dim=-1).clamp(max=logits.shape[-1] - 1)
+
+
 def categorical(logits: Tensor, uniform: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """a ~ softmax(logits) by inverse CDF of u (argmax when u is None); returns (a, log π(a), H(π))."""
-    log_probs = torch.log_softmax(logits, dim=-1)
-    if uniform is None:
-        action = logits.argmax(dim=-1)
-    else:
-        cdf = log_probs.detach().exp().cumsum(dim=-1)
-        action = (cdf < uniform).sum(dim=-1).clamp(max=logits.shape[-1] - 1)
-    return action, *_categorical_terms(log_probs, action)
+    action = categorical_action(logits, uniform)
+    return action, *categorical_log_prob(logits, action)
 
 
 def gaussian_log_prob(mean: Tensor, log_std: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
@@ -40,9 +43,14 @@ def gaussian_log_prob(mean: Tensor, log_std: Tensor, action: Tensor) -> tuple[Te
     return log_prob, entropy
 
 
+def gaussian_action(mean: Tensor, log_std: Tensor, noise: Tensor | None) -> Tensor:
+    """a = μ + σ ε (μ when ε is None), σ = exp(log σ) state-independent, without gradient."""
+    return mean.detach() if noise is None else (mean + log_std.exp() * noise).detach()
+
+
 def gaussian(mean: Tensor, log_std: Tensor, noise: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
     """a = μ + σ ε (μ when ε is None), σ = exp(log σ) state-independent; returns (a, log π(a), H(π))."""
-    action = mean.detach() if noise is None else (mean + log_std.exp() * noise).detach()
+    action = gaussian_action(mean, log_std, noise)
     return action, *gaussian_log_prob(mean, log_std, action)
 
 

@@ -28,7 +28,7 @@ from ..network import MemoryNetwork
 from ..optim import AdaptiveObGD, ObGD
 from ..rng import MemberRandom
 from .base import MemoryAgent, Pending
-from .policy import categorical, categorical_grad, gaussian, gaussian_grads
+from .policy import categorical, categorical_action, categorical_grad, gaussian, gaussian_action, gaussian_grads
 
 OPTIMIZERS = {"obgd": ObGD, "adaptive_obgd": AdaptiveObGD}
 
@@ -114,9 +114,17 @@ class StreamAC(MemoryAgent):
         return "fused" if self.fused else "autograd"
 
     def _policy(self, out: Tensor, greedy: bool):
+        """(a_t, log π(a_t), H(π)): what the autograd step differentiates."""
         if self.discrete:
             return categorical(out, None if greedy else self.random.uniform(1))
         return gaussian(out, self.log_std, None if greedy else self.random.normal(out.shape[-1]))
+
+    def _action(self, out: Tensor, greedy: bool) -> Tensor:
+        """a_t alone, from the same draws as ``_policy``: for the steps with a hand-written policy gradient and for
+        evaluation."""
+        if self.discrete:
+            return categorical_action(out, None if greedy else self.random.uniform(1))
+        return gaussian_action(out, self.log_std, None if greedy else self.random.normal(out.shape[-1]))
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> ActorCriticStep:
         """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean); the returned
@@ -125,7 +133,7 @@ class StreamAC(MemoryAgent):
             with torch.no_grad():
                 run = self.native[0].recur if self.native else self.actor.step
                 out, self.memories["actor"] = run(obs, self.memories["actor"])
-            return ActorCriticStep(self._policy(out, greedy)[0])
+            return ActorCriticStep(self._action(out, greedy))
         step = getattr(self, f"_act_{self.engine}")(obs, greedy)
         self.remember(obs)
         return step
@@ -173,7 +181,7 @@ class StreamAC(MemoryAgent):
     def _act_fused(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
         out, self.memories["actor"], actor_tape = fused.forward(self.actor, obs, self.memories["actor"])
         value, self.memories["critic"], critic_tape = fused.forward(self.critic, obs, self.memories["critic"])
-        action = self._policy(out, greedy)[0]
+        action = self._action(out, greedy)
         return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
 
     @torch.no_grad()
@@ -226,7 +234,7 @@ class StreamAC(MemoryAgent):
         (actor, critic), memories = self.native, self.memories
         out, memories["actor"], actor_tape = actor.forward(obs, memories["actor"], advance=True)
         value, memories["critic"], critic_tape = critic.forward(obs, memories["critic"], advance=True)
-        action = self._policy(out, greedy)[0]
+        action = self._action(out, greedy)
         return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
 
     @torch.no_grad()
