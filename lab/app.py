@@ -12,7 +12,7 @@ import panel as pn
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
-from rtu_core import ConfigError, Snapshot
+from rtu_core import ConfigError, Snapshot, Staleness
 
 from .controls import LabSettings
 from .demo import ClassroomDemo
@@ -21,7 +21,7 @@ from .session import TrainingSession, notify
 from .sweep import SweepView
 
 REFRESH_MS = 400
-DIAGNOSTICS_EVERY_S = 1.0  # hidden state, eigenvalues, traces: redrawn whole, so at most once a second
+DIAGNOSTICS_EVERY_S = 1.0  # hidden state, eigenvalues, traces, staleness: redrawn whole, so at most once a second
 SNAPSHOT_EVERY = 40
 # after a refresh that took t seconds the next waits IDLE_FACTOR * t: on a loaded machine the server stays free for
 # clicks (Stop, Reset) most of the time instead of running refresh after refresh
@@ -147,6 +147,7 @@ class LabApp(pn.viewable.Viewer):
         }
         self._empty_note = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
         self._snapshots: list[Snapshot] = []
+        self._measures: list[Staleness] = []  # staleness measures not yet drawn
         self._last_diagnostics = 0.0
         self._next_refresh = 0.0
 
@@ -198,7 +199,7 @@ class LabApp(pn.viewable.Viewer):
         self._empty_note.visible = bool(note)
 
     def clear_plots(self) -> None:
-        self._snapshots = []
+        self._snapshots, self._measures = [], []
         for plot in (self.curves, self.hidden, self.traces, self.eigenvalues, self.staleness):
             plot.clear()
 
@@ -234,14 +235,17 @@ class LabApp(pn.viewable.Viewer):
         events = [event for _, event in self.session.drain()]
         if events:
             self.curves.update(events)
-            self.staleness.update(events)
             self._snapshots += [e for e in events if isinstance(e, Snapshot)]
+            self._measures += [e for e in events if isinstance(e, Staleness)]
         now = time.monotonic()
-        if self._snapshots and (now - self._last_diagnostics >= DIAGNOSTICS_EVERY_S or not self.session.running):
-            self.hidden.update(self._snapshots[-1])
-            self.eigenvalues.update(self._snapshots[-1])
-            self.traces.update_many(self._snapshots)
-            self._snapshots, self._last_diagnostics = [], now
+        due = now - self._last_diagnostics >= DIAGNOSTICS_EVERY_S or not self.session.running
+        if (self._snapshots or self._measures) and due:
+            if self._snapshots:
+                self.hidden.update(self._snapshots[-1])
+                self.eigenvalues.update(self._snapshots[-1])
+                self.traces.update_many(self._snapshots)
+            self.staleness.update(self._measures)
+            self._snapshots, self._measures, self._last_diagnostics = [], [], now
         self.sweep.update(self.sweep.session.drain())
         self.demo.update(self.demo.session.drain())
 
