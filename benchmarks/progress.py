@@ -16,6 +16,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from rtu_core.config import ConfigError
 from rtu_core.training import load_checkpoint
 
 REPRODUCTION = [
@@ -42,12 +43,19 @@ def run_statuses(folder: Path) -> Counter:
     return statuses
 
 
-def checkpoint_steps(folder: Path) -> list[tuple[Path, int, int, list[dict]]]:
-    """(path, step reached, steps of a run, the members' configs) of every checkpoint below ``folder``."""
+def checkpoint_steps(folder: Path) -> list[tuple[Path, dict | ConfigError]]:
+    """Every checkpoint below ``folder`` with (step reached, steps of a run, the members' configs), or the error
+    that says it does not load."""
     found = []
     for path in sorted(folder.rglob("checkpoints/*.pt")):
-        state = load_checkpoint(path)
-        found.append((path, state["loop"].step, state["config"]["steps"], state["members"]))
+        try:
+            state = load_checkpoint(path)
+        except ConfigError as error:
+            found.append((path, error))
+            continue
+        found.append(
+            (path, {"step": state["loop"].step, "steps": state["config"]["steps"], "members": state["members"]})
+        )
     return found
 
 
@@ -64,7 +72,11 @@ def report(folder: Path) -> str:
     statuses = run_statuses(folder)
     finished = ", ".join(f"{count} {status}" for status, count in sorted(statuses.items())) or "none"
     lines = [f"{folder}: runs finished: {finished}"]
-    for path, step, steps, members in checkpoint_steps(folder):
+    for path, state in checkpoint_steps(folder):
+        if isinstance(state, ConfigError):
+            lines.append(f"  damaged: {state}")
+            continue
+        step, steps, members = state["step"], state["steps"], state["members"]
         lines.append(
             f"  under way: {method_of(members)}, {len(members)} members at step {step:,} of {steps:,} "
             f"({100 * step / steps:.0f}%; {path.relative_to(folder)})"

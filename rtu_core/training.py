@@ -30,7 +30,7 @@ import torch
 
 from .agents import AGENTS
 from .baselines import PPO
-from .config import TrainConfig, pack_population
+from .config import ConfigError, TrainConfig, pack_population
 from .envs import episode_success, make_env
 from .envs.memory_chain import MemoryChainPopulation
 from .envs.population import EnvPopulation
@@ -138,8 +138,15 @@ def save_checkpoint(path: Path, run: Run, loop: Loop, **extra) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    """What ``save_checkpoint`` wrote (a trusted local file: it holds pickled objects)."""
-    return torch.load(path, weights_only=False)
+    """What ``save_checkpoint`` wrote (a trusted local file: it holds pickled objects). A file that does not load
+    (damaged, or not a checkpoint) is a one-line ConfigError naming it."""
+    try:
+        return torch.load(path, weights_only=False)
+    except Exception as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ConfigError(
+            f"{path} is not a readable checkpoint ({reason}); delete it to start that run again"
+        ) from None
 
 
 def checkpoint_of(path: Path, members: list[TrainConfig]) -> dict | None:

@@ -68,16 +68,22 @@ def test_memory_chain_sweep_stopped_by_sigterm_continues_to_the_uninterrupted_nu
     whole, split = tmp_path / "whole", tmp_path / "split"
     subprocess.run([*command, "--out", str(whole)], cwd=ROOT, env=env, check=True, capture_output=True, timeout=600)
 
-    sweep = subprocess.Popen(
-        [*command, "--out", str(split)], cwd=ROOT, env=env, start_new_session=True, stderr=subprocess.PIPE
-    )
+    errors = tmp_path / "stderr.txt"
+    with errors.open("w") as stderr:  # a file, not a pipe: a pipe nobody reads can fill and block the writer
+        sweep = subprocess.Popen(
+            [*command, "--out", str(split)], cwd=ROOT, env=env, start_new_session=True, stderr=stderr
+        )
     deadline = time.time() + 300
     while not list((split / "rtu-rtrl" / "checkpoints").glob("*.pt")):
         assert sweep.poll() is None and time.time() < deadline, "no checkpoint was written"
         time.sleep(0.2)
     os.killpg(sweep.pid, signal.SIGTERM)
-    assert sweep.wait(timeout=120) == 130, sweep.stderr.read().decode()[-2000:]
-    assert "the same command continues" in sweep.stderr.read().decode()
+    try:
+        assert sweep.wait(timeout=120) == 130, errors.read_text()[-2000:]
+    finally:  # a sweep that hangs is not left running
+        if sweep.poll() is None:
+            os.killpg(sweep.pid, signal.SIGKILL)
+    assert "the same command continues" in errors.read_text()
     assert not list(split.glob("rtu-rtrl/L*/seed_*/episodes.csv"))  # stopped before any member finished
     (checkpoint,) = (split / "rtu-rtrl" / "checkpoints").glob("*.pt")
     stopped_at = load_checkpoint(checkpoint)["loop"].step
@@ -117,3 +123,6 @@ def test_progress_reports_finished_runs_and_the_step_of_each_checkpoint(tmp_path
         "rtu-rtrl/checkpoints/population.pt)",
     ]
     assert report(tmp_path / "absent") == f"{tmp_path / 'absent'}: not started"
+    damaged = tmp_path / "rtu-rtrl" / "checkpoints" / "damaged.pt"
+    damaged.write_bytes(b"cut short")
+    assert report(tmp_path).splitlines()[1].startswith(f"  damaged: {damaged} is not a readable checkpoint (")

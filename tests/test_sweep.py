@@ -1,5 +1,6 @@
 """Sweeps: grid expansion, packing into populations, resumable runs, local processes and Ray."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -87,6 +88,30 @@ def test_local_sweep_writes_runs_equal_to_solo_runs_and_resumes(tmp_path):
 
     with pytest.raises(ConfigError, match="holds a different sweep"):
         run_sweep(out, Grid(BASE, {"chain_length": [4]}), LocalBackend(workers=1))
+
+
+def test_a_failed_population_raises_its_own_error_with_its_processs_traceback(tmp_path):
+    members = [(name, config) for name, config in GRID.runs() if config.cell == "rtu"]
+    path = checkpoint_path(tmp_path, members)
+    path.write_bytes(b"cut short")  # a damaged checkpoint: the population fails as it starts
+    with pytest.raises(ConfigError, match="is not a readable checkpoint") as raised:
+        LocalBackend(workers=1).run([Population(members, path, 80)], pytest.fail, lambda agent_steps: None)
+    assert "in the population's process" in raised.value.__notes__[0] and "load_checkpoint" in raised.value.__notes__[0]
+
+
+def test_a_local_sweep_interrupted_mid_run_has_its_population_save_a_checkpoint_and_end(tmp_path):
+    """Ctrl-C in the sweep's own process (raised here from its progress callback): the population's process is sent
+    SIGTERM, saves its checkpoint at its next step and ends, and the interrupt comes through."""
+    members = [(name, dataclasses.replace(config, steps=100_000)) for name, config in GRID.runs()]
+    members = [(name, config) for name, config in members if config.cell == "rtu"]
+    path = checkpoint_path(tmp_path, members)
+
+    def interrupt(agent_steps: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        LocalBackend(workers=1).run([Population(members, path, 10**6)], pytest.fail, interrupt)
+    assert BASE["progress_every"] <= load_checkpoint(path)["loop"].step < 100_000
 
 
 def test_ray_backend_gives_the_same_runs(tmp_path):
@@ -196,8 +221,9 @@ def test_an_interrupted_population_continues_from_its_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("signum, ending", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, SystemExit)])
 def test_a_signalled_population_saves_its_checkpoint_at_the_next_step_and_resumes_from_it(tmp_path, signum, ending):
-    """Ctrl-C or SIGTERM (what a pool's terminate sends) mid-run: the population stops at the next step boundary
-    with a checkpoint of that step, not of the last periodic one, and the next sitting continues from it."""
+    """Ctrl-C or SIGTERM (what the local backend sends to stop a population) mid-run: the population stops at the
+    next step boundary with a checkpoint of that step, not of the last periodic one, and the next sitting continues
+    from it."""
     members = [(name, config) for name, config in GRID.runs() if config.cell == "rtu"]
     whole = run_population(Population(members))
     path = checkpoint_path(tmp_path, members)

@@ -3,41 +3,117 @@ populations, handing each one's files to ``on_result`` and progress reports (age
 
 from __future__ import annotations
 
-import queue
+import os
+import pickle
+import signal
+import time
+import traceback
 
 from ..config import ConfigError
 from .packing import run_population
 
 
 class LocalBackend:
-    """Populations on ``workers`` local processes (a fork server: no re-import per task)."""
+    """Populations on local processes, at most ``workers`` at once: one process per population, forked from a fork
+    server that has imported the training code once, reporting progress and its files through its own pipe.
 
-    def __init__(self, workers: int):
-        self.workers = workers
+    On Ctrl-C, SIGTERM (as ``sigterm_as_interrupt`` turns it into KeyboardInterrupt) or a failed population, the
+    running populations are sent SIGTERM: each saves its checkpoint at its next step and ends. Files of a population
+    that finishes meanwhile are still handed to ``on_result``. A process that has not ended ``stop_seconds`` later
+    is killed. No worker pool, manager process or helper thread is involved, so nothing can hang on a lock that a
+    signalled process held (a ``multiprocessing.Pool`` stopped mid-run by SIGTERM to its process group once hung).
+    """
+
+    def __init__(self, workers: int, stop_seconds: float = 120.0):
+        self.workers, self.stop_seconds = workers, stop_seconds
 
     def run(self, populations, on_result, on_progress) -> None:
         import multiprocessing
+        from multiprocessing.connection import wait
 
-        methods = multiprocessing.get_all_start_methods()
-        context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-        with context.Manager() as manager:
-            progress = manager.Queue()
-            pool = context.Pool(self.workers)
-            try:
-                pending = [pool.apply_async(run_population, (population, progress.put)) for population in populations]
-                while pending:
-                    pending[0].wait(0.5)
-                    _drain(progress, on_progress, queue.Empty)
-                    for result in [r for r in pending if r.ready()]:
-                        pending.remove(result)
-                        on_result(result.get())
-                _drain(progress, on_progress, queue.Empty)
-                pool.close()
-            except BaseException:  # Ctrl-C or a failed population: stop the others now
-                pool.terminate()
-                raise
-            finally:
-                pool.join()
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["rtu_core.training", "rtu_core.sweep.packing"])
+        else:
+            context = multiprocessing.get_context("spawn")
+        waiting, running = list(populations), {}
+        try:
+            while waiting or running:
+                while waiting and len(running) < self.workers:
+                    receiver, sender = context.Pipe(duplex=False)
+                    process = context.Process(target=_report_population, args=(waiting.pop(0), sender), daemon=True)
+                    process.start()
+                    sender.close()
+                    running[receiver] = process
+                for receiver in wait(list(running)):
+                    _receive(receiver, running, on_result, on_progress)
+        except BaseException:
+            self._stop(running, on_result, wait)
+            raise
+
+    def _stop(self, running: dict, on_result, wait) -> None:
+        """Send SIGTERM to every running population and wait (``stop_seconds`` at most) for each to save its checkpoint
+        and end, handing on the files of any that finishes meanwhile; kill what is left."""
+        for process in running.values():
+            if process.is_alive():
+                os.kill(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_seconds
+        while running and time.monotonic() < deadline:
+            for receiver in wait(list(running), timeout=max(deadline - time.monotonic(), 0)):
+                try:
+                    _receive(receiver, running, on_result, lambda agent_steps: None)
+                except Exception:  # a failure while stopping: the stop goes on
+                    pass
+        for process in running.values():
+            process.kill()
+            process.join()
+
+
+def _report_population(population, sender) -> None:
+    """A population's process: its progress reports ("progress", agent-steps), then ("files", {run: files}) or
+    ("error", the exception, its traceback); the exception is sent as a RuntimeError with its text where it does
+    not pickle. A population stopped by a signal ends with its checkpoint and sends nothing."""
+    try:
+        files = run_population(population, lambda agent_steps: sender.send(("progress", agent_steps)))
+    except KeyboardInterrupt:
+        raise SystemExit(128 + signal.SIGINT) from None
+    except Exception as error:
+        try:
+            pickle.dumps(error)
+        except Exception:
+            error = RuntimeError(f"{type(error).__name__}: {error}")
+        sender.send(("error", error, traceback.format_exc()))
+        raise SystemExit(1) from None
+    sender.send(("files", files))
+
+
+def _receive(receiver, running: dict, on_result, on_progress) -> None:
+    """Handle one message from a population's process; when it has ended (its pipe closed), join it. A population
+    that failed raises its error here; one that ended with neither files nor an error (stopped by a signal, or
+    killed) raises PopulationStopped."""
+    try:
+        message = receiver.recv()
+    except EOFError:
+        process = running.pop(receiver)
+        process.join()
+        receiver.close()
+        raise PopulationStopped(f"a population's process ended (exit code {process.exitcode}) before it finished")
+    if message[0] == "progress":
+        on_progress(message[1])
+    elif message[0] == "files":
+        running.pop(receiver).join()
+        receiver.close()
+        on_result(message[1])
+    else:  # the population's error, raised here with its process's traceback as a note
+        running.pop(receiver).join()
+        receiver.close()
+        error, details = message[1], message[2]
+        error.add_note(f"in the population's process:\n{details}")
+        raise error
+
+
+class PopulationStopped(RuntimeError):
+    """A population's process ended without its files: stopped by a signal (its checkpoint kept) or killed."""
 
 
 class RayBackend:
