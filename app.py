@@ -3,6 +3,8 @@
 import panel as pn
 
 from lab.app import LabApp
+from lab.worker import start_process_server
 
 pn.extension(notifications=True)
+start_process_server()
 LabApp().template().servable()

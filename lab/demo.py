@@ -149,8 +149,8 @@ class ClassroomDemo(pn.viewable.Viewer):
         return pn.Column(
             pn.pane.Markdown(INTRO),
             pn.Row(self.start_button, self.reset_button, pn.pane.Markdown(status, css_classes=["demo-status"])),
-            pn.pane.HoloViews(self.curves, sizing_mode="stretch_width"),
-            pn.pane.HoloViews(self.hidden.element, sizing_mode="stretch_width"),
+            pn.pane.HoloViews(self.curves, sizing_mode="stretch_width", linked_axes=False),
+            pn.pane.HoloViews(self.hidden.element, sizing_mode="stretch_width", linked_axes=False),
             pn.pane.Markdown(
                 "The RTRL agent's memory: its hidden state over the last episodes, minus the average state at the "
                 "same step (what is left is what differs between episodes), coloured by the bit each episode asks "

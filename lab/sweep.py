@@ -169,6 +169,6 @@ class SweepView(pn.viewable.Viewer):
                     pn.pane.Markdown(status, css_classes=["sweep-status"]),
                 ),
             ),
-            pn.pane.HoloViews(self.plot, sizing_mode="stretch_width"),
+            pn.pane.HoloViews(self.plot, sizing_mode="stretch_width", linked_axes=False),
             sizing_mode="stretch_width",
         )

@@ -84,12 +84,22 @@ def process_context() -> multiprocessing.context.BaseContext:
 
     Forking the Bokeh server itself would copy its threads and locks; the fork server is a clean
     single-threaded parent. It also preloads ``torch._dynamo``, which ``torch.optim`` imports at its first step
-    (seconds of a cold start). Each child still re-runs a main *script* (multiprocessing's rule): ``panel serve``
-    as a script re-imports Panel at every Start, ``python -m panel serve`` (what ``make lab`` runs) imports
-    nothing. Where fork servers do not exist (Windows), plain spawn.
+    (seconds of a cold start), and the server's main script where there is one (``panel serve app.py`` run as the
+    ``panel`` script): imported once there, it is not re-imported by every training process (multiprocessing's
+    rule for a main script; ``python -m panel serve``, what ``make lab`` runs, has none). Where fork servers do not
+    exist (Windows), plain spawn.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload([__name__, "torch._dynamo"])
+    context.set_forkserver_preload(["__main__", __name__, "torch._dynamo"])
     return context
+
+
+def start_process_server() -> None:
+    """Start the fork server now, while the page loads, so that the first Start does not wait the seconds it takes
+    to import torch and ``rtu_core`` (it imports them in its own process; this returns at once)."""
+    if process_context().get_start_method() == "forkserver":
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
