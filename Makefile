@@ -42,7 +42,7 @@ notebooks: $(VENV)/.notebooks
 test: $(VENV)/.test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q --durations=15
 
 # Exactness and unit tests only (under a minute once the native step is built).
 check: $(VENV)/.test

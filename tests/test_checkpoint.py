@@ -118,7 +118,7 @@ RUN = [
     "--chain-length",
     "3",
     "--steps",
-    "20000",
+    "8000",
     "--hidden-size",
     "6",
     "--width",
@@ -135,20 +135,21 @@ def test_cli_ctrl_c_then_resume_gives_the_uninterrupted_results(tmp_path):
     whole, split = tmp_path / "whole", tmp_path / "split"
     assert cli("--out", str(whole), *RUN).returncode == 0
     proc = subprocess.Popen(
-        [sys.executable, "-m", "rtu_core", "train", "--out", str(split), "--checkpoint-every", "5000", *RUN],
+        [sys.executable, "-m", "rtu_core", "train", "--out", str(split), "--checkpoint-every", "2000", *RUN],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     deadline = time.time() + 120
-    while not (split / "episodes.csv").exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.2)  # results are written at the first checkpoint: training is under way
+    while not (split / "episodes.csv").exists():  # results are written at the first checkpoint: training is under way
+        assert time.time() < deadline and proc.poll() is None, "no checkpoint was written"
+        time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "--resume" in stderr, stderr
     summary = json.loads((split / "summary.json").read_text())
-    assert summary["status"] == "interrupted" and 0 < summary["steps"] < 20000
-    result = cli("--out", str(split), "--checkpoint-every", "5000", "--resume", *RUN)
+    assert summary["status"] == "interrupted" and 0 < summary["steps"] < 8000
+    result = cli("--out", str(split), "--checkpoint-every", "2000", "--resume", *RUN)
     assert result.returncode == 0, result.stderr
     assert (split / "episodes.csv").read_text() == (whole / "episodes.csv").read_text()
     timing = {"steps_per_second", "wall_seconds"}
