@@ -2,7 +2,7 @@
 and watch the plots' data and the step count grow; press Stop and watch them stand still.
 
 Skipped only where chromium is absent and CI is unset; in CI it runs (and fails if chromium is missing).
-Set RTU_LAB_SCREENSHOTS=1 to (re)write assets/lab.png and assets/lab_sweep.png.
+Set RTU_LAB_SCREENSHOTS=1 to (re)write assets/lab.png, lab_1024.png, lab_sweep.png and lab_staleness.png.
 """
 
 import os
