@@ -80,7 +80,7 @@ class LearningCurves:
         # the memory tasks score each episode as a fraction right, chance 0.5; POPGym and MuJoCo have no success
         # measure: no chance line to mislead, and the title says why the plot stays empty
         if data["success"].notna().any():
-            title = "Success: fraction answered right (dashed: chance, 0.5)"
+            title = "Success (dashed: chance, 0.5)"  # short: whole on a 1024 px screen
             overlay = overlay * hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1)
         else:
             title = "Success rate (MemoryChain, KMemoryChain only)"
