@@ -124,12 +124,15 @@ class HiddenStatePlot:
         self.element = hv.DynamicMap(self._draw, streams=[self.pipe])
 
     def _draw(self, data):
-        segments = []  # one path per unit and episode: trajectories break where an episode starts
+        # one trajectory per unit and episode, as one path broken by NaN rows where an episode starts: Bokeh draws
+        # it as many lines, and HoloViews builds one path instead of hundreds (a refresh took 0.4 s longer)
+        pieces = []
         for _, group in data.groupby("unit"):
             starts = np.flatnonzero(group["t"].to_numpy() == 0)
             for piece in np.split(group[list(AXES)].to_numpy(), starts):
                 if len(piece) > 1:
-                    segments.append(piece)
+                    pieces += [piece, np.full((1, 2), np.nan)]
+        segments = [np.concatenate(pieces)] if pieces else []
         # Own dimension names keep these axes unlinked from other plots (shared_axes=False would freeze
         # the ranges); framewise on the overlay and its elements makes the axes follow each frame's data.
         axes = [

@@ -298,3 +298,25 @@ def test_classroom_demo_runs_four_methods_as_populations_of_seeds(monkeypatch):
     assert sorted(set(frame["method"])) == sorted(METHOD_LABELS.values())
     assert len(app.hidden.pipe.data) == 0 and len(app.demo.hidden.pipe.data) > 0  # the demo's own memory plot
     assert app.demo.session.status == "completed"
+
+
+def test_hidden_state_trajectories_are_drawn_per_unit_and_episode():
+    """The grey trajectories: one line per unit and episode (a line never joins the end of one episode to the start
+    of the next), drawn as one path broken by NaN rows."""
+    import numpy as np
+    import pandas as pd
+
+    from lab.plots import AXES, HiddenStatePlot
+
+    t = np.array([0, 1, 2, 0, 1, 2, 3])  # two episodes
+    rows = [
+        pd.DataFrame({AXES[0]: t + 10 * unit, AXES[1]: -t, "t": t, "unit": unit, "cue": [0.0] * 3 + [1.0] * 4})
+        for unit in (0, 1)
+    ]
+    overlay = HiddenStatePlot("actor")._draw(pd.concat(rows, ignore_index=True))
+    (path,) = overlay.Path.I.data
+    breaks = np.flatnonzero(np.isnan(path[:, 0]))
+    lines = np.split(path, breaks)
+    lines = [line[~np.isnan(line[:, 0])] for line in lines]
+    assert [len(line) for line in lines if len(line)] == [3, 4, 3, 4]
+    assert [line[0, 0] for line in lines if len(line)] == [0, 0, 10, 10]  # each starts at its episode's first step
