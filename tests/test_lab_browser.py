@@ -63,7 +63,10 @@ def test_start_streams_into_plots_and_stop_freezes_them(page, tmp_path):
     wait_until(lambda: status_step(page) > 200 and page.evaluate(PLOT_ROWS) > rows_before + 50)
     step, rows = status_step(page), page.evaluate(PLOT_ROWS)
     wait_until(lambda: status_step(page) > step and page.evaluate(PLOT_ROWS) > rows)  # still growing: live
-    time.sleep(90.0 if SCREENSHOTS else 5.0)
+    if SCREENSHOTS:  # the committed picture: most of the 50k-step budget trained, the run still going for Stop
+        wait_until(lambda: status_step(page) > 40_000, timeout=300.0)
+    else:
+        time.sleep(5.0)
     screenshot(page, "lab.png", tmp_path)
     page.get_by_role("button", name="Stop", exact=True).click()
     time.sleep(2.0)  # Stop freezes the page within 2 s ...
