@@ -114,6 +114,25 @@ def test_a_local_sweep_interrupted_mid_run_has_its_population_save_a_checkpoint_
     assert BASE["progress_every"] <= load_checkpoint(path)["loop"].step < 100_000
 
 
+def test_a_population_stopped_by_its_own_sigterm_stops_the_sweep_as_ctrl_c_does(tmp_path):
+    """SIGTERM that reaches a population's process before the sweep's (or only it): the population saves its
+    checkpoint and ends, and the sweep ends as on Ctrl-C (KeyboardInterrupt), not with an error."""
+    import multiprocessing
+    import os
+
+    members = [(name, dataclasses.replace(config, steps=100_000)) for name, config in GRID.runs()]
+    members = [(name, config) for name, config in members if config.cell == "rtu"]
+    path = checkpoint_path(tmp_path, members)
+
+    def signal_the_population(agent_steps: int) -> None:
+        for child in multiprocessing.active_children():
+            os.kill(child.pid, signal.SIGTERM)
+
+    with pytest.raises(KeyboardInterrupt):
+        LocalBackend(workers=1).run([Population(members, path, 10**6)], pytest.fail, signal_the_population)
+    assert BASE["progress_every"] <= load_checkpoint(path)["loop"].step < 100_000
+
+
 def test_ray_backend_gives_the_same_runs(tmp_path):
     pytest.importorskip("ray", reason="the ray extra is not installed (make test installs it)")
     grid = Grid(BASE, {"chain_length": [2, 3]}, seeds=2)

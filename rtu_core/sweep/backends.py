@@ -8,6 +8,7 @@ import pickle
 import signal
 import time
 import traceback
+from multiprocessing.connection import wait
 
 from ..config import ConfigError
 from .packing import run_population
@@ -29,7 +30,6 @@ class LocalBackend:
 
     def run(self, populations, on_result, on_progress) -> None:
         import multiprocessing
-        from multiprocessing.connection import wait
 
         if "forkserver" in multiprocessing.get_all_start_methods():
             context = multiprocessing.get_context("forkserver")
@@ -48,10 +48,10 @@ class LocalBackend:
                 for receiver in wait(list(running)):
                     _receive(receiver, running, on_result, on_progress)
         except BaseException:
-            self._stop(running, on_result, wait)
+            self._stop(running, on_result)
             raise
 
-    def _stop(self, running: dict, on_result, wait) -> None:
+    def _stop(self, running: dict, on_result) -> None:
         """Send SIGTERM to every running population and wait (``stop_seconds`` at most) for each to save its checkpoint
         and end, handing on the files of any that finishes meanwhile; kill what is left."""
         for process in running.values():
@@ -62,7 +62,7 @@ class LocalBackend:
             for receiver in wait(list(running), timeout=max(deadline - time.monotonic(), 0)):
                 try:
                     _receive(receiver, running, on_result, lambda agent_steps: None)
-                except Exception:  # a failure while stopping: the stop goes on
+                except (Exception, KeyboardInterrupt):  # one stopped, or failed while stopping: the stop goes on
                     pass
         for process in running.values():
             process.kill()
@@ -89,14 +89,16 @@ def _report_population(population, sender) -> None:
 
 def _receive(receiver, running: dict, on_result, on_progress) -> None:
     """Handle one message from a population's process; when it has ended (its pipe closed), join it. A population
-    that failed raises its error here; one that ended with neither files nor an error (stopped by a signal, or
-    killed) raises PopulationStopped."""
+    that failed raises its error here; one stopped by a signal (its checkpoint saved) raises KeyboardInterrupt, and
+    one that ended otherwise with neither files nor an error (killed) raises PopulationStopped."""
     try:
         message = receiver.recv()
     except EOFError:
         process = running.pop(receiver)
         process.join()
         receiver.close()
+        if process.exitcode in (128 + signal.SIGINT, 128 + signal.SIGTERM):  # it saved its checkpoint on a signal
+            raise KeyboardInterrupt  # the sweep stops as on Ctrl-C, whichever process the signal reached first
         raise PopulationStopped(f"a population's process ended (exit code {process.exitcode}) before it finished")
     if message[0] == "progress":
         on_progress(message[1])
@@ -113,7 +115,7 @@ def _receive(receiver, running: dict, on_result, on_progress) -> None:
 
 
 class PopulationStopped(RuntimeError):
-    """A population's process ended without its files: stopped by a signal (its checkpoint kept) or killed."""
+    """A population's process ended without its files or an error, and not on a signal it could save for (killed)."""
 
 
 class RayBackend:
