@@ -22,6 +22,7 @@ from rtu_core.config import ConfigError
 from rtu_core.sweep import Grid, LocalBackend, aggregate, run_sweep
 
 AGENT_LABELS = {"stream_ac": "Stream AC(λ)", "qrc": "QRC(λ)"}
+CORRECTIONS = {"plain": False, "taylor": True}  # --corrections name -> the config's taylor_sensitivity
 
 
 def main() -> None:
@@ -30,6 +31,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--k", nargs="+", type=int, default=[4, 8, 16], help="KMemoryChain memory lengths")
     parser.add_argument("--agents", nargs="+", default=["stream_ac", "qrc"], choices=list(AGENT_LABELS))
+    parser.add_argument(
+        "--corrections", nargs="+", default=["plain", "taylor"], choices=list(CORRECTIONS), help="RTRL variants to run"
+    )
     # prime, so that it does not keep landing on the same place in the episodes (8·k steps long)
     parser.add_argument("--measure-every", type=int, default=13)
     parser.add_argument("--checkpoint-every", type=int, default=50_000, help="steps between checkpoints (0: none)")
@@ -50,7 +54,11 @@ def main() -> None:
             "staleness_every": args.measure_every,
             "eval_episodes": 10,
         },
-        {"agent": args.agents, "taylor_sensitivity": [False, True], "chain_length": args.k},
+        {
+            "agent": args.agents,
+            "taylor_sensitivity": [CORRECTIONS[c] for c in args.corrections],
+            "chain_length": args.k,
+        },
         args.seeds,
     )
     done, skipped = run_sweep(args.out, grid, LocalBackend(args.workers), checkpoint_every=args.checkpoint_every)
@@ -83,7 +91,7 @@ def plot(rows: list[dict], args) -> None:
     over_time, by_k, accuracy = axes
     colours = dict(zip(args.k, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")))
     for agent in args.agents:
-        for taylor in (False, True):
+        for taylor in (CORRECTIONS[c] for c in args.corrections):
             cells = sorted(
                 (r for r in rows if r["agent"] == agent and r["taylor_sensitivity"] == taylor),
                 key=lambda r: r["chain_length"],
