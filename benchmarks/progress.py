@@ -2,7 +2,7 @@
 population still under way, the step its checkpoint holds.
 
     python benchmarks/progress.py                      # the folders benchmarks/reproduce.sh writes
-    python benchmarks/progress.py runs/staleness_500k  # or any results folders
+    python benchmarks/progress.py results/staleness_500k  # or any results folders
 
 A run is finished when its ``summary.json`` says so (``rtu_core.sweep.store.FINISHED``); a checkpoint is any
 ``checkpoints/*.pt`` below the folder (loading one takes a second or two: it holds the whole population).
@@ -20,12 +20,12 @@ from rtu_core.config import ConfigError
 from rtu_core.training import load_checkpoint
 
 REPRODUCTION = [
-    "runs/staleness_500k",
-    "runs/memory_chain_500k",
-    "runs/popgym_1m",
-    "runs/mujoco_500k",
-    "runs/memory_chain_500k_r099",
-    "runs/memory_chain_500k_g0999",
+    "results/staleness_500k",
+    "results/memory_chain_500k",
+    "results/popgym_1m",
+    "results/mujoco_500k",
+    "results/memory_chain_500k_r099",
+    "results/memory_chain_500k_g0999",
 ]
 
 

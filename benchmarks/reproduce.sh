@@ -8,7 +8,9 @@
 # - masked MuJoCo (Hopper and Walker2d, P and V, 500k steps x 3 seeds);
 # - the two long-chain diagnostics of docs/method.md §8 at the full budget (RTU-RTRL, L = 64 and 128: initial r
 #   near 1; discount 0.999), one population each, side by side.
-# Every population keeps a checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each population saves its step
+# Results go to results/ (tracked: each finished run's config.json, summary.json and staleness.csv are committed, so
+# they outlive the machine; episodes.csv and checkpoints/ are not, see .gitignore). Every population keeps a
+# checkpoint, so stop it at any time (Ctrl-C or SIGTERM: each population saves its step
 # first) and run it again: finished runs are skipped and the others continue. The populations of 10-18 members
 # checkpoint every 10-20k steps (a few minutes of work each; a checkpoint takes about a second), so a sitting that
 # ends without a signal loses little.
@@ -20,25 +22,25 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 
 $PY benchmarks/staleness.py --steps 500000 --seeds 5 --k 4 8 16 --measure-every 997 --checkpoint-every 20000 \
-    --workers 2 --out runs/staleness_500k --plot assets/staleness_500k.png
+    --workers 2 --out results/staleness_500k --plot assets/staleness_500k.png
 
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 \
     --methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 10000 --workers 2 \
-    --out runs/memory_chain_500k --plot assets/memory_chain_full.png
+    --out results/memory_chain_500k --plot assets/memory_chain_full.png
 
 $PY benchmarks/popgym_comparison.py --steps 1000000 --seeds 3 \
     --tasks RepeatFirstEasy CountRecallEasy AutoencodeEasy ConcentrationEasy HigherLowerEasy \
     --agents stream_ac qrc --methods rtu-rtrl gru-tbptt --ppo-cells rtu --checkpoint-every 50000 --workers 2 \
-    --out runs/popgym_1m --plot assets/popgym_1m.png
+    --out results/popgym_1m --plot assets/popgym_1m.png
 
 $PY benchmarks/masked_mujoco.py --steps 500000 --seeds 3 --robots Hopper Walker2d --masks P V \
     --methods rtu-rtrl gru-tbptt --ppo-cells rtu --checkpoint-every 50000 --workers 2 \
-    --out runs/mujoco_500k --plot assets/mujoco_500k.png
+    --out results/mujoco_500k --plot assets/mujoco_500k.png
 
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 64 128 --methods rtu-rtrl --rtu-r-min 0.99 \
-    --checkpoint-every 10000 --workers 1 --out runs/memory_chain_500k_r099 &
+    --checkpoint-every 10000 --workers 1 --out results/memory_chain_500k_r099 &
 near_one=$!
 $PY benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 64 128 --methods rtu-rtrl --gamma 0.999 \
-    --checkpoint-every 10000 --workers 1 --out runs/memory_chain_500k_g0999 &
+    --checkpoint-every 10000 --workers 1 --out results/memory_chain_500k_g0999 &
 long_discount=$!
 wait "$near_one" && wait "$long_discount"

@@ -86,8 +86,17 @@ def test_local_sweep_writes_runs_equal_to_solo_runs_and_resumes(tmp_path):
     assert run_sweep(out, GRID, LocalBackend(workers=2)) == (1, 7)
     assert json.loads(summary_path.read_text())["status"] == "completed" and untouched.stat().st_mtime_ns == before
 
-    with pytest.raises(ConfigError, match="holds a different sweep"):
-        run_sweep(out, Grid(BASE, {"chain_length": [4]}), LocalBackend(workers=1))
+    # other values of the same axes add their runs to the folder (a run's folder is named by its point)
+    more = Grid(BASE, {"chain_length": [4, 2], "method": ["ffn-tbptt"]}, seeds=1)
+    assert run_sweep(out, more, LocalBackend(workers=1)) == (1, 1)
+    assert json.loads((out / "sweep.json").read_text())["axes"]["chain_length"] == [2, 3, 4]
+    assert untouched.stat().st_mtime_ns == before
+    table = (out / "summary.md").read_text()  # the folder's whole grid: the new point beside the old ones
+    assert "| 4 | ffn-tbptt | 1 |" in table and "| 4 | rtu-rtrl | 0 |" in table and "| 2 | rtu-rtrl | 2 |" in table
+
+    for other in (Grid({**BASE, "steps": 120}, GRID.axes), Grid(BASE, {"chain_length": [4]})):
+        with pytest.raises(ConfigError, match="holds a sweep of other settings or axes"):
+            run_sweep(out, other, LocalBackend(workers=1))
 
 
 def test_a_failed_population_raises_its_own_error_with_its_processs_traceback(tmp_path):

@@ -5,8 +5,9 @@
 - ``packing``: runs that differ only in ``MEMBER_FIELDS`` (seed, chain length) share a population; a member equals
   its solo run, so packing changes speed, never results;
 - ``backends``: local processes or Ray;
-- ``store``: the folder, finished runs (skipped when the same sweep is started again) and the aggregate over seeds
-  (``OUT/summary.csv`` and ``OUT/summary.md``).
+- ``store``: the folder, finished runs (skipped when the same sweep is started again, or one with other values of
+  the same axes) and the aggregate over seeds of every run the folder's grid names (``OUT/summary.csv`` and
+  ``OUT/summary.md``).
 Plots of sweeps live with the benchmarks (``benchmarks/comparison.py``).
 """
 
@@ -53,7 +54,7 @@ def run_sweep(
     With ``checkpoint_every``, every population keeps a checkpoint in ``out/checkpoints/`` and a sweep started
     again continues each unfinished population from it. Populations are then packed from the whole grid (and the
     finished ones dropped), so that a restarted sweep packs the same runs together as the first sitting did."""
-    todo = prepare(out, grid)
+    folder_grid, todo = prepare(out, grid)
     skipped = len(grid.runs()) - len(todo)
     lock = threading.Lock()
 
@@ -62,7 +63,7 @@ def run_sweep(
             for name, run_files in files.items():
                 write_run(out, name, run_files)
                 on_run(name)
-            write_aggregate(out, grid)
+            write_aggregate(out, folder_grid)
 
     if not todo:
         populations = []
@@ -76,5 +77,5 @@ def run_sweep(
         populations = [Population(members) for members in pack(todo, backend.workers, max_population)]
     if populations:
         backend.run(populations, on_result, on_progress)
-    write_aggregate(out, grid)
+    write_aggregate(out, folder_grid)
     return len(todo), skipped

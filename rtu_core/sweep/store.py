@@ -87,18 +87,29 @@ def write_aggregate(out: Path, grid: Grid) -> str:
     return markdown
 
 
-def check_out_dir(out: Path, grid: Grid) -> None:
-    """``out`` must be new, empty, or hold this very sweep (to resume it)."""
+def check_out_dir(out: Path, grid: Grid) -> Grid:
+    """``out`` must be new, empty, or hold a sweep of the same base settings and axes (to resume it, or to add grid
+    values or seeds to it: a run's folder is named by its point, so runs of either grid are the same runs). Returns
+    the folder's grid after this sweep: each axis the union of the recorded values and this sweep's, in that order."""
     spec = out / "sweep.json"
     if spec.exists():
-        if json.loads(spec.read_text()) != json.loads(json.dumps(grid.to_dict())):
-            raise ConfigError(f"{out} holds a different sweep (its sweep.json); choose a new --out")
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        recorded = json.loads(spec.read_text())
+        same = json.loads(json.dumps(grid.to_dict()))
+        if recorded["base"] != same["base"] or list(recorded["axes"]) != list(same["axes"]):
+            raise ConfigError(f"{out} holds a sweep of other settings or axes (its sweep.json); choose a new --out")
+        axes = {
+            name: values + [v for v in same["axes"][name] if v not in values]
+            for name, values in recorded["axes"].items()
+        }
+        return Grid(grid.base, axes, max(recorded["seeds"], grid.seeds))
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ConfigError(f"{out} exists and holds no sweep; choose a new --out")
+    return grid
 
 
-def prepare(out: Path, grid: Grid) -> list[tuple[str, TrainConfig]]:
-    """Check ``out``, record the grid in ``out/sweep.json``, and return the runs still to do."""
-    check_out_dir(out, grid)
-    write_atomic(out / "sweep.json", json.dumps(grid.to_dict(), indent=2) + "\n")
-    return [(name, config) for name, config in grid.runs() if not finished(out / "runs" / name)]
+def prepare(out: Path, grid: Grid) -> tuple[Grid, list[tuple[str, TrainConfig]]]:
+    """Check ``out``, record the folder's grid (``check_out_dir``) in ``out/sweep.json``, and return it with the runs
+    of ``grid`` still to do."""
+    folder_grid = check_out_dir(out, grid)
+    write_atomic(out / "sweep.json", json.dumps(folder_grid.to_dict(), indent=2) + "\n")
+    return folder_grid, [(name, config) for name, config in grid.runs() if not finished(out / "runs" / name)]
