@@ -1,4 +1,5 @@
-"""Training speed inside the lab vs headless ``train()``, measured in one run, and the plots' update rate.
+"""Training speed inside the lab vs headless ``train()``, measured in one run, the plots' update rate, and what a
+page costs a class on one server (building a student's page; the wait from Start to the first step shown).
 
 Three ways of running the same config (the app's defaults, MemoryChain, Stream AC, RTU-RTRL):
 - headless: ``train(config)`` consumed in a plain loop;
@@ -6,7 +7,10 @@ Three ways of running the same config (the app's defaults, MemoryChain, Stream A
   thread, calling ``app.refresh()`` every REFRESH_MS (draining events into the real plot components);
 - served: ``python -m panel serve app.py`` with headless Chromium connected (Playwright), Start pressed;
   the speed is read off the page's status line (steps shown, over wall time) and the update rate is how
-  often the page's plot data changed.
+  often the page's plot data changed, and the Start latency is the time from the click (the page's first Start
+  after the server started) to the status line's first step.
+A page's build is timed in this process: the Bokeh document of a fresh ``LabApp``'s page, as ``panel serve`` builds
+it for each browser that connects.
 
     python -m benchmarks.lab_overhead --steps 6000 --repeats 2 --served-seconds 40   (from the repository root)
 """
@@ -17,6 +21,7 @@ import argparse
 import time
 
 import panel as pn
+from bokeh.document import Document
 
 from lab.app import REFRESH_MS, SNAPSHOT_EVERY, LabApp
 from rtu_core import train
@@ -48,10 +53,25 @@ def in_lab(app: LabApp, config) -> tuple[float, float, float]:
     return app.session.steps_per_second, refreshes / elapsed, 1000 * busy / max(refreshes, 1)
 
 
-def served(seconds: float) -> tuple[float, float]:
-    """(steps/s the page's status line shows over ``seconds``, plot data changes per second on the page)."""
+def page_build_seconds(repeats: int) -> list[float]:
+    """Seconds to build one student's page (the Bokeh document of a fresh app), ``repeats`` times."""
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        LabApp().template().server_doc(Document())
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def served(seconds: float) -> tuple[float, float, float]:
+    """(steps/s the page's status line shows over ``seconds``, plot data changes per second on the page, seconds
+    from the first Start's click to the first step shown)."""
     with served_app() as url, chromium_page(url) as page:
         page.get_by_role("button", name="Start", exact=True).click()
+        clicked = time.perf_counter()
+        while status_step(page) == 0:
+            time.sleep(0.05)
+        latency = time.perf_counter() - clicked
         while status_step(page) < 100:  # past the training process's start
             time.sleep(0.2)
         started, first_step, changes, rows = time.perf_counter(), status_step(page), 0, page.evaluate(PLOT_ROWS)
@@ -63,7 +83,7 @@ def served(seconds: float) -> tuple[float, float]:
         elapsed = time.perf_counter() - started
         steps = status_step(page) - first_step
         page.get_by_role("button", name="Stop", exact=True).click()
-    return steps / elapsed, changes / elapsed
+    return steps / elapsed, changes / elapsed, latency
 
 
 def main() -> None:
@@ -73,6 +93,7 @@ def main() -> None:
     parser.add_argument("--chain-length", type=int, default=8, help="the served app runs its default, 8")
     parser.add_argument("--served-seconds", type=float, default=40.0, help="0 skips the served app")
     args = parser.parse_args()
+    builds = page_build_seconds(args.repeats + 1)  # the first includes imports and caches a server has warm
     pn.state.add_periodic_callback = lambda *a, **k: None  # this script is the UI thread
     app = LabApp()
     app.settings.param.update(chain_length=args.chain_length, steps=args.steps)
@@ -89,10 +110,12 @@ def main() -> None:
         f"plot updates:              {max(r[2] for r in rows):8.2f} /s     "
         f"({min(r[3] for r in rows):.1f} ms per refresh)"
     )
+    print(f"a student's page build:    {min(builds[1:]):8.2f} s (best of {args.repeats}; the first: {builds[0]:.2f} s)")
     if args.served_seconds > 0:
-        speed, updates = served(args.served_seconds)
+        speed, updates, latency = served(args.served_seconds)
         print(f"served app + chromium:     {speed:8.1f} steps/s   ratio {speed / base:.2f}  (goal >= 0.80)")
         print(f"page plot-data changes:    {updates:8.2f} /s")
+        print(f"first Start to first step: {latency:8.2f} s")
 
 
 if __name__ == "__main__":
