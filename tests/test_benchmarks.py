@@ -126,3 +126,24 @@ def test_progress_reports_finished_runs_and_the_step_of_each_checkpoint(tmp_path
     damaged = tmp_path / "rtu-rtrl" / "checkpoints" / "damaged.pt"
     damaged.write_bytes(b"cut short")
     assert report(tmp_path).splitlines()[1].startswith(f"  damaged: {damaged} is not a readable checkpoint (")
+
+
+def test_staleness_study_runs_one_correction_alone_then_adds_the_other_to_its_folder(tmp_path):
+    """``--corrections taylor`` trains the corrected runs alone; the same command with both corrections into the same
+    folder trains only the plain runs, and the table then has both."""
+    command = [sys.executable, "benchmarks/staleness.py", "--steps", "120", "--seeds", "1", "--k", "4"]
+    command += ["--agents", "qrc", "--hidden-size", "4", "--width", "4", "--measure-every", "13", "--workers", "1"]
+    command += ["--checkpoint-every", "0", "--out", str(tmp_path)]
+    root = Path(__file__).resolve().parents[1]
+    taylor = subprocess.run(command + ["--corrections", "taylor"], cwd=root, capture_output=True, text=True)
+    assert taylor.returncode == 0, taylor.stderr
+    assert "1 runs trained, 0 already finished" in taylor.stdout
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [
+        "agent=qrc,taylor_sensitivity=True,chain_length=4,seed=0"
+    ]
+    both = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    assert both.returncode == 0, both.stderr
+    assert "1 runs trained, 1 already finished" in both.stdout
+    assert json.loads((tmp_path / "sweep.json").read_text())["axes"]["taylor_sensitivity"] == [True, False]
+    table = (tmp_path / "summary.md").read_text()
+    assert "| qrc | True | 4 | 1 |" in table and "| qrc | False | 4 | 1 |" in table

@@ -2,7 +2,7 @@
 and watch the plots' data and the step count grow; press Stop and watch them stand still.
 
 Skipped only where chromium is absent and CI is unset; in CI it runs (and fails if chromium is missing).
-Set RTU_LAB_SCREENSHOTS=1 to (re)write assets/lab.png, lab_1024.png, lab_sweep.png and lab_staleness.png.
+Set RTU_LAB_SCREENSHOTS=1 to (re)write assets/lab.png, lab_1024.png, lab_sweep.png, lab_staleness.png and lab_demo.png.
 """
 
 import os
@@ -211,6 +211,9 @@ def test_classroom_demo_in_one_click(page):
     wait_until(lambda: page.evaluate(PLOT_ROWS) > rows_before + 40)
     step = int(re.search(r"step ([\d,]+)", status.inner_text()).group(1).replace(",", ""))
     assert step > 0
+    if SCREENSHOTS:  # the committed picture: the demo's whole budget trained
+        wait_until(lambda: "completed" in status.inner_text(), timeout=900)
+        page.screenshot(path=str(ROOT / "assets" / "lab_demo.png"), full_page=True)
     page.get_by_role("button", name="Reset the demo", exact=True).click()
     wait_until(lambda: "idle" in status.inner_text(), timeout=5.0)
 
