@@ -20,6 +20,7 @@ CUE_COLOURS = {"remember 0": "#1f77b4", "remember 1": "#d62728"}
 STEP_LABEL = "environment steps"
 AXES = ("hidden_x", "hidden_y")
 HEIGHT = 280
+OVER_STEPS = dict(height=HEIGHT, responsive=True, xlabel=STEP_LABEL, show_grid=True)  # the plots over training
 
 if "bokeh" not in hv.Store.renderers or not hasattr(hv.opts, "Points"):
     hv.extension("bokeh", logo=False)  # the options below are declared for the Bokeh backend
@@ -62,13 +63,10 @@ class LearningCurves:
         raw = hv.Scatter(data, "step", "ret", label="one episode").opts(alpha=0.25, size=3, color="#7f7f7f")
         smooth = hv.Curve(data, "step", "ret_smooth", label="running average").opts(color="#d62728", line_width=2)
         return (raw * smooth).opts(
+            **OVER_STEPS,
             title="Return per episode",
-            height=HEIGHT,
-            responsive=True,
             legend_position="bottom_right",
-            xlabel=STEP_LABEL,
             ylabel="return (sum of rewards)",
-            show_grid=True,
             framewise=True,
         )
 
@@ -85,13 +83,10 @@ class LearningCurves:
         else:
             title = "Success rate (MemoryChain, KMemoryChain only)"
         return overlay.opts(
+            **OVER_STEPS,
             title=title,
-            height=HEIGHT,
-            responsive=True,
             ylim=(-0.05, 1.05),
-            xlabel=STEP_LABEL,
             ylabel="fraction right",
-            show_grid=True,
             legend_position="bottom_right",
             framewise=True,
         )
@@ -246,13 +241,10 @@ class TraceMagnitudes:
             for column in self.COLUMNS[1:]
         ]
         return hv.Overlay(curves).opts(
+            **OVER_STEPS,
             title="What learning carries forward: RTRL sensitivities ‖∂h/∂p‖₂ and eligibility traces ‖z‖₁",
-            height=HEIGHT,
-            responsive=True,
             logy=True,
             legend_position="left",
-            show_grid=True,
-            xlabel=STEP_LABEL,
             ylabel="size (log scale)",
         )
 
@@ -310,13 +302,10 @@ class StalenessPlot:
             )
         sensitivities = "S + C (Taylor-corrected)" if self.corrected else "S"
         return hv.Overlay(layers).opts(
+            **OVER_STEPS,
             title=f"RTRL staleness of {sensitivities}: distance from the episode replayed under today's parameters",
-            height=HEIGHT,
-            responsive=True,
             logy=True,
             legend_position="bottom_right",
-            show_grid=True,
-            xlabel=STEP_LABEL,
             ylabel="relative error (log scale)",
             framewise=True,
         )
