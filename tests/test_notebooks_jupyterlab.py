@@ -81,6 +81,19 @@ def run_and_advance(page, cells, index: int, tries: int = 3) -> None:
     raise AssertionError(f"JupyterLab did not move past cell {index}")
 
 
+def picture(canvas) -> bytes | None:
+    """A screenshot of the plot's canvas; None while Bokeh is replacing it (a redraw after the slider moved can
+    detach the element the screenshot was waiting on)."""
+    from playwright.sync_api import Error
+
+    try:
+        return canvas.screenshot(timeout=10_000)
+    except Error as error:
+        if "not attached" in str(error) or "Timeout" in str(error):
+            return None
+        raise
+
+
 def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
     from playwright.sync_api import sync_playwright
 
@@ -102,13 +115,16 @@ def test_notebook_02_interactive_cell_renders_its_sliders_and_plot(jupyterlab):
             assert sliders.count() == 2  # r and θ
             canvas = output.locator("canvas").first
             canvas.wait_for(timeout=60_000)
-            before = canvas.screenshot()
+            deadline = time.time() + 30
+            while (before := picture(canvas)) is None:  # the first render may still be settling
+                assert time.time() < deadline, "the plot's canvas did not settle"
+                time.sleep(0.5)
             handle = output.locator(".noUi-handle").first
             handle.focus()
             for _ in range(10):
                 page.keyboard.press("ArrowLeft")  # r down: the response decays faster
             deadline = time.time() + 30
-            while canvas.screenshot() == before:
+            while picture(canvas) in (before, None):
                 assert time.time() < deadline, "the plot did not change when the slider moved"
                 time.sleep(0.5)
             assert hosts <= {"127.0.0.1", "localhost"}, hosts
