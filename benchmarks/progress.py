@@ -1,7 +1,7 @@
 """Where the reproduction runs stand: under each results folder, the finished runs (by status) and, for every
 population still under way, the step its checkpoint holds.
 
-    python benchmarks/progress.py                      # the folders benchmarks/reproduce.sh writes
+    python benchmarks/progress.py                         # the folders benchmarks/reproduce.sh writes
     python benchmarks/progress.py results/staleness_500k  # or any results folders
 
 A run is finished when its ``summary.json`` says so (``rtu_core.sweep.store.FINISHED``); a checkpoint is any
