@@ -10,12 +10,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 from benchmarks.memory_chain import finished, population, populations, write_results
 from benchmarks.progress import report
 from benchmarks.throughput import step_breakdown
 from rtu_core import TrainConfig, train
 from rtu_core.agents import QRC
 from rtu_core.events import Checkpoint
+from rtu_core.results import RunRecorder
 from rtu_core.sweep import run_population
 from rtu_core.training import Run, load_checkpoint
 
@@ -147,3 +151,39 @@ def test_staleness_study_runs_one_correction_alone_then_adds_the_other_to_its_fo
     assert json.loads((tmp_path / "sweep.json").read_text())["axes"]["taylor_sensitivity"] == [True, False]
     table = (tmp_path / "summary.md").read_text()
     assert "| qrc | True | 4 | 1 |" in table and "| qrc | False | 4 | 1 |" in table
+
+
+def test_learning_curves_average_each_window_over_seeds_and_mark_where_epsilon_ends(tmp_path):
+    """benchmarks/curves.py on real run folders: a run's window is the mean of its episodes ending in it, a line
+    the mean ± s.e. over its runs; QRC panels carry the step where ε reaches its end; bad input: one line, exit 2."""
+    from benchmarks.curves import CurvesError, curves, markdown, read_runs
+
+    config = TrainConfig(agent="qrc", chain_length=2, steps=90, hidden_size=4, width=4, eval_episodes=0, population=2)
+    recorder = RunRecorder(config)
+    for event in train(config):
+        recorder.record(event)
+    recorder.write(tmp_path)  # seed_0/ and seed_1/, each with config.json and episodes.csv
+    runs = read_runs([tmp_path])
+    assert len(runs) == 2
+    result = curves(runs, "chain_length", ["agent", "mode"], "return", 30)
+    assert list(result["table"]) == [2] and list(result["table"][2]) == ["qrc, rtrl"]
+    expected = []
+    for k in range(3):  # episodes of 3 steps end at steps 3, 6, ..., 90: ten in each 30-step window
+        values = [
+            np.mean([float(r["return"]) for r in rows if k * 30 < int(r["step"]) <= (k + 1) * 30]) for _, rows in runs
+        ]
+        expected.append((np.mean(values), np.std(values, ddof=1) / np.sqrt(2)))
+    assert np.allclose(result["table"][2]["qrc, rtrl"], expected)
+    assert result["exploration_end"] == {2: 0.1 * 90}
+    assert markdown(result, 30, "chain_length").splitlines()[0] == "| chain_length | line | 30 | 60 | 90 |"
+    with pytest.raises(CurvesError, match="no column 'reward'"):
+        curves(runs, "chain_length", ["agent"], "reward", 30)
+    empty = subprocess.run(
+        [sys.executable, "benchmarks/curves.py", str(tmp_path / "seed_0" / "absent")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert empty.returncode == 2 and empty.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'seed_0' / 'absent'} is not a folder"
+    ]
