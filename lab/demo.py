@@ -136,7 +136,7 @@ class ClassroomDemo(pn.viewable.Viewer):
             xlabel=STEP_LABEL,
             ylabel="fraction answered right",
             show_grid=True,
-            legend_position="bottom_right",
+            legend_position="top_left",
             framewise=False,
         )
 
