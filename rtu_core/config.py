@@ -163,6 +163,13 @@ class TrainConfig:
     epsilon_end: float = field(**_help("final ε of ε-greedy", 0.01))
     exploration_fraction: float | None = field(**_help("fraction of steps over which ε decays; preset"))
     grad_clip: float | None = field(**_help("per-member global-norm clip of QRC updates (0: off); preset"))
+    no_gradient_correction: bool = field(
+        **_help(
+            "QRC without its gradient correction (h ≡ 0): Q's step is Watkins Q(λ)'s, θ_Q ← θ_Q + α_Q δ z_Q "
+            "(a diagnostic; the paper's QRC has the correction)",
+            False,
+        )
+    )
     # batched PPO baseline (docs/method.md §5)
     ppo_num_envs: int | None = field(**_help("PPO: parallel environments; preset"))
     ppo_rollout_steps: int | None = field(**_help("PPO: steps per environment per rollout; preset"))
@@ -252,6 +259,8 @@ class TrainConfig:
             raise ConfigError(
                 "taylor-sensitivity, rtrl-refresh and staleness-every apply to streaming agents in mode rtrl (cell rtu)"
             )
+        if self.no_gradient_correction and self.agent != "qrc":
+            raise ConfigError("no-gradient-correction applies to agent qrc")
         if self.agent == "ppo":
             self._validate_ppo()
         if self.time_limit is not None and not self.time_limit > 0:

@@ -2,11 +2,13 @@
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from rtu_core import TrainConfig
 from rtu_core.agents import QRC, StreamAC
 from rtu_core.agents.policy import categorical_log_prob, gaussian_log_prob
+from rtu_core.config import ConfigError
 from rtu_core.rng import MemberRandom
 
 
@@ -70,3 +72,33 @@ def test_policy_log_probabilities_and_entropies_equal_torch_distributions():
     log_prob, entropy = gaussian_log_prob(mean, log_std, action)
     reference = torch.distributions.Independent(torch.distributions.Normal(mean, log_std.exp()), 1)
     assert torch.allclose(log_prob, reference.log_prob(action)) and torch.allclose(entropy, reference.entropy())
+
+
+def test_qrc_without_gradient_correction_takes_watkins_q_lambda_steps_and_leaves_h_alone():
+    """no_gradient_correction: h ≡ 0, so each Q step is α δ z_Q with z_Q ← γλ z_Q + ∇Q(o, a) (float64, autograd
+    engine, checked against ∇Q computed apart); the h network never changes."""
+    config = TrainConfig(
+        agent="qrc", hidden_size=6, width=5, population=2, steps=100, dtype="float64", engine="eager",
+        epsilon_start=0.0, epsilon_end=0.0, no_gradient_correction=True, lr_q=0.01, grad_clip=0.0,
+    )  # fmt: skip
+    gens = [torch.Generator().manual_seed(i) for i in range(2)]
+    agent = QRC(config, 3, gym.spaces.Discrete(2), gens, MemberRandom([1, 2], dtype=torch.float64))
+    h_before = [p.detach().clone() for p in agent.h_params]
+    decay = config.gamma * config.trace_decay
+    trace = [torch.zeros_like(p) for p in agent.q_params]
+    torch.manual_seed(3)
+    for t in range(6):
+        obs, next_obs = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+        step = agent.act(obs)
+        grads = torch.autograd.grad(step.q.sum(), agent.q_params, retain_graph=True)  # ∇Q(o, a), row per member
+        trace = [decay * z + g for z, g in zip(trace, grads)]
+        before = [p.detach().clone() for p in agent.q_params]
+        done = torch.tensor([t == 5, False])
+        delta = agent.learn(step, torch.randn(2, dtype=torch.float64), next_obs, done, done)
+        for p, p0, z in zip(agent.q_params, before, trace):
+            expected = p0 + config.lr_q * delta.reshape(-1, *[1] * (z.dim() - 1)) * z
+            assert torch.allclose(p.detach(), expected, rtol=1e-10, atol=1e-13)
+        trace = [z * (~done).reshape(-1, *[1] * (z.dim() - 1)) for z in trace]
+    assert all(torch.equal(p.detach(), p0) for p, p0 in zip(agent.h_params, h_before))
+    with pytest.raises(ConfigError, match="no-gradient-correction applies to agent qrc"):
+        TrainConfig(agent="stream_ac", no_gradient_correction=True)

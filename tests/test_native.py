@@ -186,6 +186,7 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         ("qrc", True, dict(taylor_sensitivity=True)),
         ("stream_ac", True, dict(taylor_sensitivity=True)),
         ("stream_ac", False, dict(taylor_sensitivity=True, head_width=7, feature_layers=2)),
+        ("qrc", True, dict(no_gradient_correction=True, grad_clip=0.01)),
     ],
     ids=[
         "stream-ac-categorical",
@@ -207,6 +208,7 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         "qrc-taylor",
         "stream-ac-taylor",
         "stream-ac-gaussian-taylor-head-block-two-blocks",
+        "qrc-no-gradient-correction-clipped",
     ],
 )
 def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):

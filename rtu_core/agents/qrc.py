@@ -9,6 +9,8 @@ Two networks, Q and h, each with its own memory. For a transition (o, a, r, o') 
 
 ∇δ is the full gradient of δ, through max_a' Q(o', a') (whose memory is advanced one step from o's).
 All traces are zeroed after the update when the episode ends or the action taken was not greedy.
+With ``no_gradient_correction`` h is taken as 0 and not trained: b = 0, and Q's step is Watkins Q(λ)'s,
+θ_Q ← θ_Q + α_Q δ z_Q (a diagnostic).
 Plain SGD, optionally with a per-member global-norm clip of each update. Actions are ε-greedy with ε
 decaying linearly from ε_start to ε_end over the first ``exploration_fraction`` of the steps.
 """
@@ -83,6 +85,11 @@ class QRC(MemoryAgent):
         return max(c.epsilon_end, c.epsilon_start - (c.epsilon_start - c.epsilon_end) * progress)
 
     @property
+    def correction(self) -> bool:
+        """Whether Q's step has the gradient correction (else h ≡ 0: Watkins Q(λ))."""
+        return not self.config.no_gradient_correction
+
+    @property
     def engine(self) -> str:
         """How this agent computes its step, fixed at construction: 'native' (C++ loops) or 'autograd'."""
         return "native" if self.native is not None else "autograd"
@@ -130,7 +137,8 @@ class QRC(MemoryAgent):
         grads = torch.autograd.grad((step.q + step.h).sum(), self.q_params + self.h_params)
         grad_q, grad_h = grads[: len(self.q_params)], grads[len(self.q_params) :]
         grad_next = torch.autograd.grad(next_q.sum(), self.q_params)
-        decay, h_value = c.gamma * c.trace_decay, step.h.detach()
+        decay = c.gamma * c.trace_decay
+        h_value = step.h.detach() if self.correction else torch.zeros_like(step.q.detach())
         with torch.no_grad():
             self.bias_trace.mul_(decay).add_(h_value)
             q_updates, h_updates = [], []
@@ -142,10 +150,13 @@ class QRC(MemoryAgent):
                     + per_member(td_error, g) * trace
                     - per_member(h_value, g) * g
                 )
-            for trace, g, p in zip(self.h_trace, grad_h, self.h_params):
-                trace.mul_(decay).add_(g)
-                h_updates.append(per_member(td_error, g) * trace - per_member(h_value, g) * g - c.beta * p)
+            if self.correction:
+                for trace, g, p in zip(self.h_trace, grad_h, self.h_params):
+                    trace.mul_(decay).add_(g)
+                    h_updates.append(per_member(td_error, g) * trace - per_member(h_value, g) * g - c.beta * p)
             for params, updates, lr in ((self.q_params, q_updates, c.lr_q), (self.h_params, h_updates, c.lr_h)):
+                if not updates:  # h, without the correction
+                    continue
                 scale = self._clip_scale(updates) * lr
                 for p, u in zip(params, updates):
                     p.add_(per_member(scale, u) * u)
@@ -179,18 +190,22 @@ class QRC(MemoryAgent):
         td_error = reward + discount * next_q - step.q
         onehot = self._onehot[step.action]
         decay = c.gamma * c.trace_decay
-        self.bias_trace.mul_(decay).add_(step.h)
+        h_value = step.h if self.correction else torch.zeros_like(step.h)
+        self.bias_trace.mul_(decay).add_(h_value)
         cut = done | step.nongreedy
-        coeffs = torch.stack([self.bias_trace, discount, td_error, step.h, cut], 1).to(td_error.dtype)
+        coeffs = torch.stack([self.bias_trace, discount, td_error, h_value, cut], 1).to(td_error.dtype)
         next_pass = q_net.backward(grad_next, self._onehot[best], next_tape, memories["q"], next_step=True, defer=True)
         q_update = q_net.module.qrc_update(
             self.q_trace_flat, grad_next, coeffs, decay, c.lr_q, 0.0, c.grad_clip, next_pass
         )
         q_net.backward(grad_q, onehot, q_tape, memories["q"], update=q_update)
-        h_update = h_net.module.qrc_update(self.h_trace_flat, None, coeffs, decay, c.lr_h, c.beta, c.grad_clip, None)
-        h_net.backward(grad_h, onehot, h_tape, memories["h"], update=h_update)
         q_net.changed()
-        h_net.changed()
+        if self.correction:
+            h_update = h_net.module.qrc_update(
+                self.h_trace_flat, None, coeffs, decay, c.lr_h, c.beta, c.grad_clip, None
+            )
+            h_net.backward(grad_h, onehot, h_tape, memories["h"], update=h_update)
+            h_net.changed()
         self.bias_trace.masked_fill_(cut, 0.0)
         return td_error
 
