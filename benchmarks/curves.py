@@ -7,9 +7,9 @@ the runs (seeds) of each line, one panel per task.
 Every ``episodes.csv`` below the folders is one run, with the ``config.json`` beside it. A run's value in window
 k is the mean of the metric over its episodes that ended at a step in (k w, (k + 1) w]; a line's value is the mean
 ± standard error of its runs' values. Panels are the distinct values of ``--by`` (a config field), lines those of
-``--lines`` (config fields joined). Where every run of a panel is a QRC(λ) agent, a dashed line marks the step at
-which ε has decayed to its final value. The table goes to standard output (and ``--table``); plotting needs
-matplotlib (the ``bench`` extra).
+``--lines`` (config fields joined; a switch shows as name=value). Where every run of a panel is a QRC(λ) agent, a
+dashed line marks the step at which ε has decayed to its final value. The table goes to standard output (and
+``--table``); plotting needs matplotlib (the ``bench`` extra).
 """
 
 from __future__ import annotations
@@ -82,7 +82,9 @@ def curves(runs, by: str, lines: list[str], metric: str, window: int) -> dict:
             raise CurvesError(f"the runs' config.json has no field {missing[0]!r}")
         if rows and metric not in rows[0]:
             raise CurvesError(f"episodes.csv has no column {metric!r} (columns: {', '.join(rows[0])})")
-        line = ", ".join(str(config[field]) for field in lines)
+        line = ", ".join(
+            f"{field}={config[field]}" if isinstance(config[field], bool) else str(config[field]) for field in lines
+        )
         grouped[config[by]][line].append(windowed(rows, metric, window, steps))
     table = {
         panel: {line: [mean_se(list(column)) for column in zip(*values)] for line, values in sorted(by_line.items())}
@@ -118,7 +120,7 @@ def plot(result: dict, path: Path, window: int, metric: str, title: str) -> None
     panels = list(result["table"])
     cols = min(len(panels), 3)
     rows = math.ceil(len(panels) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(6.0, 4.2 * cols), 3.2 * rows + 0.6), squeeze=False)
     for ax, panel in zip(axes.flat, panels):
         for line, values in result["table"][panel].items():
             x = [(k + 1) * window for k in range(len(values))]
@@ -135,9 +137,10 @@ def plot(result: dict, path: Path, window: int, metric: str, title: str) -> None
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
-    axes.flat[0].legend(fontsize=8)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 4), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.6 / (3.2 * rows + 0.6), 1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
     fig.savefig(tmp, dpi=110)
