@@ -72,6 +72,12 @@ def mean_se(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(var / len(finite))
 
 
+def panel_order(value) -> tuple:
+    """Numbers in numeric order (chain lengths 2, 4, ..., 128), before anything else in text order."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return (0, value, "") if number else (1, 0, str(value))
+
+
 def curves(runs, by: str, lines: list[str], metric: str, window: int) -> dict:
     """{panel: {line: [(mean, se) per window]}} and, per panel, the step where QRC's ε reaches its end (or None)."""
     steps = max(config["steps"] for config, _ in runs)
@@ -88,14 +94,14 @@ def curves(runs, by: str, lines: list[str], metric: str, window: int) -> dict:
         grouped[config[by]][line].append(windowed(rows, metric, window, steps))
     table = {
         panel: {line: [mean_se(list(column)) for column in zip(*values)] for line, values in sorted(by_line.items())}
-        for panel, by_line in sorted(grouped.items(), key=lambda item: str(item[0]))
+        for panel, by_line in sorted(grouped.items(), key=lambda item: panel_order(item[0]))
     }
     exploration = {}
     for panel in table:
         configs = [config for config, _ in runs if config[by] == panel]
         qrc = all(config["agent"] == "qrc" for config in configs)
         exploration[panel] = configs[0]["exploration_fraction"] * configs[0]["steps"] if qrc else None
-    return {"table": table, "exploration_end": exploration, "steps": steps, "runs": len(runs)}
+    return {"table": table, "exploration_end": exploration, "steps": steps, "runs": len(runs), "by": by}
 
 
 def markdown(result: dict, window: int, by: str) -> str:
@@ -131,7 +137,7 @@ def plot(result: dict, path: Path, window: int, metric: str, title: str) -> None
             ax.axvline(
                 result["exploration_end"][panel], color="grey", linestyle="--", linewidth=1, label="ε at its end"
             )
-        ax.set_title(str(panel), fontsize=10)
+        ax.set_title(panel if isinstance(panel, str) else f"{result['by']} = {panel}", fontsize=10)
         ax.set_xlabel("training steps")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
