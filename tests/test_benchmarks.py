@@ -187,3 +187,19 @@ def test_learning_curves_average_each_window_over_seeds_and_mark_where_epsilon_e
     assert empty.returncode == 2 and empty.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'seed_0' / 'absent'} is not a folder"
     ]
+
+
+def test_qrc_probe_records_every_learning_step_and_restores_the_agent_registry():
+    """benchmarks/qrc_probe.py: one row per window, each the mean of that window's steps; the QRC class the loop
+    builds is the library's again afterwards."""
+    from benchmarks.qrc_probe import RecordingQRC, probe
+    from rtu_core import training
+
+    config = TrainConfig(agent="qrc", chain_length=3, steps=200, hidden_size=4, width=4, eval_episodes=0)
+    rows = probe(config, 50)
+    agent = RecordingQRC.built[0]
+    assert [row["step"] for row in rows] == [50, 100, 150, 200]
+    assert len(agent.q_taken) == len(agent.td_errors) == 200
+    assert rows[1]["Q"] == pytest.approx(np.mean(agent.q_taken[50:100]))
+    assert rows[3]["delta"] == pytest.approx(np.mean(agent.td_errors[150:]))
+    assert training.LEARNERS["qrc"] is QRC
