@@ -16,13 +16,18 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from rtu_core import TrainConfig
 from rtu_core.results import write_atomic
+
+# a field that a run's config.json predates has TrainConfig's default
+CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 
 class CurvesError(ValueError):
@@ -41,7 +46,7 @@ def read_runs(folders: list[Path]) -> list[tuple[dict, list[dict]]]:
                 continue
             with open(episodes, newline="") as f:
                 rows = list(csv.DictReader(f))
-            runs.append((json.loads(config_path.read_text()), rows))
+            runs.append(({**CONFIG_DEFAULTS, **json.loads(config_path.read_text())}, rows))
     if not runs:
         raise CurvesError(f"no run (episodes.csv beside config.json) below {', '.join(map(str, folders))}")
     return runs
