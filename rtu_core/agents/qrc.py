@@ -138,7 +138,7 @@ class QRC(MemoryAgent):
         grad_q, grad_h = grads[: len(self.q_params)], grads[len(self.q_params) :]
         grad_next = torch.autograd.grad(next_q.sum(), self.q_params)
         decay = c.gamma * c.trace_decay
-        h_value = step.h.detach() if self.correction else torch.zeros_like(step.q.detach())
+        h_value = step.h.detach() if self.correction else torch.zeros_like(step.q)
         with torch.no_grad():
             self.bias_trace.mul_(decay).add_(h_value)
             q_updates, h_updates = [], []
@@ -154,9 +154,10 @@ class QRC(MemoryAgent):
                 for trace, g, p in zip(self.h_trace, grad_h, self.h_params):
                     trace.mul_(decay).add_(g)
                     h_updates.append(per_member(td_error, g) * trace - per_member(h_value, g) * g - c.beta * p)
-            for params, updates, lr in ((self.q_params, q_updates, c.lr_q), (self.h_params, h_updates, c.lr_h)):
-                if not updates:  # h, without the correction
-                    continue
+            updated = [(self.q_params, q_updates, c.lr_q)]
+            if self.correction:
+                updated.append((self.h_params, h_updates, c.lr_h))
+            for params, updates, lr in updated:
                 scale = self._clip_scale(updates) * lr
                 for p, u in zip(params, updates):
                     p.add_(per_member(scale, u) * u)
