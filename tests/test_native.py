@@ -242,6 +242,46 @@ def test_native_agent_takes_the_eager_agents_steps(agent, discrete, overrides):
         assert torch.allclose(hidden[0], hidden[1].to(hidden[0].dtype), rtol=1e-9, atol=1e-11)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_qrc_choice_and_targets_follow_torch_ties_and_nans(dtype):
+    """The native ε-greedy choice and TD error take torch's argmax / max (the first of equal maxima, a NaN as the
+    largest) and round each operation as the eager tensor code does (bitwise, float32 included)."""
+    module = native.load()
+    gen = torch.Generator().manual_seed(0)
+    P, A = 64, 4
+    q = torch.randint(0, 3, (P, A), generator=gen).to(dtype)  # many ties
+    q[5, 2] = q[9, 0] = q[9, 3] = float("nan")
+    h = torch.randn(P, A, generator=gen, dtype=dtype)
+    draws = torch.rand(P, 7, generator=gen, dtype=dtype)[:, 2:4]  # a non-contiguous block, as the streams serve it
+    greedy = q.argmax(dim=-1)
+    random = (draws[:, 1] * A).long().clamp(max=A - 1)
+    action = torch.where(draws[:, 0] < 0.3, random, greedy)
+    chosen = module.qrc_choose(q, h, draws, 0.3)
+    assert torch.equal(chosen[0], action) and torch.equal(chosen[3], action != greedy)
+    assert torch.allclose(chosen[1], q.gather(1, action[:, None])[:, 0], equal_nan=True, rtol=0, atol=0)
+    assert torch.equal(chosen[2], h.gather(1, action[:, None])[:, 0])
+
+    next_q = torch.randn(P, A, generator=gen, dtype=dtype)
+    next_q[:, 1] = next_q[:, 3]  # ties
+    reward, q_a = torch.randn(P, generator=gen, dtype=dtype), torch.randn(P, generator=gen, dtype=dtype)
+    terminated, done = torch.rand(P, generator=gen) < 0.2, torch.rand(P, generator=gen) < 0.3
+    bias = torch.randn(P, generator=gen, dtype=dtype)
+    gamma, decay = 0.99, 0.99 * 0.8
+    best_q, best = next_q.max(dim=-1)
+    discount = gamma * (~terminated).to(dtype)
+    delta = reward + discount * best_q - q_a
+    expected_bias = bias.clone().mul_(decay).add_(chosen[2])
+    cut = done | chosen[3]
+    td, coeffs, onehot, onehot_next = module.qrc_targets(
+        next_q, reward, terminated, done, q_a, chosen[2], chosen[0], chosen[3], bias, gamma, decay, True
+    )
+    assert torch.equal(td, delta)
+    assert torch.equal(coeffs, torch.stack([expected_bias, discount, delta, chosen[2], cut.to(dtype)], 1))
+    assert torch.equal(bias, expected_bias.masked_fill(cut, 0.0))
+    assert torch.equal(onehot, torch.eye(A, dtype=dtype)[chosen[0]])
+    assert torch.equal(onehot_next, torch.eye(A, dtype=dtype)[best])
+
+
 def test_native_population_members_equal_their_solo_runs_bit_for_bit():
     base = TrainConfig(agent="qrc", chain_length=3, steps=600, hidden_size=8, width=8, eval_episodes=5, engine="native")
     members = [dataclasses.replace(base, seed=s, chain_length=L) for s, L in ((0, 3), (1, 5), (2, 3))]

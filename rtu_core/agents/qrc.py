@@ -72,7 +72,6 @@ class QRC(MemoryAgent):
             )
             # ∇Q(o, a), ∇h(o, a), ∇Q(o', a*); each update overwrites the first two with its direction u
             self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))
-            self._onehot = torch.eye(self.num_actions, dtype=dtype)  # rows: d Q(·, a) / d out
         elif config.engine == "native":
             native.load()  # raises with the reason the native step is missing
         if config.rtrl_refresh or config.staleness_every:
@@ -102,21 +101,10 @@ class QRC(MemoryAgent):
                 run = self.native[0].recur if self.native else self.q_net.step
                 q, self.memories["q"] = run(obs, self.memories["q"])
             return QRCStep(q.argmax(dim=-1))
-        q, h, tapes = getattr(self, f"_forward_{self.engine}")(obs)
+        step = getattr(self, f"_act_{self.engine}")(obs, self.random.uniform(2), 0.0 if greedy else self.epsilon())
         self.remember(obs)
-        greedy_action = q.detach().argmax(dim=-1)
-        draws = self.random.uniform(2)
-        explore = draws[:, 0] < (0.0 if greedy else self.epsilon())
-        random_action = (draws[:, 1] * self.num_actions).long().clamp(max=self.num_actions - 1)
-        action = torch.where(explore, random_action, greedy_action)
         self.steps_taken += 1
-        return QRCStep(
-            action,
-            q.gather(-1, action.unsqueeze(-1)).squeeze(-1),
-            h.gather(-1, action.unsqueeze(-1)).squeeze(-1),
-            action != greedy_action,
-            tapes,
-        )
+        return step
 
     def learn(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """One QRC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
@@ -125,10 +113,18 @@ class QRC(MemoryAgent):
         return td_error
 
     # -- autograd -------------------------------------------------------------------------------------------
-    def _forward_autograd(self, obs: Tensor) -> tuple[Tensor, Tensor, None]:
+    def _act_autograd(self, obs: Tensor, draws: Tensor, epsilon: float) -> QRCStep:
+        """Q(o, ·) and h(o, ·) with their graphs; a* = argmax Q(o, ·), and a = min(⌊u₁ A⌋, A - 1) where u₀ < ε, else
+        a*, from the draws u (P, 2)."""
         q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
         h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
-        return q, h, None
+        greedy_action = q.detach().argmax(dim=-1)
+        random_action = (draws[:, 1] * self.num_actions).long().clamp(max=self.num_actions - 1)
+        action = torch.where(draws[:, 0] < epsilon, random_action, greedy_action)
+        chosen = action.unsqueeze(-1)
+        return QRCStep(
+            action, q.gather(-1, chosen).squeeze(-1), h.gather(-1, chosen).squeeze(-1), action != greedy_action
+        )
 
     def _learn_autograd(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor):
         c, continuing = self.config, (~terminated).to(step.q.dtype)
@@ -169,11 +165,12 @@ class QRC(MemoryAgent):
 
     # -- native ---------------------------------------------------------------------------------------------
     @torch.no_grad()
-    def _forward_native(self, obs: Tensor) -> tuple[Tensor, Tensor, tuple]:
+    def _act_native(self, obs: Tensor, draws: Tensor, epsilon: float) -> QRCStep:
+        """The forward passes (memories advanced) and the ε-greedy choice of ``_act_autograd``, in one native call."""
         (q_net, h_net), memories = self.native, self.memories
         q, memories["q"], q_tape = q_net.forward(obs, memories["q"], advance=True)
         h, memories["h"], h_tape = h_net.forward(obs, memories["h"], advance=True)
-        return q, h, (q_tape, h_tape)
+        return QRCStep(*q_net.module.qrc_choose(q, h, draws, epsilon), (q_tape, h_tape))
 
     @torch.no_grad()
     def _learn_native(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor):
@@ -185,17 +182,24 @@ class QRC(MemoryAgent):
         memories = self.memories
         grad_q, grad_h, grad_next = self._buffers
         q_tape, h_tape = step.tapes
-        discount = c.gamma * (~terminated).to(step.q.dtype)  # γ (1 - terminal)
-        next_q_all, _, next_tape = q_net.forward(next_obs, memories["q"], advance=False)
-        next_q, best = next_q_all.max(dim=-1)
-        td_error = reward + discount * next_q - step.q
-        onehot = self._onehot[step.action]
         decay = c.gamma * c.trace_decay
-        h_value = step.h if self.correction else torch.zeros_like(step.h)
-        self.bias_trace.mul_(decay).add_(h_value)
-        cut = done | step.nongreedy
-        coeffs = torch.stack([self.bias_trace, discount, td_error, h_value, cut], 1).to(td_error.dtype)
-        next_pass = q_net.backward(grad_next, self._onehot[best], next_tape, memories["q"], next_step=True, defer=True)
+        next_q, _, next_tape = q_net.forward(next_obs, memories["q"], advance=False)
+        # δ, b (in place, zeroed where cut), the update coefficients and dQ/d out at a and at a* = argmax Q(o', ·)
+        td_error, coeffs, onehot, onehot_next = q_net.module.qrc_targets(
+            next_q,
+            reward,
+            terminated,
+            done,
+            step.q,
+            step.h,
+            step.action,
+            step.nongreedy,
+            self.bias_trace,
+            c.gamma,
+            decay,
+            self.correction,
+        )
+        next_pass = q_net.backward(grad_next, onehot_next, next_tape, memories["q"], next_step=True, defer=True)
         q_update = q_net.module.qrc_update(
             self.q_trace_flat, grad_next, coeffs, decay, c.lr_q, 0.0, c.grad_clip, next_pass
         )
@@ -207,7 +211,6 @@ class QRC(MemoryAgent):
             )
             h_net.backward(grad_h, onehot, h_tape, memories["h"], update=h_update)
             h_net.changed()
-        self.bias_trace.masked_fill_(cut, 0.0)
         return td_error
 
     def _clip_scale(self, updates: list[Tensor]) -> Tensor:

@@ -13,6 +13,8 @@ and the ObGD / QRC(λ) updates are one call each, looping member by member over 
                each row followed at once by its member's update, while the row is in cache:
     ObGD       e ← γλ e + g,  α' from ‖e‖₁,  θ ← θ + α' δ e
     QRC        z ← γλ z + g,  u = -b (γc g' - g) + δ z - h g [- β θ],  θ ← θ + α min(1, clip / ‖u‖) u
+    QRC's ε-greedy choice (``qrc_choose``) and its TD error, bias trace and update coefficients (``qrc_targets``)
+    are one call each too: as small tensor operations they cost the single agent more than the networks' loops.
 
 The same equations as ``rtu_core.fused`` and ``rtu_core.cells.rtu`` (``docs/method.md`` §2, §4), tested equal to
 autograd in float64. Every member is computed on its own in a fixed order, so a population member equals its solo

@@ -798,6 +798,87 @@ RowUpdate qrc_update(at::Tensor trace, c10::optional<at::Tensor> grad_next, at::
   return u;
 }
 
+// The first index of each row's largest value (a NaN counting as the largest), as torch.argmax and torch.max(dim).
+template <typename T>
+int64_t argmax_row(const T* row, int64_t A) {
+  int64_t best = 0;
+  for (int64_t a = 1; a < A; ++a)
+    if (!std::isnan(row[best]) && (std::isnan(row[a]) || row[a] > row[best])) best = a;
+  return best;
+}
+
+// QRC(λ)'s ε-greedy choice for each member (rtu_core/agents/qrc.py): a* = argmax_a Q(o, a); with draws u ~ U[0, 1)²,
+// a = min(⌊u₁ A⌋, A - 1) where u₀ < ε, else a*. Returns [a (int64), Q(o, a), h(o, a), a ≠ a* (bool)].
+std::vector<at::Tensor> qrc_choose(at::Tensor q, at::Tensor h, at::Tensor draws, double epsilon) {
+  check(h, q, "h");
+  draws = draws.contiguous();  // a column block of the member streams' pool
+  check(draws, q, "draws");
+  const int64_t P = q.size(0), A = q.size(1);
+  TORCH_CHECK(h.sizes() == q.sizes() && draws.numel() == 2 * P, "qrc_choose: Q, h (P, A) and draws (P, 2) expected");
+  at::Tensor action = at::empty({P}, q.options().dtype(at::kLong)), nongreedy = at::empty({P}, q.options().dtype(at::kBool));
+  at::Tensor q_a = at::empty({P}, q.options()), h_a = at::empty({P}, q.options());
+  AT_DISPATCH_FLOATING_TYPES(q.scalar_type(), "qrc_choose", [&] {
+    const scalar_t *qp = q.data_ptr<scalar_t>(), *hp = h.data_ptr<scalar_t>(), *u = draws.data_ptr<scalar_t>();
+    const scalar_t eps = (scalar_t)epsilon;
+    for (int64_t p = 0; p < P; ++p) {
+      const int64_t greedy = argmax_row(qp + p * A, A);
+      const int64_t random = std::min((int64_t)(u[2 * p + 1] * (scalar_t)A), A - 1);
+      const int64_t a = u[2 * p] < eps ? random : greedy;
+      action.data_ptr<int64_t>()[p] = a;
+      nongreedy.data_ptr<bool>()[p] = a != greedy;
+      q_a.data_ptr<scalar_t>()[p] = qp[p * A + a];
+      h_a.data_ptr<scalar_t>()[p] = hp[p * A + a];
+    }
+  });
+  return {action, q_a, h_a, nongreedy};
+}
+
+// QRC(λ)'s per-member numbers for a transition (o, a, r, o′) (rtu_core/agents/qrc.py, docs/method.md §4), from
+// Q(o′, ·) (memory not advanced) and the step's Q(o, a), h(o, a) (h taken as 0 without the correction):
+//   δ = r + γ(1 - terminal) max_a′ Q(o′, a′) - Q(o, a),   b ← decay b + h  (in place, then 0 where cut),
+//   cut = done or a not greedy.
+// Each product and sum is rounded on its own, as the eager step's tensor operations are. Returns [δ, coeffs (P, 5) =
+// (b, γ(1 - terminal), δ, h, cut) for qrc_update, dQ(o, a)/d out and dQ(o′, a*)/d out (one-hot rows, a* the argmax)].
+std::vector<at::Tensor> qrc_targets(at::Tensor next_q, at::Tensor reward, at::Tensor terminated, at::Tensor done,
+                                    at::Tensor q_a, at::Tensor h_a, at::Tensor action, at::Tensor nongreedy,
+                                    at::Tensor bias_trace, double gamma, double decay, bool correction) {
+  reward = reward.contiguous();
+  for (auto* t : {&reward, &q_a, &h_a, &bias_trace}) check(*t, next_q, "a QRC input");
+  const int64_t P = next_q.size(0), A = next_q.size(1);
+  TORCH_CHECK(reward.numel() == P && q_a.numel() == P && h_a.numel() == P && bias_trace.numel() == P &&
+                  action.numel() == P && terminated.numel() == P && done.numel() == P && nongreedy.numel() == P,
+              "qrc_targets: one value per member expected");
+  TORCH_CHECK(action.scalar_type() == at::kLong && action.is_contiguous(), "qrc_targets: int64 actions expected");
+  const at::Tensor term = terminated.to(at::kBool).contiguous(), end = done.to(at::kBool).contiguous();
+  const at::Tensor explored = nongreedy.to(at::kBool).contiguous();
+  at::Tensor td = at::empty({P}, next_q.options()), coeffs = at::empty({P, 5}, next_q.options());
+  at::Tensor onehot = at::zeros({P, A}, next_q.options()), onehot_next = at::zeros({P, A}, next_q.options());
+  AT_DISPATCH_FLOATING_TYPES(next_q.scalar_type(), "qrc_targets", [&] {
+    using T = scalar_t;
+    const T g = (T)gamma, dec = (T)decay;
+    T* b = bias_trace.data_ptr<T>();
+    for (int64_t p = 0; p < P; ++p) {
+      const T* row = next_q.data_ptr<T>() + p * A;
+      const int64_t best = argmax_row(row, A);
+      const T discount = term.data_ptr<bool>()[p] ? (T)0 : g;
+      volatile T product = discount * row[best];  // volatile: no fused multiply-add, each step rounded
+      volatile T target = reward.data_ptr<T>()[p] + product;
+      const T delta = target - q_a.data_ptr<T>()[p];
+      const T hv = correction ? h_a.data_ptr<T>()[p] : (T)0;
+      volatile T decayed = dec * b[p];
+      b[p] = decayed + hv;
+      const bool cut = end.data_ptr<bool>()[p] || explored.data_ptr<bool>()[p];
+      T* c = coeffs.data_ptr<T>() + p * 5;
+      c[0] = b[p], c[1] = discount, c[2] = delta, c[3] = hv, c[4] = cut ? (T)1 : (T)0;
+      if (cut) b[p] = 0;
+      td.data_ptr<T>()[p] = delta;
+      onehot.data_ptr<T>()[p * A + action.data_ptr<int64_t>()[p]] = 1;
+      onehot_next.data_ptr<T>()[p * A + best] = 1;
+    }
+  });
+  return {td, coeffs, onehot, onehot_next};
+}
+
 // Returns [out, new hidden, y, x, block inputs..., block normed..., block 1/σ...]; S advanced in place if asked.
 std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
                                         int64_t head_width, at::Tensor obs, at::Tensor hidden, at::Tensor s_nu, at::Tensor s_theta,
@@ -1090,4 +1171,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   pybind11::class_<RowUpdate>(m, "RowUpdate");
   m.def("obgd_update", &obgd_update, "ObGD of each member's row, for a backward pass to apply as it goes");
   m.def("qrc_update", &qrc_update, "QRC(lambda) of each member's row, for a backward pass to apply as it goes");
+  m.def("qrc_choose", &qrc_choose, "QRC(lambda)'s epsilon-greedy actions with Q(o, a), h(o, a) and the Watkins flags");
+  m.def("qrc_targets", &qrc_targets, "QRC(lambda)'s TD errors, update coefficients and output gradients");
 }
