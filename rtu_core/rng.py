@@ -1,7 +1,7 @@
 """Per-member random streams: member i of a population draws exactly what the same seed draws alone.
 
 Each member owns a ``torch.Generator``; values are drawn in blocks per member and served column by
-column, so a step costs one tensor index for the whole population instead of P generator calls.
+column, so a step costs one tensor slice for the whole population instead of P generator calls.
 """
 
 from __future__ import annotations
@@ -27,16 +27,20 @@ class MemberRandom:
         self.device = device
         self._uniform = torch.empty(len(seeds), 0, dtype=dtype)
         self._normal = torch.empty(len(seeds), 0, dtype=dtype)
+        self._served = {"_uniform": 0, "_normal": 0}  # columns of each pool already handed out
 
     def _take(self, name: str, count: int, sampler) -> Tensor:
         pool: Tensor = getattr(self, name)
-        if pool.shape[1] < count:
+        start = self._served[name]
+        if pool.shape[1] - start < count:
             fresh = torch.stack(
                 [sampler(max(self.block, count), generator=g, dtype=self.dtype) for g in self.generators]
             )
-            pool = torch.cat((pool, fresh), dim=1)
-        setattr(self, name, pool[:, count:])
-        return pool[:, :count].to(self.device)
+            pool, start = torch.cat((pool[:, start:], fresh), dim=1), 0
+            setattr(self, name, pool)
+        self._served[name] = start + count
+        drawn = pool[:, start : start + count]
+        return drawn if self.device == "cpu" else drawn.to(self.device)
 
     def __getstate__(self) -> dict:  # torch.Generator does not pickle: keep its state instead
         state = dict(self.__dict__)
@@ -49,7 +53,10 @@ class MemberRandom:
             generator = torch.Generator()
             generator.set_state(saved)
             generators.append(generator)
-        self.__dict__.update({"device": "cpu", **state}, generators=generators)
+        # a checkpoint written before the served counts kept only the pools' unserved columns
+        self.__dict__.update(
+            {"device": "cpu", "_served": {"_uniform": 0, "_normal": 0}, **state}, generators=generators
+        )
 
     def uniform(self, count: int = 1) -> Tensor:
         """(P, count) samples from U[0, 1)."""

@@ -282,6 +282,44 @@ def test_native_qrc_choice_and_targets_follow_torch_ties_and_nans(dtype):
     assert torch.equal(onehot_next, torch.eye(A, dtype=dtype)[best])
 
 
+@pytest.mark.parametrize("discrete", [True, False])
+def test_native_stream_ac_sampling_and_targets_equal_the_policy_functions(discrete):
+    """The native categorical sample and Stream AC's TD error and output gradients equal ``agents.policy``'s
+    (float64; the categorical actions exactly, draws near the CDF's steps included)."""
+    from rtu_core.agents.policy import categorical_action, categorical_grad, gaussian_grads
+
+    module = native.load()
+    gen = torch.Generator().manual_seed(1)
+    P, A = 64, 5
+    out = torch.randn(P, A, generator=gen, dtype=torch.float64)
+    uniform = torch.rand(P, 3, generator=gen, dtype=torch.float64)[:, 1:2]
+    uniform[:8, 0] = torch.log_softmax(out[:8], -1).exp().cumsum(-1)[:, 2] + 1e-12  # just past a step
+    if discrete:
+        action, log_std = module.categorical_sample(out, uniform), None
+        assert torch.equal(action, categorical_action(out, uniform))
+    else:
+        action, log_std = torch.randn(P, A, generator=gen, dtype=torch.float64), torch.randn(P, A, generator=gen) / 3
+        log_std = log_std.double()
+    value, reward = (
+        torch.randn(P, generator=gen, dtype=torch.float64),
+        torch.randn(P, generator=gen, dtype=torch.float64),
+    )
+    next_value = torch.randn(P, 1, generator=gen, dtype=torch.float64)  # the critic's output, (P, 1)
+    terminated = torch.rand(P, generator=gen) < 0.3
+    gamma, eta = 0.99, 0.01
+    td, grad, grad_log_std = module.stream_ac_targets(
+        out, action, value, next_value, reward, terminated, None if discrete else log_std.exp(), gamma, eta
+    )
+    delta = reward + gamma * next_value[:, 0] * (~terminated) - value
+    assert torch.equal(td, delta)
+    if discrete:
+        assert torch.allclose(grad, categorical_grad(out, action, eta * delta.sign()), rtol=1e-13, atol=1e-15)
+    else:
+        expected = gaussian_grads(out, log_std, action, eta * delta.sign())
+        assert torch.allclose(grad, expected[0], rtol=1e-13, atol=1e-15)
+        assert torch.allclose(grad_log_std, expected[1], rtol=1e-13, atol=1e-15)
+
+
 def test_native_population_members_equal_their_solo_runs_bit_for_bit():
     base = TrainConfig(agent="qrc", chain_length=3, steps=600, hidden_size=8, width=8, eval_episodes=5, engine="native")
     members = [dataclasses.replace(base, seed=s, chain_length=L) for s, L in ((0, 3), (1, 5), (2, 3))]

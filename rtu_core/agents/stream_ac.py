@@ -222,7 +222,7 @@ class StreamAC(MemoryAgent):
             reward,
             next_obs,
             terminated,
-            None if self.discrete else self.log_std,
+            None if self.discrete else self.log_std.exp(),
         )
         self.actor_optimizer.reset_traces(done)
         self.critic_optimizer.reset_traces(done)
@@ -234,7 +234,10 @@ class StreamAC(MemoryAgent):
         (actor, critic), memories = self.native, self.memories
         out, memories["actor"], actor_tape = actor.forward(obs, memories["actor"], advance=True)
         value, memories["critic"], critic_tape = critic.forward(obs, memories["critic"], advance=True)
-        action = self._action(out, greedy)
+        if self.discrete and not greedy:  # the inverse CDF of ``categorical_action`` in one call
+            action = actor.module.categorical_sample(out, self.random.uniform(1))
+        else:
+            action = self._action(out, greedy)
         return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
 
     @torch.no_grad()
@@ -244,12 +247,22 @@ class StreamAC(MemoryAgent):
         actor, critic = self.native
         actor_grad, critic_grad = self._grads
         memories = self.memories
-        next_value = critic.forward(next_obs, memories["critic"], advance=False)[0].squeeze(-1)
-        td_error = self._td_error(step, reward, next_value, terminated)
-        grad_out, grad_log_std = self._output_grad(step, td_error)
-        if grad_log_std is not None:
+        next_value = critic.forward(next_obs, memories["critic"], advance=False)[0]
+        # δ (``_td_error``) and the output gradients (``_output_grad``) in one call
+        td_error, grad_out, grad_log_std = actor.module.stream_ac_targets(
+            step.out,
+            step.action,
+            step.value,
+            next_value,
+            reward,
+            terminated,
+            None if self.discrete else self.log_std.exp(),
+            self.gamma,
+            self.entropy_coeff,
+        )
+        if not self.discrete:
             actor_grad[:, -self.out_size :] = grad_log_std
-        critic_out = torch.ones_like(step.value).unsqueeze(-1)
+        critic_out = torch.ones_like(next_value)  # dV/d out
         for net, grad, out, tape, memory, optimizer in (
             (actor, actor_grad, grad_out, step.tape[0], memories["actor"], self.actor_optimizer),
             (critic, critic_grad, critic_out, step.tape[1], memories["critic"], self.critic_optimizer),

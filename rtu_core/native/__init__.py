@@ -135,8 +135,9 @@ class NativeNetwork(_NativeRunner):
     ``flat`` must be the buffer whose leading columns are the network's parameters (``flatten_parameters``); the
     row may continue with other parameters of the same optimiser (a Gaussian log-std)."""
 
-    TRANSIENT = ("module", "_pairs_of", "_pairs_views")
+    TRANSIENT = ("module", "_pairs_of", "_pairs_views", "_memory_of", "_hidden_view")
     _pairs_of: tuple[Tensor, ...] = ()  # the sensitivity tensors the cached real views are of (none after unpickling)
+    _memory_of = None  # the memory whose real views are cached
     taylor = False  # a checkpoint written before the native Taylor correction has none
 
     @property
@@ -167,11 +168,7 @@ class NativeNetwork(_NativeRunner):
         """(out_t, memory_t, tape) from o_t and the memory of step t-1. With ``advance`` the sensitivities are
         advanced in place (the memory's own tensors; in mode tbptt a scratch buffer holding D_t J_t, the one-step
         sensitivities); without, only the output is computed (memory unchanged)."""
-        if self.truncate:  # memory: the carried real pair [c¹ | c²] (P, 2n)
-            hidden = torch.stack(memory.chunk(2, dim=-1), dim=-1)
-        else:
-            hidden = torch.view_as_real(memory.hidden)
-        pairs = self._pairs(memory)
+        hidden, pairs = self._views(memory)
         tape = self.module.network_forward(
             self.flat,
             *self.shape,
@@ -198,7 +195,9 @@ class NativeNetwork(_NativeRunner):
         """The memory with the new hidden state ``hidden`` (P, n, 2) (the sensitivities are the memory's own)."""
         if self.truncate:
             return torch.cat(hidden.unbind(-1), dim=-1)
-        return type(memory)(torch.view_as_complex(hidden), *memory[1:])
+        memory = type(memory)(torch.view_as_complex(hidden), *memory[1:])
+        self._memory_of, self._hidden_view = memory, hidden  # its sensitivities' views are the cached ones
+        return memory
 
     def backward(
         self, grad: Tensor, grad_out: Tensor, tape, memory, next_step: bool = False, update=None, defer: bool = False
@@ -210,23 +209,27 @@ class NativeNetwork(_NativeRunner):
         computed, while it is in cache. With ``defer`` nothing runs yet: the pass is returned, bound to its
         arguments, for a QRC update to run member by member as its ``prior``."""
         tape, hidden_prev = tape
-        pairs = self._pairs(memory)
+        pairs = self._views(memory)[1]
         args = (self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, *pairs[:4], self.activation)
         args += (self.nonlinear, next_step, self.truncate)
         if defer:
             return self.module.network_backward_pass(*args, list(pairs[4:]))
         self.module.network_backward(*args, update, list(pairs[4:]))
 
-    def _pairs(self, memory) -> tuple[Tensor, ...]:
-        """The sensitivities (then, with the Taylor correction, the corrections C) as real (re, im) views, remembered
-        while the memory holds the same tensors (advanced in place, they stay the same objects from step to step;
-        holding them here keeps their ids from being reused)."""
+    def _views(self, memory) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The memory's hidden state (P, n, 2) and its sensitivities (then, with the Taylor correction, the
+        corrections C) as real (re, im) views. The sensitivities' views are remembered while the memory holds the
+        same tensors (advanced in place, they stay the same objects from step to step; holding them here keeps their
+        ids from being reused); the memory this runner last returned is answered without looking (a few µs a call).
+        In mode tbptt: the carried real pair [c¹ | c²] (P, 2n) stacked, and the scratch one-step sensitivities."""
         if self.truncate:
-            return self._scratch
-        tensors = memory[1:]
-        if len(tensors) != len(self._pairs_of) or any(a is not b for a, b in zip(tensors, self._pairs_of)):
-            self._pairs_of, self._pairs_views = tuple(tensors), tuple(torch.view_as_real(s) for s in tensors)
-        return self._pairs_views
+            return torch.stack(memory.chunk(2, dim=-1), dim=-1), self._scratch
+        if memory is not self._memory_of:
+            tensors = memory[1:]
+            if len(tensors) != len(self._pairs_of) or any(a is not b for a, b in zip(tensors, self._pairs_of)):
+                self._pairs_of, self._pairs_views = tuple(tensors), tuple(torch.view_as_real(s) for s in tensors)
+            self._memory_of, self._hidden_view = memory, torch.view_as_real(memory.hidden)
+        return self._hidden_view, self._pairs_views
 
 
 class NativeCellNetwork(_NativeRunner):

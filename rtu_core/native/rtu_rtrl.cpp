@@ -879,6 +879,110 @@ std::vector<at::Tensor> qrc_targets(at::Tensor next_q, at::Tensor reward, at::Te
   return {td, coeffs, onehot, onehot_next};
 }
 
+// log softmax of one row, as torch.log_softmax rounds it: (x - max) - log Σ exp(x - max).
+template <typename T>
+void log_softmax_row(const T* x, int64_t A, T* out) {
+  T top = x[0];
+  for (int64_t a = 1; a < A; ++a) top = std::max(top, x[a]);
+  T sum = 0;
+  for (int64_t a = 0; a < A; ++a) sum += std::exp(x[a] - top);
+  const T log_sum = std::log(sum);
+  for (int64_t a = 0; a < A; ++a) out[a] = (x[a] - top) - log_sum;
+}
+
+// Stream AC(λ)'s categorical action for each member (rtu_core/agents/policy.py): a ~ softmax(logits) by the
+// inverse CDF of u ~ U[0, 1): a = #{a′ : Σ_{b ≤ a′} π(b) < u}, at most A - 1.
+at::Tensor categorical_sample(at::Tensor logits, at::Tensor uniform) {
+  uniform = uniform.contiguous();
+  check(logits, logits, "logits");
+  check(uniform, logits, "uniform");
+  const int64_t P = logits.size(0), A = logits.size(1);
+  TORCH_CHECK(uniform.numel() == P, "categorical_sample: one draw per member expected");
+  at::Tensor action = at::empty({P}, logits.options().dtype(at::kLong));
+  AT_DISPATCH_FLOATING_TYPES(logits.scalar_type(), "categorical_sample", [&] {
+    std::vector<scalar_t> lp(A);
+    for (int64_t p = 0; p < P; ++p) {
+      log_softmax_row(logits.data_ptr<scalar_t>() + p * A, A, lp.data());
+      const scalar_t u = uniform.data_ptr<scalar_t>()[p];
+      scalar_t cdf = 0;
+      int64_t below = 0;
+      for (int64_t a = 0; a < A; ++a) {
+        cdf += std::exp(lp[a]);
+        below += cdf < u;
+      }
+      action.data_ptr<int64_t>()[p] = std::min(below, A - 1);
+    }
+  });
+  return action;
+}
+
+// Stream AC(λ)'s per-member numbers for a transition (rtu_core/agents/stream_ac.py, docs/method.md §4):
+//   δ = r + γ V(o′) (1 - terminal) - V(o),  c = η sign(δ),  and d[log π(a) + c H(π)]/d out:
+//   categorical  onehot(a) - π - c π (log π + H),  H = -Σ π log π;
+//   Gaussian     (a - μ) / σ²  and, for log σ, (a - μ)² / σ² - 1 + c  (σ = exp(log σ) given, state-independent).
+// Returns [δ (P,), the actor's output gradient (P, A), the log σ gradient (P, A) (Gaussian; else empty)].
+std::vector<at::Tensor> stream_ac_targets(at::Tensor out, at::Tensor action, at::Tensor value, at::Tensor next_value,
+                                          at::Tensor reward, at::Tensor terminated, c10::optional<at::Tensor> sigma,
+                                          double gamma, double entropy_coeff) {
+  reward = reward.contiguous(), value = value.contiguous(), next_value = next_value.contiguous();
+  action = action.contiguous();
+  for (auto* t : {&out, &value, &next_value, &reward}) check(*t, out, "a Stream AC input");
+  const int64_t P = out.size(0), A = out.size(1);
+  TORCH_CHECK(value.numel() == P && next_value.numel() == P && reward.numel() == P && terminated.numel() == P,
+              "stream_ac_targets: one value per member expected");
+  const bool gaussian = sigma.has_value();
+  TORCH_CHECK(gaussian ? action.sizes() == out.sizes() && action.scalar_type() == out.scalar_type()
+                       : action.scalar_type() == at::kLong && action.numel() == P,
+              "stream_ac_targets: (P, A) Gaussian or (P,) int64 categorical actions expected");
+  const at::Tensor term = terminated.to(at::kBool).contiguous();
+  at::Tensor td = at::empty({P}, out.options()), grad = at::empty({P, A}, out.options());
+  at::Tensor grad_log_std = gaussian ? at::empty({P, A}, out.options()) : at::empty({0}, out.options());
+  at::Tensor std_dev = gaussian ? sigma->contiguous() : at::Tensor();
+  if (gaussian) check(std_dev, out, "sigma");
+  AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "stream_ac_targets", [&] {
+    using T = scalar_t;
+    std::vector<T> lp(A), pi(A);
+    for (int64_t p = 0; p < P; ++p) {
+      volatile T scaled = (T)gamma * next_value.data_ptr<T>()[p];  // volatile: each step rounded on its own
+      volatile T bootstrap = scaled * (term.data_ptr<bool>()[p] ? (T)0 : (T)1);
+      volatile T target = reward.data_ptr<T>()[p] + bootstrap;
+      const T delta = target - value.data_ptr<T>()[p];
+      td.data_ptr<T>()[p] = delta;
+      const T c = (T)entropy_coeff * (T)((delta > 0) - (delta < 0));
+      const T* x = out.data_ptr<T>() + p * A;
+      T* g = grad.data_ptr<T>() + p * A;
+      if (gaussian) {
+        const T* a = action.data_ptr<T>() + p * A;
+        T* gs = grad_log_std.data_ptr<T>() + p * A;
+        for (int64_t i = 0; i < A; ++i) {
+          const T s = std_dev.data_ptr<T>()[p * A + i];  // exp(log σ) by torch, as the eager step rounds it
+          const T z = (a[i] - x[i]) / s;
+          g[i] = z / s;
+          volatile T square = z * z;
+          volatile T less_one = square - 1;
+          gs[i] = less_one + c;
+        }
+      } else {
+        log_softmax_row(x, A, lp.data());
+        T entropy = 0;
+        for (int64_t i = 0; i < A; ++i) {
+          pi[i] = std::exp(lp[i]);
+          entropy += pi[i] * lp[i];
+        }
+        entropy = -entropy;
+        const int64_t chosen = action.data_ptr<int64_t>()[p];
+        for (int64_t i = 0; i < A; ++i) {
+          volatile T weighted = c * pi[i];
+          volatile T term_i = weighted * (lp[i] + entropy);
+          volatile T first = (i == chosen ? (T)1 : (T)0) - pi[i];
+          g[i] = first - term_i;
+        }
+      }
+    }
+  });
+  return {td, grad, grad_log_std};
+}
+
 // Returns [out, new hidden, y, x, block inputs..., block normed..., block 1/σ...]; S advanced in place if asked.
 std::vector<at::Tensor> network_forward(at::Tensor params, std::vector<int64_t> dims, int64_t n, int64_t A,
                                         int64_t head_width, at::Tensor obs, at::Tensor hidden, at::Tensor s_nu, at::Tensor s_theta,
@@ -1173,4 +1277,6 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("qrc_update", &qrc_update, "QRC(lambda) of each member's row, for a backward pass to apply as it goes");
   m.def("qrc_choose", &qrc_choose, "QRC(lambda)'s epsilon-greedy actions with Q(o, a), h(o, a) and the Watkins flags");
   m.def("qrc_targets", &qrc_targets, "QRC(lambda)'s TD errors, update coefficients and output gradients");
+  m.def("categorical_sample", &categorical_sample, "Stream AC(lambda)'s categorical actions by the inverse CDF");
+  m.def("stream_ac_targets", &stream_ac_targets, "Stream AC(lambda)'s TD errors and policy output gradients");
 }
