@@ -30,7 +30,13 @@ class RunningMeanVar:
 
     def update(self, x: np.ndarray, mask: np.ndarray | None = None) -> None:
         x = np.asarray(x, dtype=np.float64)
-        step = np.ones_like(self.count) if mask is None else np.asarray(mask, dtype=np.float64)
+        if mask is None:  # every member: the lines below with step = 1, fewer operations, the same rounding
+            self.count += 1.0
+            delta = x - self.mean
+            self.mean += self._col(1.0 / self.count) * delta
+            self.m2 += delta * (x - self.mean)
+            return
+        step = np.asarray(mask, dtype=np.float64)
         self.count += step
         delta = x - self.mean
         self.mean += self._col(step / np.maximum(self.count, 1)) * delta
