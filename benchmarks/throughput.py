@@ -8,7 +8,8 @@
    and the native agent's act + learn alone, without the training loop around it (where a single agent's time goes).
 3. Populations of 32 (agent-steps/s of one process), native and eager, each as a fraction of the bound; the same
    for the GRU and FFN TBPTT(1) baselines; and the wall time the paper's MemoryChain figure (7 lengths x 5 seeds x
-   500k steps per method) would take on 2 processes.
+   500k steps per method) would take on 2 processes: from one process's rate doubled, and from two processes
+   measured side by side (as the sweeps run them, sharing the memory bus), each of the figure's four rows.
 4. With ``--scaling``: time per step vs RTU size n = 32 ... 1024 (width 128); log-log plot to ``assets/scaling.png``.
 
 Rates are taken after each run's first tenth of steps (warm-up, compiling). One torch thread.
@@ -21,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import multiprocessing
 import platform
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import gymnasium as gym
@@ -143,6 +146,24 @@ def agent_steps_per_second(cfg: TrainConfig) -> float:
                 first = (event.step, time.perf_counter())
             last = (event.step, time.perf_counter())
     return (last[0] - first[0]) * cfg.population / (last[1] - first[1])
+
+
+def _steps_per_second_from(start_at: float, cfg: TrainConfig) -> float:
+    """``agent_steps_per_second(cfg)`` begun at the wall-clock time ``start_at`` (after building the agent once, so
+    that the extension is loaded), for processes started side by side."""
+    torch.set_num_threads(1)
+    Run(dataclasses.replace(cfg, steps=10))
+    time.sleep(max(0.0, start_at - time.time()))
+    return agent_steps_per_second(cfg)
+
+
+def side_by_side(cfg: TrainConfig, processes: int = 2) -> list[float]:
+    """Each process's agent-steps/s when ``processes`` processes run ``train(cfg)`` at the same time, as the sweeps
+    run populations one per core: they share the memory bus, which a single process has to itself."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(processes, mp_context=context) as pool:
+        start_at = time.time() + 15  # every process has imported torch and built its agent by then
+        return list(pool.map(_steps_per_second_from, [start_at] * processes, [cfg] * processes))
 
 
 def agent_alone_steps_per_second(cfg: TrainConfig) -> float:
@@ -318,6 +339,24 @@ def main() -> None:
             f"   the paper's MemoryChain figure with {agent}, RTU-RTRL: {total / 1e6:.1f}M agent-steps per method "
             f"-> {hours:.1f} h per method on 2 processes (native)"
         )
+
+    print("\n   two processes side by side (the sweeps' layout: one population per core, sharing the memory bus)")
+    figure = 0.0
+    methods = {"RTU-RTRL": {}, "RTU-TBPTT(1)": dict(mode="tbptt")}
+    methods |= {"GRU-TBPTT(1)": dict(cell="gru", mode="tbptt"), "FFN-TBPTT(1)": dict(cell="ffn", mode="tbptt")}
+    for method, overrides in methods.items():
+        n = max(steps // 10, 100)
+        rates = side_by_side(paper_config("qrc", n, 32, **overrides))
+        hours = total / sum(rates) / 3600
+        figure += hours
+        alone = {"RTU-RTRL": population["qrc", "native"], "GRU-TBPTT(1)": baselines["gru", "native"]}
+        alone["FFN-TBPTT(1)"] = baselines["ffn", "native"]
+        share = f" = {100 * sum(rates) / (2 * alone[method]):.0f}% of twice one alone" if method in alone else ""
+        print(
+            f"   qrc {method:13s} P=32 x 2: {sum(rates):7.0f} agent-steps/s in all{share} -> the paper's MemoryChain "
+            f"row in {hours:.1f} h"
+        )
+    print(f"   the paper's MemoryChain figure, all four rows, two processes: {figure:.1f} h")
 
     if args.scaling:
         scaling(args)
