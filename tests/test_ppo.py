@@ -1,5 +1,6 @@
 """The batched PPO baseline: its RTRL sequence gradients, GAE, learning a short MemoryChain, events and CLI."""
 
+import dataclasses
 import subprocess
 import sys
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from rtu_core import ConfigError, EpisodeEnd, EvaluationEnd, RunEnd, TrainConfig, train
+from rtu_core import ConfigError, EpisodeEnd, EvaluationEnd, Progress, RunEnd, TrainConfig, train
 from rtu_core.baselines.ppo import gae, to_sequences
 from rtu_core.network import MemoryNetwork
 
@@ -72,6 +73,35 @@ def test_ppo_rtu_rtrl_learns_a_short_chain_and_ffn_does_not():
 
     assert evaluate(cell="rtu", mode="rtrl") >= 0.9
     assert evaluate(cell="ffn", mode="tbptt") <= 0.75
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(cell="rtu", mode="rtrl"),
+        dict(cell="rtu", mode="tbptt", nonlinear_rtu=True, head_width=6, activation="tanh"),
+        dict(cell="gru", mode="tbptt", head_width=6),
+        dict(cell="ffn", mode="tbptt"),
+    ],
+    ids=["rtu", "nonlinear-rtu-head-block", "gru-head-block", "ffn"],
+)
+def test_ppo_rollout_by_the_native_forward_pass_equals_the_eager_one(overrides):
+    """With one environment the rollout steps the networks by the native forward pass: float64, the same episodes
+    and evaluation, and parameters equal to the eager run's after several updates."""
+    from rtu_core import native
+    from rtu_core.training import Run
+
+    base = {**PPO, "steps": 640, "eval_episodes": 3, "ppo_num_envs": 1, "ppo_rollout_steps": 128, "dtype": "float64"}
+    fast, eager = (TrainConfig(**{**base, **overrides, "engine": engine}) for engine in ("auto", "eager"))
+    assert set(Run(fast).agent.native) == {"actor", "critic"} and not Run(eager).agent.native
+    assert native.available()
+    runs, deltas = [], []
+    for config in (fast, eager):
+        events = list(train(dataclasses.replace(config, progress_every=128)))
+        runs.append([e for e in events if isinstance(e, (EpisodeEnd, EvaluationEnd))])
+        deltas.append(np.concatenate([e.td_error for e in events if isinstance(e, Progress)]))
+    assert runs[0] == runs[1] and len(runs[0]) > 100
+    assert len(deltas[0]) == 5 and np.allclose(deltas[0], deltas[1], rtol=1e-9, atol=0)  # mean |δ| of each rollout
 
 
 def test_ppo_is_deterministic_per_seed():

@@ -28,6 +28,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
+from .. import native
 from ..agents.base import Pending
 from ..agents.policy import categorical, categorical_log_prob, gaussian, gaussian_log_prob
 from ..network import MemoryNetwork
@@ -81,6 +82,13 @@ class PPO:
         self.actor = MemoryNetwork(obs_size, out_size, generators=init_generators[0], **net).to(dtype)
         self.critic = MemoryNetwork(obs_size, 1, generators=init_generators[0], **net).to(dtype)
         self.log_std = None if self.discrete else nn.Parameter(torch.zeros(out_size, dtype=dtype))
+        # the rollout of one environment steps each network by the native forward pass (``recur``), as one row
+        self.native = {}
+        if config.engine != "eager" and config.device == "cpu" and self.lanes == 1 and native.available():
+            for name, net in (("actor", self.actor), ("critic", self.critic)):
+                if native.supports(net, single=True) and not net.taylor:
+                    flat = native.flatten_parameters(list(net.parameters()), population=False)
+                    self.native[name] = native.network(net, flat, single=True)
         actor_params = list(self.actor.parameters()) + ([] if self.discrete else [self.log_std])
         self.actor_optimizer = torch.optim.Adam(actor_params, lr=config.ppo_lr_actor, eps=1e-5, foreach=True)
         self.critic_optimizer = torch.optim.Adam(
@@ -133,14 +141,21 @@ class PPO:
             out, self.eval_hidden = self.actor.recur(obs, self.eval_hidden)
             return Pending(self._policy(out, greedy)[0])
         hidden = {name: MemoryNetwork.reset_memory(h, self.starts) for name, h in self.hidden.items()}
-        out, self.hidden["actor"] = self.actor.recur(obs, hidden["actor"])
-        value, self.hidden["critic"] = self.critic.recur(obs, hidden["critic"])
+        out, self.hidden["actor"] = self._recur("actor", obs, hidden["actor"])
+        value, self.hidden["critic"] = self._recur("critic", obs, hidden["critic"])
         action, log_prob = self._policy(out, greedy)
         step = (obs, self.starts, action, log_prob, value.squeeze(-1), None, hidden["actor"], hidden["critic"])
         for key, item in zip(ROLLOUT, step):
             if item is not None:
                 self.rollout[key].append(item)
         return Pending(action)
+
+    @torch.no_grad()
+    def _recur(self, name: str, obs: Tensor, hidden: Tensor) -> tuple[Tensor, Tensor]:
+        """(out_t, hidden_t) of network ``name`` for the rollout's lanes: by the native forward pass where it runs
+        (one environment), else by the network's own step."""
+        runner = self.native.get(name)
+        return runner.recur(obs, hidden) if runner is not None else self.networks[name].recur(obs, hidden)
 
     def learn(self, step: Pending, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """Record r_t (the rest of the transition ``step`` began is in the rollout already); after
@@ -151,7 +166,7 @@ class PPO:
         if len(self.rollout["rewards"]) == self.config.ppo_rollout_steps:
             batch = {key: torch.stack(items) for key, items in self.rollout.items()}
             self.rollout = {key: [] for key in ROLLOUT}
-            next_value = self.critic.recur(next_obs, self.hidden["critic"])[0].squeeze(-1)  # × 0 where done
+            next_value = self._recur("critic", next_obs, self.hidden["critic"])[0].squeeze(-1)  # × 0 where done
             batch["advantages"], deltas = gae(
                 batch["rewards"],
                 batch["values"],

@@ -82,11 +82,12 @@ def available() -> bool:
         return False
 
 
-def flatten_parameters(params: list[Tensor]) -> Tensor:
+def flatten_parameters(params: list[Tensor], population: bool = True) -> Tensor:
     """One contiguous (P, N) buffer holding every parameter (each of shape (P, ...)) in order; each parameter
-    becomes a view of its columns, so the optimisers, the eager code and the native loops share the values."""
-    P = params[0].shape[0]
-    sizes = [p[0].numel() for p in params]
+    becomes a view of its columns, so the optimisers, the eager code and the native loops share the values.
+    With ``population=False`` the parameters are one network's (no population axis): a (1, N) buffer."""
+    P = params[0].shape[0] if population else 1
+    sizes = [p.numel() // P for p in params]
     flat = params[0].new_empty(P, sum(sizes))
     offset = 0
     with torch.no_grad():
@@ -145,8 +146,8 @@ class NativeNetwork(_NativeRunner):
         """The layout arguments of every native call."""
         return self.dims, self.n, self.out_size, self.head_width
 
-    def __init__(self, net, flat: Tensor):
-        if not supports(net):
+    def __init__(self, net, flat: Tensor, single: bool = False):
+        if not supports(net, single):
             raise ValueError(
                 "the native step runs RTU networks with a tanh output (the Taylor correction: the linear RTU)"
             )
@@ -154,7 +155,8 @@ class NativeNetwork(_NativeRunner):
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
         self.n, self.out_size, self.head_width = net.cell.hidden_size, net.head.weight.shape[-2], head_width(net)
         self.activation, self.nonlinear = ACTIVATION_CODES[net.activation_name], net.cell.nonlinear
-        self.truncate = net.mode == "tbptt"
+        # a single network (``single``: batched PPO's rollout) carries the real pair [c¹ | c²], as TBPTT(1) does
+        self.truncate = net.mode == "tbptt" or single
         if self.truncate:  # the one-step sensitivities D_t J_t, written by forward and read by backward
             zero = net.cell.initial_rtrl_state()
             self._scratch = tuple(torch.view_as_real(torch.zeros_like(s)) for s in zero[1:5])
@@ -240,10 +242,10 @@ class NativeCellNetwork(_NativeRunner):
               c = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)),  h' = (1 - z) ⊙ c + z ⊙ h,   y = h'
         FFN   y = x"""
 
-    def __init__(self, net, flat: Tensor):
+    def __init__(self, net, flat: Tensor, single: bool = False):
         from ..cells import GRU
 
-        if not supports(net):
+        if not supports(net, single):
             raise ValueError("the native step runs population networks on the CPU")
         self.net, self.flat, self.views = net, flat, tuple(net.parameters())
         self.dims = [net.features[0].weight.shape[-1]] + [layer.weight.shape[-2] for layer in net.features]
@@ -281,18 +283,21 @@ class NativeCellNetwork(_NativeRunner):
         self.module.cell_backward(*args, update)
 
 
-def network(net, flat: Tensor) -> NativeNetwork | NativeCellNetwork:
+def network(net, flat: Tensor, single: bool = False) -> NativeNetwork | NativeCellNetwork:
     """The native runner of ``net`` over its flat parameter row: ``NativeNetwork`` for the RTU, else
-    ``NativeCellNetwork``."""
+    ``NativeCellNetwork``. With ``single``, ``net`` is one network without a population axis (``flat`` (1, N)),
+    run for its forward pass alone (``recur``) on one row: its memory is the carried vector (the RTU's real pair
+    [Re h | Im h]), without sensitivities. Batched PPO's rollout of one environment runs so."""
     from ..cells import RTU
 
-    return NativeNetwork(net, flat) if isinstance(net.cell, RTU) else NativeCellNetwork(net, flat)
+    runner = NativeNetwork if isinstance(net.cell, RTU) else NativeCellNetwork
+    return runner(net, flat, single)
 
 
-def supports(net) -> bool:
+def supports(net, single: bool = False) -> bool:
     """Whether the native step can run ``net``: the RTU (RTRL, or TBPTT(1) through one-step sensitivities; the
     Taylor correction for the linear RTU; tanh output), the GRU or the FFN (TBPTT(1)), with a linear head or one
-    hidden head block, on the CPU."""
+    hidden head block, on the CPU; a population network, or with ``single`` one network for its forward pass."""
     from ..cells import RTU
 
     return (
@@ -300,6 +305,6 @@ def supports(net) -> bool:
             not isinstance(net.cell, RTU)
             or (net.cell.output_activation == "tanh" and not (net.taylor and net.cell.nonlinear))
         )
-        and net.population is not None
+        and (net.population is not None or single)
         and net.head.weight.device.type == "cpu"
     )
