@@ -222,7 +222,7 @@ class StreamAC(MemoryAgent):
             reward,
             next_obs,
             terminated,
-            None if self.discrete else self.log_std.exp(),
+            None if self.discrete else self.log_std,
         )
         self.actor_optimizer.reset_traces(done)
         self.critic_optimizer.reset_traces(done)
