@@ -73,6 +73,8 @@ class PPO:
     """Batched PPO with a memory-network actor (logits, or a Gaussian mean with a state-independent log σ) and
     critic (module docstring). One member; its ``lanes`` environments are stepped by the training loop."""
 
+    native: dict = {}  # network name -> native runner of the rollout (none in a checkpoint written before them)
+
     def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
         self.config, self.random = config, action_random
         self.lanes, self.chunks = self.lanes_of(config), max(1, config.ppo_minibatches // config.ppo_num_envs)
