@@ -9,8 +9,8 @@ Two networks, Q and h, each with its own memory. For a transition (o, a, r, o') 
 
 ∇δ is the full gradient of δ, through max_a' Q(o', a') (whose memory is advanced one step from o's).
 All traces are zeroed after the update when the episode ends or the action taken was not greedy.
-With ``no_gradient_correction`` h is taken as 0 and not trained: b = 0, and Q's step is Watkins Q(λ)'s,
-θ_Q ← θ_Q + α_Q δ z_Q (a diagnostic).
+With ``no_gradient_correction`` h is taken as 0, and its network neither runs nor trains (it has no memory): b = 0,
+and Q's step is Watkins Q(λ)'s, θ_Q ← θ_Q + α_Q δ z_Q (a diagnostic).
 Plain SGD, optionally with a per-member global-norm clip of each update. Actions are ε-greedy with ε
 decaying linearly from ε_start to ε_end over the first ``exploration_fraction`` of the steps.
 """
@@ -55,13 +55,13 @@ class QRC(MemoryAgent):
         self.h_net = MemoryNetwork(obs_size, self.num_actions, population=P, generators=init_generators, **net)
         self.q_net.to(dtype=dtype, device=config.device)
         self.h_net.to(dtype=dtype, device=config.device)
-        self.networks = {"q": self.q_net, "h": self.h_net}
+        self.config = config
+        self.networks = {"q": self.q_net, "h": self.h_net} if self.correction else {"q": self.q_net}
         self.q_params, self.h_params = list(self.q_net.parameters()), list(self.h_net.parameters())
         # traces as views of one flat (P, N) buffer per network (the native step works on the flat buffers)
         self.q_trace_flat, self.h_trace_flat = _flat_buffer(self.q_params), _flat_buffer(self.h_params)
         self.q_trace, self.h_trace = _views(self.q_trace_flat, self.q_params), _views(self.h_trace_flat, self.h_params)
         self.bias_trace = torch.zeros(P, dtype=dtype, device=config.device)
-        self.config = config
         self.random = action_random
         self.steps_taken = 0
         self.native = None
@@ -117,7 +117,10 @@ class QRC(MemoryAgent):
         """Q(o, ·) and h(o, ·) with their graphs; a* = argmax Q(o, ·), and a = min(⌊u₁ A⌋, A - 1) where u₀ < ε, else
         a*, from the draws u (P, 2)."""
         q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
-        h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
+        if self.correction:
+            h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
+        else:
+            h = torch.zeros_like(q.detach())
         greedy_action = q.detach().argmax(dim=-1)
         random_action = (draws[:, 1] * self.num_actions).long().clamp(max=self.num_actions - 1)
         action = torch.where(draws[:, 0] < epsilon, random_action, greedy_action)
@@ -130,7 +133,8 @@ class QRC(MemoryAgent):
         c, continuing = self.config, (~terminated).to(step.q.dtype)
         next_q = self.q_net.step(next_obs, self.memories["q"])[0].max(dim=-1).values
         td_error = (reward + c.gamma * continuing * next_q - step.q).detach()
-        grads = torch.autograd.grad((step.q + step.h).sum(), self.q_params + self.h_params)
+        differentiated = self.q_params + (self.h_params if self.correction else [])
+        grads = torch.autograd.grad((step.q + step.h).sum(), differentiated)
         grad_q, grad_h = grads[: len(self.q_params)], grads[len(self.q_params) :]
         grad_next = torch.autograd.grad(next_q.sum(), self.q_params)
         decay = c.gamma * c.trace_decay
@@ -169,7 +173,10 @@ class QRC(MemoryAgent):
         """The forward passes (memories advanced) and the ε-greedy choice of ``_act_autograd``, in one native call."""
         (q_net, h_net), memories = self.native, self.memories
         q, memories["q"], q_tape = q_net.forward(obs, memories["q"], advance=True)
-        h, memories["h"], h_tape = h_net.forward(obs, memories["h"], advance=True)
+        if self.correction:
+            h, memories["h"], h_tape = h_net.forward(obs, memories["h"], advance=True)
+        else:
+            h, h_tape = torch.zeros_like(q), None
         return QRCStep(*q_net.module.qrc_choose(q, h, draws, epsilon), (q_tape, h_tape))
 
     @torch.no_grad()
@@ -221,7 +228,6 @@ class QRC(MemoryAgent):
         return (self.config.grad_clip / (norm + 1e-12)).clamp(max=1.0)
 
     def trace_norms(self) -> dict[str, Tensor]:
-        return {
-            "q": sum(t.abs().flatten(1).sum(1) for t in self.q_trace),
-            "h": sum(t.abs().flatten(1).sum(1) for t in self.h_trace),
-        }
+        """‖z‖₁ of each trained network's eligibility trace, per member."""
+        traces = {"q": self.q_trace, "h": self.h_trace}
+        return {name: sum(t.abs().flatten(1).sum(1) for t in traces[name]) for name in self.networks}
