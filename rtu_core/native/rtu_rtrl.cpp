@@ -872,7 +872,9 @@ std::vector<at::Tensor> qrc_targets(at::Tensor next_q, at::Tensor reward, at::Te
       c[0] = b[p], c[1] = discount, c[2] = delta, c[3] = hv, c[4] = cut ? (T)1 : (T)0;
       if (cut) b[p] = 0;
       td.data_ptr<T>()[p] = delta;
-      onehot.data_ptr<T>()[p * A + action.data_ptr<int64_t>()[p]] = 1;
+      const int64_t taken = action.data_ptr<int64_t>()[p];
+      TORCH_CHECK(taken >= 0 && taken < A, "qrc_targets: an action outside [0, A)");
+      onehot.data_ptr<T>()[p * A + taken] = 1;
       onehot_next.data_ptr<T>()[p * A + best] = 1;
     }
   });
@@ -971,6 +973,7 @@ std::vector<at::Tensor> stream_ac_targets(at::Tensor out, at::Tensor action, at:
         }
         entropy = -entropy;
         const int64_t chosen = action.data_ptr<int64_t>()[p];
+        TORCH_CHECK(chosen >= 0 && chosen < A, "stream_ac_targets: an action outside [0, A)");
         for (int64_t i = 0; i < A; ++i) {
           volatile T weighted = c * pi[i];
           volatile T term_i = weighted * (lp[i] + entropy);
