@@ -137,8 +137,12 @@ def config(hidden: int, width: int, steps: int, population: int = 1, compile: bo
 
 
 def agent_steps_per_second(cfg: TrainConfig) -> float:
-    """Agent-steps/s of ``train(cfg)`` (all members) after its first tenth of the steps, which absorbs
-    warm-up (and, with ``compile``, the seconds torch.compile takes)."""
+    """Agent-steps/s of ``train(cfg)`` (all members) from its first progress event (``cfg.progress_every`` steps
+    in) to its last, which leaves out warm-up (and, with ``compile``, the seconds torch.compile takes)."""
+    if cfg.steps <= cfg.progress_every:
+        raise ValueError(
+            f"timing needs steps > progress_every (steps {cfg.steps}, progress_every {cfg.progress_every})"
+        )
     first = None
     for event in train(cfg):
         if isinstance(event, Progress):
@@ -157,12 +161,13 @@ def _steps_per_second_from(start_at: float, cfg: TrainConfig) -> float:
     return agent_steps_per_second(cfg)
 
 
-def side_by_side(cfg: TrainConfig, processes: int = 2) -> list[float]:
+def side_by_side(cfg: TrainConfig, processes: int = 2, start_in: float = 15.0) -> list[float]:
     """Each process's agent-steps/s when ``processes`` processes run ``train(cfg)`` at the same time, as the sweeps
-    run populations one per core: they share the memory bus, which a single process has to itself."""
+    run populations one per core: they share the memory bus, which a single process has to itself. They start
+    together ``start_in`` seconds from now, by when every process has imported torch and built its agent."""
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(processes, mp_context=context) as pool:
-        start_at = time.time() + 15  # every process has imported torch and built its agent by then
+        start_at = time.time() + start_in
         return list(pool.map(_steps_per_second_from, [start_at] * processes, [cfg] * processes))
 
 

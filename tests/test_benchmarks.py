@@ -15,7 +15,7 @@ import pytest
 
 from benchmarks.memory_chain import finished, population, populations, write_results
 from benchmarks.progress import report
-from benchmarks.throughput import step_breakdown
+from benchmarks.throughput import side_by_side, step_breakdown
 from rtu_core import TrainConfig, train
 from rtu_core.agents import QRC
 from rtu_core.events import Checkpoint
@@ -59,6 +59,16 @@ def test_throughput_step_breakdown_times_every_part_and_restores_them():
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_throughput_side_by_side_times_one_run_in_each_process():
+    """Two spawned processes each train the config and report a positive, finite rate of their own."""
+    config = TrainConfig(agent="qrc", chain_length=4, hidden_size=4, width=4, steps=300, eval_episodes=0)
+    with pytest.raises(ValueError, match="progress_every"):
+        side_by_side(config, processes=1, start_in=0.0)  # one progress event: no interval to time
+    config = dataclasses.replace(config, progress_every=50)
+    rates = side_by_side(config, processes=2, start_in=8.0)
+    assert len(rates) == 2 and all(0 < rate < float("inf") for rate in rates), rates
 
 
 def test_memory_chain_sweep_stopped_by_sigterm_continues_to_the_uninterrupted_numbers(tmp_path):
