@@ -65,6 +65,25 @@ def test_native_network_equals_autograd(nonlinear, activation, feature_layers, h
         memory, native_memory = step_and_compare(net, runner, memory, native_memory, (1e-12, 1e-13), (1e-10, 1e-13))
 
 
+def test_native_network_follows_parameter_changes_made_by_torch():
+    """The runner keeps the RTU's coefficients (e^ν, θ, r cos θ, …) between passes and computes them again when the
+    parameters change: an in-place change through a parameter (as an optimiser's step makes) or through the flat row
+    is seen by the next forward pass, which keeps equal to the eager network's."""
+    net, twin = make_network(False, "tanh", 1, 0), make_network(False, "tanh", 1, 0)
+    runner = native.NativeNetwork(twin, native.flatten_parameters(list(twin.parameters())))
+    obs = torch.randn(P, OBS, dtype=torch.float64)
+    for change in (
+        lambda n: n.cell.nu_log.add_(0.3),
+        lambda n: n.cell.theta_log.mul_(0.5),
+        lambda n: runner.flat.add_(0.01) if n is twin else [p.add_(0.01) for p in n.parameters()],
+    ):
+        with torch.no_grad():
+            change(net), change(twin)
+        out, _ = net.step(obs, net.initial_memory())
+        got, _, _ = runner.forward(obs, twin.initial_memory(), advance=True)
+        assert torch.allclose(got, out.detach(), rtol=1e-12, atol=1e-13)
+
+
 @pytest.mark.parametrize("head_width", [0, 7], ids=["linear-head", "head-block"])
 def test_native_taylor_correction_equals_the_eager_forward_mode_derivative(head_width):
     """The linear RTU with the paper's Taylor correction, its parameters moved between steps as updates would move

@@ -136,9 +136,10 @@ class NativeNetwork(_NativeRunner):
     ``flat`` must be the buffer whose leading columns are the network's parameters (``flatten_parameters``); the
     row may continue with other parameters of the same optimiser (a Gaussian log-std)."""
 
-    TRANSIENT = ("module", "_pairs_of", "_pairs_views", "_memory_of", "_hidden_view")
+    TRANSIENT = ("module", "_pairs_of", "_pairs_views", "_memory_of", "_hidden_view", "_coeffs", "_coeffs_key")
     _pairs_of: tuple[Tensor, ...] = ()  # the sensitivity tensors the cached real views are of (none after unpickling)
     _memory_of = None  # the memory whose real views are cached
+    _coeffs_key = None  # the parameters' versions the cached RTU coefficients were computed at
     taylor = False  # a checkpoint written before the native Taylor correction has none
 
     @property
@@ -174,6 +175,7 @@ class NativeNetwork(_NativeRunner):
         tape = self.module.network_forward(
             self.flat,
             *self.shape,
+            self._coefficients(),
             obs.contiguous(),
             hidden,
             *pairs[:4],
@@ -212,11 +214,20 @@ class NativeNetwork(_NativeRunner):
         arguments, for a QRC update to run member by member as its ``prior``."""
         tape, hidden_prev = tape
         pairs = self._views(memory)[1]
-        args = (self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, *pairs[:4], self.activation)
-        args += (self.nonlinear, next_step, self.truncate)
+        args = (self.flat, *self.shape, self._coefficients(), grad, grad_out.contiguous(), tape, hidden_prev)
+        args += (*pairs[:4], self.activation, self.nonlinear, next_step, self.truncate)
         if defer:
             return self.module.network_backward_pass(*args, list(pairs[4:]))
         self.module.network_backward(*args, update, list(pairs[4:]))
+
+    def _coefficients(self) -> Tensor:
+        """Every member's RTU coefficients (P, 6n: e^ν, θ, r cos θ, r sin θ, γ, dγ/dν), computed again only when the
+        parameters have changed since: when the version counters of the flat row or of a parameter view have moved
+        (``changed`` moves them after each native update; any in-place change by torch moves them itself)."""
+        key = (self.flat._version, *(view._version for view in self.views))
+        if key != self._coeffs_key:
+            self._coeffs, self._coeffs_key = self.module.rtu_coefficients(self.flat, *self.shape), key
+        return self._coeffs
 
     def _views(self, memory) -> tuple[Tensor, tuple[Tensor, ...]]:
         """The memory's hidden state (P, n, 2) and its sensitivities (then, with the Taylor correction, the
