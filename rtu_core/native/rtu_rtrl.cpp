@@ -427,6 +427,36 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* coeffs, 
   }
 }
 
+// QRC(λ)'s update of one parameter θ_i from its gradient g_i (and g_next_i for Q), without clipping (qrc_row):
+//   z_i ← decay z_i + g_i;  θ_i ← θ_i + α (δ z_i - h g_i - β θ_i [- b (γc g_next_i - g_i)]).
+template <typename T>
+struct QrcStep {
+  T decay, lr, beta, b, gc, delta, hv;
+  inline T direction(T& z, T g, T th, const T* gn) const {
+    z = decay * z + g;
+    T v = delta * z - hv * g - beta * th;
+    if (gn) v += -b * (gc * *gn - g);
+    return v;
+  }
+};
+
+// A QRC(λ) update (no clipping) applied to the B block inside a backward pass, element by element as each gradient
+// is formed, instead of writing the block's gradient row and reading it back in a pass of its own: the parameter
+// rows (written), the traces, g_next (Q's next-step gradient, which its prior pass wrote; null for h) and the
+// update coefficients (P, 5) of qrc_targets.
+template <typename T>
+struct InlineQrc {
+  T* params = nullptr;
+  T* trace = nullptr;
+  const T* grad_next = nullptr;
+  const T* coeffs = nullptr;
+  T decay = 0, lr = 0, beta = 0;
+  QrcStep<T> step(int64_t p) const {
+    const T* c = coeffs + p * 5;
+    return {decay, lr, beta, c[0], c[1], c[2], c[3]};
+  }
+};
+
 // d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params), for members p0 ≤ p < p1.
 // With ``next_step`` the sensitivities used are those one step further, S' = D'(λ S + J(h_{t}, x')), computed on the fly from the stored
 // S and the tape of a forward pass run with advance = false (QRC's ∇Q(o', a*)). With ``kTaylor`` (the linear RTU)
@@ -439,7 +469,7 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
                    const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
                    const std::vector<const T*>& head_input, const std::vector<const T*>& head_normed,
                    const std::vector<const T*>& head_inv_std, const T* head_z, int64_t activation, bool nonlinear,
-                   bool next_step, bool truncate, const Taylor<const T>& taylor) {
+                   bool next_step, bool truncate, const Taylor<const T>& taylor, const InlineQrc<T>* inline_qrc) {
   const int64_t n = L.n, d = L.d(), A = L.A;
   std::vector<T> dc(2 * n), dy, dx, dn, da;
   // the credited sensitivity: S, or S + C with the correction
@@ -472,6 +502,7 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
     T* g_theta = g_row + L.theta;
     T* g_br = g_row + L.Br;
     T* g_bi = g_row + L.Bi;
+    dx.assign(d, 0);
     for (int64_t u = 0; u < n; ++u) {
       const T dc1 = dc[u], dc2 = dc[n + u];
       const T* r1 = sbr + 2 * u * d;
@@ -480,6 +511,37 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
       if (!next_step) {
         g_nu[u] = dc1 * at(sn, cn, 2 * u) + dc2 * at(sn, cn, 2 * u + 1);
         g_theta[u] = dc1 * at(st, ct, 2 * u) + dc2 * at(st, ct, 2 * u + 1);
+        if (inline_qrc) {  // the linear RTU's B block updated as its gradient is formed (InlineQrc), dx from B before
+          const QrcStep<T> q = inline_qrc->step(p);
+          T* th_r = inline_qrc->params + p * L.N + L.Br + u * d;
+          T* th_i = inline_qrc->params + p * L.N + L.Bi + u * d;
+          T* z_r = inline_qrc->trace + p * L.N + L.Br + u * d;
+          T* z_i = inline_qrc->trace + p * L.N + L.Bi + u * d;
+          const T* gn_r = inline_qrc->grad_next ? inline_qrc->grad_next + p * L.N + L.Br + u * d : nullptr;
+          const T* gn_i = inline_qrc->grad_next ? inline_qrc->grad_next + p * L.N + L.Bi + u * d : nullptr;
+          const T e1 = dc1 * k.gamma[u], e2 = dc2 * k.gamma[u];
+          T* dxp = dx.data();
+          if (gn_r) {
+#pragma omp simd
+            for (int64_t j = 0; j < d; ++j) {
+              dxp[j] += th_r[j] * e1 + th_i[j] * e2;
+              const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
+              const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
+              th_r[j] += q.lr * q.direction(z_r[j], gr, th_r[j], gn_r + j);
+              th_i[j] += q.lr * q.direction(z_i[j], gi, th_i[j], gn_i + j);
+            }
+          } else {
+#pragma omp simd
+            for (int64_t j = 0; j < d; ++j) {
+              dxp[j] += th_r[j] * e1 + th_i[j] * e2;
+              const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
+              const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
+              th_r[j] += q.lr * q.direction(z_r[j], gr, th_r[j], nullptr);
+              th_i[j] += q.lr * q.direction(z_i[j], gi, th_i[j], nullptr);
+            }
+          }
+          continue;
+        }
         if (!nonlinear) {  // S^B_imag = i S^B_real: (e, f) = (-b, a)
           for (int64_t j = 0; j < d; ++j) {
             const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
@@ -532,9 +594,9 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
         g_bi[u * d + j] = wa * r2[2 * j] + wb * r2[2 * j + 1] + e2 * gamma * x[j];
       }
     }
-    // one-step input gradient dx = B_realᵀ(γ D¹ dc¹) + B_imagᵀ(γ D² dc²), then the feature blocks backwards
-    dx.assign(d, 0);
-    for (int64_t u = 0; u < n; ++u) {
+    // one-step input gradient dx = B_realᵀ(γ D¹ dc¹) + B_imagᵀ(γ D² dc²) (inline: summed above, from B before its
+    // update), then the feature blocks backwards
+    for (int64_t u = 0; u < n && !inline_qrc; ++u) {
       T e1 = dc[u], e2 = dc[n + u];
       if (nonlinear) {
         const T c1 = hn[2 * u], c2 = hn[2 * u + 1];
@@ -680,19 +742,16 @@ void obgd_row(T* th, T* e, const T* g, int64_t N, T decay, T delta, T lr, T kapp
     for (int64_t i = 0; i < N; ++i) e[i] = 0;
 }
 
-// QRC(λ) for one member's row (see RowUpdate). Without clipping, one pass: θ += α u as u is formed. With clipping,
-// u goes into ``g`` (the gradient row, not needed after) and θ += α min(1, clip / ‖u‖₂) u in a second pass.
+// QRC(λ) for one member's row (see RowUpdate). Without clipping, one pass: θ += α u as u is formed, except over
+// [skip0, skip1) (a block a backward pass updated inline: InlineQrc). With clipping, u goes into ``g`` (the gradient
+// row, not needed after) and θ += α min(1, clip / ‖u‖₂) u in a second pass.
 template <typename T>
-void qrc_row(T* th, T* z, T* g, const T* gn, int64_t N, const T* c, T decay, T lr, T beta, T clip) {
-  const T b = c[0], gc = c[1], delta = c[2], hv = c[3];
-  auto direction = [&](int64_t i) {  // z ← decay z + g;  u = δ z - h g - β θ [- b (γc g_next - g)]
-    const T gi = g[i];
-    z[i] = decay * z[i] + gi;
-    T v = delta * z[i] - hv * gi - beta * th[i];
-    if (gn) v += -b * (gc * gn[i] - gi);
-    return v;
-  };
+void qrc_row(T* th, T* z, T* g, const T* gn, int64_t N, const T* c, T decay, T lr, T beta, T clip, int64_t skip0 = 0,
+             int64_t skip1 = 0) {
+  const QrcStep<T> q{decay, lr, beta, c[0], c[1], c[2], c[3]};
+  auto direction = [&](int64_t i) { return q.direction(z[i], g[i], th[i], gn ? gn + i : nullptr); };
   if (clip > 0) {
+    TORCH_CHECK(skip0 == skip1, "a clipped QRC update needs the whole gradient row");
     T sq = 0;
 #pragma omp simd reduction(+ : sq)
     for (int64_t i = 0; i < N; ++i) {
@@ -705,7 +764,9 @@ void qrc_row(T* th, T* z, T* g, const T* gn, int64_t N, const T* c, T decay, T l
     for (int64_t i = 0; i < N; ++i) th[i] += scale * g[i];
   } else {
 #pragma omp simd
-    for (int64_t i = 0; i < N; ++i) th[i] += lr * direction(i);
+    for (int64_t i = 0; i < skip0; ++i) th[i] += lr * direction(i);
+#pragma omp simd
+    for (int64_t i = skip1 > skip0 ? skip1 : 0; i < N; ++i) th[i] += lr * direction(i);
   }
   if (c[4] != 0)
     for (int64_t i = 0; i < N; ++i) z[i] = 0;
@@ -716,9 +777,14 @@ void qrc_row(T* th, T* z, T* g, const T* gn, int64_t N, const T* c, T decay, T l
 // then runs it member by member, each member's next-step gradient row just before its current one and its update,
 // while that member's sensitivities and parameter row are in cache (rather than as a whole pass over every member's
 // sensitivities beforehand: they are read from memory once per step instead of twice).
+struct RowUpdate;
 struct BackwardPass {
   int64_t P = 0;
   std::function<void(int64_t, int64_t)> run;
+  // where it can (the linear RTU's current-step pass), member p's pass with a QRC(λ) update of its B block inline,
+  // the row's columns [skip0, skip1); the rest of the row is left to the update
+  std::function<void(int64_t, const RowUpdate&)> run_inline;
+  int64_t skip0 = 0, skip1 = 0;
 };
 
 // The update of a member's parameter row, applied by a backward pass right after it computes that member's gradient
@@ -737,15 +803,29 @@ struct RowUpdate {
 
   void check_against(const at::Tensor& params) const;
 
+  // a QRC(λ) update without clipping, which a backward pass can apply inline (BackwardPass::run_inline)
+  bool inline_ok() const { return qrc && clip == 0; }
+
   template <typename T>
-  void apply(const at::Tensor& params, const at::Tensor& grad, int64_t p) const {
+  InlineQrc<T> inline_qrc(const at::Tensor& params) const {
+    InlineQrc<T> q;
+    q.params = params.data_ptr<T>();
+    q.trace = trace.data_ptr<T>();
+    q.grad_next = grad_next.has_value() ? grad_next->data_ptr<T>() : nullptr;
+    q.coeffs = coeffs.data_ptr<T>();
+    q.decay = (T)decay, q.lr = (T)lr, q.beta = (T)beta;
+    return q;
+  }
+
+  template <typename T>
+  void apply(const at::Tensor& params, const at::Tensor& grad, int64_t p, int64_t skip0 = 0, int64_t skip1 = 0) const {
     const int64_t N = params.size(1);
     T* th = params.data_ptr<T>() + p * N;
     T* e = trace.data_ptr<T>() + p * N;
     T* g = grad.data_ptr<T>() + p * N;
     if (qrc) {
       const T* gn = grad_next.has_value() ? grad_next->data_ptr<T>() + p * N : nullptr;
-      qrc_row<T>(th, e, g, gn, N, coeffs.data_ptr<T>() + p * 5, (T)decay, (T)lr, (T)beta, (T)clip);
+      qrc_row<T>(th, e, g, gn, N, coeffs.data_ptr<T>() + p * 5, (T)decay, (T)lr, (T)beta, (T)clip, skip0, skip1);
     } else {
       obgd_row<T>(th, e, g, N, (T)decay, td_error.data_ptr<T>()[p], (T)lr, (T)kappa, reset.data_ptr<bool>()[p]);
     }
@@ -757,10 +837,16 @@ struct RowUpdate {
 void run_members(const BackwardPass& pass, const RowUpdate* update, const at::Tensor& params, const at::Tensor& grad) {
   if (!update) return pass.run(0, pass.P);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "row_update", [&] {
+    const bool inline_update = pass.run_inline && update->inline_ok();
     for (int64_t p = 0; p < pass.P; ++p) {
       if (update->prior) update->prior->run(p, p + 1);
-      pass.run(p, p + 1);
-      update->template apply<scalar_t>(params, grad, p);
+      if (inline_update) {
+        pass.run_inline(p, *update);
+        update->template apply<scalar_t>(params, grad, p, pass.skip0, pass.skip1);
+      } else {
+        pass.run(p, p + 1);
+        update->template apply<scalar_t>(params, grad, p);
+      }
     }
   });
 }
@@ -1075,7 +1161,18 @@ std::shared_ptr<BackwardPass> network_backward_pass(at::Tensor params, std::vect
              s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
              grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(), tape[3].data_ptr<scalar_t>(),
              hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input,
-             head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction);
+             head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction, nullptr);
+    };
+    if (nonlinear || next_step) return;
+    pass->skip0 = L.Br, pass->skip1 = L.Bi + n * L.d();
+    pass->run_inline = [=, keep = taylor](int64_t p, const RowUpdate& update) {
+      const InlineQrc<scalar_t> q = update.inline_qrc<scalar_t>(params);
+      kernel(L, p, p + 1, params.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
+             s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
+             grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
+             tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p,
+             is_p, head.input, head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate,
+             correction, &q);
     };
   });
   return pass;
