@@ -432,12 +432,26 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* coeffs, 
 template <typename T>
 struct QrcStep {
   T decay, lr, beta, b, gc, delta, hv;
-  inline T direction(T& z, T g, T th, const T* gn) const {
+  inline T direction(T& z, T g, T th, const T* gn) const { return gn ? with_next(z, g, th, *gn) : alone(z, g, th); }
+  inline T alone(T& z, T g, T th) const {  // h's update (and Q's part without g_next)
     z = decay * z + g;
-    T v = delta * z - hv * g - beta * th;
-    if (gn) v += -b * (gc * *gn - g);
+    return delta * z - hv * g - beta * th;
+  }
+  inline T with_next(T& z, T g, T th, T gn) const {
+    T v = alone(z, g, th);
+    v += -b * (gc * gn - g);
     return v;
   }
+};
+
+// Q's next-step gradient of the linear RTU's B block, left by its prior pass (∇Q(o′, a*)) for the current pass to
+// form element by element (QRC(λ) without clipping), instead of writing that block of g_next and reading it back:
+// per unit (wa, wb, e1, e2), where g_next^B[u, j] = (wa a + wb b + e1 γ x′_j, wa (-b) + wb a + e2 γ x′_j) over S's
+// (a, b) (TBPTT(1): the last terms alone), and x′ of the member. Held as double, which holds a float exactly.
+struct NextStepB {
+  std::vector<double> w;
+  const void* x = nullptr;
+  bool truncate = false;
 };
 
 // A QRC(λ) update (no clipping) applied to the B block inside a backward pass, element by element as each gradient
@@ -449,6 +463,7 @@ struct InlineQrc {
   T* params = nullptr;
   T* trace = nullptr;
   const T* grad_next = nullptr;
+  const NextStepB* next_b = nullptr;  // g_next's B block from these instead of from grad_next
   const T* coeffs = nullptr;
   T decay = 0, lr = 0, beta = 0;
   QrcStep<T> step(int64_t p) const {
@@ -469,7 +484,8 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
                    const std::vector<const T*>& block_normed, const std::vector<const T*>& block_inv_std,
                    const std::vector<const T*>& head_input, const std::vector<const T*>& head_normed,
                    const std::vector<const T*>& head_inv_std, const T* head_z, int64_t activation, bool nonlinear,
-                   bool next_step, bool truncate, const Taylor<const T>& taylor, const InlineQrc<T>* inline_qrc) {
+                   bool next_step, bool truncate, const Taylor<const T>& taylor, const InlineQrc<T>* inline_qrc,
+                   NextStepB* defer_b) {
   const int64_t n = L.n, d = L.d(), A = L.A;
   std::vector<T> dc(2 * n), dy, dx, dn, da;
   // the credited sensitivity: S, or S + C with the correction
@@ -488,6 +504,7 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
     // the RTU: dL/dp = dc¹ Re S^p + dc² Im S^p
     const Coefficients<T> k(coeffs + p * 6 * n, n);
     const T* x = x_tape + p * d;
+    if (defer_b) defer_b->w.resize(4 * n), defer_b->x = x, defer_b->truncate = truncate;
     const T* h = hidden_prev + p * 2 * n;
     const T* hn = hidden_new + p * 2 * n;
     const T* sn = s_nu + p * 2 * n;
@@ -521,7 +538,30 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
           const T* gn_i = inline_qrc->grad_next ? inline_qrc->grad_next + p * L.N + L.Bi + u * d : nullptr;
           const T e1 = dc1 * k.gamma[u], e2 = dc2 * k.gamma[u];
           T* dxp = dx.data();
-          if (gn_r) {
+          if (const NextStepB* nb = inline_qrc->next_b) {  // g_next formed here (NextStepB)
+            const double* w = nb->w.data() + 4 * u;
+            const T wa = (T)w[0], wb = (T)w[1], n1 = (T)w[2], n2 = (T)w[3], gamma = k.gamma[u];
+            const T* xn = static_cast<const T*>(nb->x);
+            if (nb->truncate) {
+#pragma omp simd
+              for (int64_t j = 0; j < d; ++j) {
+                dxp[j] += th_r[j] * e1 + th_i[j] * e2;
+                const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
+                const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
+                th_r[j] += q.lr * q.with_next(z_r[j], gr, th_r[j], n1 * gamma * xn[j]);
+                th_i[j] += q.lr * q.with_next(z_i[j], gi, th_i[j], n2 * gamma * xn[j]);
+              }
+            } else {
+#pragma omp simd
+              for (int64_t j = 0; j < d; ++j) {
+                dxp[j] += th_r[j] * e1 + th_i[j] * e2;
+                const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
+                const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
+                th_r[j] += q.lr * q.with_next(z_r[j], gr, th_r[j], wa * a + wb * b + n1 * gamma * xn[j]);
+                th_i[j] += q.lr * q.with_next(z_i[j], gi, th_i[j], wa * (-b) + wb * a + n2 * gamma * xn[j]);
+              }
+            }
+          } else if (gn_r) {
 #pragma omp simd
             for (int64_t j = 0; j < d; ++j) {
               dxp[j] += th_r[j] * e1 + th_i[j] * e2;
@@ -572,6 +612,15 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
       }
       g_nu[u] = e1 * (-k.e_nu[u] * lh1 + k.dgamma[u] * u1) + e2 * (-k.e_nu[u] * lh2 + k.dgamma[u] * u2);
       g_theta[u] = e1 * (-k.theta[u] * lh2) + e2 * (k.theta[u] * lh1);
+      if (defer_b) {  // the B block left to the current pass (NextStepB)
+        double* w = defer_b->w.data() + 4 * u;
+        w[0] = wa, w[1] = wb, w[2] = e1, w[3] = e2;
+        if (!truncate) {
+          g_nu[u] += wa * at(sn, cn, 2 * u) + wb * at(sn, cn, 2 * u + 1);
+          g_theta[u] += wa * at(st, ct, 2 * u) + wb * at(st, ct, 2 * u + 1);
+        }
+        continue;
+      }
       if (truncate) {  // TBPTT(1): the step from a detached h_t, no earlier sensitivity
         for (int64_t j = 0; j < d; ++j) {
           g_br[u * d + j] = e1 * gamma * x[j];
@@ -783,7 +832,9 @@ struct BackwardPass {
   std::function<void(int64_t, int64_t)> run;
   // where it can (the linear RTU's current-step pass), member p's pass with a QRC(λ) update of its B block inline,
   // the row's columns [skip0, skip1); the rest of the row is left to the update
-  std::function<void(int64_t, const RowUpdate&)> run_inline;
+  std::function<void(int64_t, const RowUpdate&, const NextStepB*)> run_inline;
+  // where it can (the linear RTU's next-step pass, as a prior): member p's pass leaving its B block in ``NextStepB``
+  std::function<void(int64_t, NextStepB&)> run_deferring;
   int64_t skip0 = 0, skip1 = 0;
 };
 
@@ -807,11 +858,12 @@ struct RowUpdate {
   bool inline_ok() const { return qrc && clip == 0; }
 
   template <typename T>
-  InlineQrc<T> inline_qrc(const at::Tensor& params) const {
+  InlineQrc<T> inline_qrc(const at::Tensor& params, const NextStepB* next_b) const {
     InlineQrc<T> q;
     q.params = params.data_ptr<T>();
     q.trace = trace.data_ptr<T>();
     q.grad_next = grad_next.has_value() ? grad_next->data_ptr<T>() : nullptr;
+    q.next_b = next_b;
     q.coeffs = coeffs.data_ptr<T>();
     q.decay = (T)decay, q.lr = (T)lr, q.beta = (T)beta;
     return q;
@@ -838,10 +890,13 @@ void run_members(const BackwardPass& pass, const RowUpdate* update, const at::Te
   if (!update) return pass.run(0, pass.P);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "row_update", [&] {
     const bool inline_update = pass.run_inline && update->inline_ok();
+    const bool defer = inline_update && update->prior && update->prior->run_deferring;
+    NextStepB next_b;
     for (int64_t p = 0; p < pass.P; ++p) {
-      if (update->prior) update->prior->run(p, p + 1);
+      if (defer) update->prior->run_deferring(p, next_b);
+      else if (update->prior) update->prior->run(p, p + 1);
       if (inline_update) {
-        pass.run_inline(p, *update);
+        pass.run_inline(p, *update, defer ? &next_b : nullptr);
         update->template apply<scalar_t>(params, grad, p, pass.skip0, pass.skip1);
       } else {
         pass.run(p, p + 1);
@@ -1161,18 +1216,30 @@ std::shared_ptr<BackwardPass> network_backward_pass(at::Tensor params, std::vect
              s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
              grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(), tape[3].data_ptr<scalar_t>(),
              hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input,
-             head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction, nullptr);
+             head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction, nullptr,
+             nullptr);
     };
-    if (nonlinear || next_step) return;
+    if (nonlinear) return;
+    if (next_step) {
+      pass->run_deferring = [=, keep = taylor](int64_t p, NextStepB& next_b) {
+        kernel(L, p, p + 1, params.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
+               s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
+               grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
+               tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p,
+               nd_p, is_p, head.input, head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate,
+               correction, nullptr, &next_b);
+      };
+      return;
+    }
     pass->skip0 = L.Br, pass->skip1 = L.Bi + n * L.d();
-    pass->run_inline = [=, keep = taylor](int64_t p, const RowUpdate& update) {
-      const InlineQrc<scalar_t> q = update.inline_qrc<scalar_t>(params);
+    pass->run_inline = [=, keep = taylor](int64_t p, const RowUpdate& update, const NextStepB* next_b) {
+      const InlineQrc<scalar_t> q = update.inline_qrc<scalar_t>(params, next_b);
       kernel(L, p, p + 1, params.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
              s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
              grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
              tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p,
              is_p, head.input, head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate,
-             correction, &q);
+             correction, &q, nullptr);
     };
   });
   return pass;
