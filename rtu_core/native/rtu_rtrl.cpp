@@ -448,9 +448,12 @@ struct QrcStep {
 // form element by element (QRC(λ) without clipping), instead of writing that block of g_next and reading it back:
 // per unit (wa, wb, e1, e2), where g_next^B[u, j] = (wa a + wb b + e1 γ x′_j, wa (-b) + wb a + e2 γ x′_j) over S's
 // (a, b) (TBPTT(1): the last terms alone), and x′ of the member. Held as double, which holds a float exactly.
+// The GRU's (cell_backward_impl) holds its gate gradients (dgi, dgh) in ``w`` and x′, h′ (the detached state the next
+// step starts from): g_next of W_ih[k, j] = dgi[k] x′_j, of W_hh[k, j] = dgh[k] h′_j.
 struct NextStepB {
   std::vector<double> w;
   const void* x = nullptr;
+  const void* h = nullptr;
   bool truncate = false;
 };
 
@@ -1346,7 +1349,8 @@ template <typename T>
 void cell_backward_impl(const CellLayout& L, int64_t p0, int64_t p1, const T* params, const T* grad_out, T* grad,
                         const T* hidden_prev, const T* new_hidden, const T* gates, const T* x_tape,
                         const std::vector<const T*>& block_inputs, const std::vector<const T*>& block_normed,
-                        const std::vector<const T*>& block_inv_std, const HeadTapeIn<T>& head, int64_t activation) {
+                        const std::vector<const T*>& block_inv_std, const HeadTapeIn<T>& head, int64_t activation,
+                        const InlineQrc<T>* inline_qrc, NextStepB* defer_b) {
   const int64_t H = L.H, d = L.d(), A = L.A;
   std::vector<T> dy, dgi(3 * H), dgh(3 * H), dx, dn, da;
   for (int64_t p = p0; p < p1; ++p) {
@@ -1373,20 +1377,75 @@ void cell_backward_impl(const CellLayout& L, int64_t p0, int64_t p1, const T* pa
         dgh[H + u] = dz;
         dgh[2 * H + u] = dc * r;
       }
-      for (int64_t k = 0; k < 3 * H; ++k) {
-        T* gwi = g_row + L.Wih + k * d;
-        T* gwh = g_row + L.Whh + k * H;
-        for (int64_t j = 0; j < d; ++j) gwi[j] = dgi[k] * x[j];
-        for (int64_t j = 0; j < H; ++j) gwh[j] = dgh[k] * h[j];
-        g_row[L.bih + k] = dgi[k];
-        g_row[L.bhh + k] = dgh[k];
-      }
       dx.assign(d, 0);
-      for (int64_t k = 0; k < 3 * H; ++k) {
-        const T* wi = row + L.Wih + k * d;
-        const T e = dgi[k];
+      if (defer_b) {  // the weights' g_next left to the current pass (NextStepB)
+        defer_b->w.assign(dgi.begin(), dgi.end());
+        defer_b->w.insert(defer_b->w.end(), dgh.begin(), dgh.end());
+        defer_b->x = x, defer_b->h = h;
+      }
+      if (inline_qrc) {  // the weights updated as their gradients are formed (InlineQrc), dx from W_ih before
+        const QrcStep<T> q = inline_qrc->step(p);
+        T* th = inline_qrc->params + p * L.N;
+        T* zt = inline_qrc->trace + p * L.N;
+        const T* gn = inline_qrc->grad_next ? inline_qrc->grad_next + p * L.N : nullptr;
+        const NextStepB* nb = inline_qrc->next_b;
+        const T* xn = nb ? static_cast<const T*>(nb->x) : nullptr;
+        const T* hn = nb ? static_cast<const T*>(nb->h) : nullptr;
+        T* dxp = dx.data();
+        for (int64_t k = 0; k < 3 * H; ++k) {
+          T* wi = th + L.Wih + k * d;
+          T* wh = th + L.Whh + k * H;
+          T* zi = zt + L.Wih + k * d;
+          T* zh = zt + L.Whh + k * H;
+          const T ei = dgi[k], eh = dgh[k];
+          if (nb) {
+            const T ni = (T)nb->w[k], nh = (T)nb->w[3 * H + k];
 #pragma omp simd
-        for (int64_t j = 0; j < d; ++j) dx[j] += wi[j] * e;
+            for (int64_t j = 0; j < d; ++j) {
+              dxp[j] += wi[j] * ei;
+              wi[j] += q.lr * q.with_next(zi[j], ei * x[j], wi[j], ni * xn[j]);
+            }
+#pragma omp simd
+            for (int64_t j = 0; j < H; ++j) wh[j] += q.lr * q.with_next(zh[j], eh * h[j], wh[j], nh * hn[j]);
+          } else if (gn) {
+            const T* gi = gn + L.Wih + k * d;
+            const T* gh = gn + L.Whh + k * H;
+#pragma omp simd
+            for (int64_t j = 0; j < d; ++j) {
+              dxp[j] += wi[j] * ei;
+              wi[j] += q.lr * q.with_next(zi[j], ei * x[j], wi[j], gi[j]);
+            }
+#pragma omp simd
+            for (int64_t j = 0; j < H; ++j) wh[j] += q.lr * q.with_next(zh[j], eh * h[j], wh[j], gh[j]);
+          } else {
+#pragma omp simd
+            for (int64_t j = 0; j < d; ++j) {
+              dxp[j] += wi[j] * ei;
+              wi[j] += q.lr * q.alone(zi[j], ei * x[j], wi[j]);
+            }
+#pragma omp simd
+            for (int64_t j = 0; j < H; ++j) wh[j] += q.lr * q.alone(zh[j], eh * h[j], wh[j]);
+          }
+          g_row[L.bih + k] = ei;
+          g_row[L.bhh + k] = eh;
+        }
+      } else {
+        for (int64_t k = 0; k < 3 * H; ++k) {
+          T* gwi = g_row + L.Wih + k * d;
+          T* gwh = g_row + L.Whh + k * H;
+          if (!defer_b) {
+            for (int64_t j = 0; j < d; ++j) gwi[j] = dgi[k] * x[j];
+            for (int64_t j = 0; j < H; ++j) gwh[j] = dgh[k] * h[j];
+          }
+          g_row[L.bih + k] = dgi[k];
+          g_row[L.bhh + k] = dgh[k];
+        }
+        for (int64_t k = 0; k < 3 * H; ++k) {
+          const T* wi = row + L.Wih + k * d;
+          const T e = dgi[k];
+#pragma omp simd
+          for (int64_t j = 0; j < d; ++j) dx[j] += wi[j] * e;
+        }
       }
     }
     features_backward(L.dims, L.W, L.b, row, g_row, p, dx, block_inputs, block_normed, block_inv_std, activation, dn,
@@ -1442,12 +1501,21 @@ std::shared_ptr<BackwardPass> cell_backward_pass(at::Tensor params, std::vector<
     std::vector<const scalar_t*> in_p, nd_p, is_p;
     FeatureTape(tape, 4, B).pointers(in_p, nd_p, is_p);
     HeadTapeIn<scalar_t> head(tape, 4 + 3 * B, head_width != 0);
-    pass->run = [=](int64_t p0, int64_t p1) {
+    auto kernel = [=](int64_t p0, int64_t p1, const InlineQrc<scalar_t>* inline_qrc, NextStepB* defer_b) {
       cell_backward_impl<scalar_t>(L, p0, p1, params.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
                                    grad.data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(),
                                    tape[1].data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
-                                   tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, head, activation);
+                                   tape[3].data_ptr<scalar_t>(), in_p, nd_p, is_p, head, activation, inline_qrc,
+                                   defer_b);
     };
+    pass->run = [=](int64_t p0, int64_t p1) { kernel(p0, p1, nullptr, nullptr); };
+    if (L.kind != 1) return;  // the GRU's weights, W_ih and W_hh (BackwardPass::run_inline, run_deferring)
+    pass->skip0 = L.Wih, pass->skip1 = L.bih;
+    pass->run_inline = [=](int64_t p, const RowUpdate& update, const NextStepB* next_b) {
+      const InlineQrc<scalar_t> q = update.inline_qrc<scalar_t>(params, next_b);
+      kernel(p, p + 1, &q, nullptr);
+    };
+    pass->run_deferring = [=](int64_t p, NextStepB& next_b) { kernel(p, p + 1, nullptr, &next_b); };
   });
   return pass;
 }
