@@ -210,7 +210,9 @@ class NativeNetwork(_NativeRunner):
         sensitivities (``next_step``: through the sensitivities one step further, for a forward pass run without
         ``advance``; in mode tbptt through the one step alone). With ``update`` (``module.obgd_update`` or
         ``module.qrc_update``) each member's row of ``flat`` is updated from its gradient row as soon as that row is
-        computed, while it is in cache. With ``defer`` nothing runs yet: the pass is returned, bound to its
+        computed, while it is in cache; a QRC(λ) update without clipping updates the linear RTU's B block element by
+        element as its gradient (and Q's next-step gradient) is formed, so that block of ``grad`` is not written.
+        With ``defer`` nothing runs yet: the pass is returned, bound to its
         arguments, for a QRC update to run member by member as its ``prior``."""
         tape, hidden_prev = tape
         pairs = self._views(memory)[1]
@@ -286,7 +288,8 @@ class NativeCellNetwork(_NativeRunner):
     ):
         """Write d(grad_out · out_t)/dθ through the one step of ``tape`` into ``grad`` (the memory and ``next_step``
         do not matter: every gradient starts at the detached state the forward pass read); ``update`` and ``defer``
-        as ``NativeNetwork.backward``'s."""
+        as ``NativeNetwork.backward``'s (a QRC(λ) update without clipping updates the GRU's W_ih and W_hh as their
+        gradients are formed, leaving them out of ``grad``)."""
         tape, hidden_prev = tape
         args = (self.flat, *self.shape, grad, grad_out.contiguous(), tape, hidden_prev, self.activation)
         if defer:
