@@ -457,16 +457,15 @@ struct NextStepB {
   bool truncate = false;
 };
 
-// A QRC(λ) update (no clipping) applied to the B block inside a backward pass, element by element as each gradient
-// is formed, instead of writing the block's gradient row and reading it back in a pass of its own: the parameter
-// rows (written), the traces, g_next (Q's next-step gradient, which its prior pass wrote; null for h) and the
-// update coefficients (P, 5) of qrc_targets.
+// A QRC(λ) update (no clipping) applied to the largest block of a row (the RTU's B, the GRU's weights) inside a
+// backward pass, element by element as each gradient is formed, instead of writing the block's gradient and
+// reading it back in a pass of its own: the parameter rows (written), the traces, what Q's prior pass left of
+// g_next for the block (NextStepB; null for h) and the update coefficients (P, 5) of qrc_targets.
 template <typename T>
 struct InlineQrc {
   T* params = nullptr;
   T* trace = nullptr;
-  const T* grad_next = nullptr;
-  const NextStepB* next_b = nullptr;  // g_next's B block from these instead of from grad_next
+  const NextStepB* next_b = nullptr;  // Q: its next-step gradient of the block, from what its prior pass left
   const T* coeffs = nullptr;
   T decay = 0, lr = 0, beta = 0;
   QrcStep<T> step(int64_t p) const {
@@ -537,8 +536,6 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
           T* th_i = inline_qrc->params + p * L.N + L.Bi + u * d;
           T* z_r = inline_qrc->trace + p * L.N + L.Br + u * d;
           T* z_i = inline_qrc->trace + p * L.N + L.Bi + u * d;
-          const T* gn_r = inline_qrc->grad_next ? inline_qrc->grad_next + p * L.N + L.Br + u * d : nullptr;
-          const T* gn_i = inline_qrc->grad_next ? inline_qrc->grad_next + p * L.N + L.Bi + u * d : nullptr;
           const T e1 = dc1 * k.gamma[u], e2 = dc2 * k.gamma[u];
           T* dxp = dx.data();
           if (const NextStepB* nb = inline_qrc->next_b) {  // g_next formed here (NextStepB)
@@ -564,23 +561,14 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
                 th_i[j] += q.lr * q.with_next(z_i[j], gi, th_i[j], wa * (-b) + wb * a + n2 * gamma * xn[j]);
               }
             }
-          } else if (gn_r) {
+          } else {  // h: no g_next
 #pragma omp simd
             for (int64_t j = 0; j < d; ++j) {
               dxp[j] += th_r[j] * e1 + th_i[j] * e2;
               const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
               const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
-              th_r[j] += q.lr * q.direction(z_r[j], gr, th_r[j], gn_r + j);
-              th_i[j] += q.lr * q.direction(z_i[j], gi, th_i[j], gn_i + j);
-            }
-          } else {
-#pragma omp simd
-            for (int64_t j = 0; j < d; ++j) {
-              dxp[j] += th_r[j] * e1 + th_i[j] * e2;
-              const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
-              const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
-              th_r[j] += q.lr * q.direction(z_r[j], gr, th_r[j], nullptr);
-              th_i[j] += q.lr * q.direction(z_i[j], gi, th_i[j], nullptr);
+              th_r[j] += q.lr * q.alone(z_r[j], gr, th_r[j]);
+              th_i[j] += q.lr * q.alone(z_i[j], gi, th_i[j]);
             }
           }
           continue;
@@ -865,7 +853,6 @@ struct RowUpdate {
     InlineQrc<T> q;
     q.params = params.data_ptr<T>();
     q.trace = trace.data_ptr<T>();
-    q.grad_next = grad_next.has_value() ? grad_next->data_ptr<T>() : nullptr;
     q.next_b = next_b;
     q.coeffs = coeffs.data_ptr<T>();
     q.decay = (T)decay, q.lr = (T)lr, q.beta = (T)beta;
@@ -892,8 +879,9 @@ struct RowUpdate {
 void run_members(const BackwardPass& pass, const RowUpdate* update, const at::Tensor& params, const at::Tensor& grad) {
   if (!update) return pass.run(0, pass.P);
   AT_DISPATCH_FLOATING_TYPES(params.scalar_type(), "row_update", [&] {
-    const bool inline_update = pass.run_inline && update->inline_ok();
-    const bool defer = inline_update && update->prior && update->prior->run_deferring;
+    // inline where the pass can and, for Q, its prior pass can leave its part of the block to it
+    const bool inline_update = pass.run_inline && update->inline_ok() && (!update->prior || update->prior->run_deferring);
+    const bool defer = inline_update && update->prior;
     NextStepB next_b;
     for (int64_t p = 0; p < pass.P; ++p) {
       if (defer) update->prior->run_deferring(p, next_b);
@@ -1387,7 +1375,6 @@ void cell_backward_impl(const CellLayout& L, int64_t p0, int64_t p1, const T* pa
         const QrcStep<T> q = inline_qrc->step(p);
         T* th = inline_qrc->params + p * L.N;
         T* zt = inline_qrc->trace + p * L.N;
-        const T* gn = inline_qrc->grad_next ? inline_qrc->grad_next + p * L.N : nullptr;
         const NextStepB* nb = inline_qrc->next_b;
         const T* xn = nb ? static_cast<const T*>(nb->x) : nullptr;
         const T* hn = nb ? static_cast<const T*>(nb->h) : nullptr;
@@ -1407,17 +1394,7 @@ void cell_backward_impl(const CellLayout& L, int64_t p0, int64_t p1, const T* pa
             }
 #pragma omp simd
             for (int64_t j = 0; j < H; ++j) wh[j] += q.lr * q.with_next(zh[j], eh * h[j], wh[j], nh * hn[j]);
-          } else if (gn) {
-            const T* gi = gn + L.Wih + k * d;
-            const T* gh = gn + L.Whh + k * H;
-#pragma omp simd
-            for (int64_t j = 0; j < d; ++j) {
-              dxp[j] += wi[j] * ei;
-              wi[j] += q.lr * q.with_next(zi[j], ei * x[j], wi[j], gi[j]);
-            }
-#pragma omp simd
-            for (int64_t j = 0; j < H; ++j) wh[j] += q.lr * q.with_next(zh[j], eh * h[j], wh[j], gh[j]);
-          } else {
+          } else {  // h: no g_next
 #pragma omp simd
             for (int64_t j = 0; j < d; ++j) {
               dxp[j] += wi[j] * ei;
