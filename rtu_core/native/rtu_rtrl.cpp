@@ -1202,35 +1202,24 @@ std::shared_ptr<BackwardPass> network_backward_pass(at::Tensor params, std::vect
     const Taylor<const scalar_t> correction = taylor_of<const scalar_t>(taylor);
     auto kernel = taylor.empty() ? &backward_impl<scalar_t, false> : &backward_impl<scalar_t, true>;
     // the tensors are captured (kept alive, the corrections' too) with the pointers into them
-    pass->run = [=, keep = taylor](int64_t p0, int64_t p1) {
-      kernel(L, p0, p1, params.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(), s_theta.data_ptr<scalar_t>(),
-             s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(), grad_out.data_ptr<scalar_t>(),
-             grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(), tape[3].data_ptr<scalar_t>(),
-             hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p, is_p, head.input,
-             head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate, correction, nullptr,
-             nullptr);
-    };
-    if (nonlinear) return;
-    if (next_step) {
-      pass->run_deferring = [=, keep = taylor](int64_t p, NextStepB& next_b) {
-        kernel(L, p, p + 1, params.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
-               s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
-               grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
-               tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p,
-               nd_p, is_p, head.input, head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate,
-               correction, nullptr, &next_b);
-      };
-      return;
-    }
-    pass->skip0 = L.Br, pass->skip1 = L.Bi + n * L.d();
-    pass->run_inline = [=, keep = taylor](int64_t p, const RowUpdate& update, const NextStepB* next_b) {
-      const InlineQrc<scalar_t> q = update.inline_qrc<scalar_t>(params, next_b);
-      kernel(L, p, p + 1, params.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
+    auto call = [=, keep = taylor](int64_t p0, int64_t p1, const InlineQrc<scalar_t>* inline_qrc, NextStepB* defer_b) {
+      kernel(L, p0, p1, params.data_ptr<scalar_t>(), coeffs.data_ptr<scalar_t>(), s_nu.data_ptr<scalar_t>(),
              s_theta.data_ptr<scalar_t>(), s_br.data_ptr<scalar_t>(), s_bi.data_ptr<scalar_t>(),
              grad_out.data_ptr<scalar_t>(), grad.data_ptr<scalar_t>(), tape[2].data_ptr<scalar_t>(),
              tape[3].data_ptr<scalar_t>(), hidden_prev.data_ptr<scalar_t>(), tape[1].data_ptr<scalar_t>(), in_p, nd_p,
              is_p, head.input, head.normed, head.inv_std, head.z, activation, nonlinear, next_step, truncate,
-             correction, &q, nullptr);
+             correction, inline_qrc, defer_b);
+    };
+    pass->run = [=](int64_t p0, int64_t p1) { call(p0, p1, nullptr, nullptr); };
+    if (nonlinear) return;  // the linear RTU's B block (BackwardPass::run_deferring for a prior, else run_inline)
+    if (next_step) {
+      pass->run_deferring = [=](int64_t p, NextStepB& next_b) { call(p, p + 1, nullptr, &next_b); };
+      return;
+    }
+    pass->skip0 = L.Br, pass->skip1 = L.Bi + n * L.d();
+    pass->run_inline = [=](int64_t p, const RowUpdate& update, const NextStepB* next_b) {
+      const InlineQrc<scalar_t> q = update.inline_qrc<scalar_t>(params, next_b);
+      call(p, p + 1, &q, nullptr);
     };
   });
   return pass;
