@@ -1,12 +1,14 @@
 """Populations of paper-size agents on a GPU (``--device cuda``): agent-steps/s vs population size P.
 
 QRC(λ) and Stream AC(λ), RTU-RTRL, RTU 192 units, feature width 128 (the paper's MemoryChain presets), MemoryChain
-L = 16 stepped as one NumPy batch on the CPU, float32, the eager step on the GPU through ``train`` (what a user runs:
-``python -m rtu_core train --device cuda --population P ...``). Each configuration trains for ``--seconds``; its rate
-is taken after the first 2 s (warm-up). Printed beside each rate: the fraction of the GPU's copy-bandwidth bound
-(bytes an agent-step must move, as in ``throughput.py``) and the peak GPU memory.
+L = 16 stepped as one NumPy batch on the CPU, float32, through ``train`` (what a user runs:
+``python -m rtu_core train --device cuda --population P ...``): the default step (CUDA graphs, ``rtu_core.graphs``)
+at every P, and in the same run the plain eager step (``--engine eager``) at ``--baseline-populations``. Each
+configuration trains for ``--seconds``; its rate is taken after the first 2 s (warm-up and recording). Printed beside
+each rate: the fraction of the GPU's copy-bandwidth bound (bytes an agent-step must move, as in ``throughput.py``)
+and the peak GPU memory.
 
-    python benchmarks/gpu_throughput.py                       # P = 32 ... 4096, ~2 minutes
+    python benchmarks/gpu_throughput.py                       # P = 32 ... 4096, ~3 minutes
     python benchmarks/gpu_throughput.py --populations 256 --seconds 5
 """
 
@@ -46,9 +48,9 @@ def peak_gib(device: str) -> float:
     return torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else float("nan")
 
 
-def measure(agent: str, population: int, seconds: float, device: str) -> tuple[float, float, str]:
+def measure(agent: str, population: int, seconds: float, device: str, engine: str) -> tuple[float, float, str]:
     """(agent-steps/s after the warm-up, peak GPU GiB, how the run ended) of about ``seconds`` of training."""
-    config = paper_config(agent, 10**7, population, device=device, time_limit=seconds + WARM_UP)
+    config = paper_config(agent, 10**7, population, device=device, time_limit=seconds + WARM_UP, engine=engine)
     config.progress_every = 5
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -72,6 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--populations", type=int, nargs="+", default=[32, 256, 1024, 4096])
     parser.add_argument("--agents", nargs="+", default=["qrc", "stream_ac"])
+    parser.add_argument("--baseline-populations", type=int, nargs="*", default=[256])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--device", default="cuda", help="cuda (cpu: a dry run of this script)")
     args = parser.parse_args()
@@ -85,11 +88,13 @@ def main() -> None:
         f"an agent-step moves >= {traffic / 1e6:.2f} MB -> bound {bandwidth / traffic:,.0f} agent-steps/s",
         flush=True,
     )
+    runs = [("auto", p) for p in args.populations] + [("eager", p) for p in args.baseline_populations]
     for agent in args.agents:
-        for population in args.populations:
-            rate, peak, status = measure(agent, population, args.seconds, args.device)
+        for engine, population in runs:
+            rate, peak, status = measure(agent, population, args.seconds, args.device, engine)
+            step = "eager" if engine == "eager" else "graphs" if args.device != "cpu" else "auto"
             print(
-                f"{agent:9s} P={population:5d}  {rate:9,.0f} agent-steps/s  "
+                f"{agent:9s} {step:6s} P={population:5d}  {rate:9,.0f} agent-steps/s  "
                 f"({100 * rate * traffic / bandwidth:4.1f}% of the bound)  peak {peak:5.1f} GiB  [{status}]",
                 flush=True,
             )

@@ -118,8 +118,10 @@ class TrainConfig:
     dtype: str = field(**_help("float32 or float64", "float32"))
     engine: str = field(
         **_help(
-            "auto: the native (compiled C++) step wherever it applies (Stream AC with ObGD or QRC, "
-            "CPU, no compile; the Taylor correction with the linear RTU), else eager; native: require it; eager: never",
+            "auto: on the CPU the native (compiled C++) step wherever it applies (Stream AC with ObGD or QRC, "
+            "no compile; the Taylor correction with the linear RTU), on a GPU the eager step replayed as CUDA graphs "
+            "(not with the Taylor correction or adaptive_obgd), else eager; native: require the native step; "
+            "eager: neither",
             "auto",
         )
     )
@@ -315,6 +317,19 @@ class TrainConfig:
             and not self.compiled_step
             and not (self.taylor_sensitivity and self.nonlinear_rtu)
             and (self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
+        )
+
+    @property
+    def graph_step(self) -> bool:
+        """Whether a GPU run replays its step as CUDA graphs (``rtu_core.graphs``): on cuda unless engine is eager,
+        for the streaming agents whose step keeps no Python state between steps (not the Taylor correction, which
+        keeps the previous parameters, nor AdaptiveObGD, which counts its steps)."""
+        return (
+            self.device != "cpu"
+            and self.engine != "eager"
+            and self.agent in ("qrc", "stream_ac")
+            and not self.taylor_sensitivity
+            and not (self.agent == "stream_ac" and self.optimizer == "adaptive_obgd")
         )
 
     def network_kwargs(self) -> dict:

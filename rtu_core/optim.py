@@ -16,6 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .graphs import recording
+
 
 def per_member(value: Tensor, like: Tensor) -> Tensor:
     """Broadcast a (P,) tensor against a (P, ...) tensor."""
@@ -71,8 +73,9 @@ class ObGD(torch.optim.Optimizer):
 
     @torch.no_grad()
     def reset_traces(self, mask: Tensor) -> None:
-        """Zero the traces of the members where mask (P,) is True (most steps end no episode: then nothing)."""
-        if bool(mask.any()):
+        """Zero the traces of the members where mask (P,) is True (most steps end no episode: then nothing; inside
+        a CUDA graph the mask's value cannot be asked, so it is applied)."""
+        if recording() or bool(mask.any()):
             self.flat_trace.masked_fill_(mask.view(-1, 1), 0.0)
 
     def traces(self) -> list[Tensor]:

@@ -35,6 +35,7 @@ from .envs import episode_success, make_env
 from .envs.memory_chain import MemoryChainPopulation
 from .envs.population import EnvPopulation
 from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, MemberEnd, Progress, RunEnd, Snapshot, Staleness
+from .graphs import GraphedAgent
 from .network import MemoryNetwork
 from .rng import MemberRandom, member_seeds
 
@@ -71,6 +72,8 @@ class Run:
         self.device = torch.device(config.device)
         action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype, device=config.device)
         self.agent = learner(config, self.obs_size, self.envs.action_space, init_generators, action_random)
+        if config.graph_step:
+            self.agent = GraphedAgent(self.agent)
         self.obs_normalizer, self.reward_scaler = self.agent.normalizers(config, self.obs_size)
 
     def observe(self, raw: np.ndarray, mask: np.ndarray | None = None) -> torch.Tensor:

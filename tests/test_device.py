@@ -44,11 +44,12 @@ def run(config):
     "agent,cell,mode",
     [("qrc", "rtu", "rtrl"), ("stream_ac", "rtu", "rtrl"), ("qrc", "gru", "tbptt"), ("stream_ac", "ffn", "tbptt")],
 )
-def test_cuda_population_gives_the_cpu_numbers(agent, cell, mode):
+@pytest.mark.parametrize("engine", ["auto", "eager"])  # the GPU's default (CUDA graphs) and its plain eager step
+def test_cuda_population_gives_the_cpu_numbers(agent, cell, mode, engine):
     """float64: every TD error of every member within 1e-9 of the CPU's eager run, and the same episodes."""
     config = TrainConfig(agent=agent, cell=cell, mode=mode, dtype="float64", engine="eager", seed=5, **SMALL)
     cpu, cpu_td = run(config)
-    gpu, gpu_td = run(TrainConfig(**{**config.to_dict(), "device": "cuda"}))
+    gpu, gpu_td = run(TrainConfig(**{**config.to_dict(), "device": "cuda", "engine": engine}))
     torch.testing.assert_close(gpu_td, cpu_td, rtol=0, atol=1e-9)
     for i in range(3):
         assert gpu.episodes_csv(i) == cpu.episodes_csv(i)

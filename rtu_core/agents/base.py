@@ -10,8 +10,10 @@ import torch
 from torch import Tensor
 
 from ..cells import RTRLState
+from ..graphs import recording
 from ..network import Memory, MemoryNetwork
 from ..normalize import ObservationNormalizer, RewardScaler
+from ..optim import per_member
 
 
 @dataclass
@@ -81,18 +83,24 @@ class MemoryAgent:
         """Zero the memories of all networks: of every member, or of the members where mask (P,) is True."""
         if mask is None:
             self.memories = {name: net.initial_memory() for name, net in self.networks.items()}
+        elif recording():  # inside a CUDA graph: the mask itself picks the rows (its value cannot be asked)
+            with torch.no_grad():
+                for t in self._memory_tensors():
+                    t.masked_fill_(per_member(mask, t), 0)
         elif bool(mask.any()):  # most steps end no episode: nothing to zero
             # in place, the ended members' rows only: a copy of every member's sensitivities (megabytes in a
             # population at the paper's size) on each episode's end would cost more than the step itself
             rows = mask.nonzero().squeeze(1)
             with torch.no_grad():
-                for memory in self.memories.values():
-                    for t in memory if isinstance(memory, tuple) else (memory,):
-                        t.index_fill_(0, rows.to(t.device), 0)
+                for t in self._memory_tensors():
+                    t.index_fill_(0, rows.to(t.device), 0)
         else:
             return
         if self.history is not None:
             self.history.reset(mask)
+
+    def _memory_tensors(self) -> list[Tensor]:
+        return [t for memory in self.memories.values() for t in (memory if isinstance(memory, tuple) else (memory,))]
 
     def fresh_memories(self) -> dict[str, RTRLState]:
         """Each RTRL network's state replayed from every member's episode start under the current parameters."""

@@ -101,10 +101,19 @@ class QRC(MemoryAgent):
                 run = self.native[0].recur if self.native else self.q_net.step
                 q, self.memories["q"] = run(obs, self.memories["q"])
             return QRCStep(q.argmax(dim=-1))
-        step = getattr(self, f"_act_{self.engine}")(obs, self.random.uniform(2), 0.0 if greedy else self.epsilon())
+        step = self.device_act(obs, *self.act_inputs(greedy))
         self.remember(obs)
-        self.steps_taken += 1
         return step
+
+    def act_inputs(self, greedy: bool = False) -> tuple[Tensor, float]:
+        """What ``act`` takes from the host, once per step: the draws u (P, 2) and ε (0 when greedy)."""
+        draws, epsilon = self.random.uniform(2), 0.0 if greedy else self.epsilon()
+        self.steps_taken += 1
+        return draws, epsilon
+
+    def device_act(self, obs: Tensor, draws: Tensor, epsilon: float | Tensor) -> QRCStep:
+        """``act``'s work on the device, from o_t and what ``act_inputs`` gave (ε may be a 0-d tensor)."""
+        return getattr(self, f"_act_{self.engine}")(obs, draws, epsilon)
 
     def learn(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """One QRC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
@@ -113,7 +122,7 @@ class QRC(MemoryAgent):
         return td_error
 
     # -- autograd -------------------------------------------------------------------------------------------
-    def _act_autograd(self, obs: Tensor, draws: Tensor, epsilon: float) -> QRCStep:
+    def _act_autograd(self, obs: Tensor, draws: Tensor, epsilon: float | Tensor) -> QRCStep:
         """Q(o, ·) and h(o, ·) with their graphs; a* = argmax Q(o, ·), and a = min(⌊u₁ A⌋, A - 1) where u₀ < ε, else
         a*, from the draws u (P, 2)."""
         q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])

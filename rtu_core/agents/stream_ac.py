@@ -113,18 +113,28 @@ class StreamAC(MemoryAgent):
             return "compiled"
         return "fused" if self.fused else "autograd"
 
-    def _policy(self, out: Tensor, greedy: bool):
+    def _policy(self, out: Tensor, noise: Tensor | None):
         """(a_t, log π(a_t), H(π)): what the autograd step differentiates."""
         if self.discrete:
-            return categorical(out, None if greedy else self.random.uniform(1))
-        return gaussian(out, self.log_std, None if greedy else self.random.normal(out.shape[-1]))
+            return categorical(out, noise)
+        return gaussian(out, self.log_std, noise)
 
-    def _action(self, out: Tensor, greedy: bool) -> Tensor:
+    def _action(self, out: Tensor, noise: Tensor | None) -> Tensor:
         """a_t alone, from the same draws as ``_policy``: for the steps with a hand-written policy gradient and for
         evaluation."""
         if self.discrete:
-            return categorical_action(out, None if greedy else self.random.uniform(1))
-        return gaussian_action(out, self.log_std, None if greedy else self.random.normal(out.shape[-1]))
+            return categorical_action(out, noise)
+        return gaussian_action(out, self.log_std, noise)
+
+    def act_inputs(self, greedy: bool = False) -> tuple[Tensor | None]:
+        """What ``act`` takes from the host: the policy's draws, u (P, 1) or ε (P, action size); None when greedy."""
+        if greedy:
+            return (None,)
+        return (self.random.uniform(1) if self.discrete else self.random.normal(self.out_size),)
+
+    def device_act(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
+        """``act``'s work on the device, from o_t and the draws of ``act_inputs``."""
+        return getattr(self, f"_act_{self.engine}")(obs, noise)
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> ActorCriticStep:
         """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean); the returned
@@ -133,8 +143,8 @@ class StreamAC(MemoryAgent):
             with torch.no_grad():
                 run = self.native[0].recur if self.native else self.actor.step
                 out, self.memories["actor"] = run(obs, self.memories["actor"])
-            return ActorCriticStep(self._action(out, greedy))
-        step = getattr(self, f"_act_{self.engine}")(obs, greedy)
+            return ActorCriticStep(self._action(out, *self.act_inputs(greedy)))
+        step = self.device_act(obs, *self.act_inputs(greedy))
         self.remember(obs)
         return step
 
@@ -158,10 +168,10 @@ class StreamAC(MemoryAgent):
         return gaussian_grads(step.out, self.log_std, step.action, coeff)
 
     # -- autograd: the networks' own forward, gradients by backward() --------------------------------------
-    def _act_autograd(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
+    def _act_autograd(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
         out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
         value, self.memories["critic"] = self.critic.step(obs, self.memories["critic"])
-        action, log_prob, entropy = self._policy(out, greedy)
+        action, log_prob, entropy = self._policy(out, noise)
         return ActorCriticStep(action, value.squeeze(-1), log_prob=log_prob, entropy=entropy)
 
     def _learn_autograd(self, step, reward, next_obs, terminated, done) -> Tensor:
@@ -178,10 +188,10 @@ class StreamAC(MemoryAgent):
 
     # -- fused: the hand-written forward and backward of ``rtu_core.fused`` ----------------------------------
     @torch.no_grad()
-    def _act_fused(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
+    def _act_fused(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
         out, self.memories["actor"], actor_tape = fused.forward(self.actor, obs, self.memories["actor"])
         value, self.memories["critic"], critic_tape = fused.forward(self.critic, obs, self.memories["critic"])
-        action = self._action(out, greedy)
+        action = self._action(out, noise)
         return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
 
     @torch.no_grad()
@@ -201,8 +211,7 @@ class StreamAC(MemoryAgent):
 
     # -- compiled: two torch.compile'd graphs (``rtu_core.compiled``) ----------------------------------------
     @torch.no_grad()
-    def _act_compiled(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
-        noise = None if greedy else self.random.uniform(1) if self.discrete else self.random.normal(self.out_size)
+    def _act_compiled(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
         action, out, value, actor_memory, critic_memory, tape = self.compiled.act(
             obs, self.memories["actor"], self.memories["critic"], noise, None if self.discrete else self.log_std
         )
@@ -230,14 +239,14 @@ class StreamAC(MemoryAgent):
 
     # -- native: the C++ loops of ``rtu_core.native`` on flat per-member buffers --------------------------------
     @torch.no_grad()
-    def _act_native(self, obs: Tensor, greedy: bool) -> ActorCriticStep:
+    def _act_native(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
         (actor, critic), memories = self.native, self.memories
         out, memories["actor"], actor_tape = actor.forward(obs, memories["actor"], advance=True)
         value, memories["critic"], critic_tape = critic.forward(obs, memories["critic"], advance=True)
-        if self.discrete and not greedy:  # the inverse CDF of ``categorical_action`` in one call
-            action = actor.module.categorical_sample(out, self.random.uniform(1))
+        if self.discrete and noise is not None:  # the inverse CDF of ``categorical_action`` in one call
+            action = actor.module.categorical_sample(out, noise)
         else:
-            action = self._action(out, greedy)
+            action = self._action(out, noise)
         return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
 
     @torch.no_grad()

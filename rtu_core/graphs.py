@@ -1,0 +1,159 @@
+"""CUDA graphs of the streaming step: a population's ``act`` and ``learn`` recorded once on the GPU, then replayed.
+
+On a GPU the eager step of paper-size agents is bound by kernel launches, not by the card: a QRC(λ) step is some
+hundreds of small kernels, each launched from Python, about 100 steps/s whatever the population. A CUDA graph
+records those kernels once, with the addresses they read and write, and each replay launches them all at once.
+The replayed kernels are the eager step's, in its order, so the numbers are the eager step's.
+
+A step can be recorded because, while ``recording()``:
+- it takes no branch on tensor values: an episode's end zeroes the ended members' memories and traces through
+  the mask itself, not after asking ``mask.any()`` (which would wait for the GPU);
+- it copies nothing from the host: the random draws and ε of ``act`` come from ``agent.act_inputs`` on the host
+  and are copied into the recorded inputs before each replay;
+- every tensor it carries to the next step keeps its address: ``act`` reads the memories M and leaves their
+  advanced values N in the graph's pool; ``learn`` uses N, and after its backward pass copies N into M for the
+  next ``act``. Parameters and eligibility traces are updated in place by both paths.
+
+Python state read while recording (the RTU's cached coefficients) is dropped before each recording and after each
+replay, so a recorded step computes it afresh and eager code after a replay never reads a stale copy.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+_recording = False
+
+
+def recording() -> bool:
+    """Whether a step is being recorded into a CUDA graph (then no code may wait on a tensor's value)."""
+    return _recording
+
+
+@contextmanager
+def _record(graph, pool):
+    global _recording
+    _recording = True
+    try:
+        with torch.cuda.graph(graph, pool=pool):
+            yield
+    finally:
+        _recording = False
+
+
+def _tensors(memory) -> tuple[Tensor, ...]:
+    """The tensors of one network's memory (an RTRL state's fields, or the carried vector)."""
+    return tuple(memory) if isinstance(memory, tuple) else (memory,)
+
+
+class GraphedAgent:
+    """A streaming agent whose training step (``act`` then ``learn``) runs as two replayed CUDA graphs.
+
+    The first ``WARM_UP`` steps run eagerly (cuBLAS, the autograd engine and the allocator set themselves up
+    outside any graph); the next step is recorded and every later one replayed. Evaluation (``learn=False``),
+    greedy acting and every other attribute go to the agent itself."""
+
+    WARM_UP = 2
+
+    def __init__(self, agent):
+        self.agent = agent
+        self._forget_graphs()
+
+    def _forget_graphs(self) -> None:
+        self._warm_steps = 0
+        self._act_graph = self._learn_graph = None
+        self._pool = self._pending = self._td_error = None
+        self._act_inputs: list[Tensor] = []
+        self._learn_inputs: list[Tensor] = []
+        self._carried: dict = {}  # the memories M every act reads (the agent's own tensors)
+        self._advanced: dict = {}  # their values N after act, in the graph's pool
+
+    def __getattr__(self, name: str):
+        if name == "agent":  # during unpickling, before __setstate__
+            raise AttributeError(name)
+        return getattr(self.agent, name)
+
+    def __getstate__(self) -> dict:  # graphs do not pickle: a resumed run records its own
+        return {"agent": self.agent}
+
+    def __setstate__(self, state: dict) -> None:
+        self.agent = state["agent"]
+        self._forget_graphs()
+
+    def act(self, obs: Tensor, greedy: bool = False, learn: bool = True):
+        agent = self.agent
+        if greedy or not learn or self._warm_steps < self.WARM_UP:
+            return agent.act(obs, greedy, learn)
+        inputs = agent.act_inputs(greedy)
+        if self._act_graph is None:
+            return self._record_act(obs, inputs)
+        if any(agent.memories[n] is not m for n, m in self._carried.items()):
+            self._adopt_memories()  # eager code replaced them (an evaluation between sittings)
+        self._act_inputs[0].copy_(obs)
+        for static, value in zip(self._act_inputs[1:], inputs):
+            static.copy_(value) if isinstance(value, Tensor) else static.fill_(value)
+        self._act_graph.replay()
+        agent.memories.update(self._advanced)
+        self._forget_coefficients()
+        return self._pending
+
+    def learn(self, step, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        agent = self.agent
+        if self._act_graph is None:
+            self._warm_steps += 1
+            return agent.learn(step, reward, next_obs, terminated, done)
+        if step is not self._pending:
+            raise RuntimeError("a recorded learn takes the step its recorded act returned")
+        if self._learn_graph is None:
+            return self._record_learn(reward, next_obs, terminated, done)
+        for static, value in zip(self._learn_inputs, (reward, next_obs, terminated, done)):
+            static.copy_(value)
+        self._learn_graph.replay()
+        agent.memories.update(self._carried)
+        self._forget_coefficients()
+        return self._td_error
+
+    # -- recording ------------------------------------------------------------------------------------------
+    def _record_act(self, obs: Tensor, inputs: tuple):
+        agent = self.agent
+        self._act_inputs = [obs.clone()] + [
+            v.clone() if isinstance(v, Tensor) else torch.tensor(v, dtype=obs.dtype, device=obs.device) for v in inputs
+        ]
+        self._carried = dict(agent.memories)
+        self._act_graph, self._pool = torch.cuda.CUDAGraph(), torch.cuda.graph_pool_handle()
+        self._forget_coefficients()
+        with _record(self._act_graph, self._pool):
+            self._pending = agent.device_act(*self._act_inputs)
+        self._advanced = dict(agent.memories)
+        self._act_graph.replay()
+        self._forget_coefficients()
+        return self._pending
+
+    def _record_learn(self, *inputs: Tensor) -> Tensor:
+        agent = self.agent
+        self._learn_inputs = [t.clone() for t in inputs]
+        self._learn_graph = torch.cuda.CUDAGraph()
+        with _record(self._learn_graph, self._pool):
+            self._td_error = agent.learn(self._pending, *self._learn_inputs)
+            for name, carried in self._carried.items():  # N -> M, after the backward pass has read M
+                for target, source in zip(_tensors(carried), _tensors(agent.memories[name])):
+                    target.copy_(source)
+        self._learn_graph.replay()
+        agent.memories.update(self._carried)
+        self._forget_coefficients()
+        return self._td_error
+
+    def _adopt_memories(self) -> None:
+        """Copy the agent's current memories into the recorded ones and hand those back to it."""
+        for name, carried in self._carried.items():
+            for target, source in zip(_tensors(carried), _tensors(self.agent.memories[name])):
+                target.copy_(source)
+        self.agent.memories.update(self._carried)
+
+    def _forget_coefficients(self) -> None:
+        for net in self.agent.networks.values():
+            if hasattr(net.cell, "_cache_key"):
+                net.cell._cache_key = None
