@@ -65,7 +65,7 @@ class GraphedAgent:
     def _forget_graphs(self) -> None:
         self._warm_steps = 0
         self._act_graph = self._learn_graph = None
-        self._pool = self._pending = self._td_error = None
+        self._pool = self._pending = self._td_error = self._side_stream = None
         self._act_inputs: list[Tensor] = []
         self._learn_inputs: list[Tensor] = []
         self._carried: dict = {}  # the memories M every act reads (the agent's own tensors)
@@ -85,8 +85,10 @@ class GraphedAgent:
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True):
         agent = self.agent
-        if greedy or not learn or self._warm_steps < self.WARM_UP:
+        if greedy or not learn:
             return agent.act(obs, greedy, learn)
+        if self._warm_steps < self.WARM_UP:
+            return self._warm_up(agent.act, obs)
         inputs = agent.act_inputs(greedy)
         if self._act_graph is None:
             return self._record_act(obs, inputs)
@@ -104,7 +106,11 @@ class GraphedAgent:
         agent = self.agent
         if self._act_graph is None:
             self._warm_steps += 1
-            return agent.learn(step, reward, next_obs, terminated, done)
+            td_error = self._warm_up(agent.learn, step, reward, next_obs, terminated, done)
+            for name, value in vars(step).items():  # the spent step lets its autograd graph go (see _warm_up)
+                if isinstance(value, Tensor) and value.grad_fn is not None:
+                    setattr(step, name, value.detach())
+            return td_error
         if step is not self._pending:
             raise RuntimeError("a recorded learn takes the step its recorded act returned")
         if self._learn_graph is None:
@@ -117,6 +123,19 @@ class GraphedAgent:
         return self._td_error
 
     # -- recording ------------------------------------------------------------------------------------------
+    def _warm_up(self, method, *args):
+        """An eager call on a side stream, as torch's recipe for recording asks: autograd's nodes remember the stream
+        they were made on, and a recording may not wait for the default stream. No node of a warm-up step outlives
+        it (``learn`` drops the spent step's graph), so the recorded step makes its own."""
+        if self._side_stream is None:
+            self._side_stream = torch.cuda.Stream()
+        current = torch.cuda.current_stream()
+        self._side_stream.wait_stream(current)
+        with torch.cuda.stream(self._side_stream):
+            result = method(*args)
+        current.wait_stream(self._side_stream)
+        return result
+
     def _record_act(self, obs: Tensor, inputs: tuple):
         agent = self.agent
         self._act_inputs = [obs.clone()] + [
