@@ -41,6 +41,11 @@ class QRCStep(Pending):
     tapes: tuple | None = None
 
 
+def _flat(tensors) -> Tensor:
+    """Per-member tensors (P, ...) side by side as one (P, N) tensor, in order (the flat buffers' layout)."""
+    return torch.cat([t.flatten(1) for t in tensors], dim=1)
+
+
 class QRC(MemoryAgent):
     """QRC(λ) with memory networks Q and h (equations in the module docstring); one update per step."""
 
@@ -149,31 +154,27 @@ class QRC(MemoryAgent):
         decay = c.gamma * c.trace_decay
         h_value = step.h.detach() if self.correction else torch.zeros_like(step.q)
         with torch.no_grad():
+            # on the flat (P, N) buffers, each member's scalars as a column: a handful of whole-row ops per network
+            # (a CUDA graph's cost is its number of kernels), element for element the per-parameter formulas
+            td, h_col = td_error.unsqueeze(1), h_value.unsqueeze(1)
             self.bias_trace.mul_(decay).add_(h_value)
-            q_updates, h_updates = [], []
-            for trace, g, g_next in zip(self.q_trace, grad_q, grad_next):
-                trace.mul_(decay).add_(g)
-                grad_td = per_member(c.gamma * continuing, g) * g_next - g
-                q_updates.append(
-                    per_member(-self.bias_trace, g) * grad_td
-                    + per_member(td_error, g) * trace
-                    - per_member(h_value, g) * g
-                )
+            g = _flat(grad_q)
+            self.q_trace_flat.mul_(decay).add_(g)
+            grad_td = (c.gamma * continuing).unsqueeze(1) * _flat(grad_next) - g
+            updated = [(self.q_params, -self.bias_trace.unsqueeze(1) * grad_td + td * self.q_trace_flat - h_col * g)]
             if self.correction:
-                for trace, g, p in zip(self.h_trace, grad_h, self.h_params):
-                    trace.mul_(decay).add_(g)
-                    h_updates.append(per_member(td_error, g) * trace - per_member(h_value, g) * g - c.beta * p)
-            updated = [(self.q_params, q_updates, c.lr_q)]
-            if self.correction:
-                updated.append((self.h_params, h_updates, c.lr_h))
-            for params, updates, lr in updated:
+                g = _flat(grad_h)
+                self.h_trace_flat.mul_(decay).add_(g)
+                updated.append((self.h_params, td * self.h_trace_flat - h_col * g - c.beta * _flat(self.h_params)))
+            for (params, update), lr in zip(updated, (c.lr_q, c.lr_h)):
+                updates = _views(update, params)
                 scale = self._clip_scale(updates) * lr
                 for p, u in zip(params, updates):
                     p.add_(per_member(scale, u) * u)
-            cut = done | step.nongreedy
-            for trace in self.q_trace + self.h_trace:
-                trace.masked_fill_(per_member(cut, trace), 0.0)
-            self.bias_trace.masked_fill_(cut, 0.0)
+            cut = (done | step.nongreedy).unsqueeze(1)
+            self.q_trace_flat.masked_fill_(cut, 0.0)
+            self.h_trace_flat.masked_fill_(cut, 0.0)
+            self.bias_trace.masked_fill_(cut.squeeze(1), 0.0)
         return td_error
 
     # -- native ---------------------------------------------------------------------------------------------

@@ -337,11 +337,14 @@ class RTU(nn.Module):
         u = torch.complex(matvec(self.B_real, x), matvec(self.B_imag, x))
         h_prev = state.hidden
         pre = k.lam * h_prev + k.input_scale * u
-        lam_col, scaled_x = k.lam.unsqueeze(-1), k.input_scale.unsqueeze(-1) * x.unsqueeze(-2)
         s_nu = k.lam * state.nu_log + k.dlam_dnu * h_prev + k.dinput_scale_dnu * u
         s_theta = k.lam * state.theta_log + k.dlam_dtheta * h_prev
-        s_b_real = lam_col * state.B_real + scaled_x
-        s_b_imag = lam_col * state.B_imag + 1j * scaled_x
+        # S^B = λ S^B + γ x, γ x added in place to the real part (B_real) or the imaginary part (B_imag): never
+        # promoted to a complex (n, d) tensor of its own (the B blocks are nearly all of the state)
+        lam_col, scaled_x = k.lam.unsqueeze(-1), k.input_scale.unsqueeze(-1) * x.unsqueeze(-2)
+        s_b_real, s_b_imag = lam_col * state.B_real, lam_col * state.B_imag
+        torch.view_as_real(s_b_real)[..., 0].add_(scaled_x)
+        torch.view_as_real(s_b_imag)[..., 1].add_(scaled_x)
         if not self.nonlinear:
             return RTRLState(pre, s_nu, s_theta, s_b_real, s_b_imag)
         hidden = torch.complex(torch.tanh(pre.real), torch.tanh(pre.imag))
