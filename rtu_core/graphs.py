@@ -174,5 +174,5 @@ class GraphedAgent:
 
     def _forget_coefficients(self) -> None:
         for net in self.agent.networks.values():
-            if hasattr(net.cell, "_cache_key"):
-                net.cell._cache_key = None
+            if hasattr(net.cell, "forget_coefficients"):
+                net.cell.forget_coefficients()

@@ -23,7 +23,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor
 
-from .. import native
+from .. import kernels, native
 from ..network import MemoryNetwork
 from ..optim import _flat_buffer, _views, per_member
 from ..rng import MemberRandom
@@ -79,9 +79,24 @@ class QRC(MemoryAgent):
             self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))
         elif config.engine == "native":
             native.load()  # raises with the reason the native step is missing
+        self.one_pass = None  # the flat parameters and constants of the one-pass GPU update, once enabled
+        if config.graph_step and not config.grad_clip and kernels.available(config.device):
+            self.enable_one_pass_update()
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
+
+    def enable_one_pass_update(self) -> None:
+        """Update each network in one pass of ``kernels.qrc_update_`` (the GPU's default without clipping): the
+        parameters become views of one flat (P, N) buffer per network, the constants a tensor made now."""
+        c = self.config
+        dtype, device = self.q_trace_flat.dtype, self.q_trace_flat.device
+        self.one_pass = (
+            native.flatten_parameters(self.q_params),
+            native.flatten_parameters(self.h_params),
+            torch.tensor([c.lr_q, c.gamma * c.trace_decay, 0.0], dtype=dtype, device=device),
+            torch.tensor([c.lr_h, c.gamma * c.trace_decay, c.beta], dtype=dtype, device=device),
+        )
 
     def epsilon(self) -> float:
         c = self.config
@@ -158,6 +173,10 @@ class QRC(MemoryAgent):
             # (a CUDA graph's cost is its number of kernels), element for element the per-parameter formulas
             td, h_col = td_error.unsqueeze(1), h_value.unsqueeze(1)
             self.bias_trace.mul_(decay).add_(h_value)
+            if getattr(self, "one_pass", None) is not None:
+                cut = done | step.nongreedy
+                self._update_in_one_pass(grad_q, grad_h, grad_next, td_error, h_value, continuing, cut)
+                return td_error
             g = _flat(grad_q)
             self.q_trace_flat.mul_(decay).add_(g)
             grad_td = (c.gamma * continuing).unsqueeze(1) * _flat(grad_next) - g
@@ -176,6 +195,31 @@ class QRC(MemoryAgent):
             self.h_trace_flat.masked_fill_(cut, 0.0)
             self.bias_trace.masked_fill_(cut.squeeze(1), 0.0)
         return td_error
+
+    def _update_in_one_pass(self, grad_q, grad_h, grad_next, td_error, h_value, continuing, cut) -> None:
+        """``_learn_autograd``'s update (after b) by one kernel per network, then b zeroed where cut."""
+        q_flat, h_flat, q_constants, h_constants = self.one_pass
+        gamma_continuing = self.config.gamma * continuing
+        kernels.qrc_update_(
+            q_flat,
+            self.q_trace_flat,
+            _flat(grad_q),
+            td_error,
+            h_value,
+            cut,
+            q_constants,
+            next_grad=_flat(grad_next),
+            bias=self.bias_trace,
+            gamma_continuing=gamma_continuing,
+        )
+        if self.correction:
+            kernels.qrc_update_(h_flat, self.h_trace_flat, _flat(grad_h), td_error, h_value, cut, h_constants)
+        else:
+            self.h_trace_flat.masked_fill_(cut.unsqueeze(1), 0.0)
+        self.bias_trace.masked_fill_(cut, 0.0)
+        for net in self.networks.values():  # the kernel's writes leave the parameters' version counters as they were
+            if hasattr(net.cell, "forget_coefficients"):
+                net.cell.forget_coefficients()
 
     # -- native ---------------------------------------------------------------------------------------------
     @torch.no_grad()

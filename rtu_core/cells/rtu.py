@@ -231,6 +231,11 @@ class RTU(nn.Module):
             self._cache_key, self._cache = key, self._compute_coefficients()
         return self._cache
 
+    def forget_coefficients(self) -> None:
+        """Drop the cached coefficients: for writers the version counters do not see (a Triton kernel, a CUDA graph's
+        replay) and for a CUDA graph being recorded (a cached value would not be recorded)."""
+        self._cache_key = None
+
     def _compute_coefficients(self) -> _Coefficients:
         e_nu, theta, g, phi, scale, dscale_dnu = eigen(self.nu_log, self.theta_log)
         lam = torch.complex(g, phi)

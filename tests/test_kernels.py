@@ -1,0 +1,55 @@
+"""``kernels``: QRC(λ)'s one-pass update gives the eager update's numbers bit for bit (float32 and float64, with and
+without the gradient correction, episodes ending and Watkins cuts). On a GPU the compiled kernel runs; elsewhere
+Triton's interpreter runs it on the CPU where Triton is installed (CUDA builds of torch bring it; the CPU-only
+install here does not, and the test is skipped with that reason)."""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported: run kernels on the CPU
+
+from rtu_core import TrainConfig, kernels  # noqa: E402
+from rtu_core.agents import AGENTS  # noqa: E402
+from rtu_core.rng import MemberRandom  # noqa: E402
+
+pytestmark = pytest.mark.skipif(kernels.triton is None, reason="needs Triton (it comes with CUDA builds of torch)")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def make(dtype: str, **fields):
+    import gymnasium as gym
+
+    config = TrainConfig(agent="qrc", engine="eager", dtype=dtype, population=3, hidden_size=6, width=5, **fields)
+    seeds = [21, 22, 23]
+    agent = AGENTS["qrc"](
+        config, 3, gym.spaces.Discrete(3), [torch.Generator().manual_seed(s) for s in seeds], MemberRandom(seeds)
+    )
+    for net in agent.networks.values():  # as a run on ``device`` has them (built on the CPU, then moved)
+        net.to(DEVICE)
+    return agent
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("fields", [{}, {"no_gradient_correction": True}, {"cell": "gru", "mode": "tbptt"}])
+def test_one_pass_update_gives_the_eager_numbers(dtype, fields):
+    if DEVICE == "cuda":
+        pytest.skip("on a GPU the graphed runs of tests/test_graphs.py cover it")
+    agent, twin = make(dtype, **fields), make(dtype, **fields)
+    agent.enable_one_pass_update()
+    assert agent.one_pass is not None and twin.one_pass is None
+    data = torch.Generator().manual_seed(1)
+    float_type = getattr(torch, dtype)
+    for t in range(10):
+        obs, next_obs = torch.randn(2, 3, 3, generator=data, dtype=float_type)
+        reward = torch.randn(3, generator=data, dtype=float_type)
+        done = torch.tensor([t % 4 == 3, False, t == 6])
+        terminated = done & torch.tensor([True, False, True])
+        deltas = [a.learn(a.act(obs), reward, next_obs, terminated, done) for a in (agent, twin)]
+        assert torch.equal(*deltas)
+    for a, b in zip(agent.q_params + agent.h_params, twin.q_params + twin.h_params, strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(agent.q_trace_flat, twin.q_trace_flat) and torch.equal(agent.h_trace_flat, twin.h_trace_flat)
+    assert torch.equal(agent.bias_trace, twin.bias_trace)
