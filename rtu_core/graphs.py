@@ -25,6 +25,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
+from .network import memory_tensors
+
 _recording = False
 
 
@@ -42,11 +44,6 @@ def _record(graph, pool):
             yield
     finally:
         _recording = False
-
-
-def _tensors(memory) -> tuple[Tensor, ...]:
-    """The tensors of one network's memory (an RTRL state's fields, or the carried vector)."""
-    return tuple(memory) if isinstance(memory, tuple) else (memory,)
 
 
 class GraphedAgent:
@@ -157,19 +154,21 @@ class GraphedAgent:
         self._learn_graph = torch.cuda.CUDAGraph()
         with _record(self._learn_graph, self._pool):
             self._td_error = agent.learn(self._pending, *self._learn_inputs)
-            for name, carried in self._carried.items():  # N -> M, after the backward pass has read M
-                for target, source in zip(_tensors(carried), _tensors(agent.memories[name])):
-                    target.copy_(source)
+            self._copy_into_carried()  # N -> M, after the backward pass has read M
         self._learn_graph.replay()
         agent.memories.update(self._carried)
         self._forget_coefficients()
         return self._td_error
 
+    def _copy_into_carried(self) -> None:
+        """The agent's current memories copied into the tensors every recorded act reads."""
+        for name, carried in self._carried.items():
+            for target, source in zip(memory_tensors(carried), memory_tensors(self.agent.memories[name])):
+                target.copy_(source)
+
     def _adopt_memories(self) -> None:
         """Copy the agent's current memories into the recorded ones and hand those back to it."""
-        for name, carried in self._carried.items():
-            for target, source in zip(_tensors(carried), _tensors(self.agent.memories[name])):
-                target.copy_(source)
+        self._copy_into_carried()
         self.agent.memories.update(self._carried)
 
     def _forget_coefficients(self) -> None:

@@ -31,6 +31,11 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
 Memory = Tensor | RTRLState
 
 
+def memory_tensors(memory: Memory) -> tuple[Tensor, ...]:
+    """The tensors of one network's memory: an RTRL state's fields, or the carried vector."""
+    return tuple(memory) if isinstance(memory, tuple) else (memory,)
+
+
 class MemoryNetwork(nn.Module):
     """Feature blocks, a cell and a head, optionally stacked over a population; ``step`` advances its memory."""
 

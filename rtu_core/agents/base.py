@@ -11,7 +11,7 @@ from torch import Tensor
 
 from ..cells import RTRLState
 from ..graphs import recording
-from ..network import Memory, MemoryNetwork
+from ..network import Memory, MemoryNetwork, memory_tensors
 from ..normalize import ObservationNormalizer, RewardScaler
 from ..optim import per_member
 
@@ -100,7 +100,7 @@ class MemoryAgent:
             self.history.reset(mask)
 
     def _memory_tensors(self) -> list[Tensor]:
-        return [t for memory in self.memories.values() for t in (memory if isinstance(memory, tuple) else (memory,))]
+        return [t for memory in self.memories.values() for t in memory_tensors(memory)]
 
     def fresh_memories(self) -> dict[str, RTRLState]:
         """Each RTRL network's state replayed from every member's episode start under the current parameters."""
