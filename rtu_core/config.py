@@ -127,8 +127,8 @@ class TrainConfig:
     )
     device: str = field(
         **_help(
-            "cpu, or cuda (cuda:N) to run the agents' population on a GPU by the eager step (environments and "
-            "normalisers stay on the CPU)",
+            "cpu, or cuda (cuda:N) to run the agents' population on a GPU by the PyTorch step, replayed as CUDA "
+            "graphs unless engine is eager (environments and normalisers stay on the CPU)",
             "cpu",
         )
     )
@@ -276,7 +276,7 @@ class TrainConfig:
         if not (self.device == "cuda" or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"unknown device {self.device!r} (choose cpu, cuda or cuda:N)")
         if self.agent == "ppo" or self.compile or self.engine == "native":
-            raise ConfigError("device cuda runs the streaming agents' eager step (not ppo, compile or engine native)")
+            raise ConfigError("device cuda runs the streaming agents' PyTorch step (not ppo, compile or engine native)")
         if self.rtrl_refresh or self.staleness_every:
             raise ConfigError("rtrl-refresh and staleness-every run on the cpu")
         import torch
