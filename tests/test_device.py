@@ -1,4 +1,5 @@
-"""``device``: the eager step of a population on a GPU gives the CPU's numbers; a bad device is a one-line error.
+"""``device``: a population on a GPU (its step replayed as CUDA graphs, or eager) gives the CPU's numbers; a bad
+device is a one-line error.
 
 The GPU test runs where torch sees a CUDA device (skipped, with the reason, elsewhere)."""
 
