@@ -382,18 +382,10 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* coeffs, 
         st[2 * u] = D1 * (g * a - phi * b - k.theta[u] * lh2);
         st[2 * u + 1] = D2 * (g * b + phi * a + k.theta[u] * lh1);
       }
+      // TBPTT(1): S^B_t = D_t J_t is not stored; the backward pass forms it from x (one_step_b)
+      if (truncate) continue;
       T* r1 = sbr + 2 * u * d;
       T* r2 = sbi + 2 * u * d;
-      if (truncate) {
-        for (int64_t j = 0; j < d; ++j) {
-          const T gx = gamma * x[j];
-          r1[2 * j] = D1 * gx;
-          r1[2 * j + 1] = 0;
-          r2[2 * j] = 0;
-          r2[2 * j + 1] = D2 * gx;
-        }
-        continue;
-      }
       if (!nonlinear) {  // S^B_imag = i S^B_real (top of file): written from S^B_real, never read
         for (int64_t j = 0; j < d; ++j) {
           const T gx = gamma * x[j];
@@ -474,6 +466,24 @@ struct InlineQrc {
   }
 };
 
+// TBPTT(1)'s one-step sensitivities of unit u's B rows, S^B_real[u, j] = (D¹ γ x_j, 0) and S^B_imag[u, j] =
+// (0, D² γ x_j) with D = f'(a_t) from the new hidden state ``hn`` (1 for the linear RTU): the forward pass's own
+// float operations, so the values are the ones it used to store.
+template <typename T>
+inline void one_step_b(const Coefficients<T>& k, int64_t u, int64_t d, const T* x, bool nonlinear, const T* hn,
+                       T* r1, T* r2) {
+  const T c1 = hn[2 * u], c2 = hn[2 * u + 1];
+  const T D1 = nonlinear ? 1 - c1 * c1 : (T)1, D2 = nonlinear ? 1 - c2 * c2 : (T)1;
+  const T gamma = k.gamma[u];
+  for (int64_t j = 0; j < d; ++j) {
+    const T gx = gamma * x[j];
+    r1[2 * j] = D1 * gx;
+    r1[2 * j + 1] = 0;
+    r2[2 * j] = 0;
+    r2[2 * j + 1] = D2 * gx;
+  }
+}
+
 // d(grad_out · out_t)/dθ of every parameter into row p of grad (same layout as params), for members p0 ≤ p < p1.
 // With ``next_step`` the sensitivities used are those one step further, S' = D'(λ S + J(h_{t}, x')), computed on the fly from the stored
 // S and the tape of a forward pass run with advance = false (QRC's ∇Q(o', a*)). With ``kTaylor`` (the linear RTU)
@@ -489,7 +499,7 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
                    bool next_step, bool truncate, const Taylor<const T>& taylor, const InlineQrc<T>* inline_qrc,
                    NextStepB* defer_b) {
   const int64_t n = L.n, d = L.d(), A = L.A;
-  std::vector<T> dc(2 * n), dy, dx, dn, da;
+  std::vector<T> dc(2 * n), dy, dx, dn, da, jbr(truncate ? 2 * d : 0), jbi(truncate ? 2 * d : 0);
   // the credited sensitivity: S, or S + C with the correction
   auto at = [](const T* s, const T* c, int64_t i) -> T {
     if constexpr (kTaylor) return s[i] + c[i];
@@ -526,6 +536,11 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
       const T dc1 = dc[u], dc2 = dc[n + u];
       const T* r1 = sbr + 2 * u * d;
       const T* r2 = sbi + 2 * u * d;
+      if (truncate && !next_step) {  // TBPTT(1): this step's S^B = D J, formed here as the forward pass would have
+        one_step_b(k, u, d, x, nonlinear, hn, jbr.data(), jbi.data());
+        r1 = jbr.data();
+        r2 = jbi.data();
+      }
       const T* q1 = kTaylor ? taylor.br + p * 2 * n * d + 2 * u * d : nullptr;
       if (!next_step) {
         g_nu[u] = dc1 * at(sn, cn, 2 * u) + dc2 * at(sn, cn, 2 * u + 1);
