@@ -1,15 +1,18 @@
 """``graphs``: the GPU's recorded step.
 
 Everywhere: while it is recorded, a step reads no tensor's value on the host (what a CUDA graph cannot hold: the
-GPU would have to finish first) and gives the eager step's numbers. Where torch sees a GPU: a run replayed as CUDA
-graphs gives the eager run's numbers bit for bit, and resumes from its checkpoint."""
+GPU would have to finish first) and gives the eager step's numbers; and ``GraphedAgent`` (warm-up, recording, replay
+after replay, the memories carried between its two graphs, checkpoint and resume) gives the eager run's numbers bit
+for bit on CUDA graphs emulated on the CPU (every op of a recording kept and run again on the same tensors). Where
+torch sees a GPU: the same on real CUDA graphs."""
 
 import pickle
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import gymnasium as gym
 import pytest
 import torch
+from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rtu_core import EpisodeEnd, Progress, TrainConfig, graphs, train
@@ -95,6 +98,91 @@ def test_graphed_agent_pickles_without_its_graphs():
     assert copy.steps_taken == wrapped.steps_taken and copy.engine == "autograd"  # the agent's own attributes
 
 
+class EmulatedGraph:
+    """A CUDA graph's semantics on the CPU: recording runs the step and keeps every op with the very tensors it read
+    and wrote; a replay runs the ops again on those tensors (no Python of the step runs), writing each op's results
+    into the tensors it wrote when recorded. Views alias their bases, so they are not run again; ops that write
+    their arguments (in place) write them again. Python values read while recording stay as they were then, as in
+    a real graph. A real recording runs nothing and its first replay runs the step; here the recording has run it,
+    so the first replay does nothing."""
+
+    def __init__(self):
+        self.ops, self.recorded = [], False
+
+    def replay(self):
+        if not self.recorded:
+            self.recorded = True
+            return
+        with torch.no_grad():
+            for func, args, kwargs, out in self.ops:
+                if func.is_view:
+                    continue
+                result = func(*args, **kwargs)
+                if func._schema.is_mutable:
+                    continue
+                for target, value in zip(pytree.tree_leaves(out), pytree.tree_leaves(result)):
+                    if isinstance(target, torch.Tensor):
+                        target.data.copy_(value)  # .data: a replay moves no version counter
+
+
+class Recording(NoWaits):
+    def __init__(self, graph: EmulatedGraph):
+        super().__init__()
+        self.graph = graph
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = super().__torch_dispatch__(func, types, args, kwargs)
+        self.graph.ops.append((func, args, kwargs or {}, out))
+        return out
+
+
+class Stream:
+    def wait_stream(self, other):
+        pass
+
+
+def emulate_cuda_graphs(monkeypatch) -> None:
+    """``GraphedAgent`` on the CPU: torch.cuda's graph and stream calls replaced by ``EmulatedGraph``, and
+    ``graph_step`` on for engine eager (the agents' PyTorch step)."""
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", EmulatedGraph)
+    monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
+    monkeypatch.setattr(torch.cuda, "graph", lambda graph, pool=None: Recording(graph))
+    monkeypatch.setattr(torch.cuda, "Stream", Stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", Stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda stream: nullcontext())
+    monkeypatch.setattr(TrainConfig, "graph_step", property(lambda self: self.engine == "eager"))
+
+
+EMULATED = dict(chain_length=3, steps=150, hidden_size=6, width=5, eval_episodes=3, population=3, progress_every=1)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(agent="qrc"),
+        dict(agent="qrc", cell="gru", mode="tbptt", grad_clip=0.5),
+        dict(agent="qrc", no_gradient_correction=True, dtype="float64"),
+        dict(agent="stream_ac"),
+        dict(agent="stream_ac", cell="ffn", mode="tbptt", head_width=4),
+    ],
+)
+def test_graphed_agent_replays_the_eager_run(fields, monkeypatch):
+    """Warm-up, recording, replay after replay, the memories carried between the two graphs, evaluation after them:
+    on emulated graphs the run's TD errors and episodes are the eager run's, bit for bit."""
+    config = TrainConfig(**fields, engine="eager", seed=2, **EMULATED)
+    plain_td, plain_episodes = td_errors_and_episodes(config)
+    emulate_cuda_graphs(monkeypatch)
+    assert isinstance(Run(config).agent, GraphedAgent)
+    td, episodes = td_errors_and_episodes(config)
+    assert torch.equal(td, plain_td)
+    assert episodes == plain_episodes and len(episodes) > 20
+
+
+def test_graphed_agent_resumes_from_its_checkpoint_on_emulated_graphs(monkeypatch, tmp_path):
+    emulate_cuda_graphs(monkeypatch)
+    assert_resumed_run_equals_the_whole(TrainConfig(agent="qrc", engine="eager", seed=4, **EMULATED), tmp_path)
+
+
 GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 SMALL = dict(chain_length=3, steps=300, hidden_size=8, width=8, eval_episodes=5, population=3, progress_every=1)
 RUNS = [("qrc", "rtu", "rtrl"), ("stream_ac", "rtu", "rtrl"), ("qrc", "gru", "tbptt"), ("stream_ac", "ffn", "tbptt")]
@@ -126,11 +214,15 @@ def test_graphed_run_gives_the_eager_numbers(agent, cell, mode):
 
 @GPU
 def test_graphed_run_resumes_from_its_checkpoint(tmp_path):
-    config = TrainConfig(agent="qrc", device="cuda", seed=4, **SMALL)
+    assert_resumed_run_equals_the_whole(TrainConfig(agent="qrc", device="cuda", seed=4, **SMALL), tmp_path)
+
+
+def assert_resumed_run_equals_the_whole(config, tmp_path):
+    """Stopped after its first checkpoint (at step 50) and resumed from it, a run gives the uninterrupted run's TD
+    errors and episodes, bit for bit."""
     whole = td_errors_and_episodes(config)
-    saved = []
-    first = []
-    for event in train(config, checkpoint_every=100, stop=lambda: bool(saved)):
+    saved, first = [], []
+    for event in train(config, checkpoint_every=50, stop=lambda: bool(saved)):
         if isinstance(event, Checkpoint):
             event.save(tmp_path / "checkpoint.pt")
             saved.append(event.step)
