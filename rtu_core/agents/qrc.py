@@ -171,12 +171,12 @@ class QRC(MemoryAgent):
         with torch.no_grad():
             # on the flat (P, N) buffers, each member's scalars as a column: a handful of whole-row ops per network
             # (a CUDA graph's cost is its number of kernels), element for element the per-parameter formulas
-            td, h_col = td_error.unsqueeze(1), h_value.unsqueeze(1)
             self.bias_trace.mul_(decay).add_(h_value)
-            if getattr(self, "one_pass", None) is not None:
+            if getattr(self, "one_pass", None) is not None:  # (a checkpoint from before it existed has none)
                 cut = done | step.nongreedy
                 self._update_in_one_pass(grad_q, grad_h, grad_next, td_error, h_value, continuing, cut)
                 return td_error
+            td, h_col = td_error.unsqueeze(1), h_value.unsqueeze(1)
             g = _flat(grad_q)
             self.q_trace_flat.mul_(decay).add_(g)
             grad_td = (c.gamma * continuing).unsqueeze(1) * _flat(grad_next) - g
