@@ -97,7 +97,7 @@ class GraphedAgent:
             static.copy_(value) if isinstance(value, Tensor) else static.fill_(value)
         self._act_graph.replay()
         agent.memories.update(self._advanced)
-        self._forget_coefficients()
+        agent.forget_coefficients()
         return self._pending
 
     def learn(self, step, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
@@ -117,7 +117,7 @@ class GraphedAgent:
             static.copy_(value)
         self._learn_graph.replay()
         agent.memories.update(self._carried)
-        self._forget_coefficients()
+        agent.forget_coefficients()
         return self._td_error
 
     # -- recording ------------------------------------------------------------------------------------------
@@ -141,12 +141,12 @@ class GraphedAgent:
         ]
         self._carried = dict(agent.memories)
         self._act_graph, self._pool = torch.cuda.CUDAGraph(), torch.cuda.graph_pool_handle()
-        self._forget_coefficients()
+        agent.forget_coefficients()
         with _record(self._act_graph, self._pool):
             self._pending = agent.device_act(*self._act_inputs)
         self._advanced = dict(agent.memories)
         self._act_graph.replay()
-        self._forget_coefficients()
+        agent.forget_coefficients()
         return self._pending
 
     def _record_learn(self, *inputs: Tensor) -> Tensor:
@@ -158,7 +158,7 @@ class GraphedAgent:
             self._copy_into_carried()  # N -> M, after the backward pass has read M
         self._learn_graph.replay()
         agent.memories.update(self._carried)
-        self._forget_coefficients()
+        agent.forget_coefficients()
         return self._td_error
 
     def _copy_into_carried(self) -> None:
@@ -171,8 +171,3 @@ class GraphedAgent:
         """Copy the agent's current memories into the recorded ones and hand those back to it."""
         self._copy_into_carried()
         self.agent.memories.update(self._carried)
-
-    def _forget_coefficients(self) -> None:
-        for net in self.agent.networks.values():
-            if hasattr(net.cell, "forget_coefficients"):
-                net.cell.forget_coefficients()

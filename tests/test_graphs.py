@@ -37,7 +37,7 @@ class NoWaits(TorchDispatchMode):
 
 @contextmanager
 def recording(agent):
-    GraphedAgent(agent)._forget_coefficients()  # as before a recording (a cached value would not be recorded)
+    agent.forget_coefficients()  # as before a recording (a cached value would not be recorded)
     graphs._recording = True
     try:
         with NoWaits():
@@ -67,8 +67,7 @@ def make(kind: str):
 
 
 def state(agent) -> list[torch.Tensor]:
-    memories = [t for m in agent.memories.values() for t in (m if isinstance(m, tuple) else (m,))]
-    return [p.detach() for net in agent.networks.values() for p in net.parameters()] + memories
+    return [p.detach() for net in agent.networks.values() for p in net.parameters()] + agent._memory_tensors()
 
 
 @pytest.mark.parametrize("kind", KINDS)

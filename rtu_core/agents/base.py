@@ -99,6 +99,13 @@ class MemoryAgent:
         if self.history is not None:
             self.history.reset(mask)
 
+    def forget_coefficients(self) -> None:
+        """Drop every RTU's cached coefficients (``RTU.forget_coefficients``): after a write to the parameters that
+        their version counters do not see (a Triton kernel, a CUDA graph's replay), and before a recording."""
+        for net in self.networks.values():
+            if hasattr(net.cell, "forget_coefficients"):
+                net.cell.forget_coefficients()
+
     def _memory_tensors(self) -> list[Tensor]:
         return [t for memory in self.memories.values() for t in memory_tensors(memory)]
 

@@ -217,9 +217,7 @@ class QRC(MemoryAgent):
         else:
             self.h_trace_flat.masked_fill_(cut.unsqueeze(1), 0.0)
         self.bias_trace.masked_fill_(cut, 0.0)
-        for net in self.networks.values():  # the kernel's writes leave the parameters' version counters as they were
-            if hasattr(net.cell, "forget_coefficients"):
-                net.cell.forget_coefficients()
+        self.forget_coefficients()  # the kernel's writes leave the parameters' version counters as they were
 
     # -- native ---------------------------------------------------------------------------------------------
     @torch.no_grad()
