@@ -1,19 +1,14 @@
 """``kernels``: QRC(λ)'s one-pass update gives the eager update's numbers bit for bit (float32 and float64, with and
 without the gradient correction, episodes ending and Watkins cuts). On a GPU the compiled kernel runs; elsewhere
-Triton's interpreter runs it on the CPU where Triton is installed (CUDA builds of torch bring it; the CPU-only
-install here does not, and the test is skipped with that reason)."""
-
-import os
+Triton's interpreter runs it on the CPU (tests/conftest.py sets TRITON_INTERPRET) where Triton is installed (CUDA
+builds of torch bring it; the CPU-only install here does not, and the test is skipped with that reason)."""
 
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")  # before Triton is imported: run kernels on the CPU
-
-from rtu_core import TrainConfig, kernels  # noqa: E402
-from rtu_core.agents import AGENTS  # noqa: E402
-from rtu_core.rng import MemberRandom  # noqa: E402
+from rtu_core import TrainConfig, kernels
+from rtu_core.agents import AGENTS
+from rtu_core.rng import MemberRandom
 
 pytestmark = pytest.mark.skipif(kernels.triton is None, reason="needs Triton (it comes with CUDA builds of torch)")
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
