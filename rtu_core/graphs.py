@@ -97,7 +97,6 @@ class GraphedAgent:
             static.copy_(value) if isinstance(value, Tensor) else static.fill_(value)
         self._act_graph.replay()
         agent.memories.update(self._advanced)
-        agent.forget_coefficients()
         return self._pending
 
     def learn(self, step, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
