@@ -7,23 +7,29 @@ PYTHON := $(VENV)/bin/python
 # torch==2.13.0 first: it is the local CPU wheel; an unpinned torch would pull a multi-GB CUDA build.
 $(VENV)/.base:
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install -q --upgrade pip
+	$(PYTHON) -m pip install -q --upgrade pip "setuptools>=68" wheel
 	$(PYTHON) -m pip install -q torch==2.13.0
 	touch $@
 
+# Installing the package builds the native step (setup.py, about a minute) against the torch installed above, so no
+# run waits for a compiler; --no-build-isolation: an isolated build would pull a CUDA torch of its own. A change to the
+# C++ source installs (and builds) again.
+INSTALL := $(PYTHON) -m pip install -q --no-build-isolation -e
+NATIVE  := setup.py rtu_core/native/rtu_rtrl.cpp
+
 # What the lab needs, and no more.
-$(VENV)/.lab: $(VENV)/.base pyproject.toml
-	$(PYTHON) -m pip install -q -e ".[lab]"
+$(VENV)/.lab: $(VENV)/.base pyproject.toml $(NATIVE)
+	$(INSTALL) ".[lab]"
 	touch $@
 
 # The lab's packages and JupyterLab (with ipywidgets) for the notebooks.
-$(VENV)/.notebooks: $(VENV)/.base pyproject.toml
-	$(PYTHON) -m pip install -q -e ".[lab,notebooks]"
+$(VENV)/.notebooks: $(VENV)/.base pyproject.toml $(NATIVE)
+	$(INSTALL) ".[lab,notebooks]"
 	touch $@
 
 # Everything the test suite (JupyterLab included: a browser test opens it), the benchmarks and Ray need.
-$(VENV)/.test: $(VENV)/.base pyproject.toml
-	$(PYTHON) -m pip install -q -e ".[lab,notebooks,test,bench,ray]"
+$(VENV)/.test: $(VENV)/.base pyproject.toml $(NATIVE)
+	$(INSTALL) ".[lab,notebooks,test,bench,ray]"
 	touch $@
 
 # The Panel lab at http://localhost:5006/app (PORT=... to change it).

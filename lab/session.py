@@ -23,7 +23,7 @@ import param
 
 from rtu_core import EpisodeEnd, Progress, RunEnd, TrainConfig, train
 
-from .worker import END, Failure, Job, process_context, run_in_process
+from .worker import END, Failure, Job, Notice, process_context, run_in_process
 
 RECENT = 50  # episodes behind the status line's success rate and return
 GRACE_S = 2.0  # how long a stopped training process may take to say goodbye before it is terminated
@@ -135,11 +135,15 @@ class TrainingSession(pn.viewable.Viewer):
                 self._recent.append((event.episode_return, event.success))
                 updates["episodes"] = updates.get("episodes", self.episodes) + 1
             elif isinstance(event, Progress) and job == 0:
+                if updates.get("message", self.message).startswith("building"):  # built: training has begun
+                    updates["message"] = ""
                 updates["step"] = event.step
                 updates["steps_per_second"] = event.steps_per_second * sum(self._populations)
                 updates["member_steps_per_second"] = event.steps_per_second
             elif isinstance(event, Failure):
                 updates.update(status="error", message=event.message)
+            elif isinstance(event, Notice):
+                updates["message"] = event.message
             elif isinstance(event, RunEnd) and job == END:  # the worker's own end marker
                 if updates.get("status", self.status) != "error":
                     updates["status"] = event.status

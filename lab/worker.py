@@ -14,7 +14,7 @@ import time
 from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Sequence
 
-from rtu_core import RunEnd, TrainConfig, train
+from rtu_core import RunEnd, TrainConfig, native, train
 
 Job = TrainConfig | Sequence[TrainConfig]
 END = -1  # the job number of the worker's own messages (its final RunEnd, a Failure)
@@ -25,6 +25,28 @@ class Failure:
 
     def __init__(self, message: str):
         self.message = message
+
+
+class Notice:
+    """What the training process is doing before its first step (building the native step), for the status line."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
+def members(jobs: list[Job]) -> list[TrainConfig]:
+    return [config for job in jobs for config in ([job] if isinstance(job, TrainConfig) else job)]
+
+
+def prepare_native(jobs: list[Job], send: Callable[[tuple[int, object]], None]) -> None:
+    """Load the native step before training where a job uses it, saying first when that means building it (about a
+    minute, once) or that it cannot be built (the PyTorch step runs, slower)."""
+    if not any(config.native_step for config in members(jobs)):
+        return
+    if not native.ready():
+        send((END, Notice("building the native step, once, about a minute…")))
+    if not native.available():
+        send((END, Notice("the native step could not be built: the slower PyTorch step runs")))
 
 
 def interleave(streams: list[Iterator]) -> Iterator[tuple[int, object]]:
@@ -72,6 +94,8 @@ def produce(
 def run_in_process(jobs: list[Job], connection: Connection, stop_event, train_fn: Callable = train) -> None:
     """Entry point of the training process: ``produce`` over a pipe, stopping when ``stop_event`` is set."""
     try:
+        if train_fn is train:
+            prepare_native(jobs, connection.send)
         produce(jobs, connection.send, stop_event.is_set, train_fn)
     except (BrokenPipeError, EOFError):  # the server went away first: nothing left to tell
         pass
@@ -94,6 +118,12 @@ def process_context() -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["__main__", __name__, "torch._dynamo"])
     return context
+
+
+# Loaded once here, where it needs no build: the fork server imports this module, so every training process it
+# forks has the native step already and takes no build lock.
+if native.ready():
+    native.available()
 
 
 def start_process_server() -> None:

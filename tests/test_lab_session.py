@@ -320,3 +320,28 @@ def test_hidden_state_trajectories_are_drawn_per_unit_and_episode():
     lines = [line[~np.isnan(line[:, 0])] for line in lines]
     assert [len(line) for line in lines if len(line)] == [3, 4, 3, 4]
     assert [line[0, 0] for line in lines if len(line)] == [0, 0, 10, 10]  # each starts at its episode's first step
+
+
+def test_the_status_line_says_when_the_native_step_is_being_built(monkeypatch):
+    """A training process that must build the native step first says so before its first step; the notice goes
+    when training begins. Runs that do not use the native step say nothing."""
+    import lab.worker as worker
+
+    monkeypatch.setattr(worker.native, "ready", lambda: False)
+    monkeypatch.setattr(worker.native, "available", lambda: True)
+    sent = []
+    worker.prepare_native([TrainConfig(**QUICK)], sent.append)
+    assert [m.message for _, m in sent] == ["building the native step, once, about a minute…"]
+    sent.clear()
+    worker.prepare_native([TrainConfig(engine="eager", **QUICK)], sent.append)
+    assert sent == []
+
+    session = TrainingSession()
+    session._queue.put((worker.END, worker.Notice("building the native step, once, about a minute…")))
+    session.drain()
+    assert session.message.startswith("building the native step")
+    from rtu_core import Progress
+
+    session._queue.put((0, Progress(step=20, total_steps=100, population=1, steps_per_second=100.0, td_error=None)))
+    session.drain()
+    assert session.message == ""

@@ -18,9 +18,14 @@ and the ObGD / QRC(λ) updates are one call each, looping member by member over 
 
 The same equations as ``rtu_core.fused`` and ``rtu_core.cells.rtu`` (``docs/method.md`` §2, §4), tested equal to
 autograd in float64. Every member is computed on its own in a fixed order, so a population member equals its solo
-run bit for bit, and runs repeat exactly. The extension is compiled once per source version (about a minute, cached by
-torch under ``~/.cache/torch_extensions`` in a folder named by the source's hash, so a running process never sees
-another version's library); where no compiler is available the agents use the eager step.
+run bit for bit, and runs repeat exactly.
+
+The extension is built when the package is installed (``setup.py``, run by ``make``) and imported from there. Where
+that build is missing or was made from another version of the source, it is built at the first run instead (about
+a minute, said on stderr; cached by torch under ``~/.cache/torch_extensions`` in a folder named by the source's
+digest, so a running process never sees another version's library). Builders take a lock that the system drops when
+a builder dies, so torch's own ``lock`` file left by a killed build is known stale and removed, never waited on.
+Where no compiler is available the agents use the PyTorch step, and say so once.
 """
 
 from __future__ import annotations
@@ -35,43 +40,92 @@ import torch
 from torch import Tensor
 
 ACTIVATION_CODES = {"leaky_relu": 0, "tanh": 1, "relu": 2}
+SOURCE = Path(__file__).with_name("rtu_rtrl.cpp")
+CFLAGS = ["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd"]  # setup.py's too: the same numbers
+JIT_ONLY = "RTU_NATIVE_JIT"  # set (tests): ignore the install-time build, build at run time as without one
 _lock = threading.Lock()
 _module = None
 _failure: str | None = None
 
 
+def say(message: str) -> None:
+    """One line on stderr: what the native step is doing, where a run would otherwise wait without a word."""
+    print(f"rtu_core: {message}", file=sys.stderr, flush=True)
+
+
+def source_digest() -> str:
+    """The first 12 hex digits of the source's SHA-256: the version a build was made from."""
+    return hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+
+
+def installed():
+    """The install-time build (``setup.py``) when it was made from the current source, else None."""
+    if os.environ.get(JIT_ONLY):
+        return None
+    try:
+        from . import _rtu_rtrl
+    except ImportError:
+        return None
+    return _rtu_rtrl if getattr(_rtu_rtrl, "source_digest", "") == source_digest() else None
+
+
+def _jit_name() -> str:
+    return f"rtu_rtrl_native_{source_digest()}"
+
+
+def ready() -> bool:
+    """Whether ``load()`` will not compile: the install-time build is current, or the run-time build is cached."""
+    if _module is not None or installed() is not None:
+        return True
+    from torch.utils import cpp_extension
+
+    return any(Path(cpp_extension._get_build_directory(_jit_name(), verbose=False)).glob("*.so"))
+
+
 def load():
-    """The compiled extension (built on first use; later processes load it from torch's cache)."""
+    """The compiled extension: the install-time build, or one built now (once per source version and machine)."""
     global _module, _failure
     with _lock:
         if _module is None and _failure is None:
-            from torch.utils import cpp_extension
-
-            # the ninja that pip installed beside this Python (the project's dependency), if no system one
-            scripts = str(Path(sys.executable).parent)
-            if scripts not in os.environ.get("PATH", "").split(os.pathsep):
-                os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), scripts])
-            source = Path(__file__).with_name("rtu_rtrl.cpp")
-            name = f"rtu_rtrl_native_{hashlib.sha256(source.read_bytes()).hexdigest()[:12]}"
-            build = Path(cpp_extension._get_build_directory(name, verbose=False))
-            if not any(build.glob("*.so")):
-                print(
-                    "rtu_core: building the native RTU-RTRL step (once per source version, about a minute)...",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            try:
-                _module = cpp_extension.load(
-                    name=name,
-                    sources=[str(source)],
-                    extra_cflags=["-O3", "-march=native", "-fno-math-errno", "-fopenmp-simd"],
-                    verbose=False,
-                )
-            except Exception as error:  # no compiler or ninja: the eager step still works
-                _failure = f"{type(error).__name__}: {str(error).strip().splitlines()[-1] if str(error) else ''}"
+            _module = installed()
+            if _module is None:
+                try:
+                    _module = _build()
+                except Exception as error:  # no compiler or ninja: the PyTorch step still works
+                    detail = str(error).strip().splitlines()[-1] if str(error).strip() else ""
+                    _failure = f"{type(error).__name__}: {detail}"
+                    say(f"the native step could not be built ({_failure}); the PyTorch step runs instead")
     if _module is None:
         raise RuntimeError(f"the native RTU-RTRL step could not be built ({_failure})")
     return _module
+
+
+def _build():
+    """Build (or load from torch's cache) the extension at run time, under a lock the system drops when its holder
+    dies: torch's own ``lock`` file, which torch waits on forever when a killed build left it, is then stale."""
+    import fcntl
+
+    from torch.utils import cpp_extension
+
+    # the ninja that pip installed beside this Python (the project's dependency), if no system one
+    scripts = str(Path(sys.executable).parent)
+    if scripts not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = os.pathsep.join([os.environ.get("PATH", ""), scripts])
+    name = _jit_name()
+    build = Path(cpp_extension._get_build_directory(name, verbose=False))
+    with open(build / "rtu_build.flock", "w") as held:
+        try:
+            fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say("waiting for another process that is building the native step...")
+            fcntl.flock(held, fcntl.LOCK_EX)
+        stale = build / "lock"
+        if stale.exists():  # every builder holds the flock while building: this one's builder died mid-way
+            say("removing the lock file of an interrupted build of the native step")
+            stale.unlink()
+        if not any(build.glob("*.so")):
+            say("building the native step, once, about a minute (`make` builds it when installing)...")
+        return cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=CFLAGS, verbose=False)
 
 
 def available() -> bool:

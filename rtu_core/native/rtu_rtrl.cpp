@@ -1509,7 +1509,14 @@ void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, i
   run_members(*pass, update, params, grad);
 }
 
+// The digest of this file, set by the install-time build (setup.py): the loader uses that build only while the source
+// is the one it was built from.
+#ifndef RTU_SOURCE_DIGEST
+#define RTU_SOURCE_DIGEST ""
+#endif
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.attr("source_digest") = RTU_SOURCE_DIGEST;
   m.def("rtu_coefficients", &rtu_coefficients, "the RTU coefficients of every member, for the passes that follow");
   m.def("network_forward", &network_forward, "forward pass (and in-place RTRL advance) of a population of networks");
   m.def("network_backward", &network_backward,
