@@ -17,7 +17,15 @@ from rtu_core import ConfigError, Snapshot, Staleness
 
 from .controls import LabSettings
 from .demo import ClassroomDemo
-from .plots import EPISODES_SHOWN, EigenvaluePlot, HiddenStatePlot, LearningCurves, StalenessPlot, TraceMagnitudes
+from .plots import (
+    READOUT_EPISODES,
+    EigenvaluePlot,
+    HiddenStatePlot,
+    LearningCurves,
+    MemoryPlot,
+    StalenessPlot,
+    TraceMagnitudes,
+)
 from .session import TrainingSession, notify
 from .sweep import SweepView
 
@@ -32,10 +40,16 @@ CAPTIONS = {
     "returns +1 when the agent names the bit it was shown at the start, −1 when it names the other.",
     "successes": "The fraction of episodes answered right (KMemoryChain: of the recalls in each episode). Chance is "
     "0.5: a curve well above the dashed line means the agent is remembering.",
-    "hidden": "The memory itself: the hidden state h_t over the last episodes, one dot per step, minus the average "
-    "state at the same step (what is left is what differs between episodes), for the units that differ most "
-    "between the two bits, coloured by the bit the episode asks to remember. When the agent has learned, the two "
-    "colours lie apart: the bit is held in the hidden state until the question comes.",
+    "memory": "Is the bit held? One line per recent episode: its hidden state read out along the direction that "
+    "best tells the two remembered bits apart (the difference of their mean states at that step, found from the "
+    "other episodes: a memory that holds nothing reads at chance). Blue: the episode asks for bit 0, red: bit 1. "
+    "When the agent remembers, the colours part once the bit is shown and stay apart until the question; the title "
+    "gives how many episodes the read-out gets right at the question step. Held is not yet used: a GRU trained by "
+    "TBPTT(1) often holds the bit (its recurrence carries what it saw) while its success stays at chance, because a "
+    "one-step gradient never teaches the policy to read it.",
+    "hidden": "A closer look at a few units: the hidden state h_t of the RTU units that differ most between the two "
+    "bits, in the complex plane, minus the average state at the same step. Each unit holds only a part of the "
+    "memory, so the colours can overlap here even when the read-out above tells the bits apart.",
     "eigenvalues": "One dot per RTU unit: λ = r·e^(iθ). The distance r from the centre sets how long the unit "
     "remembers (about 1/(1 − r) steps), the angle θ how fast it rotates. Units near the circle remember longest.",
     "traces": "What learning carries forward from step to step: RTRL's sensitivities ∂h/∂p (RTU in RTRL mode only) "
@@ -133,6 +147,7 @@ class LabApp(pn.viewable.Viewer):
         self.settings = LabSettings()
         self.session = TrainingSession()
         self.curves = LearningCurves()
+        self.memory = MemoryPlot("actor")
         self.hidden = HiddenStatePlot("actor")
         self.traces = TraceMagnitudes("actor")
         self.eigenvalues = EigenvaluePlot("actor")
@@ -152,6 +167,7 @@ class LabApp(pn.viewable.Viewer):
             session.param.watch(self._notify_error, "message")
         self._callback = None
         self._panels = {
+            "memory": _captioned(self.memory.element, "memory"),
             "hidden": _captioned(self.hidden.element, "hidden"),
             "eigenvalues": _captioned(self.eigenvalues.element, "eigenvalues"),
             "traces": _captioned(self.traces.element, "traces"),
@@ -166,7 +182,7 @@ class LabApp(pn.viewable.Viewer):
     # -- actions ----------------------------------------------------------------------------------------
     def start(self) -> None:
         try:
-            window = min(max(EPISODES_SHOWN * (self.settings.chain_length + 1), 64), 1024)
+            window = min(max(READOUT_EPISODES * (self.settings.chain_length + 1), 64), 1024)
             config = self.settings.config(snapshot_every=SNAPSHOT_EVERY, snapshot_window=window)
         except ConfigError as error:
             notify(str(error))
@@ -176,7 +192,7 @@ class LabApp(pn.viewable.Viewer):
             return
         self.clear_plots()
         network = "q" if config.agent == "qrc" else "actor"
-        for plot in (self.hidden, self.traces, self.eigenvalues):
+        for plot in (self.memory, self.hidden, self.traces, self.eigenvalues):
             plot.network = network
         self.traces.set_networks(["q", "h"] if config.agent == "qrc" else ["actor", "critic"])
         self.staleness.set_run(config.taylor_sensitivity)
@@ -197,6 +213,7 @@ class LabApp(pn.viewable.Viewer):
     def _show_diagnostics_for(self, config) -> None:
         """Show the diagnostics panels that have something to show for this run, and say why the others are not."""
         ppo, cell = config.agent == "ppo", config.cell
+        self._panels["memory"].visible = not ppo and cell != "ffn" and config.env in ("memory_chain", "kmemory_chain")
         self._panels["hidden"].visible = not ppo and cell != "ffn"
         self._panels["eigenvalues"].visible = cell == "rtu"
         self._panels["traces"].visible = not ppo
@@ -213,7 +230,7 @@ class LabApp(pn.viewable.Viewer):
     def clear_plots(self) -> None:
         self._snapshots, self._measures = [], []
         with _batched(pn.state.curdoc):
-            for plot in (self.curves, self.hidden, self.traces, self.eigenvalues, self.staleness):
+            for plot in (self.curves, self.memory, self.hidden, self.traces, self.eigenvalues, self.staleness):
                 plot.clear()
 
     # -- UI-thread refresh ------------------------------------------------------------------------------
@@ -254,6 +271,7 @@ class LabApp(pn.viewable.Viewer):
         due = now - self._last_diagnostics >= DIAGNOSTICS_EVERY_S or not self.session.running
         if (self._snapshots or self._measures) and due:
             if self._snapshots:
+                self.memory.update(self._snapshots[-1])
                 self.hidden.update(self._snapshots[-1])
                 self.eigenvalues.update(self._snapshots[-1])
                 self.traces.update_many(self._snapshots)

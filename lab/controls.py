@@ -11,6 +11,8 @@ from rtu_core import TrainConfig
 from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
 from rtu_core.presets import preset
 
+from .session import notify
+
 TASKS = {
     "MemoryChain": "memory_chain",
     "KMemoryChain (recall k back)": "kmemory_chain",
@@ -25,6 +27,13 @@ AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO": "ppo"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
 SIDEBAR_WIDGET_WIDTH = 250  # fits the page's 290 px sidebar
+# settings typed as numbers (kind, step of the arrows); the rest are sliders, switches and choices
+TYPED = {
+    "lr": (pn.widgets.FloatInput, 0.1),
+    "lr_q": (pn.widgets.FloatInput, 1e-5),
+    "seed": (pn.widgets.IntInput, 1),
+    "steps": (pn.widgets.IntInput, 10_000),
+}
 LAB_PROGRESS_EVERY = 20  # steps between progress events: keeps Stop prompt and the status line live
 # staleness measures on the memory tasks, whose episodes are short (a measure replays the episode so far); elsewhere
 # off until asked for: on MuJoCo's 1000-step episodes a measure every 50 steps would cost more than the training
@@ -73,15 +82,25 @@ class LabSettings(param.Parameterized):
     seed = param.Integer(default=0, bounds=(0, None), label="Seed")
     steps = param.Integer(default=50_000, bounds=(100, 5_000_000), label="Step budget")
 
+    _rtu_mode = "rtrl"  # the gradient last chosen for the RTU: it comes back with the RTU
+
     @param.depends("cell", watch=True, on_init=True)
     def _modes_for_cell(self):
-        """RTRL is offered for the RTU only."""
-        allowed = MODES if self.cell == "rtu" else {"TBPTT(1)": "tbptt"}
-        # the value first, then the options: shrinking the options under a selected RTRL left the widget without a
-        # value, which it sent back as None (rejected, restored, resent: a RecursionError per click)
-        if self.mode not in allowed.values():
+        """RTRL is offered for the RTU only; going back to the RTU brings back its gradient (RTRL unless TBPTT(1)
+        was chosen for it), so an RTU never trains with TBPTT(1) left over from a GRU or FFN."""
+        if self.cell == "rtu":  # the options first: the value must be one of them
+            self.param.mode.objects = MODES
+            self.mode = self._rtu_mode
+        else:
+            # the value first, then the options: shrinking the options under a selected RTRL left the widget without
+            # a value, which it sent back as None (rejected, restored, resent: a RecursionError per click)
             self.mode = "tbptt"
-        self.param.mode.objects = allowed
+            self.param.mode.objects = {"TBPTT(1)": "tbptt"}
+
+    @param.depends("mode", watch=True)
+    def _remember_rtu_mode(self):
+        if self.cell == "rtu":
+            self._rtu_mode = self.mode
 
     @param.depends("task", watch=True)
     def _agents_for_task(self):
@@ -135,25 +154,20 @@ class LabSettings(param.Parameterized):
 
     def widgets(self) -> pn.Column:
         """The settings' widgets: the agent, cell and gradient choices as labelled button groups whose selected
-        button is filled; numbers as sliders or inputs bounded like their parameters (an out-of-range value typed
-        into an input is clamped where it is shown, not silently ignored)."""
+        button is filled; numbers as sliders, or typed inputs (``TYPED``) whose out-of-range values are corrected
+        to the nearest bound with a message saying so."""
         choice = {"type": pn.widgets.RadioButtonGroup, "button_type": "primary", "button_style": "outline"}
-        bounded = {
-            name: {"type": kind, "step": step, "start": self.param[name].bounds[0], "end": self.param[name].bounds[1]}
-            for name, kind, step in (
-                ("lr", pn.widgets.FloatInput, 0.1),
-                ("lr_q", pn.widgets.FloatInput, 1e-5),
-                ("steps", pn.widgets.IntInput, 10_000),
-            )
-        }
-        widgets = {"chain_length": pn.widgets.IntSlider, "agent": choice, "cell": choice, "mode": choice, **bounded}
+        widgets = {"chain_length": pn.widgets.IntSlider, "agent": choice, "cell": choice, "mode": choice}
         items, shown = [], {}
         for name in self.param:
             if name == "name":
                 continue
             spec = widgets.get(name, {})
             spec = {**({"type": spec} if isinstance(spec, type) else spec), "width": SIDEBAR_WIDGET_WIDTH}
-            widget = pn.Param(self.param[name], show_name=False, widgets={name: spec})
+            if name in TYPED:
+                widget = self.typed_input(name)
+            else:
+                widget = pn.Param(self.param[name], show_name=False, widgets={name: spec})
             if name in ("agent", "cell", "mode"):
                 widget = pn.Column(pn.pane.Markdown(self.param[name].label, margin=(4, 10, -12, 10)), widget)
             shown[name] = widget
@@ -166,6 +180,28 @@ class LabSettings(param.Parameterized):
         self.param.watch(show_relevant, ["task", "agent", "cell", "mode"])
         show_relevant()
         return pn.Column(*items)
+
+    def typed_input(self, name: str) -> pn.widgets.Widget:
+        """A typed number input for setting ``name``, kept in step with it both ways. A value outside the setting's
+        bounds (which a teacher's server limits can narrow) is corrected to the nearest bound, and a message says
+        what was typed and what is used; an emptied field gets the setting back."""
+        kind, step = TYPED[name]
+        widget = kind(name=self.param[name].label, value=getattr(self, name), step=step, width=SIDEBAR_WIDGET_WIDTH)
+
+        def typed(event) -> None:
+            low, high = self.param[name].bounds
+            value = getattr(self, name) if event.new is None else event.new
+            used = max(value, low) if high is None else min(max(value, low), high)
+            if event.new is not None and used != value:
+                side = "below the smallest" if value < low else "above the largest"
+                notify(f"{self.param[name].label}: {value:g} is {side} allowed value; {used:g} is used", "warning")
+            if used != event.new:
+                widget.value = used
+            setattr(self, name, used)
+
+        widget.param.watch(typed, "value")
+        self.param.watch(lambda event: setattr(widget, "value", event.new), name)
+        return widget
 
     def applies(self, name: str) -> bool:
         """Whether setting ``name`` matters for the chosen task, agent, cell and mode."""

@@ -18,7 +18,7 @@ from holoviews.streams import Pipe
 from rtu_core import EpisodeEnd, Snapshot, TrainConfig
 from rtu_core.config import METHOD_LABELS, METHODS
 
-from .plots import STEP_LABEL, HiddenStatePlot, RunningAverage
+from .plots import METHOD_COLOURS, READOUT_EPISODES, STEP_LABEL, MemoryPlot, RunningAverage
 from .session import TrainingSession
 
 DEMO = dict(
@@ -33,7 +33,6 @@ DEMO = dict(
 )
 SEEDS = 3  # per method: the curves are their mean
 SNAPSHOT_EVERY = 40
-COLOURS = {"rtu-rtrl": "#d62728", "rtu-tbptt": "#ff7f0e", "gru-tbptt": "#1f77b4", "ffn-tbptt": "#7f7f7f"}
 POINTS_EVERY = 10  # episodes of a method between the points of its curve
 SMOOTHING = 0.02  # running average over about the last 50 episodes of the method's seeds
 INTRO = """### Classroom demo: which agents can remember?
@@ -41,7 +40,7 @@ One click trains four agents side by side on the same MemoryChain (remember a bi
 each, about two minutes: an RTU trained by **exact RTRL**, the same RTU trained by **TBPTT(1)** (a one-step
 gradient), a **GRU** trained by TBPTT(1), and an **FFN** with no memory at all. Watch the success curves part:
 the FFN and the GRU stay at chance (0.5), the RTU with TBPTT(1) learns slowly, the RTU with RTRL learns first.
-Below, the RTRL agent's hidden state: the two colours are the two bits to remember, held apart."""
+Below, the RTRL agent's memory read out step by step: the two colours are the two bits to remember, held apart."""
 
 
 def demo_jobs(seed: int = 0) -> list[list[TrainConfig]]:
@@ -55,7 +54,7 @@ def demo_jobs(seed: int = 0) -> list[list[TrainConfig]]:
             mode=mode,
             seed=seed,
             snapshot_every=SNAPSHOT_EVERY if method == "rtu-rtrl" else 0,
-            snapshot_window=256,
+            snapshot_window=READOUT_EPISODES * (DEMO["chain_length"] + 1),
         )
         jobs.append([dataclasses.replace(base, seed=seed + s) for s in range(SEEDS)])
     return jobs
@@ -68,7 +67,7 @@ class ClassroomDemo(pn.viewable.Viewer):
         super().__init__(**params)
         self.session, self._on_start = TrainingSession(), on_start
         self.methods = list(METHODS)
-        self.hidden = HiddenStatePlot("actor")
+        self.memory = MemoryPlot("actor")
         self.pipe = Pipe(data=self._empty())
         self.curves = hv.DynamicMap(self._draw, streams=[self.pipe])
         self.start_button = pn.widgets.Button(name="Start the demo", button_type="primary")
@@ -87,7 +86,7 @@ class ClassroomDemo(pn.viewable.Viewer):
     def reset(self) -> None:
         self.session.reset()
         self._clear_curves()
-        self.hidden.clear()
+        self.memory.clear()
 
     def _clear_curves(self) -> None:
         self._averages = {m: RunningAverage(SMOOTHING) for m in self.methods}
@@ -112,7 +111,7 @@ class ClassroomDemo(pn.viewable.Viewer):
         if grew:
             self.pipe.send(pd.DataFrame(self._rows, columns=["method", "step", "success"]))
         if snapshot is not None:
-            self.hidden.update(snapshot)
+            self.memory.update(snapshot)
 
     @staticmethod
     def _empty() -> pd.DataFrame:
@@ -122,7 +121,7 @@ class ClassroomDemo(pn.viewable.Viewer):
         """One curve per method (the same layers every frame), and the chance line."""
         layers = [
             hv.Curve(data[data["method"] == METHOD_LABELS[m]], "step", "success", label=METHOD_LABELS[m]).opts(
-                color=COLOURS[m], line_width=3
+                color=METHOD_COLOURS[m], line_width=3
             )
             for m in self.methods
         ]
@@ -150,12 +149,12 @@ class ClassroomDemo(pn.viewable.Viewer):
             pn.pane.Markdown(INTRO),
             pn.Row(self.start_button, self.reset_button, pn.pane.Markdown(status, css_classes=["demo-status"])),
             pn.pane.HoloViews(self.curves, sizing_mode="stretch_width", linked_axes=False),
-            pn.pane.HoloViews(self.hidden.element, sizing_mode="stretch_width", linked_axes=False),
+            pn.pane.HoloViews(self.memory.element, sizing_mode="stretch_width", linked_axes=False),
             pn.pane.Markdown(
-                "The RTRL agent's memory: its hidden state over the last episodes, minus the average state at the "
-                "same step (what is left is what differs between episodes), coloured by the bit each episode asks "
-                "for. Early on the colours mix; once the agent has learned they lie on opposite sides, and stay "
-                "apart until the question comes.",
+                "The RTRL agent's memory: each line is one recent episode, its hidden state read out along the "
+                "direction that best tells the two bits apart (found from the other episodes). Blue asks for bit 0, "
+                "red for bit 1. Early on the colours mix; once the agent has learned they part when the bit is "
+                "shown and stay apart until the question comes.",
                 styles={"color": "#555"},
             ),
             sizing_mode="stretch_width",

@@ -13,10 +13,15 @@ from holoviews.streams import Buffer, Pipe
 
 from rtu_core import EpisodeEnd, Snapshot, Staleness
 
+from .memory import read_out
+
 SMOOTHING = 0.05  # exponential moving average over episodes (bias-corrected: early values are plain means)
 MAX_UNITS = 6  # RTU units drawn in the complex plane (the most active ones)
 EPISODES_SHOWN = 8  # recent episodes in the hidden-state plot
+READOUT_EPISODES = 40  # recent episodes the memory read-out holds out one by one (the snapshot window's length)
 CUE_COLOURS = {"remember 0": "#1f77b4", "remember 1": "#d62728"}
+# one colour per method on every tab (the training curves, the sweep, the demo, the paper's results)
+METHOD_COLOURS = {"rtu-rtrl": "#d62728", "rtu-tbptt": "#ff7f0e", "gru-tbptt": "#1f77b4", "ffn-tbptt": "#7f7f7f"}
 STEP_LABEL = "environment steps"
 AXES = ("hidden_x", "hidden_y")
 HEIGHT = 280
@@ -24,6 +29,11 @@ OVER_STEPS = dict(height=HEIGHT, responsive=True, xlabel=STEP_LABEL, show_grid=T
 
 if "bokeh" not in hv.Store.renderers or not hasattr(hv.opts, "Points"):
     hv.extension("bokeh", logo=False)  # the options below are declared for the Bokeh backend
+# The mouse wheel scrolls the page, not the plot under it (a lecture scrolls past plots all the time): the wheel
+# zoom stays in each plot's toolbar, off until chosen.
+hv.opts.defaults(
+    *(getattr(hv.opts, element)(active_tools=["pan"]) for element in ("Curve", "Scatter", "Points", "Path", "Overlay"))
+)
 
 
 class RunningAverage:
@@ -105,6 +115,69 @@ class LearningCurves:
     def clear(self) -> None:
         self._ret, self._success = RunningAverage(), RunningAverage()
         self.buffer.clear()
+
+
+class MemoryPlot:
+    """Is the bit held? Each recent episode's hidden state read out along the direction that tells the two
+    remembered bits apart (``lab.memory``, held out), against the step within the episode: one line per episode,
+    coloured by its bit. Held: the two colours part after the context step and stay apart until the query."""
+
+    COLUMNS = ["t", "projection", "bit", "episode"]
+
+    def __init__(self, network: str):
+        self.network = network
+        self.title = "Is the bit held? (waiting for episodes of both bits)"
+        self.summary: tuple[float, float, int] | None = None  # accuracy, d′, episodes at the query step
+        self.pipe = Pipe(data=pd.DataFrame(columns=self.COLUMNS))
+        self.element = hv.DynamicMap(self._draw, streams=[self.pipe])
+
+    def _draw(self, data):
+        layers = []
+        for bit, (label, colour) in enumerate(CUE_COLOURS.items()):
+            pieces = []
+            for _, episode in data[data["bit"] == bit].groupby("episode"):
+                pieces += [episode[["t", "projection"]].to_numpy(float), np.full((1, 2), np.nan)]
+            path = [np.concatenate(pieces)] if pieces else []
+            layers.append(
+                hv.Path(path, kdims=["step_in_episode", "read_out"], label=label).opts(
+                    color=colour, line_width=2, alpha=0.6
+                )
+            )
+        layers.append(hv.HLine(0).opts(color="grey", line_dash="dashed", line_width=1))
+        return hv.Overlay(layers).opts(
+            title=self.title,
+            height=HEIGHT,
+            responsive=True,
+            show_grid=True,
+            xlabel="step within the episode (0: the bit is shown)",
+            ylabel="read-out (> 0: bit 1)",
+            legend_position="top_left",
+            framewise=True,
+        )
+
+    def update(self, snapshot: Snapshot) -> None:
+        hidden = snapshot.hidden.get(self.network)
+        if hidden is None or len(hidden) == 0:
+            return
+        readout = read_out(hidden, snapshot.episode_time, snapshot.cue)
+        if readout.query_time < 0:
+            self.summary = None
+            self.title = f"{self.network}: is the bit held? (waiting for episodes of both bits)"
+        else:
+            self.summary = (readout.accuracy, readout.d_prime, readout.episodes)
+            self.title = (
+                f"{self.network}: is the bit held? Read out at step {readout.query_time}: "
+                f"{readout.accuracy:.0%} right (chance 50%), d′ {readout.d_prime:.1f}, {readout.episodes} episodes"
+            )
+        frame = pd.DataFrame(
+            {"t": readout.time, "projection": readout.projection, "bit": readout.bit, "episode": readout.episode}
+        )
+        self.pipe.send(frame)
+
+    def clear(self) -> None:
+        self.summary = None
+        self.title = "Is the bit held? (waiting for episodes of both bits)"
+        self.pipe.send(pd.DataFrame(columns=self.COLUMNS))
 
 
 class HiddenStatePlot:

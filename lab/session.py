@@ -29,10 +29,10 @@ RECENT = 50  # episodes behind the status line's success rate and return
 GRACE_S = 2.0  # how long a stopped training process may take to say goodbye before it is terminated
 
 
-def notify(message: str) -> None:
-    """Show an error notification on the page (when the page has notifications enabled)."""
+def notify(message: str, level: str = "error") -> None:
+    """Show a notification on the page (when the page has notifications enabled): ``level`` error or warning."""
     if pn.state.notifications is not None:
-        pn.state.notifications.error(message, duration=8000)
+        getattr(pn.state.notifications, level)(message, duration=8000)
 
 
 class TrainingSession(pn.viewable.Viewer):

@@ -19,6 +19,7 @@ from rtu_core import ConfigError, EpisodeEnd
 from rtu_core.config import METHOD_LABELS, METHODS
 
 from .controls import LabSettings, member_configs
+from .plots import METHOD_COLOURS
 from .session import TrainingSession, notify
 
 RECENT = 50  # episodes per member behind a point of the curve
@@ -114,11 +115,14 @@ class SweepView(pn.viewable.Viewer):
     def _draw(data):
         """The same elements every frame (one curve and its points per method), so updates stream in place."""
         layers = []
-        for label in METHOD_LABELS.values():
+        for method, label in METHOD_LABELS.items():
             group = data[data["method"] == label] if len(data) else pd.DataFrame(columns=COLUMNS)
+            colour = METHOD_COLOURS[method]
             layers += [
-                hv.Curve(group, "chain_length", "success", label=label),
-                hv.Scatter(group, "chain_length", ["success", "members"], label=label).opts(size=7, tools=["hover"]),
+                hv.Curve(group, "chain_length", "success", label=label).opts(color=colour),
+                hv.Scatter(group, "chain_length", ["success", "members"], label=label).opts(
+                    color=colour, size=7, tools=["hover"]
+                ),
             ]
         layers.append(hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1))
         return hv.Overlay(layers).opts(

@@ -296,7 +296,7 @@ def test_classroom_demo_runs_four_methods_as_populations_of_seeds(monkeypatch):
     app.refresh()
     frame = app.demo.pipe.data
     assert sorted(set(frame["method"])) == sorted(METHOD_LABELS.values())
-    assert len(app.hidden.pipe.data) == 0 and len(app.demo.hidden.pipe.data) > 0  # the demo's own memory plot
+    assert len(app.memory.pipe.data) == 0 and len(app.demo.memory.pipe.data) > 0  # the demo's own memory plot
     assert app.demo.session.status == "completed"
 
 
@@ -345,3 +345,40 @@ def test_the_status_line_says_when_the_native_step_is_being_built(monkeypatch):
     session._queue.put((0, Progress(step=20, total_steps=100, population=1, steps_per_second=100.0, td_error=None)))
     session.drain()
     assert session.message == ""
+
+
+def test_the_gradient_follows_the_cell_every_time():
+    """RTU → GRU → RTU brings RTRL back (the RTU never trains with TBPTT(1) left over from the GRU); a TBPTT(1)
+    chosen for the RTU comes back with it too."""
+    settings = LabSettings()
+    for cell in ("gru", "rtu", "ffn", "rtu"):
+        settings.cell = cell
+        assert settings.mode == ("rtrl" if cell == "rtu" else "tbptt")
+        assert settings.config().mode == settings.mode
+    settings.mode = "tbptt"
+    settings.cell, settings.cell = "gru", "rtu"
+    assert settings.mode == "tbptt"
+
+
+def test_a_typed_value_out_of_range_is_corrected_and_says_so(monkeypatch):
+    import lab.controls as controls
+
+    said = []
+    monkeypatch.setattr(controls, "notify", lambda message, level="error": said.append((level, message)))
+    settings = LabSettings()
+    inputs = {w.name: w for w in settings.widgets().select(pn.widgets.Widget) if hasattr(w, "value")}
+    for label, typed, used, name in (
+        ("ObGD step size α", 0.0, 1e-4, "lr"),
+        ("ObGD step size α", 100.0, 10.0, "lr"),
+        ("Seed", -3, 0, "seed"),
+        ("Step budget", 10**8, 5_000_000, "steps"),
+    ):
+        inputs[label].value = typed
+        assert getattr(settings, name) == used and inputs[label].value == used
+        level, message = said[-1]
+        assert level == "warning" and message.startswith(f"{label}: {typed:g} is") and f"{used:g} is used" in message
+    count = len(said)
+    inputs["Seed"].value = 7  # in range: used as typed, nothing said
+    assert settings.seed == 7 and len(said) == count
+    settings.lr = 2.0  # a change from elsewhere (a preset, the URL) shows in the field
+    assert inputs["ObGD step size α"].value == 2.0
