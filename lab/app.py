@@ -160,6 +160,11 @@ class LabApp(pn.viewable.Viewer):
         self.start_button = pn.widgets.Button(name="Start", button_type="primary")
         self.stop_button = pn.widgets.Button(name="Stop", button_type="warning")
         self.reset_button = pn.widgets.Button(name="Reset")
+        self.pause_button = pn.widgets.Button(name="Pause")
+        self.step_button = pn.widgets.Button(name="Step")
+        self.pause_button.on_click(lambda _: self.toggle_pause())
+        self.step_button.on_click(lambda _: self.step_once())
+        self.session.param.watch(self._name_pause_button, "status")
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.session.stop(wait=False))
         self.reset_button.on_click(lambda _: self.reset())
@@ -203,6 +208,22 @@ class LabApp(pn.viewable.Viewer):
     def reset(self) -> None:
         self.session.reset()
         self.clear_plots()
+
+    def toggle_pause(self) -> None:
+        """Pause the run where it is, or resume it."""
+        if self.session.status == "paused":
+            self.session.resume()
+        else:
+            self.session.pause()
+
+    def step_once(self) -> None:
+        """One environment step of the paused run (a running run is paused first), shown at once."""
+        self.session.pause()
+        self.session.step_once()
+        self._last_diagnostics = 0.0  # the step's snapshot is drawn at the next refresh
+
+    def _name_pause_button(self, event) -> None:
+        self.pause_button.name = "Resume" if event.new == "paused" else "Pause"
 
     def start_demo(self) -> None:
         """The classroom demo in one click: its tab shown, its four agents training."""
@@ -288,7 +309,10 @@ class LabApp(pn.viewable.Viewer):
     def controls(self) -> pn.Column:
         # the buttons first: on a projector or a 1024 x 768 screen they stay in view without scrolling
         return pn.Column(
-            pn.Row(self.start_button, self.stop_button, self.reset_button), self.demo_button, self.settings.widgets()
+            pn.Row(self.start_button, self.stop_button, self.reset_button),
+            pn.Row(self.pause_button, self.step_button),
+            self.demo_button,
+            self.settings.widgets(),
         )
 
     def status_line(self) -> pn.pane.Markdown:

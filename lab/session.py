@@ -23,7 +23,7 @@ import param
 
 from rtu_core import EpisodeEnd, Progress, RunEnd, TrainConfig, train
 
-from .worker import END, Failure, Job, Notice, process_context, run_in_process
+from .worker import END, Failure, Job, Notice, PauseControl, process_context, run_in_process
 
 RECENT = 50  # episodes behind the status line's success rate and return
 GRACE_S = 2.0  # how long a stopped training process may take to say goodbye before it is terminated
@@ -40,7 +40,7 @@ class TrainingSession(pn.viewable.Viewer):
 
     status = param.Selector(
         default="idle",
-        objects=["idle", "running", "stopping", "stopped", "completed", "error"],
+        objects=["idle", "running", "paused", "stopping", "stopped", "completed", "error"],
         constant=True,
         doc="What the worker is doing",
     )
@@ -81,6 +81,7 @@ class TrainingSession(pn.viewable.Viewer):
         if isinstance(jobs, TrainConfig) or (jobs and isinstance(jobs[0], TrainConfig)):
             jobs = [jobs]
         self._queue, self._stop = queue.Queue(), threading.Event()
+        self._control = PauseControl(process_context())
         self._recent = []
         self._populations = [j.population if isinstance(j, TrainConfig) else len(j) for j in jobs]
         self._set(
@@ -95,16 +96,38 @@ class TrainingSession(pn.viewable.Viewer):
             message="",
         )
         self._thread = threading.Thread(
-            target=self._work, args=(list(jobs), self._queue, self._stop), daemon=True, name="rtu-lab-training"
+            target=self._work,
+            args=(list(jobs), self._queue, self._stop, self._control),
+            daemon=True,
+            name="rtu-lab-training",
         )
         self._thread.start()
+
+    def pause(self) -> None:
+        """Hold the training process after its current step (nothing restarts: ``resume`` goes on from there)."""
+        if self.running and self.status == "running":
+            self._control.paused.set()
+            self._set(status="paused")
+
+    def resume(self) -> None:
+        """Go on with the paused run."""
+        if self.running and self.status == "paused":
+            while self._control.steps.acquire(False):  # single steps asked for and not yet taken: dropped
+                pass
+            self._control.paused.clear()
+            self._set(status="running")
+
+    def step_once(self) -> None:
+        """While paused: let the run take one more environment step, reported at once."""
+        if self.running and self.status == "paused":
+            self._control.steps.release()
 
     def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
         """Stop the run: the page stops changing now; the process ends after the step in progress (or is
         terminated after ``GRACE_S``). Optionally wait for it."""
         if self.running:
             self._stop.set()
-            if self.status == "running":
+            if self.status in ("running", "paused"):
                 self._set(status="stopping")
             if wait:
                 self._thread.join(timeout)
@@ -159,14 +182,17 @@ class TrainingSession(pn.viewable.Viewer):
         return [(job, event) for job, event in items if job >= 0]
 
     # -- worker thread ----------------------------------------------------------------------------------
-    def _work(self, jobs: list[Job], events: queue.Queue, stop: threading.Event) -> None:
+    def _work(self, jobs: list[Job], events: queue.Queue, stop: threading.Event, control: PauseControl) -> None:
         """Start the training process, relay its events onto ``events`` until its end marker; once ``stop`` is
         set, ask it to stop."""
         context = process_context()
         receiver, sender = context.Pipe(duplex=False)
         stop_event = context.Event()
         process = context.Process(
-            target=run_in_process, args=(jobs, sender, stop_event, self._train_fn), daemon=True, name="rtu-lab-training"
+            target=run_in_process,
+            args=(jobs, sender, stop_event, control, self._train_fn),
+            daemon=True,
+            name="rtu-lab-training",
         )
         process.start()
         sender.close()  # the child holds the only writing end: its exit closes the pipe

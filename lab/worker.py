@@ -34,6 +34,35 @@ class Notice:
         self.message = message
 
 
+class PauseControl:
+    """Pause, Resume and single Steps of a training process, set from the server: while ``paused`` (an Event) is
+    set the run holds after its current step; each release of ``steps`` (a Semaphore) lets one more step through,
+    and that step is reported at once (``rtu_core.train``'s ``hold``)."""
+
+    def __init__(self, context):
+        self.paused = context.Event()
+        self.steps = context.Semaphore(0)
+        self._granted = False  # in the training process: the step under way was one single Step
+        self._holding = False  # in the training process: the step where the run holds has been reported
+
+    def hold(self, stop: Callable[[], bool]) -> bool:
+        """Called by the training process after each step: True to report this step now (the step where a pause
+        takes hold, or a single Step just taken); else hold while paused (until Resume, a Step or ``stop()``) and go
+        on (False)."""
+        if self._granted or (self.paused.is_set() and not self._holding):
+            self._granted, self._holding = False, True
+            return True
+        while self.paused.is_set() and not stop():
+            if self.steps.acquire(timeout=0.05):
+                self._granted = True
+                return False
+        self._holding = False
+        return False
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_granted": False, "_holding": False}
+
+
 def members(jobs: list[Job]) -> list[TrainConfig]:
     return [config for job in jobs for config in ([job] if isinstance(job, TrainConfig) else job)]
 
@@ -61,14 +90,18 @@ def interleave(streams: list[Iterator]) -> Iterator[tuple[int, object]]:
 
 
 def produce(
-    jobs: list[Job], send: Callable[[tuple[int, object]], None], stop: Callable[[], bool], train_fn: Callable = train
+    jobs: list[Job],
+    send: Callable[[tuple[int, object]], None],
+    stop: Callable[[], bool],
+    train_fn: Callable = train,
+    hold: Callable[[], bool] | None = None,
 ) -> None:
     """Train ``jobs`` interleaved, sending ``(job, event)`` pairs and finally ``(END, RunEnd(overall status))``.
 
-    ``stop()`` is polled between events; a diverged member or an exception also sends ``(END, Failure)``
-    (an exception ends the run: its final status is 'error').
+    ``stop()`` is polled between events, ``hold()`` after every step (``PauseControl.hold``); a diverged member or an
+    exception also sends ``(END, Failure)`` (an exception ends the run: its final status is 'error').
     """
-    streams = [train_fn(job) for job in jobs]
+    streams = [train_fn(job, hold=hold) for job in jobs]
     statuses, started = ["completed"] * len(jobs), time.perf_counter()
     try:
         for job, event in interleave(streams):
@@ -91,12 +124,15 @@ def produce(
             stream.close()
 
 
-def run_in_process(jobs: list[Job], connection: Connection, stop_event, train_fn: Callable = train) -> None:
-    """Entry point of the training process: ``produce`` over a pipe, stopping when ``stop_event`` is set."""
+def run_in_process(
+    jobs: list[Job], connection: Connection, stop_event, control: PauseControl, train_fn: Callable = train
+) -> None:
+    """Entry point of the training process: ``produce`` over a pipe, stopping when ``stop_event`` is set, holding
+    while ``control`` says paused."""
     try:
         if train_fn is train:
             prepare_native(jobs, connection.send)
-        produce(jobs, connection.send, stop_event.is_set, train_fn)
+        produce(jobs, connection.send, stop_event.is_set, train_fn, lambda: control.hold(stop_event.is_set))
     except (BrokenPipeError, EOFError):  # the server went away first: nothing left to tell
         pass
     finally:

@@ -167,6 +167,7 @@ def train(
     checkpoint_every: int = 0,
     resume: dict | None = None,
     stop: Callable[[], bool] | None = None,
+    hold: Callable[[], bool] | None = None,
 ) -> Iterator[Event]:
     """Train ``config.population`` agents for ``config.steps`` steps each, yielding events as they happen.
 
@@ -175,7 +176,9 @@ def train(
 
     Every ``checkpoint_every`` steps (and when stopping) a ``Checkpoint`` event offers to save the run;
     ``resume`` (a loaded checkpoint) continues it exactly where it was saved. ``stop()``, asked after every step,
-    ends the run cleanly at that step boundary (status 'interrupted').
+    ends the run cleanly at that step boundary (status 'interrupted'). ``hold()``, also asked after every step,
+    may block (the lab's Pause holds the run there); while it returns True the step just taken is reported at once
+    (a ``Progress`` and, with snapshots on, a ``Snapshot``: the lab's single Step shows the running episode).
 
     Uses one intra-op thread: streaming steps are tiny, one thread is fastest for them, and it makes
     every population member bitwise equal to its solo run. Parallelism comes from populations."""
@@ -271,6 +274,10 @@ def train(
                 yield Progress(step, config.steps, P, step / max(elapsed, 1e-9), td_error.abs().numpy().copy())
             if due(config.snapshot_every):
                 yield snapshot(run, step, window)
+            while hold is not None and hold():
+                yield Progress(step, config.steps, P, step / max(elapsed, 1e-9), td_error.abs().numpy().copy())
+                if window is not None:
+                    yield snapshot(run, step, window)
             stopping = stop is not None and stop()
             if checkpoint_every and (due(checkpoint_every) or stopping):
                 yield checkpoint(step)

@@ -77,19 +77,19 @@ def test_completed_run_reports_completed():
     assert session.recent_success is not None and session.recent_return is not None
 
 
-def broken_training(config):
+def broken_training(config, **_):
     """Runs in the training process: fails after its first event."""
     yield from ()
     raise RuntimeError("boom in the loop")
 
 
-def training_with_nan_rewards(config):
+def training_with_nan_rewards(config, **kwargs):
     """Runs in the training process: rewards turn NaN after 30 steps."""
     import rtu_core.training as training
     from tests.test_stops import nan_rewards_after
 
     training.make_population = nan_rewards_after(30)
-    yield from training.train(config)
+    yield from training.train(config, **kwargs)
 
 
 def test_exception_in_training_surfaces_as_error_and_session_recovers():
@@ -382,3 +382,35 @@ def test_a_typed_value_out_of_range_is_corrected_and_says_so(monkeypatch):
     assert settings.seed == 7 and len(said) == count
     settings.lr = 2.0  # a change from elsewhere (a preset, the URL) shows in the field
     assert inputs["ObGD step size α"].value == 2.0
+
+
+def test_pause_holds_the_run_step_advances_it_by_one_and_resume_goes_on():
+    """Pause holds the training process where it is (the step count stands still); each Step advances it by exactly
+    one environment step, reported at once with a snapshot of the running episode; Resume goes on from there (the
+    run never restarts); Stop while paused ends it."""
+    from rtu_core import Progress, Snapshot
+
+    session = TrainingSession()
+    session.start(TrainConfig(steps=1_000_000, snapshot_every=40, snapshot_window=64, **QUICK))
+    wait_for(lambda: session.drain() is not None and session.step > 100)
+    session.pause()
+    assert session.status == "paused"
+    time.sleep(0.5)
+    session.drain()
+    held = session.step
+    time.sleep(1.0)
+    assert [e for _, e in session.drain() if isinstance(e, Progress)] == [] and session.step == held
+    for expected in (held + 1, held + 2, held + 3):
+        session.step_once()
+        events = []
+        wait_for(lambda: events.extend(e for _, e in session.drain()) or any(isinstance(e, Snapshot) for e in events))
+        assert session.step == expected and session.status == "paused"
+        snapshot = next(e for e in events if isinstance(e, Snapshot))
+        assert snapshot.step == expected
+    session.resume()
+    assert session.status == "running"
+    wait_for(lambda: session.drain() is not None and session.step > held + 100)
+    session.pause()
+    session.stop(wait=True, timeout=30)
+    session.drain()
+    assert session.status == "stopped" and not session.running
