@@ -162,6 +162,8 @@ class LabApp(pn.viewable.Viewer):
         self.reset_button = pn.widgets.Button(name="Reset")
         self.pause_button = pn.widgets.Button(name="Pause")
         self.step_button = pn.widgets.Button(name="Step")
+        self.clear_runs_button = pn.widgets.Button(name="Clear runs", width=120)
+        self.clear_runs_button.on_click(lambda _: self.curves.clear_runs())
         self.pause_button.on_click(lambda _: self.toggle_pause())
         self.step_button.on_click(lambda _: self.step_once())
         self.session.param.watch(self._name_pause_button, "status")
@@ -195,6 +197,7 @@ class LabApp(pn.viewable.Viewer):
         if self.session.running:
             notify("a run is in progress: Stop or Reset it first")
             return
+        self.curves.start_run(config)
         self.clear_plots()
         network = "q" if config.agent == "qrc" else "actor"
         for plot in (self.memory, self.hidden, self.traces, self.eigenvalues):
@@ -334,7 +337,7 @@ class LabApp(pn.viewable.Viewer):
     def main(self) -> pn.Tabs:
         train_view = pn.Column(
             pn.pane.Markdown(INTRO),
-            self.status_line(),
+            pn.Row(self.status_line(), pn.layout.HSpacer(), self.clear_runs_button, sizing_mode="stretch_width"),
             pn.Row(
                 _captioned(self.curves.returns, "returns"),
                 _captioned(self.curves.successes, "successes"),

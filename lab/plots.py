@@ -6,6 +6,8 @@ only the new rows to the browser (Bokeh ``stream``), so plots are extended, not 
 
 from __future__ import annotations
 
+import dataclasses
+
 import holoviews as hv
 import numpy as np
 import pandas as pd
@@ -55,51 +57,109 @@ class RunningAverage:
         return self.mean / (1 - (1 - self.rate) ** self.count) if self.count else np.nan
 
 
+# settings left out of a compared run's label (they change what is recorded, not what is learned)
+UNLABELLED = {"progress_every", "snapshot_every", "snapshot_window", "staleness_every", "eval_episodes", "time_limit"}
+PAST_RUNS = 5  # finished or stopped runs kept on the return and success plots
+PAST_COLOURS = ["#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"]
+
+
+def run_labels(configs: list) -> list[str]:
+    """A short label per run naming only the settings in which the runs differ (``cell=gru mode=tbptt``), or
+    ``run 1``, ``run 2``, … where they differ in none."""
+    names = [f.name for f in dataclasses.fields(configs[0]) if f.name not in UNLABELLED]
+    differ = [n for n in names if len({repr(getattr(c, n)) for c in configs}) > 1]
+    if not differ:
+        return [f"run {i + 1}" for i in range(len(configs))]
+    short = {"chain_length": "L", "hidden_size": "units", "trace_decay": "λ", "lr": "α", "lr_q": "α_Q"}
+    return [" ".join(f"{short.get(n, n)}={getattr(c, n):g}" if isinstance(getattr(c, n), float)
+                     else f"{short.get(n, n)}={getattr(c, n)}" for n in differ) for c in configs]  # fmt: skip
+
+
 class LearningCurves:
-    """Episodic return and success rate vs step (raw and smoothed)."""
+    """Episodic return and success rate vs step (raw and smoothed), over the last ``PAST_RUNS`` finished or stopped
+    runs' running averages, each labelled with the settings in which the runs differ."""
 
     COLUMNS = ["step", "ret", "ret_smooth", "success", "success_smooth"]
+    PAST = ["run", "step", "ret_smooth", "success_smooth"]
 
     def __init__(self, length: int = 20_000):
         self.buffer = Buffer(
             pd.DataFrame({c: pd.Series(dtype=float) for c in self.COLUMNS}), length=length, index=False
         )
         self._ret, self._success = RunningAverage(), RunningAverage()
-        self.returns = hv.DynamicMap(self._returns, streams=[self.buffer])
-        self.successes = hv.DynamicMap(self._successes, streams=[self.buffer])
-
-    @staticmethod
-    def _returns(data):
-        raw = hv.Scatter(data, "step", "ret", label="one episode").opts(alpha=0.25, size=3, color="#7f7f7f")
-        smooth = hv.Curve(data, "step", "ret_smooth", label="running average").opts(color="#d62728", line_width=2)
-        return (raw * smooth).opts(
+        self.config = None  # the current run's
+        self.past: list[tuple[object, pd.DataFrame]] = []  # (config, its running averages) of earlier runs
+        self.past_pipe = Pipe(data=(pd.DataFrame(columns=self.PAST), []))
+        # the current run (a Buffer: new rows are streamed to the browser) times the compared runs (a Pipe, sent
+        # when a run starts or the runs are cleared); the overlay's options are the product's own (a DynamicMap's
+        # inner overlay options do not survive the product)
+        past_returns = hv.DynamicMap(lambda data: self._past(data, "ret_smooth"), streams=[self.past_pipe])
+        past_successes = hv.DynamicMap(lambda data: self._past(data, "success_smooth"), streams=[self.past_pipe])
+        self.returns = (hv.DynamicMap(self._returns, streams=[self.buffer]) * past_returns).opts(
             **OVER_STEPS,
-            title="Return per episode",
+            title="Return per episode (dashed: earlier runs)",
             legend_position="bottom_right",
             ylabel="return (sum of rewards)",
             framewise=True,
         )
-
-    @staticmethod
-    def _successes(data):
-        raw = hv.Scatter(data, "step", "success", label="one episode").opts(alpha=0.15, size=3, color="#7f7f7f")
-        smooth = hv.Curve(data, "step", "success_smooth", label="running average").opts(color="#2ca02c", line_width=2)
-        overlay = raw * smooth
-        # the memory tasks score each episode as a fraction right, chance 0.5; POPGym and MuJoCo have no success
-        # measure: no chance line to mislead, and the title says why the plot stays empty
-        if data["success"].notna().any():
-            title = "Success (dashed: chance, 0.5)"  # short: whole on a 1024 px screen
-            overlay = overlay * hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1)
-        else:
-            title = "Success rate (MemoryChain, KMemoryChain only)"
-        return overlay.opts(
+        self.successes = (hv.DynamicMap(self._successes, streams=[self.buffer]) * past_successes).opts(
             **OVER_STEPS,
-            title=title,
+            title="Success, memory tasks (grey: chance)",  # short: whole on a 1024 px screen
             ylim=(-0.05, 1.05),
             ylabel="fraction right",
             legend_position="bottom_right",
             framewise=True,
         )
+
+    def start_run(self, config) -> None:
+        """A new run: the current one (if it has episodes) joins the compared runs, the plots start again."""
+        data = self.buffer.data
+        if self.config is not None and len(data):
+            self.past = (self.past + [(self.config, data[self.PAST[1:]].copy())])[-PAST_RUNS:]
+        self.config = config
+        self.clear()
+        self._send_past()
+
+    def clear_runs(self) -> None:
+        """Forget the compared runs."""
+        self.past = []
+        self._send_past()
+
+    def _send_past(self) -> None:
+        labels = run_labels([c for c, _ in self.past] + [self.config]) if self.past else []
+        frames = [frame.assign(run=i) for i, (_, frame) in enumerate(self.past)]
+        data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=self.PAST)
+        self.past_pipe.send((data, labels))
+
+    @staticmethod
+    def _past(payload, column: str):
+        """The compared runs' running averages: the same ``PAST_RUNS`` curves every frame (empty where fewer runs),
+        each labelled in the plot at its last point; the current run's label sits in the title."""
+        data, labels = payload
+        curves, texts = [], []
+        for i in range(PAST_RUNS):
+            run = data[data["run"] == i] if len(data) else pd.DataFrame(columns=["step", column])
+            curves.append(hv.Curve(run, "step", column).opts(color=PAST_COLOURS[i], line_width=2, line_dash="dashed"))
+            if len(run) and i < len(labels) - 1:
+                texts.append((float(run["step"].iloc[-1]), float(run[column].iloc[-1]), labels[i]))
+        text = hv.Labels(texts, ["step", column], "label").opts(
+            text_font_size="9pt", text_align="right", text_baseline="bottom", text_color="#333"
+        )
+        return hv.Overlay([*curves, text])
+
+    @staticmethod
+    def _returns(data):
+        raw = hv.Scatter(data, "step", "ret", label="one episode").opts(alpha=0.25, size=3, color="#7f7f7f")
+        smooth = hv.Curve(data, "step", "ret_smooth", label="running average").opts(color="#d62728", line_width=2)
+        return raw * smooth
+
+    @staticmethod
+    def _successes(data):
+        """The memory tasks score each episode as a fraction right, chance 0.5; POPGym and MuJoCo have no success
+        measure (the plot stays empty)."""
+        raw = hv.Scatter(data, "step", "success", label="one episode").opts(alpha=0.15, size=3, color="#7f7f7f")
+        smooth = hv.Curve(data, "step", "success_smooth", label="running average").opts(color="#2ca02c", line_width=2)
+        return raw * smooth * hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1)
 
     def update(self, events) -> None:
         rows = []

@@ -414,3 +414,24 @@ def test_pause_holds_the_run_step_advances_it_by_one_and_resume_goes_on():
     session.stop(wait=True, timeout=30)
     session.drain()
     assert session.status == "stopped" and not session.running
+
+
+def test_finished_runs_stay_as_labelled_overlays_until_cleared(monkeypatch):
+    """Each new Start keeps the run before it (finished or stopped) on the return and success plots, labelled with
+    the settings in which the runs differ; at most five are kept; Clear runs removes them."""
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    app = LabApp()
+    app.settings.param.update(chain_length=3, hidden_size=6, width=5, steps=200)
+    for cell in ("rtu", "gru", "ffn", "rtu", "gru", "ffn", "rtu"):
+        app.settings.cell = cell
+        app.start()
+        app.session._thread.join(60)
+        app.refresh()
+    data, labels = app.curves.past_pipe.data
+    assert len(app.curves.past) == 5 and sorted(set(data["run"])) == [0, 1, 2, 3, 4]
+    assert labels == ["cell=gru mode=tbptt", "cell=ffn mode=tbptt", "cell=rtu mode=rtrl", "cell=gru mode=tbptt",
+                      "cell=ffn mode=tbptt", "cell=rtu mode=rtrl"]  # runs 2-6, then the current one  # fmt: skip
+    app.reset()  # Reset forgets the current run, not the compared ones
+    assert len(app.curves.past) == 5
+    app.clear_runs_button.clicks += 1
+    assert app.curves.past == [] and len(app.curves.past_pipe.data[0]) == 0
