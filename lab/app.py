@@ -15,7 +15,7 @@ from tornado.websocket import WebSocketClosedError
 
 from rtu_core import ConfigError, Snapshot, Staleness
 
-from .controls import LabSettings
+from .controls import SHARED, LabSettings
 from .demo import ClassroomDemo
 from .plots import (
     READOUT_EPISODES,
@@ -357,7 +357,19 @@ class LabApp(pn.viewable.Viewer):
         )
         return self._tabs
 
+    def share_settings(self) -> None:
+        """Keep every setting of the Train tab in the page's URL query, so the address is a link that opens the lab
+        with these settings; take the settings of the link the page was opened with, saying what was corrected."""
+        location = pn.state.location
+        if location is None:
+            return
+        messages = self.settings.apply_query(location.query_params)
+        location.sync(self.settings, SHARED)
+        if messages:
+            pn.state.onload(lambda: [notify(message, "warning") for message in messages])
+
     def template(self) -> pn.template.FastListTemplate:
+        self.share_settings()
         return pn.template.FastListTemplate(
             title="rtu-lab · streaming RL with exact RTRL",
             sidebar=[self.controls()],

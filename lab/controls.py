@@ -11,6 +11,7 @@ from rtu_core import TrainConfig
 from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
 from rtu_core.presets import preset
 
+from . import classroom
 from .session import notify
 
 TASKS = {
@@ -27,6 +28,11 @@ AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO": "ppo"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
 SIDEBAR_WIDGET_WIDTH = 250  # fits the page's 290 px sidebar
+# the settings a shared link carries (every one, in the page's URL query), and those applied first from a link
+SHARED = ["task", "mask", "chain_length", "agent", "cell", "mode", "hidden_size", "width", "lr", "kappa_actor",
+          "kappa_critic", "lr_q", "trace_decay", "rtrl_refresh", "taylor_sensitivity", "staleness_every", "seed",
+          "steps"]  # fmt: skip
+QUERY_FIRST = ("task", "agent", "cell", "mode")
 # settings typed as numbers (kind, step of the arrows); the rest are sliders, switches and choices
 TYPED = {
     "lr": (pn.widgets.FloatInput, 0.1),
@@ -83,6 +89,15 @@ class LabSettings(param.Parameterized):
     steps = param.Integer(default=50_000, bounds=(100, 5_000_000), label="Step budget")
 
     _rtu_mode = "rtrl"  # the gradient last chosen for the RTU: it comes back with the RTU
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        limits = classroom.LIMITS  # a teacher's limits narrow the bounds (and the values, where they lie beyond)
+        for names, limit in ((("steps",), limits.max_steps), (("hidden_size", "width"), limits.max_hidden)):
+            for name in names if limit is not None else ():
+                low, high = self.param[name].bounds
+                self.param[name].bounds = (low, max(low, min(high, limit)))
+                setattr(self, name, min(getattr(self, name), self.param[name].bounds[1]))
 
     @param.depends("cell", watch=True, on_init=True)
     def _modes_for_cell(self):
@@ -189,12 +204,10 @@ class LabSettings(param.Parameterized):
         widget = kind(name=self.param[name].label, value=getattr(self, name), step=step, width=SIDEBAR_WIDGET_WIDTH)
 
         def typed(event) -> None:
-            low, high = self.param[name].bounds
             value = getattr(self, name) if event.new is None else event.new
-            used = max(value, low) if high is None else min(max(value, low), high)
-            if event.new is not None and used != value:
-                side = "below the smallest" if value < low else "above the largest"
-                notify(f"{self.param[name].label}: {value:g} is {side} allowed value; {used:g} is used", "warning")
+            used, message = self.within_bounds(name, value)
+            if message:
+                notify(message, "warning")
             if used != event.new:
                 widget.value = used
             setattr(self, name, used)
@@ -202,6 +215,39 @@ class LabSettings(param.Parameterized):
         widget.param.watch(typed, "value")
         self.param.watch(lambda event: setattr(widget, "value", event.new), name)
         return widget
+
+    def within_bounds(self, name: str, value):
+        """``value`` for setting ``name`` moved to the nearest bound where it lies outside them, and the message that
+        says so (None where it was within)."""
+        low, high = self.param[name].bounds
+        used = max(value, low) if high is None else min(max(value, low), high)
+        if used == value:
+            return value, None
+        side = "below the smallest" if value < low else "above the largest"
+        return used, f"{self.param[name].label}: {value:g} is {side} allowed value; {used:g} is used"
+
+    def apply_query(self, query: dict) -> list[str]:
+        """Take the settings a shared link carries (the page's URL query, ``name=value``). The task, agent, cell and
+        gradient first (choosing them sets presets that the link's own values then override); numbers outside their
+        bounds are corrected. Returns one message per value corrected or not understood."""
+        names = [n for n in QUERY_FIRST if n in query] + [n for n in query if n in SHARED and n not in QUERY_FIRST]
+        messages = []
+        for name in names:
+            raw = query[name]
+            parameter = self.param[name]
+            try:
+                if isinstance(parameter, param.Boolean):
+                    value = raw if isinstance(raw, bool) else {"true": True, "false": False}[str(raw).lower()]
+                elif isinstance(parameter, param.Number):
+                    value, message = self.within_bounds(name, type(parameter.default)(raw))
+                    if message:
+                        messages.append(message)
+                else:
+                    value = str(raw)
+                setattr(self, name, value)
+            except (KeyError, TypeError, ValueError):
+                messages.append(f"the link's {name}={raw} is not a choice here: {name} stays {getattr(self, name)}")
+        return messages
 
     def applies(self, name: str) -> bool:
         """Whether setting ``name`` matters for the chosen task, agent, cell and mode."""

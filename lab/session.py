@@ -12,6 +12,7 @@ is idle at once and a new run can start while the old process is still ending.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -23,10 +24,16 @@ import param
 
 from rtu_core import EpisodeEnd, Progress, RunEnd, TrainConfig, train
 
+from . import classroom
 from .worker import END, Failure, Job, Notice, PauseControl, process_context, run_in_process
 
 RECENT = 50  # episodes behind the status line's success rate and return
 GRACE_S = 2.0  # how long a stopped training process may take to say goodbye before it is terminated
+
+
+def queued_message(place: int) -> str:
+    runs = classroom.LIMITS.max_runs
+    return f"place {place} in line: this server trains {runs} run{'s' if runs > 1 else ''} at a time"
 
 
 def notify(message: str, level: str = "error") -> None:
@@ -35,12 +42,36 @@ def notify(message: str, level: str = "error") -> None:
         getattr(pn.state.notifications, level)(message, duration=8000)
 
 
+class Queued:
+    """The run waits for a training process (``classroom.SLOTS``): its place in line (1: next)."""
+
+    def __init__(self, place: int):
+        self.place = place
+
+
+class Started:
+    """The run's training process has started."""
+
+
+def time_limited(job: Job) -> Job:
+    """``job`` under the teacher's run-time limit (``--max-minutes``), where one is set."""
+    minutes = classroom.LIMITS.max_minutes
+    if minutes is None:
+        return job
+    limit = minutes * 60.0
+
+    def limited(config: TrainConfig) -> TrainConfig:
+        return dataclasses.replace(config, time_limit=min(config.time_limit or limit, limit))
+
+    return limited(job) if isinstance(job, TrainConfig) else [limited(c) for c in job]
+
+
 class TrainingSession(pn.viewable.Viewer):
     """One browser session's training: a process running ``train()``, its events relayed to the page."""
 
     status = param.Selector(
         default="idle",
-        objects=["idle", "running", "paused", "stopping", "stopped", "completed", "error"],
+        objects=["idle", "queued", "running", "paused", "stopping", "stopped", "completed", "timeout", "error"],
         constant=True,
         doc="What the worker is doing",
     )
@@ -80,6 +111,7 @@ class TrainingSession(pn.viewable.Viewer):
             raise RuntimeError("a run is in progress; stop it first")
         if isinstance(jobs, TrainConfig) or (jobs and isinstance(jobs[0], TrainConfig)):
             jobs = [jobs]
+        jobs = [time_limited(job) for job in jobs]
         self._queue, self._stop = queue.Queue(), threading.Event()
         self._control = PauseControl(process_context())
         self._recent = []
@@ -127,7 +159,7 @@ class TrainingSession(pn.viewable.Viewer):
         terminated after ``GRACE_S``). Optionally wait for it."""
         if self.running:
             self._stop.set()
-            if self.status in ("running", "paused"):
+            if self.status in ("running", "paused", "queued"):
                 self._set(status="stopping")
             if wait:
                 self._thread.join(timeout)
@@ -167,6 +199,10 @@ class TrainingSession(pn.viewable.Viewer):
                 updates.update(status="error", message=event.message)
             elif isinstance(event, Notice):
                 updates["message"] = event.message
+            elif isinstance(event, Queued) and updates.get("status", self.status) in ("running", "queued"):
+                updates.update(status="queued", message=queued_message(event.place))
+            elif isinstance(event, Started) and updates.get("status", self.status) == "queued":
+                updates.update(status="running", message="")
             elif isinstance(event, RunEnd) and job == END:  # the worker's own end marker
                 if updates.get("status", self.status) != "error":
                     updates["status"] = event.status
@@ -185,6 +221,17 @@ class TrainingSession(pn.viewable.Viewer):
     def _work(self, jobs: list[Job], events: queue.Queue, stop: threading.Event, control: PauseControl) -> None:
         """Start the training process, relay its events onto ``events`` until its end marker; once ``stop`` is
         set, ask it to stop."""
+        ticket = object()
+        if not classroom.SLOTS.wait(ticket, stop, lambda place: events.put((END, Queued(place)))):
+            events.put((END, RunEnd("stopped", 0, 0.0, "stopped while queued")))
+            return
+        try:
+            events.put((END, Started()))
+            self._run_process(jobs, events, stop, control)
+        finally:
+            classroom.SLOTS.release()
+
+    def _run_process(self, jobs: list[Job], events: queue.Queue, stop: threading.Event, control: PauseControl) -> None:
         context = process_context()
         receiver, sender = context.Pipe(duplex=False)
         stop_event = context.Event()

@@ -10,6 +10,7 @@ This module imports no Panel/Bokeh, so the fork server preloads only torch and `
 from __future__ import annotations
 
 import multiprocessing
+import os
 import time
 from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Sequence
@@ -17,6 +18,9 @@ from typing import Callable, Iterator, Sequence
 from rtu_core import RunEnd, TrainConfig, native, train
 
 Job = TrainConfig | Sequence[TrainConfig]
+# Trainings run at the lowest priority: the server (one thread, handling every click and plot update of the class)
+# stays responsive however many trainings share its cores.
+NICENESS = 19
 END = -1  # the job number of the worker's own messages (its final RunEnd, a Failure)
 
 
@@ -103,6 +107,7 @@ def produce(
     """
     streams = [train_fn(job, hold=hold) for job in jobs]
     statuses, started = ["completed"] * len(jobs), time.perf_counter()
+    messages = [""] * len(jobs)
     try:
         for job, event in interleave(streams):
             if stop():
@@ -110,11 +115,12 @@ def produce(
                 return
             send((job, event))
             if isinstance(event, RunEnd):
-                statuses[job] = event.status
+                statuses[job], messages[job] = event.status, event.message
                 if event.status == "diverged":
                     send((END, Failure(event.message)))
-        final = next((s for s in statuses if s != "completed"), "completed")
-        send((END, RunEnd(final, 0, time.perf_counter() - started)))
+        final = next((job for job, s in enumerate(statuses) if s != "completed"), None)
+        status, message = ("completed", "") if final is None else (statuses[final], messages[final])
+        send((END, RunEnd(status, 0, time.perf_counter() - started, message)))
     except Exception as error:  # surfaced as a notification; the app keeps working
         message = f"{type(error).__name__}: {error}"
         send((END, Failure(message)))
@@ -129,6 +135,7 @@ def run_in_process(
 ) -> None:
     """Entry point of the training process: ``produce`` over a pipe, stopping when ``stop_event`` is set, holding
     while ``control`` says paused."""
+    os.nice(NICENESS)
     try:
         if train_fn is train:
             prepare_native(jobs, connection.send)
