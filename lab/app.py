@@ -365,8 +365,13 @@ class LabApp(pn.viewable.Viewer):
             return
         messages = self.settings.apply_query(location.query_params)
         location.sync(self.settings, SHARED)
-        if messages:
-            pn.state.onload(lambda: [notify(message, "warning") for message in messages])
+
+        def loaded() -> None:  # the whole query written once the page is there (sync writes only what changes)
+            location.update_query(**{name: self.settings.query_value(name) for name in SHARED})
+            for message in messages:
+                notify(message, "warning")
+
+        pn.state.onload(loaded)
 
     def template(self) -> pn.template.FastListTemplate:
         self.share_settings()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import panel as pn
 import param
@@ -111,6 +112,7 @@ class LabSettings(param.Parameterized):
             # a value, which it sent back as None (rejected, restored, resent: a RecursionError per click)
             self.mode = "tbptt"
             self.param.mode.objects = {"TBPTT(1)": "tbptt"}
+            self.param.trigger("mode")  # the button group marks its one button chosen (its index moved)
 
     @param.depends("mode", watch=True)
     def _remember_rtu_mode(self):
@@ -225,6 +227,11 @@ class LabSettings(param.Parameterized):
             return value, None
         side = "below the smallest" if value < low else "above the largest"
         return used, f"{self.param[name].label}: {value:g} is {side} allowed value; {used:g} is used"
+
+    def query_value(self, name: str) -> str:
+        """Setting ``name`` as a shared link writes it (as Panel's URL sync does: JSON for anything but text)."""
+        value = getattr(self, name)
+        return value if isinstance(value, str) else json.dumps(value)
 
     def apply_query(self, query: dict) -> list[str]:
         """Take the settings a shared link carries (the page's URL query, ``name=value``). The task, agent, cell and

@@ -57,9 +57,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def served_app(timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
+def served_app(timeout: float = 60.0, log: Path | None = None, args: list[str] = ()) -> Iterator[str]:
     """``python -m panel serve app.py`` on a free local port (as ``make lab`` serves it); yields the page's URL.
-    The server's output goes to ``log`` when given (tests read it for tracebacks)."""
+    The server's output goes to ``log`` when given (tests read it for tracebacks); ``args`` go to the app after
+    ``--args`` (a teacher's limits)."""
     port = free_port()
     output = open(log, "w") if log is not None else subprocess.DEVNULL
     proc = subprocess.Popen(
@@ -74,6 +75,7 @@ def served_app(timeout: float = 60.0, log: Path | None = None) -> Iterator[str]:
             "--address",
             "127.0.0.1",
             f"--allow-websocket-origin=127.0.0.1:{port}",
+            *(["--args", *args] if args else []),
         ],
         cwd=ROOT,
         stdout=output,
