@@ -200,13 +200,13 @@ class MemoryPlot:
             path = [np.concatenate(pieces)] if pieces else []
             layers.append(
                 hv.Path(path, kdims=["step_in_episode", "read_out"], label=label).opts(
-                    color=colour, line_width=2, alpha=0.6
+                    color=colour, line_width=2, alpha=0.6, framewise=True
                 )
             )
         running = data[data["episode"] == data["episode"].max()] if len(data) else data
         layers.append(
             hv.Path([running[["t", "projection"]].to_numpy(float)], kdims=["step_in_episode", "read_out"],
-                    label="this episode").opts(color="black", line_width=3)
+                    label="this episode").opts(color="black", line_width=3, framewise=True)
         )  # fmt: skip
         layers.append(hv.HLine(0).opts(color="grey", line_dash="dashed", line_width=1))
         return hv.Overlay(layers).opts(

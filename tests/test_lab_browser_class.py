@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.browser import CHROMIUM, LOAD_TIMEOUT_MS, STATUS, chromium_page, served_app, status_step
+from tests.browser import CHROMIUM, LOAD_TIMEOUT_MS, ROOT, STATUS, chromium_page, served_app, status_step
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
@@ -81,9 +81,16 @@ def test_pause_step_resume(page):
 
 
 def test_memory_view_reads_the_bit_out(page):
+    """The memory view's title gives the read-out's accuracy. With RTU_LAB_SCREENSHOTS=1: after 20k steps, the
+    committed pictures assets/lab_memory.png (the view) and assets/lab.png (the page)."""
     button(page, "Start").click()
     read = re.compile(r"Read out at step \d+: \d+% right")
     wait_until(lambda: any(read.search(t) for t in page.evaluate(TITLES_AND_LABELS)["titles"]))
+    if os.environ.get("RTU_LAB_SCREENSHOTS"):
+        wait_until(lambda: status_step(page) > 20_000, timeout=300)
+        page.screenshot(path=str(ROOT / "assets" / "lab.png"), full_page=True)
+        page.get_by_text("Is the bit held? One line per").scroll_into_view_if_needed()
+        page.screenshot(path=str(ROOT / "assets" / "lab_memory.png"))
     button(page, "Reset").click()
 
 
