@@ -82,13 +82,12 @@ def test_pause_step_resume(page):
 
 def test_memory_view_reads_the_bit_out(page):
     """The memory view's title gives the read-out's accuracy. With RTU_LAB_SCREENSHOTS=1: after 20k steps, the
-    committed pictures assets/lab_memory.png (the view) and assets/lab.png (the page)."""
+    committed picture assets/lab_memory.png."""
     button(page, "Start").click()
     read = re.compile(r"Read out at step \d+: \d+% right")
     wait_until(lambda: any(read.search(t) for t in page.evaluate(TITLES_AND_LABELS)["titles"]))
     if os.environ.get("RTU_LAB_SCREENSHOTS"):
         wait_until(lambda: status_step(page) > 20_000, timeout=300)
-        page.screenshot(path=str(ROOT / "assets" / "lab.png"), full_page=True)
         page.get_by_text("Is the bit held? One line per").scroll_into_view_if_needed()
         page.screenshot(path=str(ROOT / "assets" / "lab_memory.png"))
     button(page, "Reset").click()
