@@ -17,6 +17,7 @@ from rtu_core import ConfigError, Snapshot, Staleness
 
 from .controls import SHARED, LabSettings
 from .demo import ClassroomDemo
+from .paper import PaperResults
 from .plots import (
     READOUT_EPISODES,
     EigenvaluePlot,
@@ -352,6 +353,7 @@ class LabApp(pn.viewable.Viewer):
             ("Train", train_view),
             ("Sweep chain lengths", self.sweep),
             ("Classroom demo", self.demo),
+            ("Paper results", PaperResults()),
             dynamic=True,  # a tab's plots are built when it is first shown: a page opens in half the time
             sizing_mode="stretch_width",
         )

@@ -1,10 +1,11 @@
 """Results files of a run, built from its event stream and written atomically.
 
-A solo run writes ``DIR/config.json``, ``DIR/episodes.csv`` (step,episode,return,length,success),
-``DIR/summary.json`` and, when it measured RTRL staleness, ``DIR/staleness.csv`` (step,staleness). A population
-of P > 1 writes the same files for member k (seed S + k) in
-``DIR/seed_<S+k>/`` -- identical to the solo run with that seed -- plus ``DIR/config.json`` and a
-``DIR/summary.json`` that averages the members and lists them under ``runs``.
+A solo run writes ``DIR/config.json``, ``DIR/episodes.csv`` (step,episode,return,length,success), ``DIR/curve.csv``
+(the learning curve in ``CURVE_WINDOWS`` windows of the step budget: step,episodes,return,success; small enough to
+commit where episodes.csv is not), ``DIR/summary.json`` and, when it measured RTRL staleness, ``DIR/staleness.csv``
+(step,staleness). A population of P > 1 writes the same files for member k (seed S + k) in ``DIR/seed_<S+k>/`` --
+identical to the solo run with that seed -- plus ``DIR/config.json`` and a ``DIR/summary.json`` that averages the
+members and lists them under ``runs``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .config import TrainConfig, pack_population
 from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, MemberEnd, Progress, RunEnd, Staleness
 
 RECENT = 100  # episodes behind final_return and success_rate
+CURVE_WINDOWS = 100  # windows of the step budget in curve.csv
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -149,11 +151,30 @@ class RunRecorder:
             )
         return out.getvalue()
 
+    def curve_csv(self, member: int) -> str:
+        """The learning curve: for each of ``CURVE_WINDOWS`` equal windows of the step budget, the window's last step,
+        the episodes that ended in it, their mean return and success rate (empty where none ended or the task has no
+        success measure)."""
+        width = max(1, -(-self.members[member].steps // CURVE_WINDOWS))
+        windows: dict[int, list[EpisodeEnd]] = {}
+        for e in self.episodes[member]:
+            windows.setdefault((e.step - 1) // width, []).append(e)
+        out = io.StringIO()
+        out.write("step,episodes,return,success\n")
+        for index in range(-(-self.members[member].steps // width)):
+            episodes = windows.get(index, [])
+            successes = [e.success for e in episodes if e.success is not None]
+            ret, success = _mean([e.episode_return for e in episodes]), _mean(successes)
+            out.write(f"{(index + 1) * width},{len(episodes)},{'' if ret is None else repr(ret)},"
+                      f"{'' if success is None else repr(success)}\n")  # fmt: skip
+        return out.getvalue()
+
     def member_files(self, member: int) -> dict[str, str]:
         """File name -> contents of one member's results, exactly as its solo run writes them (summary last)."""
         files = {
             "config.json": json.dumps(self.members[member].to_dict(), indent=2) + "\n",
             "episodes.csv": self.episodes_csv(member),
+            "curve.csv": self.curve_csv(member),
         }
         if self.config.staleness_every:
             files["staleness.csv"] = "step,staleness\n" + "".join(

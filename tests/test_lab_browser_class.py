@@ -160,3 +160,12 @@ def test_a_start_beyond_the_cap_waits_in_line_and_starts_when_a_run_ends():
         button(first, "Stop").click()
         wait_until(lambda: "running" in status(second) and status_step(second) > 0, timeout=60)
         button(second, "Reset").click()
+
+
+def test_the_paper_results_tab_draws_at_once(page):
+    """Open the tab: the MemoryChain plot and its diagnostics are drawn from the committed files, with no Start."""
+    page.get_by_text("Paper results", exact=True).click()
+    wait_until(lambda: any("greedy success vs chain length" in t for t in page.evaluate(TITLES_AND_LABELS)["titles"]),
+               timeout=60)  # fmt: skip
+    assert any("what helps" in t for t in page.evaluate(TITLES_AND_LABELS)["titles"])
+    assert page.get_by_text("Partly reproduced at a quarter of the budget").count() > 0

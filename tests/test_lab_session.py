@@ -435,3 +435,18 @@ def test_finished_runs_stay_as_labelled_overlays_until_cleared(monkeypatch):
     assert len(app.curves.past) == 5
     app.clear_runs_button.clicks += 1
     assert app.curves.past == [] and len(app.curves.past_pipe.data[0]) == 0
+
+
+def test_the_paper_results_tab_draws_the_committed_studies_without_training():
+    """Success vs chain length comes from the committed summaries (the README's table: RTU-RTRL 1.00 up to L = 32,
+    the FFN at chance); the tab builds with no training process."""
+    from lab.paper import RESULTS, PaperResults, memory_chain_runs
+
+    runs = memory_chain_runs(RESULTS / "memory_chain_500k")
+    assert len(runs) == 4 * 7 * 5
+    success = runs.groupby(["method", "chain_length"])["success"].mean()
+    assert all(success["rtu-rtrl"][L] == 1.0 for L in (2, 4, 8, 16, 32))
+    assert all(abs(success["ffn-tbptt"][L] - 0.5) < 0.02 for L in (2, 4, 8, 16, 32, 64, 128))
+    assert (runs["status"] == "diverged").sum() == 5  # RTU-RTRL at 64 (1) and 128 (2), TBPTT(1) at 128 (2): README
+    tab = PaperResults().__panel__()
+    assert len(tab) == 6 and not training_threads()
