@@ -38,10 +38,16 @@ def test_train_writes_config_episodes_and_summary(tmp_path):
         *TINY,
     )
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "episodes.csv", "summary.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "curve.csv", "episodes.csv", "summary.json"]
     rows = list(csv.DictReader((out / "episodes.csv").open()))
     assert list(rows[0]) == ["step", "episode", "return", "length", "success"]
     assert len(rows) == 300 // 4 and all(int(r["length"]) == 4 for r in rows)
+    curve = list(csv.DictReader((out / "curve.csv").open()))  # 100 windows of 3 steps: an episode ends in every 4th
+    assert len(curve) == 100 and [int(w["step"]) for w in curve[:2]] == [3, 6]
+    assert sum(int(w["episodes"]) for w in curve) == 75
+    ended = [w for w in curve if int(w["episodes"])]
+    mean = sum(float(w["return"]) * int(w["episodes"]) for w in ended) / 75
+    assert abs(mean - sum(float(r["return"]) for r in rows) / 75) < 1e-9
     summary = json.loads((out / "summary.json").read_text())
     for key in (
         "steps",
