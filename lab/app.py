@@ -16,7 +16,7 @@ from tornado.websocket import WebSocketClosedError
 from rtu_core import ConfigError, Snapshot, Staleness
 
 from .controls import SHARED, LabSettings
-from .demo import ClassroomDemo
+from .demo import PAPER, ClassroomDemo
 from .paper import PaperResults
 from .plots import (
     READOUT_EPISODES,
@@ -155,6 +155,7 @@ class LabApp(pn.viewable.Viewer):
         self.staleness = StalenessPlot()
         self.sweep = SweepView(self.settings, on_start=self._ensure_refresh)
         self.demo = ClassroomDemo(on_start=self._ensure_refresh)
+        self.paper_demo = ClassroomDemo(on_start=self._ensure_refresh, spec=PAPER)
         self.demo_button = pn.widgets.Button(name="Classroom demo", button_type="success", width=250)
         self.demo_button.on_click(lambda _: self.start_demo())
         self._tabs: pn.Tabs | None = None
@@ -171,7 +172,7 @@ class LabApp(pn.viewable.Viewer):
         self.start_button.on_click(lambda _: self.start())
         self.stop_button.on_click(lambda _: self.session.stop(wait=False))
         self.reset_button.on_click(lambda _: self.reset())
-        for session in (self.session, self.sweep.session, self.demo.session):
+        for session in self.sessions:
             session.param.watch(self._notify_error, "message")
         self._callback = None
         self._panels = {
@@ -186,6 +187,11 @@ class LabApp(pn.viewable.Viewer):
         self._measures: list[Staleness] = []  # staleness measures not yet drawn
         self._last_diagnostics = 0.0
         self._next_refresh = 0.0
+
+    @property
+    def sessions(self) -> tuple:
+        """Every training session of the page (each tab's)."""
+        return (self.session, self.sweep.session, self.demo.session, self.paper_demo.session)
 
     # -- actions ----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -275,7 +281,7 @@ class LabApp(pn.viewable.Viewer):
             self._refresh()
             return
         if _tab_closed(doc):
-            for session in (self.session, self.sweep.session, self.demo.session):
+            for session in self.sessions:
                 session.stop(wait=False)
             return
         started = time.monotonic()
@@ -304,6 +310,7 @@ class LabApp(pn.viewable.Viewer):
             self._snapshots, self._measures, self._last_diagnostics = [], [], now
         self.sweep.update(self.sweep.session.drain())
         self.demo.update(self.demo.session.drain())
+        self.paper_demo.update(self.paper_demo.session.drain())
 
     def _notify_error(self, event) -> None:
         if event.obj.status == "error" and event.new:
@@ -352,7 +359,7 @@ class LabApp(pn.viewable.Viewer):
         self._tabs = pn.Tabs(
             ("Train", train_view),
             ("Sweep chain lengths", self.sweep),
-            ("Classroom demo", self.demo),
+            ("Classroom demo", pn.Column(self.demo, pn.layout.Divider(), self.paper_demo, sizing_mode="stretch_width")),
             ("Paper results", PaperResults()),
             dynamic=True,  # a tab's plots are built when it is first shown: a page opens in half the time
             sizing_mode="stretch_width",

@@ -9,6 +9,7 @@ Settings (``DEMO``) were chosen over five seeds, not by a lucky seed: ``benchmar
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import holoviews as hv
 import pandas as pd
@@ -42,36 +43,69 @@ gradient), a **GRU** trained by TBPTT(1), and an **FFN** with no memory at all. 
 the FFN and the GRU stay at chance (0.5), the RTU with TBPTT(1) learns slowly, the RTU with RTRL learns first.
 Below, the RTRL agent's memory read out step by step: the two colours are the two bits to remember, held apart."""
 
+# The paper's agent and network (QRC(λ), RTU 192, feature width 128, the paper's MemoryChain presets) on a chain long
+# enough for the paper's separation: at L = 16 after 60k steps RTRL has learned and the GRU with TBPTT(1) and the
+# FFN have not (five seeds measured: README, "Classroom demo"). About 4 minutes on one core.
+PAPER_DEMO = dict(
+    env="memory_chain",
+    chain_length=16,
+    agent="qrc",
+    hidden_size=192,
+    steps=60_000,
+    eval_episodes=0,
+    progress_every=50,
+)
+PAPER_INTRO = """### The paper's network: RTU 192 units, QRC(λ), L = 16
+The paper's agent at the paper's size (QRC(λ), 192 complex units, feature width 128) on a chain of **16 steps**,
+three seeds per method, about four minutes. RTRL learns to remember; the GRU trained by TBPTT(1) and the FFN stay
+at chance; the RTU trained by TBPTT(1) can learn L = 16 too, later (it fails from L = 32: Paper results tab)."""
 
-def demo_jobs(seed: int = 0) -> list[list[TrainConfig]]:
-    """One population per method (its members: ``SEEDS`` seeds); the RTU-RTRL population also takes snapshots of its
-    first member's hidden state."""
+
+@dataclass(frozen=True)
+class DemoSpec:
+    """One demo: its name on the page, the settings every method shares, seeds per method and its text."""
+
+    name: str
+    settings: dict
+    intro: str
+    seeds: int = SEEDS
+
+
+QUICK = DemoSpec("demo", DEMO, INTRO)
+PAPER = DemoSpec("paper-size demo", PAPER_DEMO, PAPER_INTRO)
+
+
+def demo_jobs(seed: int = 0, spec: DemoSpec = QUICK) -> list[list[TrainConfig]]:
+    """One population per method (its members: ``spec.seeds`` seeds); the RTU-RTRL population also takes snapshots
+    of its first member's hidden state."""
     jobs = []
+    window = READOUT_EPISODES * (spec.settings["chain_length"] + 1)
     for method, (cell, mode) in METHODS.items():
         base = TrainConfig(
-            **DEMO,
+            **spec.settings,
             cell=cell,
             mode=mode,
             seed=seed,
             snapshot_every=SNAPSHOT_EVERY if method == "rtu-rtrl" else 0,
-            snapshot_window=READOUT_EPISODES * (DEMO["chain_length"] + 1),
+            snapshot_window=min(window, 1024),
         )
-        jobs.append([dataclasses.replace(base, seed=seed + s) for s in range(SEEDS)])
+        jobs.append([dataclasses.replace(base, seed=seed + s) for s in range(spec.seeds)])
     return jobs
 
 
 class ClassroomDemo(pn.viewable.Viewer):
     """The demo tab: its own session, the four methods' success curves, the RTU-RTRL agent's hidden state."""
 
-    def __init__(self, on_start=lambda: None, **params):
+    def __init__(self, on_start=lambda: None, spec: DemoSpec = QUICK, **params):
         super().__init__(**params)
+        self.spec = spec
         self.session, self._on_start = TrainingSession(), on_start
         self.methods = list(METHODS)
-        self.memory = MemoryPlot("actor")
+        self.memory = MemoryPlot("q" if spec.settings["agent"] == "qrc" else "actor")
         self.pipe = Pipe(data=self._empty())
         self.curves = hv.DynamicMap(self._draw, streams=[self.pipe])
-        self.start_button = pn.widgets.Button(name="Start the demo", button_type="primary")
-        self.reset_button = pn.widgets.Button(name="Reset the demo")
+        self.start_button = pn.widgets.Button(name=f"Start the {spec.name}", button_type="primary")
+        self.reset_button = pn.widgets.Button(name=f"Reset the {spec.name}")
         self.start_button.on_click(lambda _: self.start())
         self.reset_button.on_click(lambda _: self.reset())
         self._clear_curves()
@@ -80,7 +114,7 @@ class ClassroomDemo(pn.viewable.Viewer):
         if self.session.running:
             return
         self.reset()
-        self.session.start(demo_jobs())
+        self.session.start(demo_jobs(spec=self.spec))
         self._on_start()
 
     def reset(self) -> None:
@@ -127,11 +161,12 @@ class ClassroomDemo(pn.viewable.Viewer):
         ]
         layers.append(hv.HLine(0.5).opts(color="grey", line_dash="dashed", line_width=1))
         return hv.Overlay(layers).opts(
-            title=f"Success on MemoryChain L = {DEMO['chain_length']} (running average over {SEEDS} seeds)",
+            title=f"Success on MemoryChain L = {self.spec.settings['chain_length']} "
+            f"(running average over {self.spec.seeds} seeds)",
             height=360,
             responsive=True,
             ylim=(0.3, 1.02),
-            xlim=(0, DEMO["steps"]),
+            xlim=(0, self.spec.settings["steps"]),
             xlabel=STEP_LABEL,
             ylabel="fraction answered right",
             show_grid=True,
@@ -140,13 +175,14 @@ class ClassroomDemo(pn.viewable.Viewer):
         )
 
     def __panel__(self):
+        steps, name = self.spec.settings["steps"], self.spec.name.capitalize()
         status = pn.bind(
-            lambda status, step: f"**Demo:** {status} · step {step:,} of {DEMO['steps']:,} per agent",
+            lambda status, step: f"**{name}:** {status} · step {step:,} of {steps:,} per agent",
             self.session.param.status,
             self.session.param.step,
         )
         return pn.Column(
-            pn.pane.Markdown(INTRO),
+            pn.pane.Markdown(self.spec.intro),
             pn.Row(self.start_button, self.reset_button, pn.pane.Markdown(status, css_classes=["demo-status"])),
             pn.pane.HoloViews(self.curves, sizing_mode="stretch_width", linked_axes=False),
             pn.pane.HoloViews(self.memory.element, sizing_mode="stretch_width", linked_axes=False),

@@ -81,13 +81,24 @@ def served_app(timeout: float = 60.0, log: Path | None = None, args: list[str] =
         stdout=output,
         stderr=subprocess.STDOUT,
     )
+    url = f"http://127.0.0.1:{port}/app"
+    _SERVERS[url] = proc.pid
     try:
         wait_for_port(port, timeout)
-        yield f"http://127.0.0.1:{port}/app"
+        yield url
     finally:
+        _SERVERS.pop(url, None)
         end_process(proc)
         if log is not None:
             output.close()
+
+
+_SERVERS: dict[str, int] = {}  # the process id of each running served_app, by its URL
+
+
+def server_pid(url: str) -> int:
+    """The process id of the ``served_app`` serving ``url``."""
+    return _SERVERS[url]
 
 
 def wait_for_port(port: int, timeout: float) -> None:

@@ -169,3 +169,12 @@ def test_the_paper_results_tab_draws_at_once(page):
                timeout=60)  # fmt: skip
     assert any("what helps" in t for t in page.evaluate(TITLES_AND_LABELS)["titles"])
     assert page.get_by_text("Partly reproduced at a quarter of the budget").count() > 0
+
+
+def test_the_paper_size_demo_starts_and_resets(page):
+    page.get_by_text("Classroom demo", exact=True).first.click()
+    button(page, "Start the paper-size demo").click()
+    status = page.get_by_text(re.compile(r"Paper-size demo: \w+ · step"))
+    wait_until(lambda: int(re.search(r"step ([\d,]+)", status.inner_text()).group(1).replace(",", "")) > 0)
+    button(page, "Reset the paper-size demo").click()
+    wait_until(lambda: "idle" in status.inner_text(), timeout=10)

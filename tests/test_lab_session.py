@@ -450,3 +450,24 @@ def test_the_paper_results_tab_draws_the_committed_studies_without_training():
     assert (runs["status"] == "diverged").sum() == 5  # RTU-RTRL at 64 (1) and 128 (2), TBPTT(1) at 128 (2): README
     tab = PaperResults().__panel__()
     assert len(tab) == 6 and not training_threads()
+
+
+def test_the_paper_size_demo_runs_the_papers_network(monkeypatch):
+    """QRC(λ) with RTU 192 and width 128 (the paper's MemoryChain presets) on L = 16, four methods x three seeds;
+    shortened here, it trains and its memory view (QRC's network q) fills."""
+    from lab.demo import PAPER, demo_jobs
+
+    jobs = demo_jobs(spec=PAPER)
+    assert [(j[0].cell, j[0].mode) for j in jobs] == [("rtu", "rtrl"), ("rtu", "tbptt"), ("gru", "tbptt"),
+                                                      ("ffn", "tbptt")]  # fmt: skip
+    first = jobs[0][0]
+    assert (first.agent, first.hidden_size, first.width, first.chain_length) == ("qrc", 192, 128, 16)
+    monkeypatch.setattr(pn.state, "add_periodic_callback", lambda *a, **k: None)
+    monkeypatch.setitem(PAPER.settings, "steps", 400)
+    monkeypatch.setitem(PAPER.settings, "hidden_size", 8)
+    app = LabApp()
+    app.paper_demo.start()
+    app.paper_demo.session._thread.join(120)
+    app.refresh()
+    assert app.paper_demo.session.status == "completed"
+    assert len(app.paper_demo.memory.pipe.data) > 0 and app.paper_demo.memory.title.startswith("q:")
