@@ -31,6 +31,7 @@ from .session import TrainingSession, notify
 from .sweep import SweepView
 
 REFRESH_MS = 400
+PAPER_RESULTS_TAB = 3  # the tabs: Train, Sweep chain lengths, Classroom demo, Paper results
 DIAGNOSTICS_EVERY_S = 1.0  # hidden state, eigenvalues, traces, staleness: redrawn whole, so at most once a second
 SNAPSHOT_EVERY = 40
 # after a refresh that took t seconds the next waits IDLE_FACTOR * t: on a loaded machine the server stays free for
@@ -183,6 +184,10 @@ class LabApp(pn.viewable.Viewer):
             "staleness": _captioned(self.staleness.element, "staleness"),
         }
         self._empty_note = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
+        # the diagnostics panels join the page at its first Start: building their five plots is most of a page's
+        # cost to the server, which builds a whole class's pages one after another
+        self._diagnostics = pn.Column(sizing_mode="stretch_width")
+        self._paper_results = pn.Column(sizing_mode="stretch_width")
         self._snapshots: list[Snapshot] = []
         self._measures: list[Staleness] = []  # staleness measures not yet drawn
         self._last_diagnostics = 0.0
@@ -243,6 +248,8 @@ class LabApp(pn.viewable.Viewer):
 
     def _show_diagnostics_for(self, config) -> None:
         """Show the diagnostics panels that have something to show for this run, and say why the others are not."""
+        if not self._diagnostics.objects:
+            self._diagnostics.objects = list(self._panels.values())
         ppo, cell = config.agent == "ppo", config.cell
         self._panels["memory"].visible = not ppo and cell != "ffn" and config.env in ("memory_chain", "kmemory_chain")
         self._panels["hidden"].visible = not ppo and cell != "ffn"
@@ -270,15 +277,17 @@ class LabApp(pn.viewable.Viewer):
             self._callback = pn.state.add_periodic_callback(self.refresh, period=REFRESH_MS)
 
     def refresh(self) -> None:
-        """Drain both sessions' events into the plots (runs on the UI thread).
+        """Drain every session's events into the plots (runs on the UI thread).
 
         All plot updates of one refresh share one frozen document: Bokeh then recomputes the document's
         model graph once per refresh instead of once per changed glyph (a walk that otherwise dominates the served
-        app's CPU), and ``hold`` sends the changes to the browser as one message.
+        app's CPU), and ``hold`` sends the changes to the browser as one message. A refresh with nothing to draw
+        skips the frozen document altogether: its recompute alone (tens of ms for a page) would otherwise be paid
+        every REFRESH_MS by every open page, training or not, and a class of idle pages would hold the server.
         """
         doc = pn.state.curdoc
         if doc is None:
-            self._refresh()
+            self._draw(self._drain())
             return
         if _tab_closed(doc):
             for session in self.sessions:
@@ -287,30 +296,42 @@ class LabApp(pn.viewable.Viewer):
         started = time.monotonic()
         if started < self._next_refresh:
             return
+        drained = self._drain()
+        if not any(drained) and not self._diagnostics_due():
+            return
         with _batched(doc):
-            self._refresh()
+            self._draw(drained)
         took = time.monotonic() - started
         self._next_refresh = time.monotonic() + IDLE_FACTOR * took
 
-    def _refresh(self) -> None:
-        events = [event for _, event in self.session.drain()]
+    def _drain(self) -> tuple[list, list, list, list]:
+        """The events each session (Train, Sweep, the two demos) produced since the last refresh."""
+        return tuple(session.drain() for session in self.sessions)
+
+    def _diagnostics_due(self) -> bool:
+        """Whether snapshots or staleness measures wait to be drawn and their once-a-second turn has come."""
+        now = time.monotonic()
+        due = now - self._last_diagnostics >= DIAGNOSTICS_EVERY_S or not self.session.running
+        return bool(self._snapshots or self._measures) and due
+
+    def _draw(self, drained: tuple[list, list, list, list]) -> None:
+        train, sweep, demo, paper_demo = drained
+        events = [event for _, event in train]
         if events:
             self.curves.update(events)
             self._snapshots += [e for e in events if isinstance(e, Snapshot)]
             self._measures += [e for e in events if isinstance(e, Staleness)]
-        now = time.monotonic()
-        due = now - self._last_diagnostics >= DIAGNOSTICS_EVERY_S or not self.session.running
-        if (self._snapshots or self._measures) and due:
+        if self._diagnostics_due():
             if self._snapshots:
                 self.memory.update(self._snapshots[-1])
                 self.hidden.update(self._snapshots[-1])
                 self.eigenvalues.update(self._snapshots[-1])
                 self.traces.update_many(self._snapshots)
             self.staleness.update(self._measures)
-            self._snapshots, self._measures, self._last_diagnostics = [], [], now
-        self.sweep.update(self.sweep.session.drain())
-        self.demo.update(self.demo.session.drain())
-        self.paper_demo.update(self.paper_demo.session.drain())
+            self._snapshots, self._measures, self._last_diagnostics = [], [], time.monotonic()
+        self.sweep.update(sweep)
+        self.demo.update(demo)
+        self.paper_demo.update(paper_demo)
 
     def _notify_error(self, event) -> None:
         if event.obj.status == "error" and event.new:
@@ -353,18 +374,24 @@ class LabApp(pn.viewable.Viewer):
             ),
             self._empty_note,
             # rows of their own: beside the square eigenvalue plot the others were crushed on a 1024 px screen
-            *self._panels.values(),
+            self._diagnostics,
             sizing_mode="stretch_width",
         )
         self._tabs = pn.Tabs(
             ("Train", train_view),
             ("Sweep chain lengths", self.sweep),
             ("Classroom demo", pn.Column(self.demo, pn.layout.Divider(), self.paper_demo, sizing_mode="stretch_width")),
-            ("Paper results", PaperResults()),
+            ("Paper results", self._paper_results),
             dynamic=True,  # a tab's plots are built when it is first shown: a page opens in half the time
             sizing_mode="stretch_width",
         )
+        self._tabs.param.watch(self._open_paper_results, "active")
         return self._tabs
+
+    def _open_paper_results(self, event) -> None:
+        """Build the Paper results tab when first opened (reading results/ costs every other page nothing)."""
+        if event.new == PAPER_RESULTS_TAB and not self._paper_results.objects:
+            self._paper_results.objects = [PaperResults()]
 
     def share_settings(self) -> None:
         """Keep every setting of the Train tab in the page's URL query, so the address is a link that opens the lab
