@@ -50,7 +50,7 @@ def member_dir(out: Path, method: str, config: TrainConfig) -> Path:
     return out / run_name(method, config)
 
 
-# what an agent-step of each method costs relative to the RTU's at the paper's size (README, Performance): only the
+# what an agent-step of each method costs relative to the RTU's at the paper's size (docs/performance.md): only the
 # order in which populations start, costliest first, so that the last to finish is a short one
 RELATIVE_COST = {"gru-tbptt": 2.0, "ffn-tbptt": 0.1}
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reproduction runs at the paper's settings behind the README's "Paper vs us" section, one after another, the
+# The reproduction runs at the paper's settings behind docs/results.md's "Paper vs us", one after another, the
 # ones already under way first:
 # - the RTRL staleness study on KMemoryChain (k = 4, 8, 16; QRC and Stream AC, plain and Taylor-corrected RTRL;
 #   500k steps x 5 seeds);
@@ -14,7 +14,7 @@
 # first) and run it again: finished runs are skipped and the others continue. The populations of 10-18 members
 # checkpoint every 10-20k steps (a few minutes of work each; a checkpoint takes about a second), so a sitting that
 # ends without a signal loses little.
-# On this project's 2-core machine, about 26 h from scratch (README: "What the full budgets cost here", Performance).
+# On this project's 2-core machine, about 26 h from scratch (docs/performance.md: "What the paper's budgets cost here").
 #
 #     bash benchmarks/reproduce.sh            # with the project's .venv (make lab or make test creates it)
 set -euo pipefail

@@ -2,7 +2,7 @@
 minutes on a laptop core, and shows their success curves together and the RTU's memory holding the bit apart.
 
 Settings (``DEMO``) were chosen over five seeds, not by a lucky seed: ``benchmarks/memory_chain.py --agent stream_ac
---hidden-size 32 --width 32 --steps 20000 --lengths 8 16 32 --seeds 5``; what that run showed is in the README
+--hidden-size 32 --width 32 --steps 20000 --lengths 8 16 32 --seeds 5``; what that run showed is in docs/lab.md
 ("Classroom demo").
 """
 
@@ -45,7 +45,7 @@ Below, the RTRL agent's memory read out step by step: the two colours are the tw
 
 # The paper's agent and network (QRC(λ), RTU 192, feature width 128, the paper's MemoryChain presets) on a chain long
 # enough for the paper's separation: at L = 16 after 60k steps RTRL has learned and the GRU with TBPTT(1) and the
-# FFN have not (five seeds measured: README, "Classroom demo"). About 4 minutes on one core.
+# FFN have not (five seeds measured: docs/lab.md, "The demos, measured"). About 4 minutes on one core.
 PAPER_DEMO = dict(
     env="memory_chain",
     chain_length=16,

@@ -1,5 +1,5 @@
 """The "Paper results" tab: the committed reproductions in ``results/``, drawn at once from their files, with no
-training. Each study comes with its command and a one-line verdict (the README's "Paper vs us").
+training. Each study comes with its command and a one-line verdict (docs/results.md, "Paper vs us").
 
 MemoryChain's success vs chain length is computed here from every run's ``summary.json``; the learning curves from
 each run's ``curve.csv`` where one is committed (runs finished before runs wrote it have none, and the tab says
@@ -182,7 +182,7 @@ class PaperResults(pn.viewable.Viewer):
             pn.pane.Markdown(
                 "### The paper's experiments, as reproduced here\nDrawn from the committed files in `results/` "
                 "(nothing trains). Each study gives its verdict against the paper's claim and the command that "
-                "reproduces it; docs and README give the details."
+                "reproduces it; docs/results.md gives the details."
             ),
             self.memory_chain(),
             self.diagnostics(),
@@ -192,7 +192,7 @@ class PaperResults(pn.viewable.Viewer):
                 _table(self.results / "staleness_500k" / "summary.md"),
                 pn.pane.Markdown(
                     "Committed: the QRC(λ) Taylor-corrected runs; the other populations' files were lost with the "
-                    "machine that ran them (their numbers are in the README).",
+                    "machine that ran them (their numbers are in docs/results.md).",
                     styles={"color": "#555"},
                 ),
             ),
@@ -202,7 +202,7 @@ class PaperResults(pn.viewable.Viewer):
                 _table(self.results / "popgym_1m" / "table.md"),
                 pn.pane.Markdown(
                     "Committed: the QRC(λ) runs; Stream AC(λ) and PPO-RTU ran before `results/` was tracked and "
-                    "their files were lost (their numbers are in the README).",
+                    "their files were lost (their numbers are in docs/results.md).",
                     styles={"color": "#555"},
                 ),
             ),

@@ -438,7 +438,7 @@ def test_finished_runs_stay_as_labelled_overlays_until_cleared(monkeypatch):
 
 
 def test_the_paper_results_tab_draws_the_committed_studies_without_training():
-    """Success vs chain length comes from the committed summaries (the README's table: RTU-RTRL 1.00 up to L = 32,
+    """Success vs chain length comes from the committed summaries (docs/results.md: RTU-RTRL 1.00 up to L = 32,
     the FFN at chance); the tab builds with no training process."""
     from lab.paper import RESULTS, PaperResults, memory_chain_runs
 
@@ -447,7 +447,7 @@ def test_the_paper_results_tab_draws_the_committed_studies_without_training():
     success = runs.groupby(["method", "chain_length"])["success"].mean()
     assert all(success["rtu-rtrl"][L] == 1.0 for L in (2, 4, 8, 16, 32))
     assert all(abs(success["ffn-tbptt"][L] - 0.5) < 0.02 for L in (2, 4, 8, 16, 32, 64, 128))
-    assert (runs["status"] == "diverged").sum() == 5  # RTU-RTRL at 64 (1) and 128 (2), TBPTT(1) at 128 (2): README
+    assert (runs["status"] == "diverged").sum() == 5  # RTU-RTRL at 64 (1) and 128 (2), TBPTT(1) at 128 (2): docs/results.md
     tab = PaperResults().__panel__()
     assert len(tab) == 6 and not training_threads()
 

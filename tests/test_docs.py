@@ -1,0 +1,120 @@
+"""Docs that cannot rot: every ``python -m rtu_core …`` and ``python benchmarks/…`` command shown in README.md and
+docs/*.md runs, at a tiny budget (its steps, seeds, populations, output folders and plots rewritten), so a renamed
+flag or script fails the suite.
+
+Not run, each for a reason the test states:
+- fragments with a placeholder (``…``, ``HOST:PORT``);
+- commands that need a GPU (``--device cuda``, ``gpu_*.py``), where there is none;
+- ``benchmarks/curves.py`` over ``results/``: it reads the runs' ``episodes.csv`` files, which stay on the machine
+  that ran them.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+COMMAND = re.compile(r"(?:\.venv/bin/)?python (?:-m rtu_core|-m benchmarks\.\w+|benchmarks/\w+\.py)(?: [^`\n]*)?")
+# flag -> what it becomes (a function of its values); flags not listed keep their values
+TINY = {
+    "--steps": lambda values, tmp: ["300"],
+    "--seeds": lambda values, tmp: ["1"],
+    "--population": lambda values, tmp: [str(min(int(values[0]), 2))],
+    "--out": lambda values, tmp: [str(tmp / "out")],
+    "--plot": lambda values, tmp: [str(tmp / "plot.png")],
+    "--checkpoint-every": lambda values, tmp: ["100"],
+    "--measure-every": lambda values, tmp: ["50"],
+    "--eval-episodes": lambda values, tmp: ["2"],
+    "--lengths": lambda values, tmp: values[:2],
+    "--k": lambda values, tmp: values[:1],
+    "--tasks": lambda values, tmp: values[:1],
+    "--robots": lambda values, tmp: values[:1],
+    "--pages": lambda values, tmp: ["1"],
+    "--train-seconds": lambda values, tmp: ["2"],
+    "--served-seconds": lambda values, tmp: ["3"],
+    "--repeats": lambda values, tmp: ["1"],
+    "--seconds": lambda values, tmp: ["1"],
+    "--window": lambda values, tmp: ["100"],
+    "--grid": lambda values, tmp: [",".join(values[0].split(",")[:2])] if "=" in values[0] else values,
+}
+
+
+def documented_commands() -> list[str]:
+    """Each distinct command shown in the docs, continuation lines joined and comments dropped."""
+    commands = []
+    for doc in DOCS:
+        text = re.sub(r"\\\n\s*", " ", doc.read_text())
+        for match in COMMAND.finditer(text):
+            command = match.group(0).split("#")[0].strip()
+            if command not in commands:
+                commands.append(command)
+    return commands
+
+
+def why_not_run(command: str) -> str | None:
+    if "…" in command or "HOST:PORT" in command:
+        return "a fragment with a placeholder"
+    if "--device cuda" in command or "benchmarks/gpu_" in command:
+        import torch
+
+        return None if torch.cuda.is_available() else "needs a GPU"
+    if "benchmarks/curves.py results/" in command:
+        return "reads the runs' episodes.csv, which stay on the machine that ran them"
+    return None
+
+
+def tiny(command: str, tmp: Path) -> list[str]:
+    """``command`` as arguments for this test: the project's Python, a tiny budget, outputs under ``tmp``."""
+    words = shlex.split(command)
+    words = [sys.executable] + words[1:]
+    out, i = [], 0
+    while i < len(words):
+        word = words[i]
+        values = []
+        j = i + 1
+        while j < len(words) and not words[j].startswith("--"):
+            values.append(words[j])
+            j += 1
+        if word in TINY:
+            out += [word, *TINY[word](values, tmp)]
+            i = j
+        else:
+            out.append(word)
+            i += 1
+    if "benchmarks/throughput.py" in command:
+        out.append("--quick")
+    if "benchmarks.classroom" in command and "--pages" not in command:
+        out += ["--pages", "1", "--train-seconds", "2"]
+    if re.search(r"rtu_core (train|sweep)", command) and "--steps" not in command:
+        out += ["--steps", "300"]
+    if re.search(r"rtu_core (train|sweep)|benchmarks/memory_chain.py", command) and "--eval-episodes" not in command:
+        out += ["--eval-episodes", "2"]
+    if re.search(r"rtu_core (train|sweep)", command) and "--out" not in command and "--help" not in command:
+        out += ["--out", str(tmp / "out")] if " envs" not in command else []
+    return out
+
+
+COMMANDS = documented_commands()
+
+
+def test_the_docs_show_commands():
+    assert len(COMMANDS) >= 20, COMMANDS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", COMMANDS)
+def test_documented_command_runs(command, tmp_path):
+    reason = why_not_run(command)
+    if reason:
+        pytest.skip(reason)
+    args = tiny(command, tmp_path)
+    assert not any(str(ROOT / "results") in a or a.startswith("results/") for a in args[2:] if "--out" not in a), args
+    run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, f"{' '.join(args)}\n{run.stderr[-3000:]}"
