@@ -447,7 +447,7 @@ def test_the_paper_results_tab_draws_the_committed_studies_without_training():
     success = runs.groupby(["method", "chain_length"])["success"].mean()
     assert all(success["rtu-rtrl"][L] == 1.0 for L in (2, 4, 8, 16, 32))
     assert all(abs(success["ffn-tbptt"][L] - 0.5) < 0.02 for L in (2, 4, 8, 16, 32, 64, 128))
-    assert (runs["status"] == "diverged").sum() == 5  # RTU-RTRL at 64 (1) and 128 (2), TBPTT(1) at 128 (2): docs/results.md
+    assert (runs["status"] == "diverged").sum() == 5  # RTU-RTRL at 64 (1) and 128 (2), TBPTT(1) at 128 (2)
     tab = PaperResults().__panel__()
     assert len(tab) == 6 and not training_threads()
 
