@@ -68,6 +68,7 @@ EMPTY = {
     "gru": "The GRU has no eigenvalues and, trained by TBPTT(1), no RTRL sensitivities: those panels are hidden.",
     "tbptt": "TBPTT(1) carries no sensitivities from step to step: the trace panel shows the eligibility traces only.",
 }
+BEFORE_START = "Press **Start**: the return and success of each episode and what the memory holds appear here."
 INTRO = """### Streaming RL under partial observability, with exact RTRL
 Pick a task, agent, cell and mode, then **Start**. The agent learns from each transition once, as it
 arrives. On MemoryChain it must remember a bit shown at the first step until it is asked, L steps later:
@@ -184,9 +185,10 @@ class LabApp(pn.viewable.Viewer):
             "staleness": _captioned(self.staleness.element, "staleness"),
         }
         self._empty_note = pn.pane.Alert("", alert_type="info", visible=False, sizing_mode="stretch_width")
-        # the diagnostics panels join the page at its first Start: building their five plots is most of a page's
-        # cost to the server, which builds a whole class's pages one after another
+        # the plots join the page at its first Start: building them is most of a page's cost to the server, which
+        # builds a whole class's pages one after another
         self._diagnostics = pn.Column(sizing_mode="stretch_width")
+        self._curves = pn.Row(pn.pane.Markdown(BEFORE_START, styles={"color": "#555"}), sizing_mode="stretch_width")
         self._paper_results = pn.Column(sizing_mode="stretch_width")
         self._snapshots: list[Snapshot] = []
         self._measures: list[Staleness] = []  # staleness measures not yet drawn
@@ -249,6 +251,10 @@ class LabApp(pn.viewable.Viewer):
     def _show_diagnostics_for(self, config) -> None:
         """Show the diagnostics panels that have something to show for this run, and say why the others are not."""
         if not self._diagnostics.objects:
+            self._curves.objects = [
+                _captioned(self.curves.returns, "returns"),
+                _captioned(self.curves.successes, "successes"),
+            ]
             self._diagnostics.objects = list(self._panels.values())
         ppo, cell = config.agent == "ppo", config.cell
         self._panels["memory"].visible = not ppo and cell != "ffn" and config.env in ("memory_chain", "kmemory_chain")
@@ -367,11 +373,7 @@ class LabApp(pn.viewable.Viewer):
         train_view = pn.Column(
             pn.pane.Markdown(INTRO),
             pn.Row(self.status_line(), pn.layout.HSpacer(), self.clear_runs_button, sizing_mode="stretch_width"),
-            pn.Row(
-                _captioned(self.curves.returns, "returns"),
-                _captioned(self.curves.successes, "successes"),
-                sizing_mode="stretch_width",
-            ),
+            self._curves,
             self._empty_note,
             # rows of their own: beside the square eigenvalue plot the others were crushed on a 1024 px screen
             self._diagnostics,
