@@ -31,10 +31,11 @@ def test_same_seed_same_episodes(agent, cell, mode):
 
 
 @pytest.mark.parametrize("agent", ["stream_ac", "qrc"])
-def test_population_member_equals_solo_run(agent):
-    population = record(TrainConfig(agent=agent, seed=10, population=3, **SMALL))
+@pytest.mark.parametrize("engine", ["auto", "eager"])  # the native step on the CPU, and the PyTorch step
+def test_population_member_equals_solo_run(agent, engine):
+    population = record(TrainConfig(agent=agent, engine=engine, seed=10, population=3, **SMALL))
     for i in range(3):
-        solo = record(TrainConfig(agent=agent, seed=10 + i, **SMALL))
+        solo = record(TrainConfig(agent=agent, engine=engine, seed=10 + i, **SMALL))
         assert population.episodes_csv(i) == solo.episodes_csv(0)
         assert population.evaluations[i].returns == solo.evaluations[0].returns
 
