@@ -21,10 +21,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PPO_SCRIPTS = ("benchmarks/budget.py", "benchmarks/masked_mujoco.py")  # their PPO-RTU on MuJoCo: 2048-step rollouts
 COMMAND = re.compile(r"(?:\.venv/bin/)?python (?:-m rtu_core|-m benchmarks\.\w+|benchmarks/\w+\.py)(?: [^`\n]*)?")
 # flag -> what it becomes (a function of its values); flags not listed keep their values
 TINY = {
-    "--steps": lambda values, tmp: ["300"],
+    "--steps": lambda values, tmp: ["300"],  # 2048 where PPO runs MuJoCo (PPO_SCRIPTS): one rollout
     "--seeds": lambda values, tmp: ["1"],
     "--population": lambda values, tmp: [str(min(int(values[0]), 2))],
     "--out": lambda values, tmp: [str(tmp / "out")],
@@ -88,8 +89,10 @@ def tiny(command: str, tmp: Path) -> list[str]:
         else:
             out.append(word)
             i += 1
-    if "benchmarks/throughput.py" in command:
-        out.append("--quick")
+    if any(script in command for script in PPO_SCRIPTS):
+        out[out.index("--steps") + 1] = "2048"
+    if "benchmarks/throughput.py" in command and "--steps" not in command:
+        out.append("--help")  # it runs for minutes at any budget; tests/test_benchmarks.py runs its parts
     if "benchmarks.classroom" in command and "--pages" not in command:
         out += ["--pages", "1", "--train-seconds", "2"]
     if re.search(r"rtu_core (train|sweep)", command) and "--steps" not in command:
