@@ -121,3 +121,13 @@ def test_documented_command_runs(command, tmp_path):
     assert not any(str(ROOT / "results") in a or a.startswith("results/") for a in args[2:] if "--out" not in a), args
     run = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, f"{' '.join(args)}\n{run.stderr[-3000:]}"
+
+
+def test_every_relative_link_in_the_docs_resolves():
+    """README.md's and docs/*.md's links to files in the repository (pictures, notebooks, results) point at files."""
+    missing = []
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)#\s]+)\)", doc.read_text()):
+            if not target.startswith(("http://", "https://")) and not (doc.parent / target).exists():
+                missing.append(f"{doc.name}: {target}")
+    assert not missing, missing
