@@ -19,13 +19,13 @@ from .controls import SHARED, LabSettings
 from .demo import PAPER, ClassroomDemo
 from .paper import PaperResults
 from .plots import (
-    READOUT_EPISODES,
     EigenvaluePlot,
     HiddenStatePlot,
     LearningCurves,
     MemoryPlot,
     StalenessPlot,
     TraceMagnitudes,
+    readout_window,
 )
 from .session import TrainingSession, notify
 from .sweep import SweepView
@@ -203,7 +203,7 @@ class LabApp(pn.viewable.Viewer):
     # -- actions ----------------------------------------------------------------------------------------
     def start(self) -> None:
         try:
-            window = min(max(READOUT_EPISODES * (self.settings.chain_length + 1), 64), 1024)
+            window = readout_window(self.settings.chain_length)
             config = self.settings.config(snapshot_every=SNAPSHOT_EVERY, snapshot_window=window)
         except ConfigError as error:
             notify(str(error))

@@ -29,10 +29,7 @@ AGENTS = {"Stream AC(λ)": "stream_ac", "QRC(λ)": "qrc", "PPO": "ppo"}
 CELLS = {"RTU": "rtu", "GRU": "gru", "FFN": "ffn"}
 MODES = {"RTRL": "rtrl", "TBPTT(1)": "tbptt"}
 SIDEBAR_WIDGET_WIDTH = 250  # fits the page's 290 px sidebar
-# the settings a shared link carries (every one, in the page's URL query), and those applied first from a link
-SHARED = ["task", "mask", "chain_length", "agent", "cell", "mode", "hidden_size", "width", "lr", "kappa_actor",
-          "kappa_critic", "lr_q", "trace_decay", "rtrl_refresh", "taylor_sensitivity", "staleness_every", "seed",
-          "steps"]  # fmt: skip
+# the settings applied first from a shared link (the others are every setting: ``SHARED``, below the class)
 QUERY_FIRST = ("task", "agent", "cell", "mode")
 # settings typed as numbers (kind, step of the arrows); the rest are sliders, switches and choices
 TYPED = {
@@ -276,6 +273,10 @@ class LabSettings(param.Parameterized):
     def streaming_rtrl(self) -> bool:
         """A streaming agent with the RTU in RTRL mode: where refresh, the Taylor correction and staleness apply."""
         return self.mode == "rtrl" and self.agent != "ppo"
+
+
+# every setting, each carried by a shared link (the page's URL query)
+SHARED = [name for name in LabSettings.param if name != "name"]
 
 
 def member_configs(base: TrainConfig, chain_lengths: list[int], seeds: int) -> list[TrainConfig]:

@@ -19,7 +19,7 @@ from holoviews.streams import Pipe
 from rtu_core import EpisodeEnd, Snapshot, TrainConfig
 from rtu_core.config import METHOD_LABELS, METHODS
 
-from .plots import METHOD_COLOURS, READOUT_EPISODES, STEP_LABEL, MemoryPlot, RunningAverage
+from .plots import METHOD_COLOURS, STEP_LABEL, MemoryPlot, RunningAverage, readout_window
 from .session import TrainingSession
 
 DEMO = dict(
@@ -79,7 +79,6 @@ def demo_jobs(seed: int = 0, spec: DemoSpec = QUICK) -> list[list[TrainConfig]]:
     """One population per method (its members: ``spec.seeds`` seeds); the RTU-RTRL population also takes snapshots
     of its first member's hidden state."""
     jobs = []
-    window = READOUT_EPISODES * (spec.settings["chain_length"] + 1)
     for method, (cell, mode) in METHODS.items():
         base = TrainConfig(
             **spec.settings,
@@ -87,7 +86,7 @@ def demo_jobs(seed: int = 0, spec: DemoSpec = QUICK) -> list[list[TrainConfig]]:
             mode=mode,
             seed=seed,
             snapshot_every=SNAPSHOT_EVERY if method == "rtu-rtrl" else 0,
-            snapshot_window=min(window, 1024),
+            snapshot_window=readout_window(spec.settings["chain_length"]),
         )
         jobs.append([dataclasses.replace(base, seed=seed + s) for s in range(spec.seeds)])
     return jobs

@@ -19,9 +19,9 @@ import panel as pn
 from rtu_core.config import METHOD_LABELS
 
 from .plots import METHOD_COLOURS
+from .sweep import CHAIN_LENGTHS
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-LENGTHS = [2, 4, 8, 16, 32, 64, 128]
 COMMANDS = {
     "memory_chain_500k": "python benchmarks/memory_chain.py --steps 500000 --seeds 5 --lengths 2 4 8 16 32 64 128 "
     "--methods rtu-rtrl rtu-tbptt gru-tbptt ffn-tbptt --checkpoint-every 10000 --workers 2 "
@@ -92,7 +92,7 @@ def success_vs_length(
     return hv.Overlay(layers).opts(
         title=title,
         logx=True,
-        xticks=[(L, str(L)) for L in LENGTHS],
+        xticks=[(L, str(L)) for L in CHAIN_LENGTHS],
         xlim=(1.6, 160),
         ylim=(0.3, 1.05),
         xlabel="chain length L",
@@ -109,10 +109,15 @@ def _table(path: Path) -> pn.pane.Markdown:
     return pn.pane.Markdown(text, sizing_mode="stretch_width")
 
 
+def _note(text: str) -> pn.pane.Markdown:
+    """A grey line under a study: what is committed, how to reproduce it."""
+    return pn.pane.Markdown(text, styles={"color": "#555"})
+
+
 def _study(title: str, verdict: str, *body, command: str | None = None) -> pn.Column:
     parts = [pn.pane.Markdown(f"### {title}\n{verdict}", sizing_mode="stretch_width"), *body]
     if command:
-        parts.append(pn.pane.Markdown(f"Reproduce: `{command}`", styles={"color": "#555"}))
+        parts.append(_note(f"Reproduce: `{command}`"))
     return pn.Column(*parts, sizing_mode="stretch_width")
 
 
@@ -190,20 +195,18 @@ class PaperResults(pn.viewable.Viewer):
                 "RTRL staleness on KMemoryChain (500k steps, 5 seeds)",
                 VERDICTS["staleness"],
                 _table(self.results / "staleness_500k" / "summary.md"),
-                pn.pane.Markdown(
+                _note(
                     "Committed: the QRC(λ) Taylor-corrected runs; the other populations' files were lost with the "
-                    "machine that ran them (their numbers are in docs/results.md).",
-                    styles={"color": "#555"},
+                    "machine that ran them (their numbers are in docs/results.md)."
                 ),
             ),
             _study(
                 "POPGym (Easy) at 1M steps, 3 seeds",
                 VERDICTS["popgym"],
                 _table(self.results / "popgym_1m" / "table.md"),
-                pn.pane.Markdown(
+                _note(
                     "Committed: the QRC(λ) runs; Stream AC(λ) and PPO-RTU ran before `results/` was tracked and "
-                    "their files were lost (their numbers are in docs/results.md).",
-                    styles={"color": "#555"},
+                    "their files were lost (their numbers are in docs/results.md)."
                 ),
             ),
             _study(

@@ -75,6 +75,18 @@ def run_labels(configs: list) -> list[str]:
                      else f"{short.get(n, n)}={getattr(c, n)}" for n in differ) for c in configs]  # fmt: skip
 
 
+def one_path(pieces: list[np.ndarray]) -> list[np.ndarray]:
+    """Trajectories (each (length, 2)) as one path broken by NaN rows: Bokeh draws it as many lines, and HoloViews
+    builds one path instead of hundreds (a refresh took 0.4 s longer); no trajectory, no path."""
+    joined = [part for piece in pieces for part in (piece, np.full((1, piece.shape[1]), np.nan))]
+    return [np.concatenate(joined)] if joined else []
+
+
+def readout_window(chain_length: int) -> int:
+    """The snapshot window that holds ``READOUT_EPISODES`` episodes of a chain (within 64-1024 states)."""
+    return min(max(READOUT_EPISODES * (chain_length + 1), 64), 1024)
+
+
 class LearningCurves:
     """Episodic return and success rate vs step (raw and smoothed), over the last ``PAST_RUNS`` finished or stopped
     runs' running averages, each labelled with the settings in which the runs differ."""
@@ -134,7 +146,7 @@ class LearningCurves:
     @staticmethod
     def _past(payload, column: str):
         """The compared runs' running averages: the same ``PAST_RUNS`` curves every frame (empty where fewer runs),
-        each labelled in the plot at its last point; the current run's label sits in the title."""
+        each labelled in the plot at its last point (the current run is the legend's running average)."""
         data, labels = payload
         curves, texts = [], []
         for i in range(PAST_RUNS):
@@ -186,7 +198,7 @@ class MemoryPlot:
 
     def __init__(self, network: str):
         self.network = network
-        self.title = "Is the bit held? (waiting for episodes of both bits)"
+        self.title = self.waiting_title()
         self.summary: tuple[float, float, int] | None = None  # accuracy, d′, episodes at the query step
         self.pipe = Pipe(data=pd.DataFrame(columns=self.COLUMNS))
         self.element = hv.DynamicMap(self._draw, streams=[self.pipe])
@@ -194,10 +206,8 @@ class MemoryPlot:
     def _draw(self, data):
         layers = []
         for bit, (label, colour) in enumerate(CUE_COLOURS.items()):
-            pieces = []
-            for _, episode in data[data["bit"] == bit].groupby("episode"):
-                pieces += [episode[["t", "projection"]].to_numpy(float), np.full((1, 2), np.nan)]
-            path = [np.concatenate(pieces)] if pieces else []
+            episodes = data[data["bit"] == bit].groupby("episode")
+            path = one_path([episode[["t", "projection"]].to_numpy(float) for _, episode in episodes])
             layers.append(
                 hv.Path(path, kdims=["step_in_episode", "read_out"], label=label).opts(
                     color=colour, line_width=2, alpha=0.6, framewise=True
@@ -220,6 +230,9 @@ class MemoryPlot:
             framewise=True,
         )
 
+    def waiting_title(self) -> str:
+        return f"{self.network}: is the bit held? (waiting for episodes of both bits)"
+
     def update(self, snapshot: Snapshot) -> None:
         hidden = snapshot.hidden.get(self.network)
         if hidden is None or len(hidden) == 0:
@@ -227,7 +240,7 @@ class MemoryPlot:
         readout = read_out(hidden, snapshot.episode_time, snapshot.cue)
         if readout.query_time < 0:
             self.summary = None
-            self.title = f"{self.network}: is the bit held? (waiting for episodes of both bits)"
+            self.title = self.waiting_title()
         else:
             self.summary = (readout.accuracy, readout.d_prime, readout.episodes)
             self.title = (
@@ -241,7 +254,7 @@ class MemoryPlot:
 
     def clear(self) -> None:
         self.summary = None
-        self.title = "Is the bit held? (waiting for episodes of both bits)"
+        self.title = self.waiting_title()
         self.pipe.send(pd.DataFrame(columns=self.COLUMNS))
 
 
@@ -257,15 +270,12 @@ class HiddenStatePlot:
         self.element = hv.DynamicMap(self._draw, streams=[self.pipe])
 
     def _draw(self, data):
-        # one trajectory per unit and episode, as one path broken by NaN rows where an episode starts: Bokeh draws
-        # it as many lines, and HoloViews builds one path instead of hundreds (a refresh took 0.4 s longer)
+        # one trajectory per unit and episode (split where an episode starts)
         pieces = []
         for _, group in data.groupby("unit"):
             starts = np.flatnonzero(group["t"].to_numpy() == 0)
-            for piece in np.split(group[list(AXES)].to_numpy(), starts):
-                if len(piece) > 1:
-                    pieces += [piece, np.full((1, 2), np.nan)]
-        segments = [np.concatenate(pieces)] if pieces else []
+            pieces += [piece for piece in np.split(group[list(AXES)].to_numpy(), starts) if len(piece) > 1]
+        segments = one_path(pieces)
         # Own dimension names keep these axes unlinked from other plots (shared_axes=False would freeze
         # the ranges); framewise on the overlay and its elements makes the axes follow each frame's data.
         axes = [
