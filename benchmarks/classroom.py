@@ -20,29 +20,10 @@ import argparse
 import statistics
 import time
 
-import psutil
-
 import tests.browser as browser_tools
-from tests.browser import CHROMIUM, FLAGS, LOAD_TIMEOUT_MS, STATUS, served_app, status_step
+from tests.browser import CHROMIUM, FLAGS, LOAD_TIMEOUT_MS, STATUS, served_app, status_step, training_processes
 
 POLL_S = 0.1
-
-
-def training_processes(server_pid: int) -> list[psutil.Process]:
-    """The lab's training processes: children of the fork server that the server with ``server_pid`` started."""
-    try:
-        server = psutil.Process(server_pid)
-        children = server.children(recursive=True)
-    except psutil.Error:
-        return []
-    alive = []
-    for process in children:
-        try:
-            if "forkserver" not in " ".join(process.cmdline()) and process.status() != psutil.STATUS_ZOMBIE:
-                alive.append(process)
-        except psutil.Error:
-            pass
-    return [p for p in alive if p.parent() and "forkserver" in " ".join(p.parent().cmdline())]
 
 
 def status(page) -> str:

@@ -157,3 +157,36 @@ def status_text(page) -> str:
 def status_step(page) -> int:
     """The step count the page's status line shows."""
     return int(re.search(r"step ([\d,]+)", status_text(page)).group(1).replace(",", ""))
+
+
+def wait_until(condition, timeout: float = 120.0, poll: float = 0.3) -> None:
+    """Until ``condition()`` holds; fails the test after ``timeout`` seconds."""
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "the page did not get there in time"
+        time.sleep(poll)
+
+
+def training_processes(root: int | None = None) -> list:
+    """The lab's training processes still alive: children of the fork servers below process ``root`` (default: this
+    one, which started the servers or sessions)."""
+    import psutil
+
+    def alive(process) -> bool:
+        try:
+            return process.status() != psutil.STATUS_ZOMBIE  # an ended child not yet reaped is gone
+        except psutil.NoSuchProcess:
+            return False
+
+    def forkserver(process) -> bool:
+        try:
+            return "forkserver" in " ".join(process.cmdline())
+        except psutil.Error:
+            return False
+
+    try:
+        below = psutil.Process(root).children(recursive=True)
+    except psutil.Error:  # the root has gone: nothing below it either
+        return []
+    servers = [p for p in below if forkserver(p)]
+    return [child for server in servers for child in server.children() if alive(child)]

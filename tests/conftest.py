@@ -37,3 +37,20 @@ def pytest_collection_modifyitems(config, items):
 def _one_thread():
     torch.set_num_threads(1)
     yield
+
+
+# The browser tests' server (one per test module) and a fresh page on it for each test (tests/browser.py).
+@pytest.fixture(scope="module")
+def server():
+    from tests.browser import served_app
+
+    with served_app() as url:
+        yield url
+
+
+@pytest.fixture
+def page(server):
+    from tests.browser import chromium_page
+
+    with chromium_page(server) as page:
+        yield page

@@ -24,30 +24,13 @@ from tests.browser import (
     record_hosts,
     served_app,
     status_step,
+    training_processes,
+    wait_until,
 )
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
 pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def server():
-    with served_app() as url:
-        yield url
-
-
-@pytest.fixture
-def page(server):
-    with chromium_page(server) as page:
-        yield page
-
-
-def wait_until(condition, timeout=120.0):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "the page did not get there in time"
-        time.sleep(0.5)
 
 
 SCREENSHOTS = bool(os.environ.get("RTU_LAB_SCREENSHOTS"))  # committed pictures: let training run longer first
@@ -94,26 +77,6 @@ def test_reset_while_training_clears_the_page_within_two_seconds(page):
     page.get_by_role("button", name="Start", exact=True).click()  # and a new run starts at once
     wait_until(lambda: status_step(page) > 0, timeout=30.0)
     page.get_by_role("button", name="Reset", exact=True).click()
-
-
-def training_processes() -> list:
-    """The lab's training processes: children of the fork servers that this test's servers started."""
-    import psutil
-
-    def alive(process) -> bool:
-        try:
-            return process.status() != psutil.STATUS_ZOMBIE  # an ended child not yet reaped is gone
-        except psutil.NoSuchProcess:
-            return False
-
-    def forkserver(process) -> bool:
-        try:
-            return "forkserver" in " ".join(process.cmdline())
-        except psutil.Error:
-            return False
-
-    servers = [p for p in psutil.Process().children(recursive=True) if forkserver(p)]
-    return [child for server in servers for child in server.children() if alive(child)]
 
 
 def test_closing_the_page_ends_its_training_within_five_seconds(server):

@@ -11,7 +11,16 @@ import time
 
 import pytest
 
-from tests.browser import CHROMIUM, LOAD_TIMEOUT_MS, ROOT, STATUS, chromium_page, served_app, status_step
+from tests.browser import (
+    CHROMIUM,
+    LOAD_TIMEOUT_MS,
+    ROOT,
+    STATUS,
+    chromium_page,
+    served_app,
+    status_step,
+    wait_until,
+)
 
 if not os.path.exists(CHROMIUM) and not os.environ.get("CI"):
     pytest.skip(f"{CHROMIUM} is not installed (and CI is unset)", allow_module_level=True)
@@ -31,25 +40,6 @@ WHEEL_ACTIVE = """() => { let active = 0;
     const type = model.type ?? model.constructor?.name;
     if (type === 'Toolbar' && model.active_scroll && model.active_scroll !== 'auto') active += 1; }
   return active; }"""
-
-
-@pytest.fixture(scope="module")
-def server():
-    with served_app() as url:
-        yield url
-
-
-@pytest.fixture
-def page(server):
-    with chromium_page(server) as page:
-        yield page
-
-
-def wait_until(condition, timeout=120.0):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "the page did not get there in time"
-        time.sleep(0.3)
 
 
 def button(page, name):

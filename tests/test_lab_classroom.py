@@ -1,24 +1,14 @@
 """A class on one server (``lab.classroom``): the teacher's limits, the cap on training processes with its visible
 line, runs at a lower priority than the server."""
 
-import time
-
-import psutil
 import pytest
 
 from lab import classroom
 from lab.controls import LabSettings
 from lab.session import TrainingSession
 from rtu_core import TrainConfig
-
-QUICK = dict(chain_length=3, hidden_size=6, width=5, eval_episodes=0, progress_every=10)
-
-
-def wait_for(condition, timeout=60.0):
-    deadline = time.time() + timeout
-    while not condition():
-        assert time.time() < deadline, "condition not reached in time"
-        time.sleep(0.05)
+from tests.browser import training_processes
+from tests.test_lab_session import QUICK, wait_for
 
 
 @pytest.fixture
@@ -62,8 +52,7 @@ def test_runs_beyond_the_cap_wait_in_line_and_start_by_themselves(limits):
     first, second, third = TrainingSession(), TrainingSession(), TrainingSession()
     first.start(TrainConfig(steps=10**7, **QUICK))
     wait_for(lambda: first.drain() is not None and first.step > 0)
-    servers = [p for p in psutil.Process().children(recursive=True) if "forkserver" in " ".join(p.cmdline())]
-    trainings = [child for server in servers for child in server.children()]
+    trainings = training_processes()
     assert trainings and all(process.nice() == 19 for process in trainings)
     second.start(TrainConfig(steps=10**7, **QUICK))
     third.start(TrainConfig(steps=10**7, **QUICK))
