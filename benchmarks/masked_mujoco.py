@@ -41,7 +41,6 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=50_000, help="steps between checkpoints (0: none)")
     parser.add_argument("--hidden-size", type=int, default=192)
     parser.add_argument("--width", type=int, default=None, help="feature width (default: the paper's preset, 64)")
-    parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("runs/mujoco"))
     parser.add_argument("--plot", type=Path, default=None)
@@ -53,7 +52,6 @@ def main() -> None:
         hidden_size=args.hidden_size,
         eval_episodes=3,
         **({"width": args.width} if args.width else {}),
-        **({"compile": True} if args.compile else {}),
     )  # absent when off: resumable
     grids = {"Streaming": Grid(common, {**axes, "method": args.methods}, args.seeds)}
     if args.ppo_cells:

@@ -168,7 +168,6 @@ def main() -> int:
     parser.add_argument(
         "--rtu-r-min", type=float, default=0.0, help="initial RTU moduli r² ~ U(r_min², 1) (0.99: a §8 diagnostic)"
     )
-    parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--checkpoint-every",
@@ -191,7 +190,6 @@ def main() -> int:
             hidden_size=args.hidden_size,
             width=args.width,
             eval_episodes=args.eval_episodes,
-            compile=args.compile,
             gamma=args.gamma,
             rtu_r_min=args.rtu_r_min,
         )

@@ -49,7 +49,6 @@ def main() -> None:
     )
     parser.add_argument("--hidden-size", type=int, default=192)
     parser.add_argument("--width", type=int, default=None, help="feature width (default: the paper's preset, 64)")
-    parser.add_argument("--compile", action="store_true", help="compiled steps where available (RTU-RTRL, Stream AC)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=Path("runs/popgym"))
     parser.add_argument("--plot", type=Path, default=None)
@@ -61,7 +60,6 @@ def main() -> None:
         hidden_size=args.hidden_size,
         eval_episodes=20,
         **({"width": args.width} if args.width else {}),
-        **({"compile": True} if args.compile else {}),
     )  # absent when off: earlier sweeps stay resumable
     grids = {}
     if "stream_ac" in args.agents:  # the default agent; the label keeps the folder of earlier sweeps

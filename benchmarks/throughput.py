@@ -3,7 +3,7 @@
 1. Memory bandwidth of this core (a large tensor copy) and, from it, the bound on agent-steps/s: every agent-step
    must read and write each network's parameters, eligibility traces and RTRL sensitivities.
 2. One agent at the paper's size (RTU 192 units, feature width 128, MemoryChain L = 16), QRC(λ) and Stream AC(λ):
-   the native step (the default), the eager step, and for Stream AC the ``--compile`` step, vs the reference a user
+   the native step (the default) and the eager step, vs the reference a user
    would write: a plain eager-autograd Stream AC(λ) with a feed-forward network of width 128 (below, ~60 lines);
    and the native agent's act + learn alone, without the training loop around it (where a single agent's time goes).
 3. Populations of 32 (agent-steps/s of one process), native and eager, each as a fraction of the bound; the same
@@ -12,7 +12,7 @@
    measured side by side (as the sweeps run them, sharing the memory bus), each of the figure's four rows.
 4. With ``--scaling``: time per step vs RTU size n = 32 ... 1024 (width 128); log-log plot to ``assets/scaling.png``.
 
-Rates are taken after each run's first tenth of steps (warm-up, compiling). One torch thread.
+Rates are taken after each run's first tenth of steps (warm-up). One torch thread.
 
     python benchmarks/throughput.py                # ~10 minutes
     python benchmarks/throughput.py --quick        # shorter runs, a couple of minutes
@@ -123,7 +123,7 @@ def reference_steps_per_second(width: int, steps: int, seed: int = 0) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def config(hidden: int, width: int, steps: int, population: int = 1, compile: bool = False) -> TrainConfig:
+def config(hidden: int, width: int, steps: int, population: int = 1, engine: str = "auto") -> TrainConfig:
     return TrainConfig(
         chain_length=CHAIN,
         hidden_size=hidden,
@@ -132,13 +132,13 @@ def config(hidden: int, width: int, steps: int, population: int = 1, compile: bo
         population=population,
         eval_episodes=0,
         progress_every=max(steps // 10, 1),
-        compile=compile,
+        engine=engine,
     )
 
 
 def agent_steps_per_second(cfg: TrainConfig) -> float:
     """Agent-steps/s of ``train(cfg)`` (all members) from its first progress event (``cfg.progress_every`` steps
-    in) to its last, which leaves out warm-up (and, with ``compile``, the seconds torch.compile takes)."""
+    in) to its last, which leaves out warm-up."""
     if cfg.steps <= cfg.progress_every:
         raise ValueError(
             f"timing needs steps > progress_every (steps {cfg.steps}, progress_every {cfg.progress_every})"
@@ -292,12 +292,8 @@ def main() -> None:
     print(f"   reference: {reference:.0f} steps/s")
     single = {}
     for agent in ("qrc", "stream_ac"):
-        engines = {"native": {}, "eager": dict(engine="eager")}
-        if agent == "stream_ac":
-            engines["compiled"] = dict(compile=True)
-        for name, overrides in engines.items():
-            n = steps if name != "compiled" else 2 * steps
-            rate = max(agent_steps_per_second(paper_config(agent, n, **overrides)) for _ in range(2))
+        for name, overrides in {"native": {}, "eager": dict(engine="eager")}.items():
+            rate = max(agent_steps_per_second(paper_config(agent, steps, **overrides)) for _ in range(2))
             single[agent, name] = rate
             print(
                 f"   {agent:9s} {name:8s} {rate:7.0f} steps/s = {rate / reference:5.2f}x reference "
@@ -371,25 +367,25 @@ def scaling(args) -> None:
     print("\n4. time per step vs RTU size (width 128), Stream AC(λ)")
     steps = 600 if args.quick else 3000
     sizes = (32, 64, 128) if args.quick else (32, 64, 128, 256, 512, 1024)
-    times = {False: [], True: []}
+    times = {"native": [], "eager": []}
     for n in sizes:
-        for compile in (False, True):
-            cfg = config(n, 128, max(steps // max(n // 128, 1), 300), compile=compile)
-            times[compile].append(1.0 / agent_steps_per_second(cfg))
+        for engine in times:
+            cfg = config(n, 128, max(steps // max(n // 128, 1), 300), engine=engine)
+            times[engine].append(1.0 / agent_steps_per_second(cfg))
         print(
-            f"   n = {n:5d}: native {1000 * times[False][-1]:7.2f} ms/step, compiled {1000 * times[True][-1]:7.2f} "
+            f"   n = {n:5d}: native {1000 * times['native'][-1]:7.2f} ms/step, eager {1000 * times['eager'][-1]:7.2f} "
             f"ms/step, {rtu_parameters(n, 128):9,d} RTU parameters"
         )
     params = np.array([rtu_parameters(n, 128) for n in sizes], float)
-    for compile, label in ((False, "native"), (True, "compiled")):
-        slope = np.polyfit(np.log(params), np.log(times[compile]), 1)[0]
-        upper = np.polyfit(np.log(params[-3:]), np.log(times[compile][-3:]), 1)[0]
+    for label, measured in times.items():
+        slope = np.polyfit(np.log(params), np.log(measured), 1)[0]
+        upper = np.polyfit(np.log(params[-3:]), np.log(measured[-3:]), 1)[0]
         print(
             f"   {label}: log-log slope of time vs parameters {slope:.2f} over all sizes, {upper:.2f} over the "
             "largest three"
         )
-        per_param, fixed = np.polyfit(params, times[compile], 1)
-        worst = np.max(np.abs(fixed + per_param * params - times[compile]) / times[compile])
+        per_param, fixed = np.polyfit(params, measured, 1)
+        worst = np.max(np.abs(fixed + per_param * params - measured) / measured)
         print(
             f"   {label}: affine fit t = {1000 * fixed:.2f} ms + {1e6 * per_param:.1f} ms per million parameters "
             f"(worst misfit {100 * worst:.0f}%)"
@@ -398,8 +394,8 @@ def scaling(args) -> None:
     plot_scaling(np.array(sizes), params, {k: np.array(v) for k, v in times.items()}, path)
 
 
-def plot_scaling(sizes, params, times: dict[bool, np.ndarray], path: Path) -> None:
-    """Measured time per step vs parameters (native and compiled), and a dense RNN's RTRL cost from the smallest size.
+def plot_scaling(sizes, params, times: dict[str, np.ndarray], path: Path) -> None:
+    """Measured time per step vs parameters (native and eager), and a dense RNN's RTRL cost from the smallest size.
 
     Dense RTRL keeps ∂h/∂θ for every (unit, parameter) pair: n x #params numbers updated with an n x n
     Jacobian each step, O(n^2 #params) work vs the RTU's O(#params). Scaled so both agree at the smallest n."""
@@ -409,13 +405,13 @@ def plot_scaling(sizes, params, times: dict[bool, np.ndarray], path: Path) -> No
     import matplotlib.pyplot as plt
 
     dense_params = sizes**2 + sizes * 128
-    dense = times[True][0] * (sizes**2 * dense_params) / (sizes[0] ** 2 * dense_params[0])
+    dense = times["eager"][0] * (sizes**2 * dense_params) / (sizes[0] ** 2 * dense_params[0])
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    ax.loglog(params, 1000 * times[False], "o-", label="RTU + exact RTRL, native (measured, whole agent step)")
-    ax.loglog(params, 1000 * times[True], "^-", label="RTU + exact RTRL, compiled (measured, whole agent step)")
-    ax.loglog(params, 1000 * times[True][-1] * params / params[-1], "k:", label="slope 1 (linear in #params)")
+    ax.loglog(params, 1000 * times["native"], "o-", label="RTU + exact RTRL, native (measured, whole agent step)")
+    ax.loglog(params, 1000 * times["eager"], "^-", label="RTU + exact RTRL, eager (measured, whole agent step)")
+    ax.loglog(params, 1000 * times["eager"][-1] * params / params[-1], "k:", label="slope 1 (linear in #params)")
     ax.loglog(params, 1000 * dense, "s--", color="tab:red", label="dense-RNN RTRL, O(n² #params) (analytic)")
-    for n, p, t in zip(sizes, params, times[False]):
+    for n, p, t in zip(sizes, params, times["native"]):
         ax.annotate(f"n={n}", (p, 1000 * t), textcoords="offset points", xytext=(4, 6), fontsize=8)
     ax.set_xlabel("recurrent parameters")
     ax.set_ylabel("ms per agent step")

@@ -122,8 +122,6 @@ def check_checkpointing(config: TrainConfig, args: argparse.Namespace) -> dict |
     """Validate --checkpoint-every / --resume; the loaded checkpoint when resuming."""
     if args.checkpoint_every < 0:
         raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-    if (args.checkpoint_every or args.resume) and config.compiled_step:
-        raise UsageError("checkpoints are not supported yet with --compile (its compiled graphs do not pickle)")
     if not args.resume:
         check_out_dir(args.out)
         return None
@@ -265,8 +263,6 @@ def main(argv: list[str] | None = None) -> int:
             check_sweep_dir(args.out, grid)
             if args.checkpoint_every < 0:
                 raise UsageError(f"--checkpoint-every must be >= 0, got {args.checkpoint_every}")
-            if args.checkpoint_every and grid.base.get("compile"):
-                raise UsageError("checkpoints are not supported yet with --compile (its compiled graphs do not pickle)")
             if args.backend == "ray" and importlib.util.find_spec("ray") is None:
                 raise UsageError("--backend ray needs Ray: pip install 'rtu-lab[ray]'")
         else:

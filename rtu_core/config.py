@@ -36,6 +36,9 @@ METHOD_LABELS = {
 }
 # Fields in which the members of one population may differ (everything else runs in lockstep).
 MEMBER_FIELDS = ("seed", "chain_length", "observation_timing")
+# Fields that configs no longer have, with the value that meant what runs now: a config.json that holds one at that
+# value loads (results written before it went); at any other value it asks for something that no longer exists.
+RETIRED_FIELDS = {"compile": False}
 
 
 class ConfigError(ValueError):
@@ -118,8 +121,8 @@ class TrainConfig:
     dtype: str = field(**_help("float32 or float64", "float32"))
     engine: str = field(
         **_help(
-            "auto: on the CPU the native (compiled C++) step wherever it applies (Stream AC with ObGD or QRC, "
-            "no compile; the Taylor correction with the linear RTU), on a GPU the eager step replayed as CUDA graphs "
+            "auto: on the CPU the native (compiled C++) step wherever it applies (Stream AC with ObGD or QRC; "
+            "the Taylor correction with the linear RTU), on a GPU the eager step replayed as CUDA graphs "
             "(not with the Taylor correction or adaptive_obgd), else eager; native: require the native step; "
             "eager: neither",
             "auto",
@@ -130,13 +133,6 @@ class TrainConfig:
             "cpu, or cuda (cuda:N) to run the agents' population on a GPU by the PyTorch step, replayed as CUDA "
             "graphs unless engine is eager (environments and normalisers stay on the CPU)",
             "cpu",
-        )
-    )
-    compile: bool = field(
-        **_help(
-            "where a compiled step exists (stream_ac, rtu, rtrl, obgd, head-width 0, one "
-            "feature layer), run each step as two torch.compile'd graphs instead",
-            False,
         )
     )
     # run
@@ -215,7 +211,7 @@ class TrainConfig:
         self._validate_device()
         if self.engine == "native" and not self.native_step:
             raise ConfigError(
-                "engine native runs stream_ac (obgd) or qrc on the cpu, without compile (and taylor-sensitivity "
+                "engine native runs stream_ac (obgd) or qrc on the cpu (and taylor-sensitivity "
                 "with the linear rtu only); use engine auto or eager"
             )
         if self.mode == "rtrl" and self.cell != "rtu":
@@ -275,8 +271,8 @@ class TrainConfig:
             return
         if not (self.device == "cuda" or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"unknown device {self.device!r} (choose cpu, cuda or cuda:N)")
-        if self.agent == "ppo" or self.compile or self.engine == "native":
-            raise ConfigError("device cuda runs the streaming agents' PyTorch step (not ppo, compile or engine native)")
+        if self.agent == "ppo" or self.engine == "native":
+            raise ConfigError("device cuda runs the streaming agents' PyTorch step (not ppo or engine native)")
         if self.rtrl_refresh or self.staleness_every:
             raise ConfigError("rtrl-refresh and staleness-every run on the cpu")
         import torch
@@ -298,23 +294,12 @@ class TrainConfig:
             raise ConfigError(f"steps must cover one PPO rollout ({self.ppo_num_envs * self.ppo_rollout_steps})")
 
     @property
-    def compiled_step(self) -> bool:
-        """Whether this run uses ``rtu_core.compiled`` (``compile`` asked for, and a compiled step exists)."""
-        return (
-            self.compile
-            and not self.taylor_sensitivity
-            and (self.agent, self.cell, self.mode, self.head_width, self.feature_layers, self.optimizer)
-            == ("stream_ac", "rtu", "rtrl", 0, 1, "obgd")
-        )
-
-    @property
     def native_step(self) -> bool:
         """Whether the native step (``rtu_core.native``) applies to this run (it is used unless engine is eager or
         the extension cannot be built)."""
         return (
             self.engine != "eager"
             and self.device == "cpu"
-            and not self.compiled_step
             and not (self.taylor_sensitivity and self.nonlinear_rtu)
             and (self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
         )
@@ -369,6 +354,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "TrainConfig":
+        for name, value in RETIRED_FIELDS.items():
+            if name in values:
+                if values[name] != value:
+                    raise ConfigError(f"{name} {values[name]!r} is no longer an option (removed; only {value!r} loads)")
+                values = {k: v for k, v in values.items() if k != name}
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:

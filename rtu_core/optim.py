@@ -84,8 +84,7 @@ class ObGD(torch.optim.Optimizer):
 
 def bounded_step(params: list[Tensor], direction: Tensor, td_error: Tensor, lr, kappa) -> Tensor:
     """ObGD's update along the flat direction d (P, N):  M = α κ max(|δ|, 1) ‖d‖₁ per member,
-    α' = α / M if M > 1 else α,  θ ← θ + α' δ d;  returns α' (P,). Pure tensor code: the agents' compiled
-    graphs (``rtu_core.compiled``) run it too."""
+    α' = α / M if M > 1 else α,  θ ← θ + α' δ d;  returns α' (P,)."""
     bound = lr * kappa * td_error.abs().clamp(min=1.0) * direction.abs().sum(1)
     step_size = torch.where(bound > 1, lr / bound, lr * torch.ones_like(bound))
     scale = step_size * td_error

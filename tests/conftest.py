@@ -9,12 +9,11 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # The full tier (make test, CI) runs everything; the quick tier (make check) leaves these modules out: they serve
-# the app in a browser, execute notebooks, train to a bar, compile graphs, or run training subprocesses.
+# the app in a browser, execute notebooks, train to a bar, or run training subprocesses.
 SLOW_MODULES = {
     "test_lab_browser",
     "test_lab_session",
     "test_learning",
-    "test_compiled",
     "test_ppo",
     "test_sweep",
     "test_cli",

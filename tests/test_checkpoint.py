@@ -165,7 +165,6 @@ def test_cli_ctrl_c_then_resume_gives_the_uninterrupted_results(tmp_path):
         (["--resume"], "no checkpoint.pt"),
         (["--resume", "--chain-length", "4"], "different config (chain_length)"),
         (["--checkpoint-every", "-1"], "--checkpoint-every"),
-        (["--checkpoint-every", "10", "--compile"], "not supported"),
     ],
 )
 def test_bad_resume_is_a_one_line_error_and_changes_nothing(tmp_path, args, message):

@@ -213,7 +213,6 @@ def test_config_json_records_the_resolved_preset(tmp_path):
     "args, message",
     [
         (["--checkpoint-every", "-1"], "--checkpoint-every must be >= 0"),
-        (["--checkpoint-every", "10", "--compile"], "not supported yet with --compile"),
     ],
 )
 def test_bad_sweep_checkpointing_is_a_one_line_error_and_writes_nothing(tmp_path, args, message):

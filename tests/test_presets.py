@@ -7,6 +7,7 @@ import json
 import pytest
 
 from rtu_core import TrainConfig
+from rtu_core.config import ConfigError
 from rtu_core.presets import PRESET_FIELDS, preset
 
 
@@ -75,3 +76,11 @@ def test_resolved_config_reloads_to_the_same_config():
 def test_preset_lookup_falls_back_to_the_agents_base():
     assert preset("memory_chain", "ppo")["ppo_num_envs"] == 32
     assert preset("mujoco:Ant", "stream_ac")["activation"] == "tanh"
+
+
+def test_a_results_config_with_a_retired_field_loads_at_its_old_default_only():
+    """config.json files written before ``compile`` went still load; one that asked for it says it is gone."""
+    values = TrainConfig().to_dict()
+    assert TrainConfig.from_dict({**values, "compile": False}) == TrainConfig()
+    with pytest.raises(ConfigError, match="compile True is no longer an option"):
+        TrainConfig.from_dict({**values, "compile": True})

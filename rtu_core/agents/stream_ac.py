@@ -11,8 +11,7 @@ Traces are zeroed after the update of a transition that ends the episode, togeth
 With RTUs in RTRL mode, ∇ with respect to the RTU parameters is the exact RTRL gradient, so the
 eligibility trace accumulates RTRL gradients like any other gradient. For those networks the gradients are
 computed by the native C++ loops of ``rtu_core.native`` (the default where they apply), else by the hand-written
-backward of ``rtu_core.fused`` (no autograd graph), or with ``compile`` by the two ``torch.compile``d graphs of
-``rtu_core.compiled``; other cells use autograd.
+backward of ``rtu_core.fused`` (no autograd graph); other cells use autograd.
 """
 
 from __future__ import annotations
@@ -78,7 +77,7 @@ class StreamAC(MemoryAgent):
         self.random = action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
         self.fused = fused.supports(self.actor)
-        self.compiled = self.native = None
+        self.native = None
         if config.native_step and native.available():
             self.native = (
                 native.network(self.actor, native.flatten_parameters(actor_params)),
@@ -87,30 +86,16 @@ class StreamAC(MemoryAgent):
             self._grads = tuple(torch.zeros_like(net.flat) for net in self.native)
         elif config.engine == "native":
             native.load()  # raises with the reason the native step is missing
-        if config.compiled_step:
-            from ..compiled import CompiledStreamACStep  # torch's compiler is imported only when asked for
-
-            self.compiled = CompiledStreamACStep(
-                self.actor,
-                self.critic,
-                self.discrete,
-                self.actor_optimizer,
-                self.critic_optimizer,
-                self.gamma,
-                self.entropy_coeff,
-            )
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
 
     @property
     def engine(self) -> str:
-        """How this agent computes its step, fixed at construction: 'native' (C++ loops), 'compiled'
-        (``torch.compile``d graphs), 'fused' (hand-written backward) or 'autograd'."""
+        """How this agent computes its step, fixed at construction: 'native' (C++ loops), 'fused' (hand-written
+        backward) or 'autograd'."""
         if self.native is not None:
             return "native"
-        if self.compiled is not None:
-            return "compiled"
         return "fused" if self.fused else "autograd"
 
     def _policy(self, out: Tensor, noise: Tensor | None):
@@ -207,34 +192,6 @@ class StreamAC(MemoryAgent):
         fused.backward(self.critic, critic_tape, self.memories["critic"], torch.ones_like(step.value).unsqueeze(-1))
         self.actor_optimizer.step(td_error, reset=done)
         self.critic_optimizer.step(td_error, reset=done)
-        return td_error
-
-    # -- compiled: two torch.compile'd graphs (``rtu_core.compiled``) ----------------------------------------
-    @torch.no_grad()
-    def _act_compiled(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
-        action, out, value, actor_memory, critic_memory, tape = self.compiled.act(
-            obs, self.memories["actor"], self.memories["critic"], noise, None if self.discrete else self.log_std
-        )
-        self.memories.update(actor=actor_memory, critic=critic_memory)
-        return ActorCriticStep(action, value, out=out, tape=tape)
-
-    @torch.no_grad()
-    def _learn_compiled(self, step, reward, next_obs, terminated, done) -> Tensor:
-        """The whole update inside the learn graph; the optimisers' traces are reset here."""
-        td_error = self.compiled.learn(
-            step.tape,
-            self.memories["actor"],
-            self.memories["critic"],
-            step.out,
-            step.action,
-            step.value,
-            reward,
-            next_obs,
-            terminated,
-            None if self.discrete else self.log_std,
-        )
-        self.actor_optimizer.reset_traces(done)
-        self.critic_optimizer.reset_traces(done)
         return td_error
 
     # -- native: the C++ loops of ``rtu_core.native`` on flat per-member buffers --------------------------------

@@ -144,7 +144,7 @@ def advance_pairs(params: tuple[Tensor, ...], x: Tensor, state: tuple[Tensor, ..
         S^θ = D (λ S^θ + (dλ/dθ_log) h_{t-1}),          dλ/dθ_log = iθλ
         S^B_real = D (λ S^B_real + γ x),   S^B_imag = D (λ S^B_imag + iγ x)
 
-    with D = f'(pre-activation) on each part (1 for the linear RTU). Pure tensor code: the compiled step runs it,
+    with D = f'(pre-activation) on each part (1 for the linear RTU). Pure tensor code:
     and the Taylor correction differentiates it forward (``torch.func.jvp``)."""
     nu_log, theta_log, b_real, b_imag = params
     e_nu, theta, g, phi, scale, dscale = eigen(nu_log, theta_log)
