@@ -15,7 +15,7 @@ $(VENV)/.base:
 # run waits for a compiler; --no-build-isolation: an isolated build would pull a CUDA torch of its own. A change to the
 # C++ source installs (and builds) again.
 INSTALL := $(PYTHON) -m pip install -q --no-build-isolation -e
-NATIVE  := setup.py rtu_core/native/rtu_rtrl.cpp
+NATIVE  := setup.py rtu_core/engines/native/rtu_rtrl.cpp
 
 # What the lab needs, and no more.
 $(VENV)/.lab: $(VENV)/.base pyproject.toml $(NATIVE)

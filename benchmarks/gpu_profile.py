@@ -4,7 +4,7 @@ For each agent and population P (MemoryChain L = 16, RTU 192 / width 128, float3
 - the step as a user runs it (CUDA graphs): ms per step, timed over ``--seconds`` after a warm-up;
 - the same step run eagerly under torch's profiler: kernels per step, their summed time per step, and the kernels
   that take most of it. The graphs replay these very kernels, except where the graphed step swaps a Triton kernel
-  in (QRC's update, ``rtu_core.kernels``): there the eager kernels are an upper bound.
+  in (QRC's update, ``rtu_core.engines.kernels``): there the eager kernels are an upper bound.
 The graphed step's time less the kernels' time is what the host adds (environments, normalisers, transfers, the
 loop) plus the gaps between kernels.
 

@@ -2,7 +2,8 @@
 
 QRC(λ) and Stream AC(λ), RTU-RTRL, RTU 192 units, feature width 128 (the paper's MemoryChain presets), MemoryChain
 L = 16 stepped as one NumPy batch on the CPU, float32, through ``train`` (what a user runs:
-``python -m rtu_core train --device cuda --population P ...``): the default step (CUDA graphs, ``rtu_core.graphs``)
+``python -m rtu_core train --device cuda --population P ...``): the default step (CUDA graphs,
+``rtu_core.engines.graphs``)
 at every P, and in the same run the plain eager step (``--engine eager``) at ``--baseline-populations``. Each
 configuration trains for ``--seconds``; its rate is taken after the first 2 s (warm-up and recording). Printed beside
 each rate: the fraction of the GPU's copy-bandwidth bound (bytes an agent-step must move, as in ``throughput.py``)

@@ -15,7 +15,8 @@ import time
 from multiprocessing.connection import Connection
 from typing import Callable, Iterator, Sequence
 
-from rtu_core import RunEnd, TrainConfig, native, train
+from rtu_core import RunEnd, TrainConfig, engines, train
+from rtu_core.engines import native
 
 Job = TrainConfig | Sequence[TrainConfig]
 # Trainings run at the lowest priority: the server (one thread, handling every click and plot update of the class)
@@ -74,7 +75,7 @@ def members(jobs: list[Job]) -> list[TrainConfig]:
 def prepare_native(jobs: list[Job], send: Callable[[tuple[int, object]], None]) -> None:
     """Load the native step before training where a job uses it, saying first when that means building it (about a
     minute, once) or that it cannot be built (the PyTorch step runs, slower)."""
-    if not any(config.native_step for config in members(jobs)):
+    if not any(engines.preferred(config).step == "native" for config in members(jobs)):
         return
     if not native.ready():
         send((END, Notice("building the native step, once, about a minute…")))

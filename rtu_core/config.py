@@ -12,13 +12,13 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 
+from . import engines
 from .envs import ENV_NAMES, MASKS, TIMINGS
 from .network import ACTIVATIONS, CELLS, MODES
 from .presets import preset
 
 AGENT_NAMES = ("stream_ac", "qrc", "ppo")
 OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
-ENGINES = ("auto", "native", "eager")
 # The memory methods compared throughout (paper §4.1): name -> (cell, mode).
 METHODS = {
     "rtu-rtrl": ("rtu", "rtrl"),
@@ -121,10 +121,9 @@ class TrainConfig:
     dtype: str = field(**_help("float32 or float64", "float32"))
     engine: str = field(
         **_help(
-            "auto: on the CPU the native (compiled C++) step wherever it applies (Stream AC with ObGD or QRC; "
-            "the Taylor correction with the linear RTU), on a GPU the eager step replayed as CUDA graphs "
-            "(not with the Taylor correction or adaptive_obgd), else eager; native: require the native step; "
-            "eager: neither",
+            "how the step is computed (rtu_core/engines): auto (native on the cpu where it applies, graphs on a gpu, "
+            "else eager), eager (the PyTorch step: fused where it applies, else autograd), or one by name: "
+            "autograd, fused, native, graphs",
             "auto",
         )
     )
@@ -207,13 +206,8 @@ class TrainConfig:
         choose("activation", tuple(ACTIVATIONS))
         choose("optimizer", OPTIMIZER_NAMES)
         choose("dtype", ("float32", "float64"))
-        choose("engine", ENGINES)
+        choose("engine", engines.REQUESTS)
         self._validate_device()
-        if self.engine == "native" and not self.native_step:
-            raise ConfigError(
-                "engine native runs stream_ac (obgd) or qrc on the cpu (and taylor-sensitivity "
-                "with the linear rtu only); use engine auto or eager"
-            )
         if self.mode == "rtrl" and self.cell != "rtu":
             raise ConfigError(f"mode rtrl needs cell rtu ({self.cell} trains with mode tbptt)")
         positive = (
@@ -259,6 +253,7 @@ class TrainConfig:
             )
         if self.no_gradient_correction and self.agent != "qrc":
             raise ConfigError("no-gradient-correction applies to agent qrc")
+        engines.preferred(self)  # raises where the engine asked for does not apply
         if self.agent == "ppo":
             self._validate_ppo()
         if self.time_limit is not None and not self.time_limit > 0:
@@ -292,30 +287,6 @@ class TrainConfig:
             )
         if self.steps < self.ppo_num_envs * self.ppo_rollout_steps:
             raise ConfigError(f"steps must cover one PPO rollout ({self.ppo_num_envs * self.ppo_rollout_steps})")
-
-    @property
-    def native_step(self) -> bool:
-        """Whether the native step (``rtu_core.native``) applies to this run (it is used unless engine is eager or
-        the extension cannot be built)."""
-        return (
-            self.engine != "eager"
-            and self.device == "cpu"
-            and not (self.taylor_sensitivity and self.nonlinear_rtu)
-            and (self.agent == "qrc" or (self.agent, self.optimizer) == ("stream_ac", "obgd"))
-        )
-
-    @property
-    def graph_step(self) -> bool:
-        """Whether a GPU run replays its step as CUDA graphs (``rtu_core.graphs``): on cuda unless engine is eager,
-        for the streaming agents whose step keeps no Python state between steps (not the Taylor correction, which
-        keeps the previous parameters, nor AdaptiveObGD, which counts its steps)."""
-        return (
-            self.device != "cpu"
-            and self.engine != "eager"
-            and self.agent in ("qrc", "stream_ac")
-            and not self.taylor_sensitivity
-            and not (self.agent == "stream_ac" and self.optimizer == "adaptive_obgd")
-        )
 
     def network_kwargs(self) -> dict:
         return dict(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .graphs import recording
+from .engines.graphs import recording
 
 
 def per_member(value: Tensor, like: Tensor) -> Tensor:

@@ -31,11 +31,12 @@ import torch
 from .agents import AGENTS
 from .baselines import PPO
 from .config import ConfigError, TrainConfig, pack_population
+from .engines import choose
+from .engines.graphs import GraphedAgent
 from .envs import episode_success, make_env
 from .envs.memory_chain import MemoryChainPopulation
 from .envs.population import EnvPopulation
 from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, MemberEnd, Progress, RunEnd, Snapshot, Staleness
-from .graphs import GraphedAgent
 from .network import MemoryNetwork
 from .rng import MemberRandom, member_seeds
 
@@ -71,8 +72,9 @@ class Run:
         init_generators = [torch.Generator().manual_seed(s[INIT]) for s in self.seeds]
         self.device = torch.device(config.device)
         action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype, device=config.device)
-        self.agent = learner(config, self.obs_size, self.envs.action_space, init_generators, action_random)
-        if config.graph_step:
+        self.engine = choose(config)
+        self.agent = learner(config, self.obs_size, self.envs.action_space, init_generators, action_random, self.engine)
+        if self.engine.graphs:
             self.agent = GraphedAgent(self.agent)
         self.obs_normalizer, self.reward_scaler = self.agent.normalizers(config, self.obs_size)
 

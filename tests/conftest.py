@@ -4,8 +4,8 @@ import pytest
 import torch
 
 if not torch.cuda.is_available():
-    # Triton kernels (rtu_core.kernels) run in Triton's interpreter on a CPU; the variable is read when a kernel is
-    # defined, so it is set before any test module imports rtu_core
+    # Triton kernels (rtu_core.engines.kernels) run in Triton's interpreter on a CPU; the variable is read when a
+    # kernel is defined, so it is set before any test module imports rtu_core
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 # The full tier (make test, CI) runs everything; the quick tier (make check) leaves these modules out: they serve

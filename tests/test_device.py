@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from rtu_core import Progress, TrainConfig, train
+from rtu_core import Progress, TrainConfig, engines, train
 from rtu_core.config import ConfigError
 from rtu_core.results import RunRecorder
 
@@ -26,9 +26,9 @@ def test_cuda_without_a_gpu_says_so():
 
 
 def test_native_step_is_cpu_only():
-    assert TrainConfig(agent="qrc").native_step
+    assert engines.preferred(TrainConfig(agent="qrc")).step == "native"
     if torch.cuda.is_available():
-        assert not TrainConfig(agent="qrc", device="cuda").native_step
+        assert engines.preferred(TrainConfig(agent="qrc", device="cuda")) == engines.Engine("autograd", True, True)
 
 
 def run(config):

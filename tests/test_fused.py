@@ -1,11 +1,11 @@
-"""The hand-written backward of ``rtu_core.fused`` == autograd through the network (float64), and a Stream AC
+"""The hand-written backward of ``rtu_core.engines.fused`` == autograd through the network (float64), and a Stream AC
 agent using it takes the same steps as the autograd agent."""
 
 import gymnasium as gym
 import pytest
 import torch
 
-from rtu_core import TrainConfig, fused
+from rtu_core import TrainConfig
 from rtu_core.agents import AGENTS
 from rtu_core.agents.policy import (
     categorical,
@@ -15,6 +15,7 @@ from rtu_core.agents.policy import (
     gaussian_action,
     gaussian_grads,
 )
+from rtu_core.engines import fused
 from rtu_core.network import MemoryNetwork
 from rtu_core.rng import MemberRandom
 
@@ -56,7 +57,6 @@ def autograd_steps(net: MemoryNetwork, steps: int = 7):
 @pytest.mark.parametrize("activation", ["leaky_relu", "tanh", "relu"])
 def test_fused_gradients_equal_autograd_through_the_network(nonlinear, activation):
     net = make_network(nonlinear, activation)
-    assert fused.supports(net)
     memory = net.initial_memory()
     for obs, grad_out, out, _, expected in autograd_steps(net):
         out_fused, memory, tape = fused.forward(net, obs, memory)
@@ -116,8 +116,8 @@ def test_fused_agent_takes_the_autograd_agents_steps(discrete):
         )
         for _ in range(2)
     )
-    twin.fused = False
-    assert agent.fused and agent.native is None
+    twin.engine = "autograd"
+    assert agent.engine == "fused" and agent.native is None
     for t in range(12):
         obs = torch.randn(P, OBS, dtype=torch.float64)
         reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)

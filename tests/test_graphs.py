@@ -6,6 +6,7 @@ after replay, the memories carried between its two graphs, checkpoint and resume
 for bit on CUDA graphs emulated on the CPU (every op of a recording kept and run again on the same tensors). Where
 torch sees a GPU: the same on real CUDA graphs."""
 
+import dataclasses
 import pickle
 from contextlib import contextmanager, nullcontext
 
@@ -15,10 +16,11 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rtu_core import EpisodeEnd, Progress, TrainConfig, graphs, train
+from rtu_core import EpisodeEnd, Progress, TrainConfig, engines, train, training
 from rtu_core.agents import AGENTS
+from rtu_core.engines import graphs
+from rtu_core.engines.graphs import GraphedAgent
 from rtu_core.events import Checkpoint, RunEnd
-from rtu_core.graphs import GraphedAgent
 from rtu_core.rng import MemberRandom
 from rtu_core.training import Run, load_checkpoint
 
@@ -141,15 +143,16 @@ class Stream:
 
 
 def emulate_cuda_graphs(monkeypatch) -> None:
-    """``GraphedAgent`` on the CPU: torch.cuda's graph and stream calls replaced by ``EmulatedGraph``, and
-    ``graph_step`` on for engine eager (the agents' PyTorch step)."""
+    """``GraphedAgent`` on the CPU: torch.cuda's graph and stream calls replaced by ``EmulatedGraph``, and the
+    training loop's engine, for engine eager (the agents' PyTorch step), recorded as graphs."""
     monkeypatch.setattr(torch.cuda, "CUDAGraph", EmulatedGraph)
     monkeypatch.setattr(torch.cuda, "graph_pool_handle", lambda: None)
     monkeypatch.setattr(torch.cuda, "graph", lambda graph, pool=None: Recording(graph))
     monkeypatch.setattr(torch.cuda, "Stream", Stream)
     monkeypatch.setattr(torch.cuda, "current_stream", Stream)
     monkeypatch.setattr(torch.cuda, "stream", lambda stream: nullcontext())
-    monkeypatch.setattr(TrainConfig, "graph_step", property(lambda self: self.engine == "eager"))
+    graphed = lambda config: dataclasses.replace(engines.preferred(config), graphs=config.engine == "eager")  # noqa: E731
+    monkeypatch.setattr(training, "choose", graphed)
 
 
 EMULATED = dict(chain_length=3, steps=150, hidden_size=6, width=5, eval_episodes=3, population=3, progress_every=1)
@@ -202,9 +205,9 @@ def td_errors_and_episodes(config, **kwargs):
 def test_graphed_run_gives_the_eager_numbers(agent, cell, mode):
     """float32 on the GPU: every TD error of every member and every episode as the eager step's, bit for bit."""
     config = TrainConfig(agent=agent, cell=cell, mode=mode, device="cuda", seed=3, **SMALL)
-    assert config.graph_step and isinstance(Run(config).agent, GraphedAgent)
+    assert Run(config).engine.graphs and isinstance(Run(config).agent, GraphedAgent)
     eager = TrainConfig(**{**config.to_dict(), "engine": "eager"})
-    assert not eager.graph_step
+    assert not engines.choose(eager).graphs
     graphed_td, graphed_episodes = td_errors_and_episodes(config)
     eager_td, eager_episodes = td_errors_and_episodes(eager)
     assert torch.equal(graphed_td, eager_td)

@@ -7,8 +7,9 @@ reason."""
 import pytest
 import torch
 
-from rtu_core import TrainConfig, kernels
+from rtu_core import TrainConfig
 from rtu_core.agents import AGENTS
+from rtu_core.engines import kernels
 from rtu_core.rng import MemberRandom
 
 pytestmark = pytest.mark.skipif(kernels.triton is None, reason="needs Triton (it comes with CUDA builds of torch)")

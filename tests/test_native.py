@@ -1,6 +1,6 @@
-"""The native engine (``rtu_core.native``): its forward pass, RTRL advance and gradients equal autograd through the
-network (float64), the Stream AC and QRC agents using it take the eager agents' steps, and a population member
-equals its solo run bit for bit."""
+"""The native engine (``rtu_core.engines.native``): its forward pass, RTRL advance and gradients equal autograd
+through the network (float64), the Stream AC and QRC agents using it take the eager agents' steps, and a population
+member equals its solo run bit for bit."""
 
 import dataclasses
 
@@ -8,8 +8,9 @@ import gymnasium as gym
 import pytest
 import torch
 
-from rtu_core import TrainConfig, native
+from rtu_core import TrainConfig, engines
 from rtu_core.agents import AGENTS
+from rtu_core.engines import native
 from rtu_core.network import MemoryNetwork
 from rtu_core.results import RunRecorder
 from rtu_core.rng import MemberRandom
@@ -353,16 +354,19 @@ def test_native_population_members_equal_their_solo_runs_bit_for_bit():
         assert population.member_summary(i)["eval_return"] == solo.member_summary(0)["eval_return"]
 
 
-def test_engine_choice():
-    assert TrainConfig().native_step and TrainConfig(agent="qrc").native_step
-    assert not TrainConfig(engine="eager").native_step
-    assert TrainConfig(mode="tbptt").native_step  # the RTU's TBPTT(1): one-step sensitivities
-    assert TrainConfig(cell="gru").native_step and TrainConfig(agent="qrc", cell="ffn").native_step
-    assert TrainConfig(env="popgym:RepeatFirstEasy").native_step  # its preset's head has a hidden block
-    assert TrainConfig(env="mujoco:Hopper", cell="gru").native_step
-    assert TrainConfig(taylor_sensitivity=True).native_step
-    assert TrainConfig(agent="qrc", taylor_sensitivity=True).native_step
-    assert not TrainConfig(taylor_sensitivity=True, nonlinear_rtu=True).native_step  # the linear RTU's correction
-    assert not TrainConfig(optimizer="adaptive_obgd").native_step
+def test_where_the_native_step_applies():
+    def native_step(**fields) -> bool:
+        return engines.preferred(TrainConfig(**fields)).step == "native"
+
+    assert native_step() and native_step(agent="qrc")
+    assert not native_step(engine="eager")
+    assert native_step(mode="tbptt")  # the RTU's TBPTT(1): one-step sensitivities
+    assert native_step(cell="gru") and native_step(agent="qrc", cell="ffn")
+    assert native_step(env="popgym:RepeatFirstEasy")  # its preset's head has a hidden block
+    assert native_step(env="mujoco:Hopper", cell="gru")
+    assert native_step(taylor_sensitivity=True)
+    assert native_step(agent="qrc", taylor_sensitivity=True)
+    assert not native_step(taylor_sensitivity=True, nonlinear_rtu=True)  # the linear RTU's correction
+    assert not native_step(optimizer="adaptive_obgd")
     with pytest.raises(ValueError, match="engine native"):
         TrainConfig(engine="native", optimizer="adaptive_obgd")

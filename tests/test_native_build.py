@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from rtu_core import native
+from rtu_core.engines import native
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = [sys.executable, "-m", "rtu_core", "train", "--steps", "300", "--chain-length", "4", "--progress-every", "100"]
@@ -35,7 +35,7 @@ def test_a_build_killed_mid_way_does_not_hang_the_next_run(tmp_path):
     lock, says it is building, builds and trains."""
     env = run_time_build(tmp_path)
     builder = subprocess.Popen(
-        [sys.executable, "-c", "from rtu_core import native; native.load()"],
+        [sys.executable, "-c", "from rtu_core.engines import native; native.load()"],
         cwd=ROOT,
         env=env,
         start_new_session=True,  # its compiler processes too, when killed

@@ -88,7 +88,7 @@ def test_ppo_rtu_rtrl_learns_a_short_chain_and_ffn_does_not():
 def test_ppo_rollout_by_the_native_forward_pass_equals_the_eager_one(overrides):
     """With one environment the rollout steps the networks by the native forward pass: float64, the same episodes
     and evaluation, and parameters equal to the eager run's after several updates."""
-    from rtu_core import native
+    from rtu_core.engines import native
     from rtu_core.training import Run
 
     base = {**PPO, "steps": 640, "eval_episodes": 3, "ppo_num_envs": 1, "ppo_rollout_steps": 128, "dtype": "float64"}

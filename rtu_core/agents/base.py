@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from ..cells import RTRLState
-from ..graphs import recording
+from ..engines.graphs import recording
 from ..network import Memory, MemoryNetwork, memory_tensors
 from ..normalize import ObservationNormalizer, RewardScaler
 from ..optim import per_member

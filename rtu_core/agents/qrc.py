@@ -23,7 +23,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor
 
-from .. import kernels, native
+from ..engines import Engine, choose, kernels, native
 from ..network import MemoryNetwork
 from ..optim import _flat_buffer, _views, per_member
 from ..rng import MemberRandom
@@ -49,7 +49,15 @@ def _flat(tensors) -> Tensor:
 class QRC(MemoryAgent):
     """QRC(λ) with memory networks Q and h (equations in the module docstring); one update per step."""
 
-    def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
+    def __init__(
+        self,
+        config,
+        obs_size: int,
+        action_space: gym.Space,
+        init_generators,
+        action_random: MemberRandom,
+        engine: Engine | None = None,
+    ):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError("qrc needs a discrete action space")
         P, self.num_actions = config.population, int(action_space.n)
@@ -69,18 +77,18 @@ class QRC(MemoryAgent):
         self.bias_trace = torch.zeros(P, dtype=dtype, device=config.device)
         self.random = action_random
         self.steps_taken = 0
+        engine = engine or choose(config)
+        self.engine = "native" if engine.step == "native" else "autograd"  # fixed for the run
         self.native = None
-        if config.native_step and native.available():
+        if self.engine == "native":
             self.native = (
                 native.network(self.q_net, native.flatten_parameters(self.q_params)),
                 native.network(self.h_net, native.flatten_parameters(self.h_params)),
             )
             # ∇Q(o, a), ∇h(o, a), ∇Q(o', a*); each update overwrites the first two with its direction u
             self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))
-        elif config.engine == "native":
-            native.load()  # raises with the reason the native step is missing
         self.one_pass = None  # the flat parameters and constants of the one-pass GPU update, once enabled
-        if config.graph_step and not config.grad_clip and kernels.available(config.device):
+        if engine.kernel:
             self.enable_one_pass_update()
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
@@ -108,11 +116,6 @@ class QRC(MemoryAgent):
         """Whether Q's step has the gradient correction (else h ≡ 0: Watkins Q(λ))."""
         return not self.config.no_gradient_correction
 
-    @property
-    def engine(self) -> str:
-        """How this agent computes its step, fixed at construction: 'native' (C++ loops) or 'autograd'."""
-        return "native" if self.native is not None else "autograd"
-
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> QRCStep:
         """Advance Q's and h's memories on o_t and choose a_t ε-greedily (greedily if asked); the returned step is
         what ``learn`` needs. With ``learn=False`` (evaluation) only Q runs, without gradients, and a_t is greedy."""
@@ -133,11 +136,16 @@ class QRC(MemoryAgent):
 
     def device_act(self, obs: Tensor, draws: Tensor, epsilon: float | Tensor) -> QRCStep:
         """``act``'s work on the device, from o_t and what ``act_inputs`` gave (ε may be a 0-d tensor)."""
-        return getattr(self, f"_act_{self.engine}")(obs, draws, epsilon)
+        if self.engine == "native":
+            return self._act_native(obs, draws, epsilon)
+        return self._act_autograd(obs, draws, epsilon)
 
     def learn(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
         """One QRC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
-        td_error = getattr(self, f"_learn_{self.engine}")(step, reward, next_obs, terminated, done)
+        if self.engine == "native":
+            td_error = self._learn_native(step, reward, next_obs, terminated, done)
+        else:
+            td_error = self._learn_autograd(step, reward, next_obs, terminated, done)
         self.reset_memory(done)
         return td_error
 

@@ -9,9 +9,8 @@ For a transition (o_t, a_t, r_t, o_{t+1}) of every population member:
 
 Traces are zeroed after the update of a transition that ends the episode, together with the memory.
 With RTUs in RTRL mode, ∇ with respect to the RTU parameters is the exact RTRL gradient, so the
-eligibility trace accumulates RTRL gradients like any other gradient. For those networks the gradients are
-computed by the native C++ loops of ``rtu_core.native`` (the default where they apply), else by the hand-written
-backward of ``rtu_core.fused`` (no autograd graph); other cells use autograd.
+eligibility trace accumulates RTRL gradients like any other gradient. The engine (``rtu_core.engines``) computes
+them: autograd (the reference below), the hand-written backward of ``engines.fused``, or the native C++ loops.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from .. import fused, native
+from ..engines import Engine, choose, fused, native
 from ..network import MemoryNetwork
 from ..optim import AdaptiveObGD, ObGD
 from ..rng import MemberRandom
@@ -47,7 +46,15 @@ class ActorCriticStep(Pending):
 class StreamAC(MemoryAgent):
     """Stream AC(λ) with memory networks for actor and critic (module docstring); ObGD per network."""
 
-    def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
+    def __init__(
+        self,
+        config,
+        obs_size: int,
+        action_space: gym.Space,
+        init_generators,
+        action_random: MemberRandom,
+        engine: Engine | None = None,
+    ):
         P = config.population
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.out_size = out_size = int(action_space.n) if self.discrete else int(action_space.shape[0])
@@ -76,27 +83,17 @@ class StreamAC(MemoryAgent):
         self.entropy_coeff = config.entropy_coeff
         self.random = action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
-        self.fused = fused.supports(self.actor)
+        self.engine = (engine or choose(config)).step  # autograd, fused or native: fixed for the run
         self.native = None
-        if config.native_step and native.available():
+        if self.engine == "native":
             self.native = (
                 native.network(self.actor, native.flatten_parameters(actor_params)),
                 native.network(self.critic, native.flatten_parameters(list(self.critic.parameters()))),
             )
             self._grads = tuple(torch.zeros_like(net.flat) for net in self.native)
-        elif config.engine == "native":
-            native.load()  # raises with the reason the native step is missing
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
-
-    @property
-    def engine(self) -> str:
-        """How this agent computes its step, fixed at construction: 'native' (C++ loops), 'fused' (hand-written
-        backward) or 'autograd'."""
-        if self.native is not None:
-            return "native"
-        return "fused" if self.fused else "autograd"
 
     def _policy(self, out: Tensor, noise: Tensor | None):
         """(a_t, log π(a_t), H(π)): what the autograd step differentiates."""
@@ -119,7 +116,11 @@ class StreamAC(MemoryAgent):
 
     def device_act(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
         """``act``'s work on the device, from o_t and the draws of ``act_inputs``."""
-        return getattr(self, f"_act_{self.engine}")(obs, noise)
+        if self.engine == "native":
+            return self._act_native(obs, noise)
+        if self.engine == "fused":
+            return self._act_fused(obs, noise)
+        return self._act_autograd(obs, noise)
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> ActorCriticStep:
         """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean); the returned
@@ -137,7 +138,12 @@ class StreamAC(MemoryAgent):
         self, step: ActorCriticStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor
     ) -> Tensor:
         """One Stream AC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
-        td_error = getattr(self, f"_learn_{self.engine}")(step, reward, next_obs, terminated, done)
+        if self.engine == "native":
+            td_error = self._learn_native(step, reward, next_obs, terminated, done)
+        elif self.engine == "fused":
+            td_error = self._learn_fused(step, reward, next_obs, terminated, done)
+        else:
+            td_error = self._learn_autograd(step, reward, next_obs, terminated, done)
         self.reset_memory(done)
         return td_error
 
@@ -171,7 +177,7 @@ class StreamAC(MemoryAgent):
         self.critic_optimizer.step(td_error, reset=done)
         return td_error
 
-    # -- fused: the hand-written forward and backward of ``rtu_core.fused`` ----------------------------------
+    # -- fused: the hand-written forward and backward of ``engines.fused`` ------------------------------------
     @torch.no_grad()
     def _act_fused(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
         out, self.memories["actor"], actor_tape = fused.forward(self.actor, obs, self.memories["actor"])
@@ -194,7 +200,7 @@ class StreamAC(MemoryAgent):
         self.critic_optimizer.step(td_error, reset=done)
         return td_error
 
-    # -- native: the C++ loops of ``rtu_core.native`` on flat per-member buffers --------------------------------
+    # -- native: the C++ loops of ``engines.native`` on flat per-member buffers --------------------------------
     @torch.no_grad()
     def _act_native(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
         (actor, critic), memories = self.native, self.memories

@@ -28,9 +28,9 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from .. import native
 from ..agents.base import Pending
 from ..agents.policy import categorical, categorical_log_prob, gaussian, gaussian_log_prob
+from ..engines import Engine, choose, native
 from ..network import MemoryNetwork
 from ..normalize import ObservationNormalizer, RewardScaler
 from ..rng import MemberRandom
@@ -75,7 +75,15 @@ class PPO:
 
     native: dict = {}  # network name -> native runner of the rollout (none in a checkpoint written before them)
 
-    def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random: MemberRandom):
+    def __init__(
+        self,
+        config,
+        obs_size: int,
+        action_space: gym.Space,
+        init_generators,
+        action_random: MemberRandom,
+        engine: Engine | None = None,
+    ):
         self.config, self.random = config, action_random
         self.lanes, self.chunks = self.lanes_of(config), max(1, config.ppo_minibatches // config.ppo_num_envs)
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
@@ -86,11 +94,10 @@ class PPO:
         self.log_std = None if self.discrete else nn.Parameter(torch.zeros(out_size, dtype=dtype))
         # the rollout of one environment steps each network by the native forward pass (``recur``), as one row
         self.native = {}
-        if config.engine != "eager" and config.device == "cpu" and self.lanes == 1 and native.available():
+        if (engine or choose(config)).step == "native":
             for name, net in (("actor", self.actor), ("critic", self.critic)):
-                if native.supports(net, single=True) and not net.taylor:
-                    flat = native.flatten_parameters(list(net.parameters()), population=False)
-                    self.native[name] = native.network(net, flat, single=True)
+                flat = native.flatten_parameters(list(net.parameters()), population=False)
+                self.native[name] = native.network(net, flat, single=True)
         actor_params = list(self.actor.parameters()) + ([] if self.discrete else [self.log_std])
         self.actor_optimizer = torch.optim.Adam(actor_params, lr=config.ppo_lr_actor, eps=1e-5, foreach=True)
         self.critic_optimizer = torch.optim.Adam(

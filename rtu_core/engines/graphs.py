@@ -4,7 +4,7 @@ On a GPU the eager step of paper-size agents is bound by kernel launches, not by
 hundreds of small kernels, each launched from Python, about 100 steps/s whatever the population. A CUDA graph
 records those kernels once, with the addresses they read and write, and each replay launches them all at once.
 The replayed kernels are the eager step's, in its order (for QRC(λ) without clipping, its update is one kernel of
-``rtu_core.kernels`` doing the same float operations), so the numbers are the eager step's.
+``rtu_core.engines.kernels`` doing the same float operations), so the numbers are the eager step's.
 
 A step can be recorded because, while ``recording()``:
 - it takes no branch on tensor values: an episode's end zeroes the ended members' memories and traces through
@@ -26,7 +26,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from .network import memory_tensors
+from ..network import memory_tensors
 
 _recording = False
 

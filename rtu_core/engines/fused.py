@@ -14,7 +14,7 @@ graph, running its engine) costs more than the arithmetic. This module computes 
                 da = (dn - mean dn - n · mean(dn ⊙ n)) / σ,  dW_f = da oᵀ,  db_f = da,  do = W_fᵀ da
                 (the last two lines once per feature block, from the cell down)
 
-Supported: head_width = 0 (linear read-out) and the RTU in RTRL mode; ``supports`` says whether a network is.
+Supported: head_width = 0 (linear read-out) and the RTU in RTRL mode (``engines.fused_applies``).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .cells import RTU, RTRLState
-from .layers import matvec
-from .network import MemoryNetwork
+from ..cells import RTRLState
+from ..layers import matvec
+from ..network import MemoryNetwork
 
 LN_EPS = 1e-5
 LEAKY_SLOPE = 0.01  # torch's leaky_relu default, as MemoryNetwork uses
@@ -45,15 +45,6 @@ class Tape(NamedTuple):
 
     blocks: tuple[Block, ...]
     y: Tensor
-
-
-def supports(net: MemoryNetwork) -> bool:
-    return (
-        isinstance(net.cell, RTU)
-        and net.mode == "rtrl"
-        and net.head_hidden is None
-        and net.cell.output_activation == "tanh"
-    )
 
 
 def activation_derivative(activation: str, normed: Tensor) -> Tensor:

@@ -2,7 +2,7 @@
 
 A streaming step is a few hundred small tensor operations; in eager PyTorch its cost is the per-operation dispatch
 and the full-size temporaries, not the arithmetic. Here a network's forward pass (with the RTRL advance of its
-sensitivities, in place), its backward pass (exact RTRL credit, the hand-written backward of ``rtu_core.fused``)
+sensitivities, in place), its backward pass (exact RTRL credit, the hand-written backward of ``rtu_core.engines.fused``)
 and the ObGD / QRC(λ) updates are one call each, looping member by member over flat (P, N) buffers:
 
     forward    x = f(LayerNorm(W_f o + b_f)) (per feature block),  h_t = f(λ h_{t-1} + γ B x),
@@ -16,7 +16,7 @@ and the ObGD / QRC(λ) updates are one call each, looping member by member over 
     QRC's ε-greedy choice (``qrc_choose``) and its TD error, bias trace and update coefficients (``qrc_targets``)
     are one call each too: as small tensor operations they cost the single agent more than the networks' loops.
 
-The same equations as ``rtu_core.fused`` and ``rtu_core.cells.rtu`` (``docs/method.md`` §2, §4), tested equal to
+The same equations as ``rtu_core.engines.fused`` and ``rtu_core.cells.rtu`` (``docs/method.md`` §2, §4), tested equal to
 autograd in float64. Every member is computed on its own in a fixed order, so a population member equals its solo
 run bit for bit, and runs repeat exactly.
 
@@ -310,7 +310,7 @@ class NativeCellNetwork(_NativeRunner):
         FFN   y = x"""
 
     def __init__(self, net, flat: Tensor, single: bool = False):
-        from ..cells import GRU
+        from ...cells import GRU
 
         if not supports(net, single):
             raise ValueError("the native step runs population networks on the CPU")
@@ -356,7 +356,7 @@ def network(net, flat: Tensor, single: bool = False) -> NativeNetwork | NativeCe
     ``NativeCellNetwork``. With ``single``, ``net`` is one network without a population axis (``flat`` (1, N)),
     run for its forward pass alone (``recur``) on one row: its memory is the carried vector (the RTU's real pair
     [Re h | Im h]), without sensitivities. Batched PPO's rollout of one environment runs so."""
-    from ..cells import RTU
+    from ...cells import RTU
 
     runner = NativeNetwork if isinstance(net.cell, RTU) else NativeCellNetwork
     return runner(net, flat, single)
@@ -366,7 +366,7 @@ def supports(net, single: bool = False) -> bool:
     """Whether the native step can run ``net``: the RTU (RTRL, or TBPTT(1) through one-step sensitivities; the
     Taylor correction for the linear RTU; tanh output), the GRU or the FFN (TBPTT(1)), with a linear head or one
     hidden head block, on the CPU; a population network, or with ``single`` one network for its forward pass."""
-    from ..cells import RTU
+    from ...cells import RTU
 
     return (
         (
