@@ -54,7 +54,7 @@ def checkpoint_steps(folder: Path) -> list[tuple[Path, dict | ConfigError]]:
             found.append((path, error))
             continue
         found.append(
-            (path, {"step": state["loop"].step, "steps": state["config"]["steps"], "members": state["members"]})
+            (path, {"step": state["loop"]["step"], "steps": state["config"]["steps"], "members": state["members"]})
         )
     return found
 

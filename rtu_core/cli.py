@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import checkpoint
 from .config import ConfigError, TrainConfig, field_type
 from .events import Checkpoint, MemberEnd, Progress, RunEnd
 from .results import RunRecorder
@@ -145,7 +146,9 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
     at once."""
     from tqdm import tqdm
 
-    recorder = resume["recorder"] if resume else RunRecorder(config)
+    recorder = RunRecorder(config)
+    if resume:
+        checkpoint.restore(recorder, resume["recorder"], "recorder")
     bar = tqdm(
         total=config.steps, initial=recorder.step, unit="step", mininterval=1.0, dynamic_ncols=True, file=sys.stderr
     )

@@ -38,17 +38,6 @@ class ObGD(torch.optim.Optimizer):
         for p, trace in zip(self.params, self._traces):
             self.state[p]["eligibility_trace"] = trace
 
-    def __getstate__(self) -> dict:  # torch's Optimizer pickles only its groups and state: add the flat trace
-        state = super().__getstate__()
-        state.update(
-            {
-                k: v
-                for k, v in self.__dict__.items()
-                if k in ("params", "flat_trace", "_traces", "_second_moment", "_count")
-            }
-        )
-        return state
-
     def _direction(self, td_error: Tensor) -> Tensor:
         """The update direction, flat: the eligibility trace itself."""
         return self.flat_trace

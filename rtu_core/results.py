@@ -59,9 +59,6 @@ class RunRecorder:
         self.status, self.message = "running", ""
         self.member_ends: dict[int, MemberEnd] = {}  # members that stopped before the run did
 
-    def __setstate__(self, state: dict) -> None:  # a recorder saved in a checkpoint before member_ends existed
-        self.__dict__.update({"member_ends": {}, **state})
-
     def record(self, event: Event) -> None:
         if isinstance(event, EpisodeEnd):
             self.episodes[event.member].append(event)

@@ -42,22 +42,6 @@ class MemberRandom:
         drawn = pool[:, start : start + count]
         return drawn if self.device == "cpu" else drawn.to(self.device)
 
-    def __getstate__(self) -> dict:  # torch.Generator does not pickle: keep its state instead
-        state = dict(self.__dict__)
-        state["generators"] = [g.get_state() for g in self.generators]
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        generators = []
-        for saved in state["generators"]:
-            generator = torch.Generator()
-            generator.set_state(saved)
-            generators.append(generator)
-        # a checkpoint written before the served counts kept only the pools' unserved columns
-        self.__dict__.update(
-            {"device": "cpu", "_served": {"_uniform": 0, "_normal": 0}, **state}, generators=generators
-        )
-
     def uniform(self, count: int = 1) -> Tensor:
         """(P, count) samples from U[0, 1)."""
         return self._take("_uniform", count, torch.rand)

@@ -16,11 +16,9 @@ non-finite TD errors (or losses) end the run with a RunEnd whose status says why
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -28,9 +26,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from . import checkpoint
 from .agents import AGENTS
 from .baselines import PPO
-from .config import ConfigError, TrainConfig, pack_population
+from .config import TrainConfig, pack_population
 from .engines import choose
 from .engines.graphs import GraphedAgent
 from .envs import episode_success, make_env
@@ -117,41 +116,35 @@ class Loop:
     alive: np.ndarray | None = None  # members still training (None: all; a diverged member stops, the rest go on)
 
 
-def save_checkpoint(path: Path, run: Run, loop: Loop, **extra) -> None:
-    """Write the run's whole state to ``path`` atomically (a reader sees the old checkpoint or the new one)."""
-    import cloudpickle  # gymnasium's own dependency: pickles the wrappers' lambdas too
-
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(
-            {
-                "config": run.config.to_dict(),
-                "members": [m.to_dict() for m in run.members],
-                "run": run,
-                "loop": loop,
-                **extra,
-            },
-            tmp,
-            pickle_module=cloudpickle,
-        )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def save_checkpoint(path: Path, run: Run, loop: Loop, **objects) -> None:
+    """Write the run's whole state to ``path`` as plain data (``rtu_core.checkpoint``), atomically; ``objects`` (the
+    recorder) are saved beside it, each as its state."""
+    checkpoint.save(
+        path,
+        {
+            "config": run.config.to_dict(),
+            "members": [m.to_dict() for m in run.members],
+            "run": checkpoint.state_of(run, "run"),
+            "loop": {f.name: checkpoint.state_of(getattr(loop, f.name), f"loop.{f.name}") for f in fields(Loop)},
+            **{name: checkpoint.state_of(value, name) for name, value in objects.items()},
+        },
+    )
 
 
 def load_checkpoint(path: Path) -> dict:
-    """What ``save_checkpoint`` wrote (a trusted local file: it holds pickled objects). A file that does not load
-    (damaged, or not a checkpoint) is a one-line ConfigError naming it."""
-    try:
-        return torch.load(path, weights_only=False)
-    except Exception as error:
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise ConfigError(
-            f"{path} is not a readable checkpoint ({reason}); delete it to start that run again"
-        ) from None
+    """What ``save_checkpoint`` wrote, as plain data (opening it runs no code); ``train(resume=...)`` takes it. A file
+    that does not load (damaged, not a checkpoint, or of another format) is a one-line ConfigError naming it."""
+    return checkpoint.load(path)
+
+
+def resumed(state: dict) -> tuple[Run, Loop]:
+    """The run and loop state a checkpoint holds: the run is built from the saved configs as a fresh run is (its
+    environments reset), then every saved value is written into it."""
+    run = Run([TrainConfig.from_dict(member) for member in state["members"]])
+    run.envs.reset()
+    checkpoint.restore(run, state["run"])
+    loop = Loop(**{name: checkpoint.restore(None, value, f"loop.{name}") for name, value in state["loop"].items()})
+    return run, loop
 
 
 def checkpoint_of(path: Path, members: list[TrainConfig]) -> dict | None:
@@ -186,7 +179,7 @@ def train(
     every population member bitwise equal to its solo run. Parallelism comes from populations."""
     torch.set_num_threads(1)
     if resume is not None:
-        run, loop = resume["run"], resume["loop"]
+        run, loop = resumed(resume)
     else:
         run = Run(config)
         P = run.config.population

@@ -100,7 +100,7 @@ def test_memory_chain_sweep_stopped_by_sigterm_continues_to_the_uninterrupted_nu
     assert "the same command continues" in errors.read_text()
     assert not list(split.glob("rtu-rtrl/L*/seed_*/episodes.csv"))  # stopped before any member finished
     (checkpoint,) = (split / "rtu-rtrl" / "checkpoints").glob("*.pt")
-    stopped_at = load_checkpoint(checkpoint)["loop"].step
+    stopped_at = load_checkpoint(checkpoint)["loop"]["step"]
     assert 0 < stopped_at < 6000
     again = subprocess.run(
         [*command, "--out", str(split)], cwd=ROOT, env=env, check=True, capture_output=True, text=True, timeout=600

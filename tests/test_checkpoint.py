@@ -7,12 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
+import torch
 
-from rtu_core import EpisodeEnd, EvaluationEnd, TrainConfig
+from rtu_core import ConfigError, EpisodeEnd, EvaluationEnd, TrainConfig, checkpoint
 from rtu_core.events import Checkpoint, RunEnd
-from rtu_core.training import load_checkpoint, train
+from rtu_core.training import Run, load_checkpoint, train
 
 
 def outcome(events) -> list:
@@ -69,6 +71,21 @@ SLOW = pytest.mark.slow  # environments that take seconds to import: the full ti
         pytest.param(
             TrainConfig(env="mujoco:Walker2d", mask="P", steps=256, hidden_size=6, width=5, eval_episodes=1),
             id="stream-ac-mujoco",
+            marks=SLOW,
+        ),
+        pytest.param(  # Ant's reward reads a position derived at the step's start: MjData's arrays are saved
+            TrainConfig(env="mujoco:Ant", steps=256, hidden_size=6, width=5, eval_episodes=1),
+            id="stream-ac-mujoco-ant",
+            marks=SLOW,
+        ),
+        pytest.param(  # an enum in the environment's state
+            TrainConfig(env="popgym:AutoencodeEasy", steps=300, hidden_size=6, width=5, eval_episodes=2),
+            id="popgym-autoencode",
+            marks=SLOW,
+        ),
+        pytest.param(  # NumPy strings as dict keys and arrays (a card deck)
+            TrainConfig(agent="qrc", env="popgym:HigherLowerEasy", steps=300, hidden_size=6, width=5, eval_episodes=2),
+            id="qrc-popgym-higherlower",
             marks=SLOW,
         ),
         pytest.param(
@@ -196,3 +213,61 @@ def test_bad_resume_is_a_one_line_error_and_changes_nothing(tmp_path, args, mess
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1 and message in result.stderr
     after = sorted((p.name, p.stat().st_mtime_ns) for p in out.iterdir()) if out.exists() else None
     assert after == before
+
+
+def checkpoint_after(config, tmp_path, step: int = 100):
+    path = tmp_path / "checkpoint.pt"
+    for event in train(config, checkpoint_every=step):
+        if isinstance(event, Checkpoint):
+            event.save(path)
+            return path
+
+
+SMALL = TrainConfig(agent="qrc", chain_length=3, steps=300, hidden_size=4, width=4, eval_episodes=1, population=2)
+
+
+def test_a_checkpoint_is_plain_data_that_torch_opens_with_weights_only(tmp_path):
+    """Every network's parameters, traces, memories and random states are plain tensors in the file."""
+    saved = torch.load(checkpoint_after(SMALL, tmp_path), weights_only=True)
+    assert saved["format"] == checkpoint.FORMAT and saved["loop"]["step"] == 100
+    assert [TrainConfig.from_dict(m) for m in saved["members"]] == SMALL.members()
+    agent = saved["run"]["attrs"]["agent"]["attrs"]
+    weights = agent["q_net"]["attrs"]["_modules"]["__dict__"]["head"]["attrs"]["_parameters"]["__dict__"]["weight"]
+    assert weights.shape == Run(SMALL).agent.q_net.head.weight.shape
+    assert not torch.equal(weights, Run(SMALL).agent.q_net.head.weight)  # as trained for 100 steps
+
+
+class Planted:
+    """An object whose unpickling would run code: it writes a file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (self.marker,))
+
+
+def test_a_pickled_file_is_refused_without_running_it(tmp_path):
+    """A checkpoint of the earlier, pickled format (or any file holding objects) is a one-line error, and opening it
+    runs nothing."""
+    path, marker = tmp_path / "checkpoint.pt", tmp_path / "ran"
+    torch.save({"config": SMALL.to_dict(), "run": Planted(marker)}, path)
+    with pytest.raises(ConfigError, match="pickled objects, which are not opened") as error:
+        load_checkpoint(path)
+    assert not marker.exists() and "\n" not in str(error.value)
+
+
+def test_another_format_is_a_one_line_error(tmp_path):
+    path = checkpoint_after(SMALL, tmp_path)
+    content = torch.load(path, weights_only=True)
+    torch.save({**content, "format": checkpoint.FORMAT + 1}, path)
+    with pytest.raises(ConfigError, match=f"format {checkpoint.FORMAT + 1}, this version reads format 2"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoint_of_another_network_is_a_one_line_error(tmp_path):
+    """The saved state must fit the run its config builds: a tensor of another shape is refused, naming it."""
+    saved = load_checkpoint(checkpoint_after(SMALL, tmp_path))
+    saved["members"] = [{**m, "hidden_size": 5} for m in saved["members"]]
+    with pytest.raises(ConfigError, match=r"checkpoint run\.agent\.q_net.* shape"):
+        list(train(SMALL, resume=saved))

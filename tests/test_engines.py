@@ -73,9 +73,7 @@ CPU_ENGINES = {
 @pytest.mark.parametrize("agent", CPU_ENGINES)
 def test_every_engine_asked_by_name_trains_as_autograd(agent):
     """float64, RTU-RTRL, a population of 2, 400 steps: episodes identical and TD errors equal to rounding."""
-    base = dict(
-        agent=agent, chain_length=3, steps=400, hidden_size=6, width=5, population=2, dtype="float64", seed=1
-    )
+    base = dict(agent=agent, chain_length=3, steps=400, hidden_size=6, width=5, population=2, dtype="float64", seed=1)
     base |= dict(eval_episodes=0, progress_every=1)
     reference_episodes, reference_td = trajectory(TrainConfig(**base, engine="autograd"))
     assert len(reference_episodes) > 100

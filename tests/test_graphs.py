@@ -7,7 +7,6 @@ for bit on CUDA graphs emulated on the CPU (every op of a recording kept and run
 torch sees a GPU: the same on real CUDA graphs."""
 
 import dataclasses
-import pickle
 from contextlib import contextmanager, nullcontext
 
 import gymnasium as gym
@@ -16,7 +15,7 @@ import torch
 from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from rtu_core import EpisodeEnd, Progress, TrainConfig, engines, train, training
+from rtu_core import EpisodeEnd, Progress, TrainConfig, checkpoint, engines, train, training
 from rtu_core.agents import AGENTS
 from rtu_core.engines import graphs
 from rtu_core.engines.graphs import GraphedAgent
@@ -91,12 +90,16 @@ def test_recorded_step_reads_no_tensor_value_and_gives_the_eager_numbers(kind):
         assert torch.equal(ours, theirs)
 
 
-def test_graphed_agent_pickles_without_its_graphs():
+def test_graphed_agent_checkpoints_without_its_graphs():
     wrapped = GraphedAgent(make("qrc-rtu-rtrl"))
     wrapped._warm_steps, wrapped._act_graph = 5, object()  # as after recording
-    copy = pickle.loads(pickle.dumps(wrapped))
-    assert copy._act_graph is None and copy._warm_steps == 0
-    assert copy.steps_taken == wrapped.steps_taken and copy.engine == "autograd"  # the agent's own attributes
+    wrapped.agent.steps_taken = 7
+    saved = checkpoint.state_of(wrapped)
+    assert set(saved["attrs"]) == {"agent"}
+    fresh = GraphedAgent(make("qrc-rtu-rtrl"))
+    checkpoint.restore(fresh, saved)
+    assert fresh._act_graph is None and fresh._warm_steps == 0  # a resumed run records its own graphs
+    assert fresh.steps_taken == 7 and fresh.engine == "autograd"  # the agent's own attributes
 
 
 class EmulatedGraph:

@@ -120,7 +120,7 @@ def test_a_local_sweep_interrupted_mid_run_has_its_population_save_a_checkpoint_
 
     with pytest.raises(KeyboardInterrupt):
         LocalBackend(workers=1).run([Population(members, path, 10**6)], pytest.fail, interrupt)
-    assert BASE["progress_every"] <= load_checkpoint(path)["loop"].step < 100_000
+    assert BASE["progress_every"] <= load_checkpoint(path)["loop"]["step"] < 100_000
 
 
 def test_a_population_stopped_by_its_own_sigterm_stops_the_sweep_as_ctrl_c_does(tmp_path):
@@ -139,7 +139,7 @@ def test_a_population_stopped_by_its_own_sigterm_stops_the_sweep_as_ctrl_c_does(
 
     with pytest.raises(KeyboardInterrupt):
         LocalBackend(workers=1).run([Population(members, path, 10**6)], pytest.fail, signal_the_population)
-    assert BASE["progress_every"] <= load_checkpoint(path)["loop"].step < 100_000
+    assert BASE["progress_every"] <= load_checkpoint(path)["loop"]["step"] < 100_000
 
 
 def test_ray_backend_gives_the_same_runs(tmp_path):
@@ -264,7 +264,7 @@ def test_a_signalled_population_saves_its_checkpoint_at_the_next_step_and_resume
     with pytest.raises(ending):
         run_population(Population(members, path, 200), signalled_once)  # no periodic checkpoint before step 200
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == handlers  # restored
-    assert load_checkpoint(path)["loop"].step == BASE["progress_every"]  # the step the signal came in
+    assert load_checkpoint(path)["loop"]["step"] == BASE["progress_every"]  # the step the signal came in
     resumed = run_population(Population(members, path, 200))
     assert not path.exists()
     for name, _ in members:

@@ -175,6 +175,8 @@ def advance_pairs(params: tuple[Tensor, ...], x: Tensor, state: tuple[Tensor, ..
 class RTU(nn.Module):
     """Diagonal complex linear recurrence with exact RTRL; output size 2 * hidden_size."""
 
+    checkpoint_skip = ("_cache_key", "_cache")  # the cached coefficients: computed again from the parameters
+
     def __init__(
         self,
         input_size: int,

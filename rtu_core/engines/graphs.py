@@ -55,6 +55,9 @@ class GraphedAgent:
     greedy acting and every other attribute go to the agent itself."""
 
     WARM_UP = 2
+    # a checkpoint keeps the agent alone: a resumed run warms up and records its own graphs
+    checkpoint_skip = ("_warm_steps", "_act_graph", "_learn_graph", "_pool", "_pending", "_td_error", "_side_stream")
+    checkpoint_skip += ("_act_inputs", "_learn_inputs", "_carried", "_advanced")
 
     def __init__(self, agent):
         self.agent = agent
@@ -70,16 +73,7 @@ class GraphedAgent:
         self._advanced: dict = {}  # their values N after act, in the graph's pool
 
     def __getattr__(self, name: str):
-        if name == "agent":  # during unpickling, before __setstate__
-            raise AttributeError(name)
         return getattr(self.agent, name)
-
-    def __getstate__(self) -> dict:  # graphs do not pickle: a resumed run records its own
-        return {"agent": self.agent}
-
-    def __setstate__(self, state: dict) -> None:
-        self.agent = state["agent"]
-        self._forget_graphs()
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True):
         agent = self.agent

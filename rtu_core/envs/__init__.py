@@ -3,7 +3,7 @@
 import gymnasium as gym
 
 from .memory_chain import TIMINGS, KMemoryChain, MemoryChain, episode_success
-from .wrappers import MASKS, MaskObservation, MujocoStatePickle, PreviousActionReward
+from .wrappers import MASKS, MaskObservation, PreviousActionReward
 
 MEMORY_CHAIN_ID = "rtu_core/MemoryChain-v0"
 if MEMORY_CHAIN_ID not in gym.registry:
@@ -61,7 +61,7 @@ def make_mujoco(robot: str, mask: str = "F") -> gym.Env:
     """A gymnasium MuJoCo v5 robot with actions clipped to their box and the observation masked (F, P or V).
     Ant without contact forces (27 dims, as the paper). Pickles with its simulation state (for checkpoints)."""
     kwargs = {"include_cfrc_ext_in_observation": False} if robot == "Ant" else {}
-    env = gym.wrappers.ClipAction(MujocoStatePickle(gym.make(f"{robot}-v5", **kwargs)))
+    env = gym.wrappers.ClipAction(gym.make(f"{robot}-v5", **kwargs))
     return MaskObservation(env, mask)
 
 

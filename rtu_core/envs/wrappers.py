@@ -7,7 +7,6 @@
   It also hands out a fresh copy of ``info`` (POPGym's CountRecall mutates one array in place, which
   gymnasium's ``check_env`` rightly rejects).
 - ``MaskObservation`` keeps the positions (P) or velocities (V) of a MuJoCo observation, or all of it (F).
-- ``MujocoStatePickle`` makes a MuJoCo environment pickle with its simulation state (for checkpoints).
 """
 
 from __future__ import annotations
@@ -74,27 +73,3 @@ class MaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
         return observation * self.mask
-
-
-class MujocoStatePickle(gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Pickles with the simulation's state, so that a checkpointed MuJoCo run resumes bit for bit.
-
-    gymnasium's MuJoCo environments pickle as their constructor arguments (EzPickle): unpickled, they start over
-    from a fresh ``MjData`` and a fresh random generator. This wrapper keeps the whole ``MjData`` (MuJoCo's
-    bindings pickle it: positions, velocities, warm start and every derived quantity) and the generator's state
-    beside the arguments, and puts both back."""
-
-    def __init__(self, env: gym.Env):
-        gym.utils.RecordConstructorArgs.__init__(self)
-        gym.Wrapper.__init__(self, env)
-
-    def __getstate__(self) -> dict:
-        env = self.env.unwrapped
-        return {**self.__dict__, "_data": env.data, "_random": env.np_random.bit_generator.state}
-
-    def __setstate__(self, state: dict) -> None:
-        data, random = state.pop("_data"), state.pop("_random")
-        self.__dict__.update(state)
-        env = self.env.unwrapped
-        env.data = data
-        env.np_random.bit_generator.state = random

@@ -158,21 +158,13 @@ def head_width(net) -> int:
 
 
 class _NativeRunner:
-    """What both native runners share: the compiled module (it does not pickle: loaded again after unpickling) and
-    the flat parameter row, whose in-place changes torch must be told of."""
+    """What both native runners share: the compiled module and the flat parameter row, whose in-place changes torch
+    must be told of."""
 
-    TRANSIENT: tuple[str, ...] = ("module",)  # attributes not pickled
+    # not in a checkpoint: the row and its views hold the network's parameters, which the network's own state restores
+    checkpoint_skip: tuple[str, ...] = ("module", "flat", "views")
     flat: Tensor
     views: tuple[Tensor, ...]  # the network's parameters, each a view of ``flat``
-    head_width = 0  # a checkpoint written before head blocks were native has none
-
-    def __getstate__(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if k not in self.TRANSIENT}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, module=load())
-        if "views" not in state:  # written before the views were kept
-            self.views = tuple(self.net.parameters())
 
     def changed(self) -> None:
         """Tell torch the parameters changed in place: the flat row and every parameter view of it (a view made by
@@ -190,11 +182,12 @@ class NativeNetwork(_NativeRunner):
     ``flat`` must be the buffer whose leading columns are the network's parameters (``flatten_parameters``); the
     row may continue with other parameters of the same optimiser (a Gaussian log-std)."""
 
-    TRANSIENT = ("module", "_pairs_of", "_pairs_views", "_memory_of", "_hidden_view", "_coeffs", "_coeffs_key")
-    _pairs_of: tuple[Tensor, ...] = ()  # the sensitivity tensors the cached real views are of (none after unpickling)
+    # caches, made again at the first step after a resume
+    checkpoint_skip = (*_NativeRunner.checkpoint_skip, "_pairs_of", "_pairs_views", "_memory_of", "_hidden_view")
+    checkpoint_skip += ("_coeffs", "_coeffs_key")
+    _pairs_of: tuple[Tensor, ...] = ()  # the sensitivity tensors the cached real views are of
     _memory_of = None  # the memory whose real views are cached
     _coeffs_key = None  # the parameters' versions the cached RTU coefficients were computed at
-    taylor = False  # a checkpoint written before the native Taylor correction has none
 
     @property
     def shape(self) -> tuple:
