@@ -1,6 +1,6 @@
 """The paper's Taylor-corrected RTRL (§4.4, docs/method.md §3): the correction is the derivative of the sensitivity
-recursion (checked by finite differences), and under a steady parameter drift it brings the online sensitivities
-closer to their replay under the current parameters than plain RTRL."""
+recursion (checked by finite differences); under small parameter steps it brings the online sensitivities closer to
+their replay under the current parameters than plain RTRL, and under large ones, being first-order, it does not."""
 
 import pytest
 import torch
@@ -69,8 +69,9 @@ def test_correction_is_the_derivative_of_the_recursion(nonlinear):
         assert torch.allclose(correction, numeric, rtol=1e-6, atol=1e-8), i
 
 
-def drifting_run(nonlinear: bool, steps: int = 40, drift: float = 2e-3):
-    """Online RTRL (plain and Taylor) while every parameter moves by the same small step each time step, and the
+def drifting_run(nonlinear: bool, steps: int = 40, drift: float = 2e-3, turning: bool = False):
+    """Online RTRL (plain and Taylor) while every parameter moves by the same small step each time step (``turning``:
+    a step of norm ``drift`` in a fresh random direction each time, as a learning agent's updates turn), and the
     replay of the same inputs under the parameters after the last move."""
     generator = torch.Generator().manual_seed(7)
     rtu = cell(nonlinear, seed=3)
@@ -79,6 +80,10 @@ def drifting_run(nonlinear: bool, steps: int = 40, drift: float = 2e-3):
     online, taylor = rtu.initial_rtrl_state(), rtu.initial_taylor_state()
     for x in inputs:
         online, taylor = rtu.advance(x, online), rtu.advance(x, taylor)
+        if turning:
+            direction = [torch.randn(p.shape, generator=generator, dtype=torch.float64) for p in rtu.parameters()]
+            norm = torch.sqrt(sum(d.pow(2).sum() for d in direction))
+            direction = [d / norm for d in direction]
         with torch.no_grad():  # the update after the step
             for p, d in zip(rtu.parameters(), direction):
                 p.add_(drift * d)
@@ -103,6 +108,17 @@ def test_taylor_correction_brings_sensitivities_closer_to_the_replay(nonlinear, 
     assert taylor_error < 0.97 * plain_error, (plain_error, taylor_error)
     for a, b in zip(online, taylor[:5]):  # S itself is plain RTRL either way
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("nonlinear", [False, True], ids=["linear", "nonlinear"])
+def test_under_large_parameter_steps_the_first_order_correction_overshoots(nonlinear):
+    """The correction is first order in each step's Δθ: with steps of norm 0.01 in turning directions S + C is the
+    closer to the replay; with steps of norm 0.5 it is the farther (as in the agent of ``benchmarks/taylor_steps.py``,
+    where every actor step above 0.1 made S + C the worse)."""
+    small_plain, small_taylor, _, _ = drifting_run(nonlinear, steps=20, drift=0.01, turning=True)
+    assert small_taylor < 0.95 * small_plain, (small_plain, small_taylor)
+    large_plain, large_taylor, _, _ = drifting_run(nonlinear, steps=20, drift=0.5, turning=True)
+    assert large_taylor > 1.2 * large_plain, (large_plain, large_taylor)
 
 
 def test_correction_is_zero_without_parameter_change_and_resets_with_the_episode():
