@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from . import engines
 from .envs import ENV_NAMES, MASKS, TIMINGS
-from .network import ACTIVATIONS, CELLS, MODES
+from .layers import ACTIVATIONS
+from .network import CELLS, MODES
 from .presets import preset
 
 AGENT_NAMES = ("stream_ac", "qrc", "ppo")

@@ -4,12 +4,19 @@ A module built with ``population=None`` has the ordinary shapes (``weight`` is `
 acts on inputs shaped ``(in,)``. Built with ``population=P`` its parameters are stacked ``(P, out, in)``
 and it acts on ``(P, in)``: P independent networks evaluated in lockstep. Member i is initialised
 from its own ``torch.Generator``, so member i of a population equals the same seed built alone.
+
+The feature blocks' formulas live here once, forward and backward (the native step's C++ keeps its own copy, its
+constants tested equal to these):
+
+    n = (a − mean a) / σ,  σ = sqrt(var a + ε)              LayerNorm without affine parameters (ε = LAYER_NORM_EPS)
+    da = (dn − mean dn − n · mean(dn ⊙ n)) / σ              its backward
+    x = f(n),  dn = dx ⊙ f′(n)                              the activations and their derivatives
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -88,6 +95,36 @@ class Linear(nn.Module):
         return matvec(self.weight, x) + self.bias
 
 
-def layer_norm(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """LayerNorm without affine parameters over the last axis (per member)."""
+LAYER_NORM_EPS = 1e-5
+LEAKY_SLOPE = 0.01  # torch's leaky_relu default
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "leaky_relu": nn.functional.leaky_relu,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+}
+
+
+def activation_derivative(activation: str, normed: Tensor) -> Tensor:
+    """f′(n) of the activation named ``activation`` (a key of ``ACTIVATIONS``)."""
+    if activation == "leaky_relu":
+        return (normed > 0).to(normed.dtype) * (1 - LEAKY_SLOPE) + LEAKY_SLOPE
+    if activation == "tanh":
+        return 1 - torch.tanh(normed) ** 2
+    return (normed > 0).to(normed.dtype)
+
+
+def layer_norm(x: Tensor, eps: float = LAYER_NORM_EPS) -> Tensor:
+    """LayerNorm without affine parameters over the last axis (per member), by torch (for autograd)."""
     return nn.functional.layer_norm(x, x.shape[-1:], eps=eps)
+
+
+def layer_norm_forward(a: Tensor) -> tuple[Tensor, Tensor]:
+    """(n, 1/σ): the normalised ``a`` and what ``layer_norm_backward`` needs of it."""
+    centred = a - a.mean(-1, keepdim=True)
+    inv_std = torch.rsqrt(centred.square().mean(-1, keepdim=True) + LAYER_NORM_EPS)
+    return centred * inv_std, inv_std
+
+
+def layer_norm_backward(dn: Tensor, normed: Tensor, inv_std: Tensor) -> Tensor:
+    """dL/da from dL/dn, for n = ``layer_norm_forward(a)``."""
+    return (dn - dn.mean(-1, keepdim=True) - normed * (dn * normed).mean(-1, keepdim=True)) * inv_std

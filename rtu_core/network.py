@@ -12,21 +12,14 @@ the RTU parameters through the exact RTRL sensitivities, and the feature layers 
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
 from .cells import FFN, GRU, RTU, RTRLState
-from .layers import Generators, Linear, layer_norm, member_generators
+from .layers import ACTIVATIONS, Generators, Linear, layer_norm, member_generators
 
 CELLS = ("rtu", "gru", "ffn")
 MODES = ("rtrl", "tbptt")
-ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "leaky_relu": nn.functional.leaky_relu,
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-}
 
 Memory = Tensor | RTRLState
 

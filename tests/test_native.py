@@ -370,3 +370,19 @@ def test_where_the_native_step_applies():
     assert not native_step(optimizer="adaptive_obgd")
     with pytest.raises(ValueError, match="engine native"):
         TrainConfig(engine="native", optimizer="adaptive_obgd")
+
+
+def test_the_native_step_shares_the_python_constants_and_coefficients():
+    """The C++ keeps its own copy of the feature blocks' and the RTU's formulas: its constants are the Python's, and
+    its six RTU coefficients per unit are ``cells.rtu.eigen``'s, in that order (float64)."""
+    from rtu_core import layers
+    from rtu_core.cells import rtu
+
+    module = native.load()
+    assert (module.layer_norm_eps, module.leaky_slope) == (layers.LAYER_NORM_EPS, layers.LEAKY_SLOPE)
+    assert module.input_scale_eps == rtu.INPUT_SCALE_EPS
+    net = make_network(False, "leaky_relu")
+    runner = native.network(net, native.flatten_parameters(list(net.parameters())))
+    coefficients = runner._coefficients().view(P, 6, -1)
+    for i, expected in enumerate(rtu.eigen(net.cell.nu_log.detach(), net.cell.theta_log.detach())):
+        assert torch.allclose(coefficients[:, i], expected, rtol=1e-13, atol=1e-15), rtu.Eigen._fields[i]

@@ -36,7 +36,7 @@ from ..layers import Generators, matvec, member_generators, member_views, popula
 from .scan import linear_recurrence
 
 PARAMETERS = ("nu_log", "theta_log", "B_real", "B_imag")
-_SCALE_EPS = 1e-8
+INPUT_SCALE_EPS = 1e-8
 
 
 class _RTRLFields(NamedTuple):
@@ -112,20 +112,30 @@ def rowsum_matvec(weight: Tensor, x: Tensor) -> Tensor:
     return (weight * x.unsqueeze(-2)).sum(-1)
 
 
-def eigen(nu_log: Tensor, theta_log: Tensor) -> tuple[Tensor, ...]:
-    """(e^ν, θ, g = r cos θ, φ = r sin θ, γ = sqrt(1 - r²) + ε, dγ/dν = e^ν r² / sqrt(1 - r²)) with
-    r = exp(-e^ν), θ = exp(θ_log): the RTU's real coefficients, pure tensor code. γ is the input scale (named
-    ``scale`` / ``input_scale`` in code, never the discount); every path of the RTU takes its coefficients from here."""
+class Eigen(NamedTuple):
+    """The RTU's real per-unit coefficients (``eigen``); the native step computes the same six, in this order."""
+
+    e_nu: Tensor  # e^ν
+    theta: Tensor  # θ = exp(θ_log)
+    g: Tensor  # Re λ = r cos θ
+    phi: Tensor  # Im λ = r sin θ
+    input_scale: Tensor  # γ = sqrt(1 - r²) + ε (INPUT_SCALE_EPS), the input's scale (not the discount)
+    dinput_scale_dnu: Tensor  # dγ/dν = e^ν r² / sqrt(1 - r²)
+
+
+def eigen(nu_log: Tensor, theta_log: Tensor) -> Eigen:
+    """The RTU's real coefficients from its parameters, r = exp(-e^ν) and θ = exp(θ_log), pure tensor code: every
+    path of the RTU takes its coefficients from here."""
     e_nu = torch.exp(nu_log)
     r = torch.exp(-e_nu)
     theta = torch.exp(theta_log)
     one_minus_r2 = 1 - r * r
-    return (
+    return Eigen(
         e_nu,
         theta,
         r * torch.cos(theta),
         r * torch.sin(theta),
-        torch.sqrt(one_minus_r2) + _SCALE_EPS,
+        torch.sqrt(one_minus_r2) + INPUT_SCALE_EPS,
         e_nu * r * r / torch.sqrt(one_minus_r2),
     )
 

@@ -25,11 +25,8 @@ import torch
 from torch import Tensor
 
 from ..cells import RTRLState
-from ..layers import matvec
+from ..layers import activation_derivative, layer_norm_backward, layer_norm_forward, matvec
 from ..network import MemoryNetwork
-
-LN_EPS = 1e-5
-LEAKY_SLOPE = 0.01  # torch's leaky_relu default, as MemoryNetwork uses
 
 
 class Block(NamedTuple):
@@ -47,24 +44,12 @@ class Tape(NamedTuple):
     y: Tensor
 
 
-def activation_derivative(activation: str, normed: Tensor) -> Tensor:
-    """f'(n) of the feature activation named ``activation`` (a MemoryNetwork's ``activation_name``)."""
-    if activation == "leaky_relu":
-        return (normed > 0).to(normed.dtype) * (1 - LEAKY_SLOPE) + LEAKY_SLOPE
-    if activation == "tanh":
-        return 1 - torch.tanh(normed) ** 2
-    return (normed > 0).to(normed.dtype)
-
-
 @torch.no_grad()
 def forward(net: MemoryNetwork, obs: Tensor, memory: RTRLState) -> tuple[Tensor, RTRLState, Tape]:
     """(out_t, RTRL state_t, tape) from o_t and the state of step t-1."""
     blocks, x = [], obs
     for layer in net.features:
-        a = layer(x)
-        centred = a - a.mean(-1, keepdim=True)
-        inv_std = torch.rsqrt(centred.square().mean(-1, keepdim=True) + LN_EPS)
-        normed = centred * inv_std
+        normed, inv_std = layer_norm_forward(layer(x))
         blocks.append(Block(x, normed, inv_std))
         x = net.activation(normed)
     memory = net.cell.advance(x, memory)
@@ -85,9 +70,7 @@ def backward(net: MemoryNetwork, tape: Tape, memory: RTRLState, grad_out: Tensor
     for i in reversed(range(len(net.features))):
         layer, block = net.features[i], tape.blocks[i]
         dn = dx * activation_derivative(net.activation_name, block.normed)
-        da = (
-            dn - dn.mean(-1, keepdim=True) - block.normed * (dn * block.normed).mean(-1, keepdim=True)
-        ) * block.inv_std
+        da = layer_norm_backward(dn, block.normed, block.inv_std)
         layer.weight.grad = da.unsqueeze(-1) * block.input.unsqueeze(-2)
         layer.bias.grad = da
         if i:

@@ -1,5 +1,6 @@
 // The streaming step of populations of RTU-RTRL networks (and of the GRU / FFN TBPTT(1) baselines, at the end),
-// written as plain loops (rtu_core/native/__init__.py).
+// written as plain loops (rtu_core/engines/native/__init__.py). Names follow the Python's: γ, the RTU's input
+// scale, is ``input_scale`` (the discount is ``gamma``, as in TrainConfig).
 //
 // Equations: docs/method.md §2 (network, exact RTRL), §4 (ObGD, QRC(λ)). One network per population member p;
 // every parameter of member p lives in row p of a flat (P, N) buffer, in MemoryNetwork.parameters() order:
@@ -21,7 +22,7 @@ namespace {
 
 constexpr double kLayerNormEps = 1e-5;
 constexpr double kLeakySlope = 0.01;
-constexpr double kGammaEps = 1e-8;
+constexpr double kInputScaleEps = 1e-8;
 // The linear RTU's S^B_imag = i S^B_real, at every step. Both start at 0 (and are zeroed together at
 // episode starts), and they follow the same recurrence S ← λ S + J with J^B_imag = iγx = i J^B_real. So the loops
 // write S^B_imag from S^B_real and never read it: a quarter less memory traffic for the sensitivities, which are
@@ -111,7 +112,8 @@ inline T activation_derivative(T normed, int64_t kind) {
 // a step (one agent's act + learn: 12% faster; a population, bound by memory traffic, no faster).
 template <typename T>
 void fill_coefficients(const T* nu_log, const T* theta_log, int64_t n, T* out) {
-  T *e_nu = out, *theta = out + n, *g = out + 2 * n, *phi = out + 3 * n, *gamma = out + 4 * n, *dgamma = out + 5 * n;
+  T *e_nu = out, *theta = out + n, *g = out + 2 * n, *phi = out + 3 * n;
+  T *input_scale = out + 4 * n, *dinput_scale_dnu = out + 5 * n;
   for (int64_t k = 0; k < n; ++k) {
     T e = std::exp(nu_log[k]);
     T r = std::exp(-e);
@@ -121,17 +123,22 @@ void fill_coefficients(const T* nu_log, const T* theta_log, int64_t n, T* out) {
     theta[k] = th;
     g[k] = r * std::cos(th);
     phi[k] = r * std::sin(th);
-    gamma[k] = std::sqrt(one_minus_r2) + (T)kGammaEps;
-    dgamma[k] = e * r * r / std::sqrt(one_minus_r2);
+    input_scale[k] = std::sqrt(one_minus_r2) + (T)kInputScaleEps;
+    dinput_scale_dnu[k] = e * r * r / std::sqrt(one_minus_r2);
   }
 }
 
 // One member's coefficients, read from its row of ``rtu_coefficients`` (P, 6n).
 template <typename T>
 struct Coefficients {
-  const T *e_nu, *theta, *g, *phi, *gamma, *dgamma;
+  const T *e_nu, *theta, *g, *phi, *input_scale, *dinput_scale_dnu;
   Coefficients(const T* row, int64_t n)
-      : e_nu(row), theta(row + n), g(row + 2 * n), phi(row + 3 * n), gamma(row + 4 * n), dgamma(row + 5 * n) {}
+      : e_nu(row),
+        theta(row + n),
+        g(row + 2 * n),
+        phi(row + 3 * n),
+        input_scale(row + 4 * n),
+        dinput_scale_dnu(row + 5 * n) {}
 };
 
 // Feature blocks of member p: a = W x + b, n = LayerNorm(a), x = f(n), block after block; the last x into x_out.
@@ -278,7 +285,7 @@ template <typename T>
 void taylor_correct(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, const T* rtu, const T* previous,
                     const T* x, T h1, T h2, T u1, T u2, const T* sn, const T* st, const T* sbr, T* cn, T* ct, T* cbr,
                     T* cbi) {
-  const T g = k.g[u], phi = k.phi[u], e = k.e_nu[u], th = k.theta[u], gp = k.dgamma[u];
+  const T g = k.g[u], phi = k.phi[u], e = k.e_nu[u], th = k.theta[u], gp = k.dinput_scale_dnu[u];
   const T d_nu = rtu[u] - previous[u], d_theta = rtu[n + u] - previous[n + u];
   const T* Br = rtu + 2 * n + u * d;
   const T* Bi = rtu + 2 * n + n * d + u * d;
@@ -296,7 +303,7 @@ void taylor_correct(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, c
   const T m1 = d_theta * g + dl1, m2 = d_theta * phi + dl2;
   const T dt1 = -th * m2, dt2 = th * m1;                                // d(dλ/dθ_log)
   const T r2 = std::exp(-2 * e);
-  const T dgp = gp * (1 - 2 * e - e * r2 / (1 - r2)) * d_nu, dgamma = gp * d_nu;
+  const T dgp = gp * (1 - 2 * e - e * r2 / (1 - r2)) * d_nu, d_input_scale = gp * d_nu;
   {
     const T a = sn[2 * u], b = sn[2 * u + 1], ca = cn[2 * u], cb = cn[2 * u + 1];
     cn[2 * u] = g * ca - phi * cb + dl1 * a - dl2 * b + dn1 * h1 - dn2 * h2 + dgp * u1 + gp * du1;
@@ -312,7 +319,8 @@ void taylor_correct(const Coefficients<T>& k, int64_t u, int64_t n, int64_t d, c
   T* q2 = cbi + 2 * u * d;
   for (int64_t j = 0; j < d; ++j) {
     const T a = r1[2 * j], b = r1[2 * j + 1], ca = q1[2 * j], cb = q1[2 * j + 1];
-    const T na = g * ca - phi * cb + dl1 * a - dl2 * b + dgamma * x[j], nb = g * cb + phi * ca + dl1 * b + dl2 * a;
+    const T na = g * ca - phi * cb + dl1 * a - dl2 * b + d_input_scale * x[j];
+    const T nb = g * cb + phi * ca + dl1 * b + dl2 * a;
     q1[2 * j] = na;
     q1[2 * j + 1] = nb;
     q2[2 * j] = -nb;
@@ -355,10 +363,10 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* coeffs, 
         u1 += br[j] * x[j];
         u2 += bi[j] * x[j];
       }
-      const T g = k.g[u], phi = k.phi[u], gamma = k.gamma[u];
+      const T g = k.g[u], phi = k.phi[u], input_scale = k.input_scale[u];
       const T h1 = h[2 * u], h2 = h[2 * u + 1];
       const T lh1 = g * h1 - phi * h2, lh2 = g * h2 + phi * h1;
-      T c1 = lh1 + gamma * u1, c2 = lh2 + gamma * u2;
+      T c1 = lh1 + input_scale * u1, c2 = lh2 + input_scale * u2;
       if (nonlinear) {
         c1 = std::tanh(c1);
         c2 = std::tanh(c2);
@@ -374,8 +382,8 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* coeffs, 
       const T D1 = nonlinear ? 1 - c1 * c1 : (T)1, D2 = nonlinear ? 1 - c2 * c2 : (T)1;
       {
         const T a = truncate ? 0 : sn[2 * u], b = truncate ? 0 : sn[2 * u + 1];
-        sn[2 * u] = D1 * (g * a - phi * b - k.e_nu[u] * lh1 + k.dgamma[u] * u1);
-        sn[2 * u + 1] = D2 * (g * b + phi * a - k.e_nu[u] * lh2 + k.dgamma[u] * u2);
+        sn[2 * u] = D1 * (g * a - phi * b - k.e_nu[u] * lh1 + k.dinput_scale_dnu[u] * u1);
+        sn[2 * u + 1] = D2 * (g * b + phi * a - k.e_nu[u] * lh2 + k.dinput_scale_dnu[u] * u2);
       }
       {
         const T a = truncate ? 0 : st[2 * u], b = truncate ? 0 : st[2 * u + 1];
@@ -388,7 +396,7 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* coeffs, 
       T* r2 = sbi + 2 * u * d;
       if (!nonlinear) {  // S^B_imag = i S^B_real (top of file): written from S^B_real, never read
         for (int64_t j = 0; j < d; ++j) {
-          const T gx = gamma * x[j];
+          const T gx = input_scale * x[j];
           const T a = r1[2 * j], b = r1[2 * j + 1];
           const T na = g * a - phi * b + gx, nb = g * b + phi * a;
           r1[2 * j] = na;
@@ -399,7 +407,7 @@ void forward_impl(const Layout& L, int64_t P, const T* params, const T* coeffs, 
         continue;
       }
       for (int64_t j = 0; j < d; ++j) {
-        const T gx = gamma * x[j];
+        const T gx = input_scale * x[j];
         const T a = r1[2 * j], b = r1[2 * j + 1];
         r1[2 * j] = D1 * (g * a - phi * b + gx);
         r1[2 * j + 1] = D2 * (g * b + phi * a);
@@ -474,9 +482,9 @@ inline void one_step_b(const Coefficients<T>& k, int64_t u, int64_t d, const T* 
                        T* r1, T* r2) {
   const T c1 = hn[2 * u], c2 = hn[2 * u + 1];
   const T D1 = nonlinear ? 1 - c1 * c1 : (T)1, D2 = nonlinear ? 1 - c2 * c2 : (T)1;
-  const T gamma = k.gamma[u];
+  const T input_scale = k.input_scale[u];
   for (int64_t j = 0; j < d; ++j) {
-    const T gx = gamma * x[j];
+    const T gx = input_scale * x[j];
     r1[2 * j] = D1 * gx;
     r1[2 * j + 1] = 0;
     r2[2 * j] = 0;
@@ -551,11 +559,11 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
           T* th_i = inline_qrc->params + p * L.N + L.Bi + u * d;
           T* z_r = inline_qrc->trace + p * L.N + L.Br + u * d;
           T* z_i = inline_qrc->trace + p * L.N + L.Bi + u * d;
-          const T e1 = dc1 * k.gamma[u], e2 = dc2 * k.gamma[u];
+          const T e1 = dc1 * k.input_scale[u], e2 = dc2 * k.input_scale[u];
           T* dxp = dx.data();
           if (const NextStepB* nb = inline_qrc->next_b) {  // g_next formed here (NextStepB)
             const double* w = nb->w.data() + 4 * u;
-            const T wa = (T)w[0], wb = (T)w[1], n1 = (T)w[2], n2 = (T)w[3], gamma = k.gamma[u];
+            const T wa = (T)w[0], wb = (T)w[1], n1 = (T)w[2], n2 = (T)w[3], input_scale = k.input_scale[u];
             const T* xn = static_cast<const T*>(nb->x);
             if (nb->truncate) {
 #pragma omp simd
@@ -563,8 +571,8 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
                 dxp[j] += th_r[j] * e1 + th_i[j] * e2;
                 const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
                 const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
-                th_r[j] += q.lr * q.with_next(z_r[j], gr, th_r[j], n1 * gamma * xn[j]);
-                th_i[j] += q.lr * q.with_next(z_i[j], gi, th_i[j], n2 * gamma * xn[j]);
+                th_r[j] += q.lr * q.with_next(z_r[j], gr, th_r[j], n1 * input_scale * xn[j]);
+                th_i[j] += q.lr * q.with_next(z_i[j], gi, th_i[j], n2 * input_scale * xn[j]);
               }
             } else {
 #pragma omp simd
@@ -572,8 +580,8 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
                 dxp[j] += th_r[j] * e1 + th_i[j] * e2;
                 const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
                 const T gr = dc1 * a + dc2 * b, gi = dc1 * (-b) + dc2 * a;
-                th_r[j] += q.lr * q.with_next(z_r[j], gr, th_r[j], wa * a + wb * b + n1 * gamma * xn[j]);
-                th_i[j] += q.lr * q.with_next(z_i[j], gi, th_i[j], wa * (-b) + wb * a + n2 * gamma * xn[j]);
+                th_r[j] += q.lr * q.with_next(z_r[j], gr, th_r[j], wa * a + wb * b + n1 * input_scale * xn[j]);
+                th_i[j] += q.lr * q.with_next(z_i[j], gi, th_i[j], wa * (-b) + wb * a + n2 * input_scale * xn[j]);
               }
             }
           } else {  // h: no g_next
@@ -602,7 +610,7 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
         }
         continue;
       }
-      const T g = k.g[u], phi = k.phi[u], gamma = k.gamma[u];
+      const T g = k.g[u], phi = k.phi[u], input_scale = k.input_scale[u];
       const T c1 = hn[2 * u], c2 = hn[2 * u + 1];
       // dc · D (λ S + J) = (dc D λ-rotated) · S + dc D · J
       const T e1 = nonlinear ? dc1 * (1 - c1 * c1) : dc1, e2 = nonlinear ? dc2 * (1 - c2 * c2) : dc2;
@@ -616,7 +624,8 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
         u1 += Br[u * d + j] * x[j];
         u2 += Bi[u * d + j] * x[j];
       }
-      g_nu[u] = e1 * (-k.e_nu[u] * lh1 + k.dgamma[u] * u1) + e2 * (-k.e_nu[u] * lh2 + k.dgamma[u] * u2);
+      g_nu[u] = e1 * (-k.e_nu[u] * lh1 + k.dinput_scale_dnu[u] * u1) +
+                e2 * (-k.e_nu[u] * lh2 + k.dinput_scale_dnu[u] * u2);
       g_theta[u] = e1 * (-k.theta[u] * lh2) + e2 * (k.theta[u] * lh1);
       if (defer_b) {  // the B block left to the current pass (NextStepB)
         double* w = defer_b->w.data() + 4 * u;
@@ -629,8 +638,8 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
       }
       if (truncate) {  // TBPTT(1): the step from a detached h_t, no earlier sensitivity
         for (int64_t j = 0; j < d; ++j) {
-          g_br[u * d + j] = e1 * gamma * x[j];
-          g_bi[u * d + j] = e2 * gamma * x[j];
+          g_br[u * d + j] = e1 * input_scale * x[j];
+          g_bi[u * d + j] = e2 * input_scale * x[j];
         }
         continue;
       }
@@ -639,14 +648,14 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
       if (!nonlinear) {  // S^B_imag = i S^B_real: (e, f) = (-b, a)
         for (int64_t j = 0; j < d; ++j) {
           const T a = at(r1, q1, 2 * j), b = at(r1, q1, 2 * j + 1);
-          g_br[u * d + j] = wa * a + wb * b + e1 * gamma * x[j];
-          g_bi[u * d + j] = wa * (-b) + wb * a + e2 * gamma * x[j];
+          g_br[u * d + j] = wa * a + wb * b + e1 * input_scale * x[j];
+          g_bi[u * d + j] = wa * (-b) + wb * a + e2 * input_scale * x[j];
         }
         continue;
       }
       for (int64_t j = 0; j < d; ++j) {
-        g_br[u * d + j] = wa * r1[2 * j] + wb * r1[2 * j + 1] + e1 * gamma * x[j];
-        g_bi[u * d + j] = wa * r2[2 * j] + wb * r2[2 * j + 1] + e2 * gamma * x[j];
+        g_br[u * d + j] = wa * r1[2 * j] + wb * r1[2 * j + 1] + e1 * input_scale * x[j];
+        g_bi[u * d + j] = wa * r2[2 * j] + wb * r2[2 * j + 1] + e2 * input_scale * x[j];
       }
     }
     // one-step input gradient dx = B_realᵀ(γ D¹ dc¹) + B_imagᵀ(γ D² dc²) (inline: summed above, from B before its
@@ -658,8 +667,8 @@ void backward_impl(const Layout& L, int64_t p0, int64_t p1, const T* params, con
         e1 *= 1 - c1 * c1;
         e2 *= 1 - c2 * c2;
       }
-      e1 *= k.gamma[u];
-      e2 *= k.gamma[u];
+      e1 *= k.input_scale[u];
+      e2 *= k.input_scale[u];
       for (int64_t j = 0; j < d; ++j) dx[j] += Br[u * d + j] * e1 + Bi[u * d + j] * e2;
     }
     features_backward(L.dims, L.W, L.b, row, g_row, p, dx, block_inputs, block_normed, block_inv_std, activation, dn,
@@ -1517,6 +1526,10 @@ void cell_backward(at::Tensor params, std::vector<int64_t> dims, int64_t kind, i
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.attr("source_digest") = RTU_SOURCE_DIGEST;
+  // the constants this file shares with the Python (rtu_core/layers.py, rtu_core/cells/rtu.py), tested equal
+  m.attr("layer_norm_eps") = kLayerNormEps;
+  m.attr("leaky_slope") = kLeakySlope;
+  m.attr("input_scale_eps") = kInputScaleEps;
   m.def("rtu_coefficients", &rtu_coefficients, "the RTU coefficients of every member, for the passes that follow");
   m.def("network_forward", &network_forward, "forward pass (and in-place RTRL advance) of a population of networks");
   m.def("network_backward", &network_backward,
