@@ -386,3 +386,29 @@ def test_the_native_step_shares_the_python_constants_and_coefficients():
     coefficients = runner._coefficients().view(P, 6, -1)
     for i, expected in enumerate(rtu.eigen(net.cell.nu_log.detach(), net.cell.theta_log.detach())):
         assert torch.allclose(coefficients[:, i], expected, rtol=1e-13, atol=1e-15), rtu.Eigen._fields[i]
+
+
+@pytest.mark.parametrize("discrete", [True, False], ids=["categorical", "gaussian"])
+def test_native_stream_ac_targets_are_the_rules_td_error_and_output_gradient(discrete):
+    """The C++ computes δ and the policy's output gradient itself: the same numbers as ``agents.stream_ac``'s
+    ``td_error`` and ``output_gradient`` (float64)."""
+    from rtu_core.agents.policy import categorical_action, gaussian_action
+    from rtu_core.agents.stream_ac import output_gradient, td_error
+
+    g = torch.Generator().manual_seed(4)
+    out = torch.randn(P, OUT, generator=g, dtype=torch.float64)
+    value, next_value, reward = (torch.randn(P, generator=g, dtype=torch.float64) for _ in range(3))
+    terminated = torch.tensor([True, False])
+    log_std = None if discrete else 0.3 * torch.randn(P, OUT, generator=g, dtype=torch.float64)
+    if discrete:
+        action = categorical_action(out, torch.rand(P, 1, generator=g, dtype=torch.float64))
+    else:
+        action = gaussian_action(out, log_std, torch.randn(P, OUT, generator=g, dtype=torch.float64))
+    delta, grad_out, grad_log_std = native.load().stream_ac_targets(
+        out, action, value, next_value, reward, terminated, None if discrete else log_std.exp(), 0.97, 0.01
+    )
+    assert torch.allclose(delta, td_error(reward, next_value, terminated, value, 0.97), rtol=1e-14, atol=1e-15)
+    expected_out, expected_log_std = output_gradient(out, action, delta, 0.01, log_std)
+    assert torch.allclose(grad_out, expected_out, rtol=1e-12, atol=1e-14)
+    if not discrete:
+        assert torch.allclose(grad_log_std, expected_log_std, rtol=1e-12, atol=1e-14)

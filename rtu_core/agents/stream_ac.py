@@ -43,6 +43,22 @@ class ActorCriticStep(Pending):
     entropy: Tensor | None = None
 
 
+def td_error(reward: Tensor, next_value: Tensor, terminated: Tensor, value: Tensor, gamma: float) -> Tensor:
+    """δ_t = r_t + γ (1 - terminal) V(o_{t+1}) - V(o_t)."""
+    return reward + gamma * next_value * (~terminated) - value
+
+
+def output_gradient(
+    out: Tensor, action: Tensor, td_error: Tensor, entropy_coeff: float, log_std: Tensor | None = None
+) -> tuple[Tensor, Tensor | None]:
+    """d[log π(a_t|o_t) + η sign(δ_t) H(π)]/d out_t of a categorical policy (``log_std`` None) or a Gaussian one, and
+    for the Gaussian its gradient for log σ: what the autograd step's ``backward()`` finds, written out."""
+    coeff = entropy_coeff * td_error.sign()
+    if log_std is None:
+        return categorical_grad(out, action, coeff), None
+    return gaussian_grads(out, log_std, action, coeff)
+
+
 class StreamAC(MemoryAgent):
     """Stream AC(λ) with memory networks for actor and critic (module docstring); ObGD per network."""
 
@@ -139,24 +155,13 @@ class StreamAC(MemoryAgent):
     ) -> Tensor:
         """One Stream AC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
         if self.engine == "native":
-            td_error = self._learn_native(step, reward, next_obs, terminated, done)
+            delta = self._learn_native(step, reward, next_obs, terminated, done)
         elif self.engine == "fused":
-            td_error = self._learn_fused(step, reward, next_obs, terminated, done)
+            delta = self._learn_fused(step, reward, next_obs, terminated, done)
         else:
-            td_error = self._learn_autograd(step, reward, next_obs, terminated, done)
+            delta = self._learn_autograd(step, reward, next_obs, terminated, done)
         self.reset_memory(done)
-        return td_error
-
-    def _td_error(self, step: ActorCriticStep, reward: Tensor, next_value: Tensor, terminated: Tensor) -> Tensor:
-        """δ_t = r_t + γ (1 - terminal) V(o_{t+1}) - V(o_t)."""
-        return reward + self.gamma * next_value * (~terminated) - step.value
-
-    def _output_grad(self, step: ActorCriticStep, td_error: Tensor) -> tuple[Tensor, Tensor | None]:
-        """d[log π(a_t|o_t) + η sign(δ_t) H(π)]/d out_t, and for a Gaussian policy its gradient for log σ."""
-        coeff = self.entropy_coeff * td_error.sign()
-        if self.discrete:
-            return categorical_grad(step.out, step.action, coeff), None
-        return gaussian_grads(step.out, self.log_std, step.action, coeff)
+        return delta
 
     # -- autograd: the networks' own forward, gradients by backward() --------------------------------------
     def _act_autograd(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
@@ -168,14 +173,14 @@ class StreamAC(MemoryAgent):
     def _learn_autograd(self, step, reward, next_obs, terminated, done) -> Tensor:
         with torch.no_grad():
             next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
-            td_error = self._td_error(step, reward, next_value, terminated).detach()
-        objective = step.value + step.log_prob + self.entropy_coeff * td_error.sign() * step.entropy
+            delta = td_error(reward, next_value, terminated, step.value, self.gamma).detach()
+        objective = step.value + step.log_prob + self.entropy_coeff * delta.sign() * step.entropy
         self.actor_optimizer.zero_grad()
         self.critic_optimizer.zero_grad()
         objective.sum().backward()
-        self.actor_optimizer.step(td_error, reset=done)
-        self.critic_optimizer.step(td_error, reset=done)
-        return td_error
+        self.actor_optimizer.step(delta, reset=done)
+        self.critic_optimizer.step(delta, reset=done)
+        return delta
 
     # -- fused: the hand-written forward and backward of ``engines.fused`` ------------------------------------
     @torch.no_grad()
@@ -189,16 +194,17 @@ class StreamAC(MemoryAgent):
     def _learn_fused(self, step, reward, next_obs, terminated, done) -> Tensor:
         """p.grad = ∇[V(o_t)] for the critic and ∇[log π(a_t|o_t) + η sign(δ) H] for the actor, by hand; then ObGD."""
         next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
-        td_error = self._td_error(step, reward, next_value, terminated)
-        grad_out, grad_log_std = self._output_grad(step, td_error)
+        delta = td_error(reward, next_value, terminated, step.value, self.gamma)
+        log_std = None if self.discrete else self.log_std
+        grad_out, grad_log_std = output_gradient(step.out, step.action, delta, self.entropy_coeff, log_std)
         if grad_log_std is not None:
             self.log_std.grad = grad_log_std
         actor_tape, critic_tape = step.tape
         fused.backward(self.actor, actor_tape, self.memories["actor"], grad_out)
         fused.backward(self.critic, critic_tape, self.memories["critic"], torch.ones_like(step.value).unsqueeze(-1))
-        self.actor_optimizer.step(td_error, reset=done)
-        self.critic_optimizer.step(td_error, reset=done)
-        return td_error
+        self.actor_optimizer.step(delta, reset=done)
+        self.critic_optimizer.step(delta, reset=done)
+        return delta
 
     # -- native: the C++ loops of ``engines.native`` on flat per-member buffers --------------------------------
     @torch.no_grad()
@@ -220,8 +226,8 @@ class StreamAC(MemoryAgent):
         actor_grad, critic_grad = self._grads
         memories = self.memories
         next_value = critic.forward(next_obs, memories["critic"], advance=False)[0]
-        # δ (``_td_error``) and the output gradients (``_output_grad``) in one call
-        td_error, grad_out, grad_log_std = actor.module.stream_ac_targets(
+        # δ (``td_error``) and the output gradients (``output_gradient``) in one call
+        delta, grad_out, grad_log_std = actor.module.stream_ac_targets(
             step.out,
             step.action,
             step.value,
@@ -241,10 +247,10 @@ class StreamAC(MemoryAgent):
         ):
             group = optimizer.param_groups[0]
             decay = group["gamma"] * group["lamda"]
-            update = net.module.obgd_update(optimizer.flat_trace, decay, td_error, group["lr"], group["kappa"], done)
+            update = net.module.obgd_update(optimizer.flat_trace, decay, delta, group["lr"], group["kappa"], done)
             net.backward(grad, out, tape, memory, update=update)
             net.changed()
-        return td_error
+        return delta
 
     def trace_norms(self) -> dict[str, Tensor]:
         """‖z‖₁ of each network's eligibility trace, per member."""
