@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
 
 import panel as pn
 import param
 
 from rtu_core import TrainConfig
+from rtu_core.config import applies
 from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
 from rtu_core.presets import preset
 
@@ -162,8 +164,10 @@ class LabSettings(param.Parameterized):
         if self.task.startswith("mujoco:"):
             values.update(eval_episodes=5)
         values.update(overrides)
-        if values["mode"] != "rtrl" or values["agent"] == "ppo":  # these apply to streaming RTRL only
-            values.update(rtrl_refresh=0, taylor_sensitivity=False, staleness_every=0)
+        run = types.SimpleNamespace(**{k: values[k] for k in ("env", "agent", "cell", "mode")})
+        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+        # a hidden setting (one that does not act on this run) is left at its default
+        values.update({name: defaults[name] for name in values if not applies(name, run)})
         return TrainConfig(**values)
 
     def widgets(self) -> pn.Column:
@@ -254,25 +258,8 @@ class LabSettings(param.Parameterized):
         return messages
 
     def applies(self, name: str) -> bool:
-        """Whether setting ``name`` matters for the chosen task, agent, cell and mode."""
-        memory_task = self.task in ("memory_chain", "kmemory_chain")
-        return {
-            "mask": self.task.startswith("mujoco:"),
-            "chain_length": memory_task,
-            "lr": self.agent == "stream_ac",
-            "kappa_actor": self.agent == "stream_ac",
-            "kappa_critic": self.agent == "stream_ac",
-            "lr_q": self.agent == "qrc",
-            "trace_decay": self.agent != "ppo",
-            "rtrl_refresh": self.streaming_rtrl,
-            "taylor_sensitivity": self.streaming_rtrl,
-            "staleness_every": self.streaming_rtrl,
-        }.get(name, True)
-
-    @property
-    def streaming_rtrl(self) -> bool:
-        """A streaming agent with the RTU in RTRL mode: where refresh, the Taylor correction and staleness apply."""
-        return self.mode == "rtrl" and self.agent != "ppo"
+        """Whether setting ``name`` acts on a run of the chosen task, agent, cell and mode (``config.SCOPES``)."""
+        return applies(name, types.SimpleNamespace(env=self.task, agent=self.agent, cell=self.cell, mode=self.mode))
 
 
 # every setting, each carried by a shared link (the page's URL query)

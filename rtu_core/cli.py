@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from . import checkpoint
-from .config import ConfigError, TrainConfig, field_type
+from .config import SCOPES, ConfigError, TrainConfig, field_type
 from .events import Checkpoint, MemberEnd, Progress, RunEnd
 from .results import RunRecorder
 from .stops import sigterm_as_interrupt, stop_on_signals
@@ -90,6 +90,8 @@ def _add_config_options(run: argparse.ArgumentParser) -> None:
         flag = "--" + field.name.replace("_", "-")
         kind = field_type(field.name)
         help_text = field.metadata.get("help", "")
+        if field.name in SCOPES:  # which runs it acts on (config.SCOPES, as validation and the lab read it)
+            help_text += f" [{SCOPES[field.name][0]}]"
         if kind is bool:
             run.add_argument(flag, action="store_true", help=help_text)
         elif field.default is None:

@@ -16,7 +16,7 @@ from . import engines
 from .envs import ENV_NAMES, MASKS, TIMINGS
 from .layers import ACTIVATIONS
 from .network import CELLS, MODES
-from .presets import preset
+from .presets import PRESET_FIELDS, preset
 
 AGENT_NAMES = ("stream_ac", "qrc", "ppo")
 OPTIMIZER_NAMES = ("obgd", "adaptive_obgd")
@@ -37,6 +37,50 @@ METHOD_LABELS = {
 }
 # Fields in which the members of one population may differ (everything else runs in lockstep).
 MEMBER_FIELDS = ("seed", "chain_length", "observation_timing")
+MEMORY_TASKS = ("memory_chain", "kmemory_chain")
+
+
+def _streaming_rtrl(c) -> bool:
+    return c.mode == "rtrl" and c.agent != "ppo"
+
+
+# Which runs each setting acts on; a setting not listed acts on every run. One fact, read by validation (a setting
+# given a value where it does not act is an error, except the preset-filled ones, which every config holds, and
+# UNCHECKED), by the CLI's help and by the lab (which hides such settings and leaves them at their defaults).
+# A predicate reads env, agent, cell and mode only.
+SCOPES: dict[str, tuple[str, typing.Callable]] = {
+    "chain_length": ("memory_chain and kmemory_chain", lambda c: c.env in MEMORY_TASKS),
+    "num_bits": ("memory_chain", lambda c: c.env == "memory_chain"),
+    "observation_timing": ("memory_chain", lambda c: c.env == "memory_chain"),
+    "mask": ("mujoco:<Robot> envs", lambda c: c.env.startswith("mujoco:")),
+    "nonlinear_rtu": ("cell rtu", lambda c: c.cell == "rtu"),
+    "rtu_r_min": ("cell rtu", lambda c: c.cell == "rtu"),
+    "taylor_sensitivity": ("streaming agents in mode rtrl (cell rtu)", _streaming_rtrl),
+    "rtrl_refresh": ("streaming agents in mode rtrl (cell rtu)", _streaming_rtrl),
+    "staleness_every": ("streaming agents in mode rtrl (cell rtu)", _streaming_rtrl),
+    "trace_decay": ("stream_ac and qrc", lambda c: c.agent != "ppo"),
+    **{
+        name: ("agent stream_ac", lambda c: c.agent == "stream_ac")
+        for name in ("optimizer", "lr", "kappa_actor", "kappa_critic", "entropy_coeff")
+    },
+    **{
+        name: ("agent qrc", lambda c: c.agent == "qrc")
+        for name in ("lr_q", "lr_h", "beta", "epsilon_start", "epsilon_end", "exploration_fraction", "grad_clip")
+    },
+    "no_gradient_correction": ("agent qrc", lambda c: c.agent == "qrc"),
+}
+
+
+# scoped settings that validation lets pass anywhere: chain_length is a population member's field, which grids and
+# populations carry whatever the env
+UNCHECKED = ("chain_length",)
+
+
+def applies(name: str, config) -> bool:
+    """Whether setting ``name`` acts on a run of ``config`` (anything with env, agent, cell and mode)."""
+    return name not in SCOPES or bool(SCOPES[name][1](config))
+
+
 # Fields that configs no longer have, with the value that meant what runs now: a config.json that holds one at that
 # value loads (results written before it went); at any other value it asks for something that no longer exists.
 RETIRED_FIELDS = {"compile": False}
@@ -196,11 +240,7 @@ class TrainConfig:
 
         choose("env", ENV_NAMES)
         choose("mask", MASKS)
-        if self.mask != "F" and not self.env.startswith("mujoco:"):
-            raise ConfigError(f"mask {self.mask} applies to mujoco:<Robot> envs, not {self.env}")
         choose("observation_timing", TIMINGS)
-        if (self.observation_timing != "bsuite" or self.num_bits != 1) and self.env != "memory_chain":
-            raise ConfigError(f"observation-timing and num-bits apply to memory_chain, not {self.env}")
         choose("agent", AGENT_NAMES)
         choose("cell", CELLS)
         choose("mode", MODES)
@@ -246,14 +286,7 @@ class TrainConfig:
         for name in ("entropy_coeff", "beta"):
             if not getattr(self, name) >= 0:
                 raise ConfigError(f"{name.replace('_', '-')} must be >= 0, got {getattr(self, name)!r}")
-        if (self.rtrl_refresh or self.staleness_every or self.taylor_sensitivity) and (
-            self.mode != "rtrl" or self.agent == "ppo"
-        ):
-            raise ConfigError(
-                "taylor-sensitivity, rtrl-refresh and staleness-every apply to streaming agents in mode rtrl (cell rtu)"
-            )
-        if self.no_gradient_correction and self.agent != "qrc":
-            raise ConfigError("no-gradient-correction applies to agent qrc")
+        self._validate_scopes()
         engines.preferred(self)  # raises where the engine asked for does not apply
         if self.agent == "ppo":
             self._validate_ppo()
@@ -261,6 +294,15 @@ class TrainConfig:
             raise ConfigError(f"time-limit must be > 0, got {self.time_limit!r}")
         if not self.grad_clip >= 0:
             raise ConfigError(f"grad-clip must be >= 0 (0: off), got {self.grad_clip!r}")
+
+    def _validate_scopes(self) -> None:
+        """A setting given where it does not act (``SCOPES``) is an error: it would silently do nothing."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for name, (scope, _) in SCOPES.items():
+            checked = name not in PRESET_FIELDS and name not in UNCHECKED
+            if checked and not applies(name, self) and getattr(self, name) != defaults[name]:
+                run = f"env {self.env}, agent {self.agent}, cell {self.cell}, mode {self.mode}"
+                raise ConfigError(f"{name.replace('_', '-')} applies to {scope} (this run: {run})")
 
     def _validate_device(self) -> None:
         if self.device == "cpu":

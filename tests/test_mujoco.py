@@ -57,7 +57,7 @@ def test_streaming_gaussian_agent_runs_every_robot_and_mask():
 
 
 def test_mask_needs_a_mujoco_env():
-    with pytest.raises(ConfigError, match="mask P applies to mujoco"):
+    with pytest.raises(ConfigError, match="mask applies to mujoco"):
         TrainConfig(mask="P")
     with pytest.raises(ConfigError, match="unknown mask"):
         TrainConfig(env="mujoco:Hopper", mask="X")

@@ -84,3 +84,25 @@ def test_a_results_config_with_a_retired_field_loads_at_its_old_default_only():
     assert TrainConfig.from_dict({**values, "compile": False}) == TrainConfig()
     with pytest.raises(ConfigError, match="compile True is no longer an option"):
         TrainConfig.from_dict({**values, "compile": True})
+
+
+def test_which_runs_a_setting_acts_on_is_one_fact_for_validation_the_cli_and_the_lab():
+    """``config.SCOPES``: validation refuses a setting given where it does not act, the CLI's help names its scope,
+    and the lab hides it (and leaves it at its default)."""
+    from lab.controls import LabSettings
+    from rtu_core.cli import build_parser
+    from rtu_core.config import SCOPES
+
+    with pytest.raises(ConfigError, match="lr-q applies to agent qrc"):
+        TrainConfig(agent="stream_ac", lr_q=0.1)
+    with pytest.raises(ConfigError, match="lr applies to agent stream_ac"):
+        TrainConfig(agent="qrc", lr=0.5)
+    assert TrainConfig(agent="qrc", lr_q=0.1).lr_q == 0.1
+    train_help = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "[agent qrc]" in " ".join(train_help.split())
+    settings = LabSettings()
+    settings.param.update(agent="qrc", lr=0.5)
+    assert not settings.applies("lr") and settings.applies("lr_q")
+    assert settings.config().lr == 1.0  # the hidden setting is not passed on
+    for name in ("mask", "lr", "taylor_sensitivity", "chain_length"):
+        assert name in SCOPES
