@@ -38,6 +38,8 @@ METHOD_LABELS = {
 # Fields in which the members of one population may differ (everything else runs in lockstep).
 MEMBER_FIELDS = ("seed", "chain_length", "observation_timing")
 MEMORY_TASKS = ("memory_chain", "kmemory_chain")
+PPO_FIELDS = ("ppo_num_envs", "ppo_rollout_steps", "ppo_minibatches", "ppo_epochs", "ppo_lr_actor", "ppo_lr_critic")
+PPO_FIELDS += ("ppo_max_grad_norm", "ppo_gae_lambda", "ppo_clip", "ppo_entropy_coeff")
 
 
 def _streaming_rtrl(c) -> bool:
@@ -68,6 +70,7 @@ SCOPES: dict[str, tuple[str, typing.Callable]] = {
         for name in ("lr_q", "lr_h", "beta", "epsilon_start", "epsilon_end", "exploration_fraction", "grad_clip")
     },
     "no_gradient_correction": ("agent qrc", lambda c: c.agent == "qrc"),
+    **{name: ("agent ppo", lambda c: c.agent == "ppo") for name in PPO_FIELDS},
 }
 
 
