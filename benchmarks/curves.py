@@ -4,9 +4,11 @@ the runs (seeds) of each line, one panel per task.
     python benchmarks/curves.py results/popgym_1m/qrc --window 50000 --plot assets/popgym_1m_qrc_curves.png
     python benchmarks/curves.py results/memory_chain_500k --by chain_length --metric success --window 25000
 
-Every ``episodes.csv`` below the folders is one run, with the ``config.json`` beside it. A run's value in window
-k is the mean of the metric over its episodes that ended at a step in (k w, (k + 1) w]; a line's value is the mean
-± standard error of its runs' values. Panels are the distinct values of ``--by`` (a config field), lines those of
+Every ``episodes.csv`` below the folders is one run, with the ``config.json`` beside it; where a run's folder holds
+no ``episodes.csv`` (it stays on the machine that ran it), its committed ``curve.csv`` (100 windows of its budget:
+episodes and their mean return and success) stands in, for ``--window`` a multiple of its windows. A run's value in
+window k is the mean of the metric over its episodes that ended at a step in (k w, (k + 1) w]; a line's value is the
+mean ± standard error of its runs' values. Panels are the distinct values of ``--by`` (a config field), lines those of
 ``--lines`` (config fields joined; a switch shows as name=value). Where every run of a panel is a QRC(λ) agent, a
 dashed line marks the step at which ε has decayed to its final value. The table goes to standard output (and
 ``--table``); plotting needs matplotlib (the ``bench`` extra).
@@ -34,21 +36,23 @@ class CurvesError(ValueError):
     """Input that gives no curves (reported in one line, exit 2)."""
 
 
-def read_runs(folders: list[Path]) -> list[tuple[dict, list[dict]]]:
-    """(config, episode rows) of every run with an ``episodes.csv`` and a ``config.json`` below ``folders``."""
+def read_runs(folders: list[Path]) -> list[tuple[dict, list[dict], bool]]:
+    """(config, rows, whether the rows are a curve.csv's windows) of every run below ``folders``: its
+    ``episodes.csv``, or where there is none its ``curve.csv``, beside its ``config.json``."""
     runs = []
     for folder in folders:
         if not folder.is_dir():
             raise CurvesError(f"{folder} is not a folder")
-        for episodes in sorted(folder.rglob("episodes.csv")):
-            config_path = episodes.with_name("config.json")
-            if not config_path.is_file():
+        for config_path in sorted(folder.rglob("config.json")):
+            episodes, curve = config_path.with_name("episodes.csv"), config_path.with_name("curve.csv")
+            source = episodes if episodes.is_file() else curve if curve.is_file() else None
+            if source is None:
                 continue
-            with open(episodes, newline="") as f:
+            with open(source, newline="") as f:
                 rows = list(csv.DictReader(f))
-            runs.append(({**CONFIG_DEFAULTS, **json.loads(config_path.read_text())}, rows))
+            runs.append(({**CONFIG_DEFAULTS, **json.loads(config_path.read_text())}, rows, source == curve))
     if not runs:
-        raise CurvesError(f"no run (episodes.csv beside config.json) below {', '.join(map(str, folders))}")
+        raise CurvesError(f"no run (episodes.csv or curve.csv beside config.json) below {', '.join(map(str, folders))}")
     return runs
 
 
@@ -62,6 +66,23 @@ def windowed(rows: list[dict], metric: str, window: int, steps: int) -> list[flo
         k = min((int(row["step"]) - 1) // window, len(sums) - 1)
         sums[k] += float(value)
         counts[k] += 1
+    return [s / c if c else math.nan for s, c in zip(sums, counts)]
+
+
+def windowed_curve(rows: list[dict], metric: str, window: int, steps: int) -> list[float]:
+    """``windowed`` from a curve.csv: its windows' means weighted by their episodes, ``window`` a multiple of its
+    width (the same numbers as from the episodes, to the last bits of the sums)."""
+    width = int(rows[0]["step"])
+    if window % width:
+        raise CurvesError(f"--window {window} is not a multiple of the curve.csv windows ({width} steps)")
+    sums, counts = [0.0] * math.ceil(steps / window), [0] * math.ceil(steps / window)
+    for row in rows:
+        value, episodes = row.get(metric, ""), int(row["episodes"])
+        if value in ("", None) or not episodes:
+            continue
+        k = min((int(row["step"]) - 1) // window, len(sums) - 1)
+        sums[k] += float(value) * episodes
+        counts[k] += episodes
     return [s / c if c else math.nan for s, c in zip(sums, counts)]
 
 
@@ -85,25 +106,26 @@ def panel_order(value) -> tuple:
 
 def curves(runs, by: str, lines: list[str], metric: str, window: int) -> dict:
     """{panel: {line: [(mean, se) per window]}} and, per panel, the step where QRC's ε reaches its end (or None)."""
-    steps = max(config["steps"] for config, _ in runs)
+    steps = max(config["steps"] for config, _, _ in runs)
     grouped: dict = defaultdict(lambda: defaultdict(list))
-    for config, rows in runs:
+    for config, rows, is_curve in runs:
         missing = [field for field in [by, *lines] if field not in config]
         if missing:
             raise CurvesError(f"the runs' config.json has no field {missing[0]!r}")
         if rows and metric not in rows[0]:
-            raise CurvesError(f"episodes.csv has no column {metric!r} (columns: {', '.join(rows[0])})")
+            name = "curve.csv" if is_curve else "episodes.csv"
+            raise CurvesError(f"{name} has no column {metric!r} (columns: {', '.join(rows[0])})")
         line = ", ".join(
             f"{field}={config[field]}" if isinstance(config[field], bool) else str(config[field]) for field in lines
         )
-        grouped[config[by]][line].append(windowed(rows, metric, window, steps))
+        grouped[config[by]][line].append((windowed_curve if is_curve else windowed)(rows, metric, window, steps))
     table = {
         panel: {line: [mean_se(list(column)) for column in zip(*values)] for line, values in sorted(by_line.items())}
         for panel, by_line in sorted(grouped.items(), key=lambda item: panel_order(item[0]))
     }
     exploration = {}
     for panel in table:
-        configs = [config for config, _ in runs if config[by] == panel]
+        configs = [config for config, _, _ in runs if config[by] == panel]
         qrc = all(config["agent"] == "qrc" for config in configs)
         exploration[panel] = configs[0]["exploration_fraction"] * configs[0]["steps"] if qrc else None
     return {"table": table, "exploration_end": exploration, "steps": steps, "runs": len(runs), "by": by}

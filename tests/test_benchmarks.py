@@ -166,7 +166,7 @@ def test_staleness_study_runs_one_correction_alone_then_adds_the_other_to_its_fo
 def test_learning_curves_average_each_window_over_seeds_and_mark_where_epsilon_ends(tmp_path):
     """benchmarks/curves.py on real run folders: a run's window is the mean of its episodes ending in it, a line
     the mean ± s.e. over its runs; QRC panels carry the step where ε reaches its end; bad input: one line, exit 2."""
-    from benchmarks.curves import CurvesError, curves, markdown, read_runs
+    from benchmarks.curves import CurvesError, curves, markdown, read_runs, windowed_curve
 
     config = TrainConfig(agent="qrc", chain_length=2, steps=90, hidden_size=4, width=4, eval_episodes=0, population=2)
     recorder = RunRecorder(config)
@@ -180,7 +180,8 @@ def test_learning_curves_average_each_window_over_seeds_and_mark_where_epsilon_e
     expected = []
     for k in range(3):  # episodes of 3 steps end at steps 3, 6, ..., 90: ten in each 30-step window
         values = [
-            np.mean([float(r["return"]) for r in rows if k * 30 < int(r["step"]) <= (k + 1) * 30]) for _, rows in runs
+            np.mean([float(r["return"]) for r in rows if k * 30 < int(r["step"]) <= (k + 1) * 30])
+            for _, rows, _ in runs
         ]
         expected.append((np.mean(values), np.std(values, ddof=1) / np.sqrt(2)))
     assert np.allclose(result["table"][2]["qrc, rtrl"], expected)
@@ -188,6 +189,12 @@ def test_learning_curves_average_each_window_over_seeds_and_mark_where_epsilon_e
     assert markdown(result, 30, "chain_length").splitlines()[0] == "| chain_length | line | 30 | 60 | 90 |"
     with pytest.raises(CurvesError, match="no column 'reward'"):
         curves(runs, "chain_length", ["agent"], "reward", 30)
+    for episodes in tmp_path.rglob("episodes.csv"):  # as committed: curve.csv alone
+        episodes.unlink()
+    from_curves = curves(read_runs([tmp_path]), "chain_length", ["agent", "mode"], "return", 30)
+    assert np.allclose(from_curves["table"][2]["qrc, rtrl"], expected)
+    with pytest.raises(CurvesError, match="not a multiple of the curve.csv windows"):
+        windowed_curve([{"step": "40", "episodes": "1", "return": "6.0"}], "return", 30, 4000)
     empty = subprocess.run(
         [sys.executable, "benchmarks/curves.py", str(tmp_path / "seed_0" / "absent")],
         cwd=ROOT,
