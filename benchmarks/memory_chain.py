@@ -36,7 +36,7 @@ from rtu_core.config import METHOD_LABELS as LABELS
 from rtu_core.config import METHODS
 from rtu_core.results import write_atomic
 from rtu_core.stops import sigterm_as_interrupt
-from rtu_core.sweep import LocalBackend
+from rtu_core.sweep import LocalBackend, store
 from rtu_core.sweep.packing import Population, checkpoint_path
 from rtu_core.sweep.store import write_files
 
@@ -77,13 +77,8 @@ def write_results(out: Path, files: dict[str, dict[str, str]]) -> None:
 
 
 def finished(out: Path, method: str, member: TrainConfig) -> bool:
-    """Whether this member's results are written and its run ended (trained to the end, or diverged) with this
-    very config (a folder left by another budget or setting is trained again, not reused)."""
-    folder = member_dir(out, method, member)
-    if not (folder / "summary.json").exists() or not (folder / "config.json").exists():
-        return False
-    same = TrainConfig.from_dict(json.loads((folder / "config.json").read_text())) == member
-    return same and json.loads((folder / "summary.json").read_text())["status"] in ("completed", "diverged")
+    """Whether this member's results are written and its run ended with this very config (``store.finished``)."""
+    return store.finished(member_dir(out, method, member), member)
 
 
 def aggregate(out: Path, methods: list[str], lengths: list[int], seeds: list[int]) -> dict:

@@ -288,8 +288,10 @@ def test_a_checkpointed_sweep_packs_the_same_populations_when_restarted(tmp_path
     run_sweep(tmp_path, GRID, first, checkpoint_every=100)
     assert len(first.populations) == 4  # one per method, split in two for the 4 workers
     finished_population = first.populations[0]
-    for name in finished_population:
+    configs = dict(GRID.runs())
+    for name in finished_population:  # as a finished run leaves its folder: its config, then its summary
         (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.json").write_text(json.dumps(configs[name].to_dict()))
         (tmp_path / "runs" / name / "summary.json").write_text(json.dumps({"status": "completed"}))
     again = Recorder()
     run_sweep(tmp_path, GRID, again, checkpoint_every=100)

@@ -21,10 +21,15 @@ METRICS = ("success_rate", "final_return", "eval_success_rate", "eval_return")
 OPTIONAL_METRICS = ("sensitivity_staleness",)  # columns only when the runs measured them
 
 
-def finished(run_dir: Path) -> bool:
+def finished(run_dir: Path, config: TrainConfig | None = None) -> bool:
+    """Whether ``run_dir`` holds a run that ended (``FINISHED``: a timeout under the config's own time limit would
+    time out again); with ``config``, one that ran this very config (a folder left by another budget or setting is
+    not finished). The one notion of "finished" of the sweeps and the reproduction scripts."""
     try:
-        return json.loads((run_dir / "summary.json").read_text())["status"] in FINISHED
-    except (OSError, ValueError, KeyError):
+        if json.loads((run_dir / "summary.json").read_text())["status"] not in FINISHED:
+            return False
+        return config is None or TrainConfig.from_dict(json.loads((run_dir / "config.json").read_text())) == config
+    except (OSError, ValueError, KeyError, ConfigError):
         return False
 
 
@@ -112,4 +117,4 @@ def prepare(out: Path, grid: Grid) -> tuple[Grid, list[tuple[str, TrainConfig]]]
     of ``grid`` still to do."""
     folder_grid = check_out_dir(out, grid)
     write_atomic(out / "sweep.json", json.dumps(folder_grid.to_dict(), indent=2) + "\n")
-    return folder_grid, [(name, config) for name, config in grid.runs() if not finished(out / "runs" / name)]
+    return folder_grid, [(name, config) for name, config in grid.runs() if not finished(out / "runs" / name, config)]
