@@ -10,6 +10,7 @@ import time
 from contextlib import contextmanager
 
 import panel as pn
+from panel.io import resources as pn_resources
 from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError
 
@@ -140,6 +141,10 @@ logging.getLogger("asyncio").addFilter(_ClosedTabNoise())
 # Panel's Fast design links a web font from Google; classrooms are often offline, so the page uses the system's
 # sans-serif font instead. Everything else the page loads, Panel serves itself (tested: no request leaves the machine).
 pn.theme.Fast._resources = {key: value for key, value in pn.theme.Fast._resources.items() if key != "font"}
+# Panel ships Bokeh's 1.8 MB MathJax bundle with every page that holds a Markdown pane, in case it holds LaTeX
+# (panel.io.resources._panel_use_mathjax). The lab's text has none, and a class's browsers, often on the server's own
+# cores, would each parse it: the page leaves it out (tested: no page loads bokeh-mathjax).
+pn_resources._panel_use_mathjax = lambda roots: False
 
 
 class LabApp(pn.viewable.Viewer):

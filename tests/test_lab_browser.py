@@ -138,7 +138,7 @@ def test_every_agent_cell_and_mode_trains_without_server_errors(tmp_path):
 
 def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_path):
     """A classroom projector: Start in view without scrolling, no plot narrower than 300 px; and offline: every
-    request the page makes goes to the local server."""
+    request the page makes goes to the local server, and none for the MathJax bundle the page has no use for."""
 
     from playwright.sync_api import sync_playwright
 
@@ -146,7 +146,8 @@ def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_pa
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1024, "height": 768})
-            hosts = record_hosts(page)
+            hosts, urls = record_hosts(page), []
+            page.on("request", lambda request: urls.append(request.url))
             page.goto(server, timeout=LOAD_TIMEOUT_MS)
             start = page.get_by_role("button", name="Start", exact=True)
             start.wait_for(timeout=90_000)
@@ -161,6 +162,7 @@ def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_pa
             assert min(widths) >= 300, widths
             page.screenshot(path=str((ROOT / "assets" if SCREENSHOTS else tmp_path) / "lab_1024.png"))
             assert hosts <= {"127.0.0.1", "localhost"}, hosts
+            assert any("bokeh.min.js" in url for url in urls) and not any("mathjax" in url for url in urls)
         finally:
             browser.close()
 
