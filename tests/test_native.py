@@ -165,8 +165,7 @@ def agent_pair(agent: str, discrete: bool = True, **overrides):
         width=6,
         population=P,
         dtype="float64",
-        lr_q=0.05,
-        lr_h=0.02,
+        **(dict(lr_q=0.05, lr_h=0.02) if agent == "qrc" else {}),  # (QRC's step sizes act on QRC only)
         activation="leaky_relu" if discrete else "tanh",
         **overrides,
     )
