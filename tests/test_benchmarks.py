@@ -61,6 +61,7 @@ def test_throughput_step_breakdown_times_every_part_and_restores_them():
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow  # training subprocesses: the full tier
 def test_throughput_side_by_side_times_one_run_in_each_process():
     """Two spawned processes each train the config and report a positive, finite rate of their own."""
     config = TrainConfig(agent="qrc", chain_length=4, hidden_size=4, width=4, steps=300, eval_episodes=0)
@@ -71,6 +72,7 @@ def test_throughput_side_by_side_times_one_run_in_each_process():
     assert len(rates) == 2 and all(0 < rate < float("inf") for rate in rates), rates
 
 
+@pytest.mark.slow  # training subprocesses: the full tier
 def test_memory_chain_sweep_stopped_by_sigterm_continues_to_the_uninterrupted_numbers(tmp_path):
     """The MemoryChain sweep as the reproduction runs it: SIGTERM to its process group mid-run stops it with its
     checkpoint kept and nothing finished written (exit 130); the same command then continues, and every member's
