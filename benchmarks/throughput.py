@@ -387,7 +387,7 @@ def scaling(args) -> None:
         per_param, fixed = np.polyfit(params, measured, 1)
         worst = np.max(np.abs(fixed + per_param * params - measured) / measured)
         print(
-            f"   {label}: affine fit t = {1000 * fixed:.2f} ms + {1e6 * per_param:.1f} ms per million parameters "
+            f"   {label}: affine fit t = {1000 * fixed:.2f} ms + {1e9 * per_param:.1f} ms per million parameters "
             f"(worst misfit {100 * worst:.0f}%)"
         )
     path = Path(tempfile.gettempdir()) / "scaling_quick.png" if args.quick else ASSETS / "scaling.png"
