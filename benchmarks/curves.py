@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import math
 import sys
 from collections import defaultdict
 from pathlib import Path
 
-from rtu_core import TrainConfig
+from rtu_core.config import FIELD_DEFAULTS
 from rtu_core.results import write_atomic
-
-# a field that a run's config.json predates has TrainConfig's default
-CONFIG_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default is not dataclasses.MISSING}
 
 
 class CurvesError(ValueError):
@@ -50,7 +46,7 @@ def read_runs(folders: list[Path]) -> list[tuple[dict, list[dict], bool]]:
                 continue
             with open(source, newline="") as f:
                 rows = list(csv.DictReader(f))
-            runs.append(({**CONFIG_DEFAULTS, **json.loads(config_path.read_text())}, rows, source == curve))
+            runs.append(({**FIELD_DEFAULTS, **json.loads(config_path.read_text())}, rows, source == curve))
     if not runs:
         raise CurvesError(f"no run (episodes.csv or curve.csv beside config.json) below {', '.join(map(str, folders))}")
     return runs

@@ -10,7 +10,7 @@ import panel as pn
 import param
 
 from rtu_core import TrainConfig
-from rtu_core.config import applies
+from rtu_core.config import FIELD_DEFAULTS, applies
 from rtu_core.envs import MUJOCO_ROBOTS, POPGYM_TASKS
 from rtu_core.presets import preset
 
@@ -165,9 +165,8 @@ class LabSettings(param.Parameterized):
             values.update(eval_episodes=5)
         values.update(overrides)
         run = types.SimpleNamespace(**{k: values[k] for k in ("env", "agent", "cell", "mode")})
-        defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
         # a hidden setting (one that does not act on this run) is left at its default
-        values.update({name: defaults[name] for name in values if not applies(name, run)})
+        values.update({name: FIELD_DEFAULTS[name] for name in values if not applies(name, run)})
         return TrainConfig(**values)
 
     def widgets(self) -> pn.Column:

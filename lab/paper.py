@@ -65,10 +65,10 @@ def memory_chain_runs(folder: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "chain_length", "seed", "status", "success"])
 
 
-def memory_chain_curves(folder: Path) -> pd.DataFrame:
-    """Every committed ``curve.csv`` of a MemoryChain study, with its method, chain length and seed."""
+def memory_chain_curves(*folders: Path) -> pd.DataFrame:
+    """Every committed ``curve.csv`` of MemoryChain studies, with its method, chain length and seed."""
     frames = []
-    for curve in sorted(folder.glob("*/L*/seed_*/curve.csv")):
+    for curve in (curve for folder in folders for curve in sorted(folder.glob("*/L*/seed_*/curve.csv"))):
         frame = pd.read_csv(curve)
         frames.append(frame.assign(method=curve.parts[-4], chain_length=int(curve.parts[-3][1:])))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -133,7 +133,7 @@ class PaperResults(pn.viewable.Viewer):
         folder = self.results / "memory_chain_500k"
         runs = memory_chain_runs(folder)
         # the study's own runs predate curve.csv; RTU-RTRL's re-run (today's code, docs/results.md) has them
-        curves = pd.concat([memory_chain_curves(folder), memory_chain_curves(self.results / RERUN)])
+        curves = memory_chain_curves(folder, self.results / RERUN)
         if len(curves):
             by_length = [
                 hv.Overlay(

@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-from . import checkpoint
 from .config import SCOPES, ConfigError, TrainConfig, field_type
 from .events import Checkpoint, MemberEnd, Progress, RunEnd
 from .results import RunRecorder
@@ -148,9 +147,7 @@ def run_training(config: TrainConfig, out: Path, checkpoint_every: int = 0, resu
     at once."""
     from tqdm import tqdm
 
-    recorder = RunRecorder(config)
-    if resume:
-        checkpoint.restore(recorder, resume["recorder"], "recorder")
+    recorder = RunRecorder.resumed(config, resume)
     bar = tqdm(
         total=config.steps, initial=recorder.step, unit="step", mininterval=1.0, dynamic_ncols=True, file=sys.stderr
     )

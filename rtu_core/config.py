@@ -300,10 +300,9 @@ class TrainConfig:
 
     def _validate_scopes(self) -> None:
         """A setting given where it does not act (``SCOPES``) is an error: it would silently do nothing."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
         for name, (scope, _) in SCOPES.items():
             checked = name not in PRESET_FIELDS and name not in UNCHECKED
-            if checked and not applies(name, self) and getattr(self, name) != defaults[name]:
+            if checked and not applies(name, self) and getattr(self, name) != FIELD_DEFAULTS[name]:
                 run = f"env {self.env}, agent {self.agent}, cell {self.cell}, mode {self.mode}"
                 raise ConfigError(f"{name.replace('_', '-')} applies to {scope} (this run: {run})")
 
@@ -381,6 +380,10 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**values)
+
+
+# every field's default (None: the preset for the task and agent); a config.json that predates a field reads it so
+FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
 
 def field_type(name: str) -> type:

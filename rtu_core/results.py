@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import checkpoint
 from .config import TrainConfig, pack_population
 from .events import Checkpoint, EpisodeEnd, EvaluationEnd, Event, MemberEnd, Progress, RunEnd, Staleness
 
@@ -58,6 +59,14 @@ class RunRecorder:
         self.steps_per_second = 0.0
         self.status, self.message = "running", ""
         self.member_ends: dict[int, MemberEnd] = {}  # members that stopped before the run did
+
+    @classmethod
+    def resumed(cls, config: TrainConfig | list[TrainConfig], resume: dict | None) -> "RunRecorder":
+        """A recorder for ``config``: fresh, or (``resume``: a loaded checkpoint) holding what it had recorded."""
+        recorder = cls(config)
+        if resume is not None:
+            checkpoint.restore(recorder, resume["recorder"], "recorder")
+        return recorder
 
     def record(self, event: Event) -> None:
         if isinstance(event, EpisodeEnd):

@@ -78,7 +78,7 @@ class QRC(MemoryAgent):
         self.random = action_random
         self.steps_taken = 0
         engine = engine or choose(config)
-        self.engine = "native" if engine.step == "native" else "autograd"  # fixed for the run
+        self.engine = engine.step  # native or autograd (QRC(λ) has no fused step), fixed for the run
         self.native = None
         if self.engine == "native":
             self.native = (

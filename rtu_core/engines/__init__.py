@@ -66,6 +66,7 @@ def graphs_apply(config) -> bool:
 
 
 def _eager(config) -> str:
+    """The PyTorch step: the hand-written backward where it applies (never for QRC(λ) or PPO), else autograd."""
     return "fused" if fused_applies(config) else "autograd"
 
 
@@ -90,12 +91,12 @@ def preferred(config) -> Engine:
         return Engine(asked)
     if asked == "eager":
         return Engine(_eager(config))
-    if graphs_apply(config) and asked in ("auto", "graphs"):
+    if graphs_apply(config):  # (asked is auto or graphs here)
         kernel = config.agent == "qrc" and not config.grad_clip
         return Engine(_eager(config), graphs=True, kernel=kernel)
     if native_applies(config):
         return Engine("native")
-    return Engine("autograd" if config.agent == "ppo" else _eager(config))
+    return Engine(_eager(config))
 
 
 def choose(config) -> Engine:
@@ -108,7 +109,7 @@ def choose(config) -> Engine:
     if engine.step == "native" and not native.available():
         if config.engine == "native":
             native.load()  # raises with the reason the native step is missing
-        return Engine("autograd" if config.agent == "ppo" else _eager(config))
+        return Engine(_eager(config))
     if engine.kernel and not kernels.available(config.device):
         return Engine(engine.step, graphs=True)
     return engine

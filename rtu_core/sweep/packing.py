@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .. import checkpoint
 from ..config import MEMBER_FIELDS, TrainConfig
 from ..events import Checkpoint, Progress, RunEnd
 from ..results import RunRecorder
@@ -76,9 +75,7 @@ def run_population(population: Population, report: Callable[[int], None] | None 
     configs = [config for _, config in population.members]
     path = population.checkpoint
     resume = checkpoint_of(path, configs) if path is not None else None
-    recorder = RunRecorder(configs)
-    if resume:
-        checkpoint.restore(recorder, resume["recorder"], "recorder")
+    recorder = RunRecorder.resumed(configs, resume)
     done = resume["loop"]["step"] * len(configs) if resume else 0
     with stop_on_signals(enabled=path is not None) as received:
         for event in train(
