@@ -35,7 +35,7 @@ $(VENV)/.test: $(VENV)/.base pyproject.toml $(NATIVE)
 # The Panel lab at http://localhost:5006/app (PORT=... to change it).
 PORT ?= 5006
 lab: $(VENV)/.lab
-	$(VENV)/bin/python -m panel serve app.py --port $(PORT)
+	$(VENV)/bin/python -m panel serve app.py --warm --port $(PORT)
 
 # JupyterLab on notebooks/ (NOTEBOOK_PORT=... to change the port). PANEL_INLINE=1: Bokeh and Panel's JavaScript
 # comes with the outputs, not from a CDN, so the interactive cells work offline.

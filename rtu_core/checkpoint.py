@@ -200,7 +200,8 @@ def _restore_object(current, saved: dict, path: str):
     if current is None and name in REBUILT:
         cls = REBUILT[name]
         return cls(**{f.name: restore(None, attributes[f.name], path) for f in dataclasses.fields(cls)})
-    if current is None or type(current).__name__ != name:
+    # (an agent's engine subclass takes what its rule's class saved: ``agents.agent_class``)
+    if current is None or name not in {cls.__name__ for cls in type(current).__mro__}:
         raise _mismatch(path, name, current)
     own = current.__dict__
     for key, value in attributes.items():

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .agents import AGENTS
+from .agents import AGENTS, agent_class
 from .baselines import PPO
 from .config import TrainConfig, pack_population
 from .engines import choose
@@ -72,6 +72,7 @@ class Run:
         self.device = torch.device(config.device)
         action_random = MemberRandom([s[ACTIONS] for s in self.seeds], dtype=self.dtype, device=config.device)
         self.engine = choose(config)
+        learner = agent_class(learner, self.engine.step)
         self.agent = learner(config, self.obs_size, self.envs.action_space, init_generators, action_random, self.engine)
         if self.engine.graphs:
             self.agent = GraphedAgent(self.agent)

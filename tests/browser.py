@@ -70,6 +70,7 @@ def served_app(timeout: float = 60.0, log: Path | None = None, args: list[str] =
             "panel",
             "serve",
             "app.py",
+            "--warm",
             "--port",
             str(port),
             "--address",

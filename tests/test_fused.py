@@ -1,12 +1,14 @@
 """The hand-written backward of ``rtu_core.engines.fused`` == autograd through the network (float64), and a Stream AC
 agent using it takes the same steps as the autograd agent."""
 
+import dataclasses
+
 import gymnasium as gym
 import pytest
 import torch
 
 from rtu_core import TrainConfig
-from rtu_core.agents import AGENTS
+from rtu_core.agents import FusedStreamAC, StreamAC, make_agent
 from rtu_core.agents.policy import (
     categorical,
     categorical_action,
@@ -107,17 +109,16 @@ def test_fused_agent_takes_the_autograd_agents_steps(discrete):
     config = TrainConfig(hidden_size=5, width=6, population=P, dtype="float64", engine="eager")
     space = gym.spaces.Discrete(OUT) if discrete else gym.spaces.Box(-1, 1, (OUT,))
     agent, twin = (
-        AGENTS["stream_ac"](
-            config,
+        make_agent(
+            dataclasses.replace(config, engine=engine),
             OBS,
             space,
             [torch.Generator().manual_seed(i) for i in range(P)],
             MemberRandom([5, 6], dtype=torch.float64),
         )
-        for _ in range(2)
+        for engine in ("eager", "autograd")
     )
-    twin.engine = "autograd"
-    assert agent.engine == "fused" and agent.native is None
+    assert isinstance(agent, FusedStreamAC) and type(twin) is StreamAC
     for t in range(12):
         obs = torch.randn(P, OBS, dtype=torch.float64)
         reward, next_obs = torch.randn(P, dtype=torch.float64), torch.randn(P, OBS, dtype=torch.float64)

@@ -16,7 +16,7 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from rtu_core import EpisodeEnd, Progress, TrainConfig, checkpoint, engines, train, training
-from rtu_core.agents import AGENTS
+from rtu_core.agents import make_agent
 from rtu_core.engines import graphs
 from rtu_core.engines.graphs import GraphedAgent
 from rtu_core.events import Checkpoint, RunEnd
@@ -64,7 +64,7 @@ def make(kind: str):
     space = gym.spaces.Discrete(actions) if actions else gym.spaces.Box(-1, 1, (2,))
     seeds = [11, 12, 13]
     generators = [torch.Generator().manual_seed(s) for s in seeds]
-    return AGENTS[config.agent](config, 3, space, generators, MemberRandom(seeds, dtype=torch.float64))
+    return make_agent(config, 3, space, generators, MemberRandom(seeds, dtype=torch.float64))
 
 
 def state(agent) -> list[torch.Tensor]:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from rtu_core import TrainConfig
-from rtu_core.agents import AGENTS
+from rtu_core.agents import make_agent
 from rtu_core.engines import kernels
 from rtu_core.rng import MemberRandom
 
@@ -21,7 +21,7 @@ def make(dtype: str, **fields):
 
     config = TrainConfig(agent="qrc", engine="eager", dtype=dtype, population=3, hidden_size=6, width=5, **fields)
     seeds = [21, 22, 23]
-    agent = AGENTS["qrc"](
+    agent = make_agent(
         config, 3, gym.spaces.Discrete(3), [torch.Generator().manual_seed(s) for s in seeds], MemberRandom(seeds)
     )
     for net in agent.networks.values():  # as a run on ``device`` has them (built on the CPU, then moved)

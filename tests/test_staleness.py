@@ -10,7 +10,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 from rtu_core import ConfigError, Staleness, TrainConfig, train
-from rtu_core.agents import AGENTS
+from rtu_core.agents import make_agent
 from rtu_core.cells.rtu import PARAMETERS
 from rtu_core.envs import KMEMORY_CHAIN_ID
 from rtu_core.network import MemoryNetwork
@@ -147,7 +147,7 @@ def stream_ac(**overrides):
         staleness_every=1,
         **overrides,
     )
-    agent = AGENTS["stream_ac"](
+    agent = make_agent(
         config,
         4,
         gym.spaces.Discrete(4),

@@ -60,6 +60,12 @@ class MemoryAgent:
     memories: dict[str, Memory]
     history: EpisodeHistory | None = None
     lanes = 1  # environments per member: one, streaming
+    engine = "autograd"  # the engine step (``engines.Engine.step``) this class computes its gradients with
+
+    def check_engine(self, engine) -> None:
+        """Refuse a run's engine (``engines.choose``) whose step is another class's (``agents.agent_class``)."""
+        if engine is not None and engine.step != self.engine:
+            raise ValueError(f"{type(self).__name__} steps with {self.engine}, the run chose {engine.step}")
 
     @staticmethod
     def lanes_of(config) -> int:

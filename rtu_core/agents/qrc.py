@@ -41,13 +41,31 @@ class QRCStep(Pending):
     tapes: tuple | None = None
 
 
+def td_error(reward: Tensor, next_q: Tensor, continuing: Tensor, q: Tensor, gamma: float) -> Tensor:
+    """δ = r + γ (1 - terminal) max_a' Q(o', a') - Q(o, a), with ``next_q`` the max and ``continuing`` 1 - terminal."""
+    return reward + gamma * continuing * next_q - q
+
+
+def q_direction(grad_q, grad_next, q_trace, bias_trace, td_error, h, gamma_continuing) -> Tensor:
+    """Q's update direction u_Q = -b ∇δ + δ z_Q - h(o, a) ∇Q(o, a), with ∇δ = γ (1 - terminal) ∇Q(o', a*) - ∇Q(o, a);
+    on flat (P, N) rows (gradients and trace), each member's scalars (P,) as a column."""
+    grad_td = gamma_continuing.unsqueeze(1) * grad_next - grad_q
+    return -bias_trace.unsqueeze(1) * grad_td + td_error.unsqueeze(1) * q_trace - h.unsqueeze(1) * grad_q
+
+
+def h_direction(grad_h, h_trace, td_error, h, theta_h, beta: float) -> Tensor:
+    """h's update direction u_h = δ z_h - h(o, a) ∇h(o, a) - β θ_h, on flat (P, N) rows."""
+    return td_error.unsqueeze(1) * h_trace - h.unsqueeze(1) * grad_h - beta * theta_h
+
+
 def _flat(tensors) -> Tensor:
     """Per-member tensors (P, ...) side by side as one (P, N) tensor, in order (the flat buffers' layout)."""
     return torch.cat([t.flatten(1) for t in tensors], dim=1)
 
 
 class QRC(MemoryAgent):
-    """QRC(λ) with memory networks Q and h (equations in the module docstring); one update per step."""
+    """QRC(λ) with memory networks Q and h (equations in the module docstring); one update per step. Its gradients by
+    autograd: the reference that the native engine's subclass (``qrc_native.py``) matches."""
 
     def __init__(
         self,
@@ -60,6 +78,7 @@ class QRC(MemoryAgent):
     ):
         if not isinstance(action_space, gym.spaces.Discrete):
             raise ValueError("qrc needs a discrete action space")
+        self.check_engine(engine)
         P, self.num_actions = config.population, int(action_space.n)
         net = config.network_kwargs()
         dtype = getattr(torch, config.dtype)
@@ -77,18 +96,8 @@ class QRC(MemoryAgent):
         self.bias_trace = torch.zeros(P, dtype=dtype, device=config.device)
         self.random = action_random
         self.steps_taken = 0
-        engine = engine or choose(config)
-        self.engine = engine.step  # native or autograd (QRC(λ) has no fused step), fixed for the run
-        self.native = None
-        if self.engine == "native":
-            self.native = (
-                native.network(self.q_net, native.flatten_parameters(self.q_params)),
-                native.network(self.h_net, native.flatten_parameters(self.h_params)),
-            )
-            # ∇Q(o, a), ∇h(o, a), ∇Q(o', a*); each update overwrites the first two with its direction u
-            self._buffers = tuple(torch.zeros_like(net.flat) for net in (*self.native, self.native[0]))
         self.one_pass = None  # the flat parameters and constants of the one-pass GPU update, once enabled
-        if engine.kernel:
+        if (engine or choose(config)).kernel:
             self.enable_one_pass_update()
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
@@ -119,11 +128,8 @@ class QRC(MemoryAgent):
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> QRCStep:
         """Advance Q's and h's memories on o_t and choose a_t ε-greedily (greedily if asked); the returned step is
         what ``learn`` needs. With ``learn=False`` (evaluation) only Q runs, without gradients, and a_t is greedy."""
-        if not learn:  # with the native engine, the recurrence alone: no sensitivities are advanced
-            with torch.no_grad():
-                run = self.native[0].recur if self.native else self.q_net.step
-                q, self.memories["q"] = run(obs, self.memories["q"])
-            return QRCStep(q.argmax(dim=-1))
+        if not learn:
+            return QRCStep(self.recur(obs).argmax(dim=-1))
         step = self.device_act(obs, *self.act_inputs(greedy))
         self.remember(obs)
         return step
@@ -134,25 +140,23 @@ class QRC(MemoryAgent):
         self.steps_taken += 1
         return draws, epsilon
 
-    def device_act(self, obs: Tensor, draws: Tensor, epsilon: float | Tensor) -> QRCStep:
-        """``act``'s work on the device, from o_t and what ``act_inputs`` gave (ε may be a 0-d tensor)."""
-        if self.engine == "native":
-            return self._act_native(obs, draws, epsilon)
-        return self._act_autograd(obs, draws, epsilon)
-
     def learn(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
-        """One QRC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
-        if self.engine == "native":
-            td_error = self._learn_native(step, reward, next_obs, terminated, done)
-        else:
-            td_error = self._learn_autograd(step, reward, next_obs, terminated, done)
+        """One QRC(λ) update from the transition ``step`` began, then the ended members' memories zeroed; returns
+        δ_t (P,)."""
+        delta = self.update(step, reward, next_obs, terminated, done)
         self.reset_memory(done)
-        return td_error
+        return delta
 
-    # -- autograd -------------------------------------------------------------------------------------------
-    def _act_autograd(self, obs: Tensor, draws: Tensor, epsilon: float | Tensor) -> QRCStep:
-        """Q(o, ·) and h(o, ·) with their graphs; a* = argmax Q(o, ·), and a = min(⌊u₁ A⌋, A - 1) where u₀ < ε, else
-        a*, from the draws u (P, 2)."""
+    def recur(self, obs: Tensor) -> Tensor:
+        """Q(o_t, ·), its memory advanced, without gradients (evaluation)."""
+        with torch.no_grad():
+            q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
+        return q
+
+    def device_act(self, obs: Tensor, draws: Tensor, epsilon: float | Tensor) -> QRCStep:
+        """``act``'s work on the device, from o_t and what ``act_inputs`` gave (ε may be a 0-d tensor): Q(o, ·) and
+        h(o, ·) with their graphs; a* = argmax Q(o, ·), and a = min(⌊u₁ A⌋, A - 1) where u₀ < ε, else a*, from the
+        draws u (P, 2)."""
         q, self.memories["q"] = self.q_net.step(obs, self.memories["q"])
         if self.correction:
             h, self.memories["h"] = self.h_net.step(obs, self.memories["h"])
@@ -166,10 +170,12 @@ class QRC(MemoryAgent):
             action, q.gather(-1, chosen).squeeze(-1), h.gather(-1, chosen).squeeze(-1), action != greedy_action
         )
 
-    def _learn_autograd(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor):
+    def update(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor) -> Tensor:
+        """δ, the gradients ∇Q(o, a), ∇h(o, a) and ∇Q(o', a*) by autograd, then the traces and both networks' steps
+        (``q_direction``, ``h_direction``), clipped per member where asked."""
         c, continuing = self.config, (~terminated).to(step.q.dtype)
         next_q = self.q_net.step(next_obs, self.memories["q"])[0].max(dim=-1).values
-        td_error = (reward + c.gamma * continuing * next_q - step.q).detach()
+        delta = td_error(reward, next_q, continuing, step.q, c.gamma).detach()
         differentiated = self.q_params + (self.h_params if self.correction else [])
         grads = torch.autograd.grad((step.q + step.h).sum(), differentiated)
         grad_q, grad_h = grads[: len(self.q_params)], grads[len(self.q_params) :]
@@ -182,17 +188,18 @@ class QRC(MemoryAgent):
             self.bias_trace.mul_(decay).add_(h_value)
             if getattr(self, "one_pass", None) is not None:  # (a checkpoint from before it existed has none)
                 cut = done | step.nongreedy
-                self._update_in_one_pass(grad_q, grad_h, grad_next, td_error, h_value, continuing, cut)
-                return td_error
-            td, h_col = td_error.unsqueeze(1), h_value.unsqueeze(1)
+                self._update_in_one_pass(grad_q, grad_h, grad_next, delta, h_value, continuing, cut)
+                return delta
             g = _flat(grad_q)
             self.q_trace_flat.mul_(decay).add_(g)
-            grad_td = (c.gamma * continuing).unsqueeze(1) * _flat(grad_next) - g
-            updated = [(self.q_params, -self.bias_trace.unsqueeze(1) * grad_td + td * self.q_trace_flat - h_col * g)]
+            gamma_continuing = c.gamma * continuing
+            u = q_direction(g, _flat(grad_next), self.q_trace_flat, self.bias_trace, delta, h_value, gamma_continuing)
+            updated = [(self.q_params, u)]
             if self.correction:
                 g = _flat(grad_h)
                 self.h_trace_flat.mul_(decay).add_(g)
-                updated.append((self.h_params, td * self.h_trace_flat - h_col * g - c.beta * _flat(self.h_params)))
+                u = h_direction(g, self.h_trace_flat, delta, h_value, _flat(self.h_params), c.beta)
+                updated.append((self.h_params, u))
             for (params, update), lr in zip(updated, (c.lr_q, c.lr_h)):
                 updates = _views(update, params)
                 scale = self._clip_scale(updates) * lr
@@ -202,7 +209,7 @@ class QRC(MemoryAgent):
             self.q_trace_flat.masked_fill_(cut, 0.0)
             self.h_trace_flat.masked_fill_(cut, 0.0)
             self.bias_trace.masked_fill_(cut.squeeze(1), 0.0)
-        return td_error
+        return delta
 
     def _update_in_one_pass(self, grad_q, grad_h, grad_next, td_error, h_value, continuing, cut) -> None:
         """``_learn_autograd``'s update (after b) by one kernel per network, then b zeroed where cut."""
@@ -226,59 +233,6 @@ class QRC(MemoryAgent):
             self.h_trace_flat.masked_fill_(cut.unsqueeze(1), 0.0)
         self.bias_trace.masked_fill_(cut, 0.0)
         self.forget_coefficients()  # the kernel's writes leave the parameters' version counters as they were
-
-    # -- native ---------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def _act_native(self, obs: Tensor, draws: Tensor, epsilon: float) -> QRCStep:
-        """The forward passes (memories advanced) and the ε-greedy choice of ``_act_autograd``, in one native call."""
-        (q_net, h_net), memories = self.native, self.memories
-        q, memories["q"], q_tape = q_net.forward(obs, memories["q"], advance=True)
-        if self.correction:
-            h, memories["h"], h_tape = h_net.forward(obs, memories["h"], advance=True)
-        else:
-            h, h_tape = torch.zeros_like(q), None
-        return QRCStep(*q_net.module.qrc_choose(q, h, draws, epsilon), (q_tape, h_tape))
-
-    @torch.no_grad()
-    def _learn_native(self, step: QRCStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor):
-        """The update of ``learn`` by the native loops: Q(o', ·) without advancing the memory, then member by member
-        ∇Q(o', a*) (through the sensitivities one step further), ∇Q(o, a) and that member's Q update, while its
-        sensitivities and rows are in cache; then ∇h(o, a), each member's h row updated as soon as it is computed."""
-        c = self.config
-        q_net, h_net = self.native
-        memories = self.memories
-        grad_q, grad_h, grad_next = self._buffers
-        q_tape, h_tape = step.tapes
-        decay = c.gamma * c.trace_decay
-        next_q, _, next_tape = q_net.forward(next_obs, memories["q"], advance=False)
-        # δ, b (in place, zeroed where cut), the update coefficients and dQ/d out at a and at a* = argmax Q(o', ·)
-        td_error, coeffs, onehot, onehot_next = q_net.module.qrc_targets(
-            next_q,
-            reward,
-            terminated,
-            done,
-            step.q,
-            step.h,
-            step.action,
-            step.nongreedy,
-            self.bias_trace,
-            c.gamma,
-            decay,
-            self.correction,
-        )
-        next_pass = q_net.backward(grad_next, onehot_next, next_tape, memories["q"], next_step=True, defer=True)
-        q_update = q_net.module.qrc_update(
-            self.q_trace_flat, grad_next, coeffs, decay, c.lr_q, 0.0, c.grad_clip, next_pass
-        )
-        q_net.backward(grad_q, onehot, q_tape, memories["q"], update=q_update)
-        q_net.changed()
-        if self.correction:
-            h_update = h_net.module.qrc_update(
-                self.h_trace_flat, None, coeffs, decay, c.lr_h, c.beta, c.grad_clip, None
-            )
-            h_net.backward(grad_h, onehot, h_tape, memories["h"], update=h_update)
-            h_net.changed()
-        return td_error
 
     def _clip_scale(self, updates: list[Tensor]) -> Tensor:
         """min(1, clip / ‖update‖₂) per member (1 when clipping is off)."""

@@ -10,7 +10,8 @@ For a transition (o_t, a_t, r_t, o_{t+1}) of every population member:
 Traces are zeroed after the update of a transition that ends the episode, together with the memory.
 With RTUs in RTRL mode, ∇ with respect to the RTU parameters is the exact RTRL gradient, so the
 eligibility trace accumulates RTRL gradients like any other gradient. The engine (``rtu_core.engines``) computes
-them: autograd (the reference below), the hand-written backward of ``engines.fused``, or the native C++ loops.
+them: autograd, in this file (the reference), or the same rule by the hand-written backward of ``engines.fused`` or
+the native C++ loops, in ``stream_ac_engines.py`` (subclasses that replace ``device_act`` and ``update``).
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ import gymnasium as gym
 import torch
 from torch import Tensor, nn
 
-from ..engines import Engine, choose, fused, native
 from ..network import MemoryNetwork
 from ..optim import AdaptiveObGD, ObGD
-from ..rng import MemberRandom
 from .base import MemoryAgent, Pending
 from .policy import categorical, categorical_action, categorical_grad, gaussian, gaussian_action, gaussian_grads
 
@@ -60,17 +59,11 @@ def output_gradient(
 
 
 class StreamAC(MemoryAgent):
-    """Stream AC(λ) with memory networks for actor and critic (module docstring); ObGD per network."""
+    """Stream AC(λ) with memory networks for actor and critic (module docstring); ObGD per network. Its gradients by
+    autograd: the reference that the engines' subclasses (``stream_ac_engines.py``) match."""
 
-    def __init__(
-        self,
-        config,
-        obs_size: int,
-        action_space: gym.Space,
-        init_generators,
-        action_random: MemberRandom,
-        engine: Engine | None = None,
-    ):
+    def __init__(self, config, obs_size: int, action_space: gym.Space, init_generators, action_random, engine=None):
+        self.check_engine(engine)
         P = config.population
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         self.out_size = out_size = int(action_space.n) if self.discrete else int(action_space.shape[0])
@@ -84,42 +77,25 @@ class StreamAC(MemoryAgent):
         if not self.discrete:
             self.log_std = nn.Parameter(torch.zeros(P, out_size, dtype=dtype, device=config.device))
             actor_params.append(self.log_std)
-        opt = OPTIMIZERS[config.optimizer]
-        self.actor_optimizer = opt(
-            actor_params, lr=config.lr, gamma=config.gamma, lamda=config.trace_decay, kappa=config.kappa_actor
-        )
-        self.critic_optimizer = opt(
-            self.critic.parameters(),
-            lr=config.lr,
-            gamma=config.gamma,
-            lamda=config.trace_decay,
-            kappa=config.kappa_critic,
-        )
+        opt, steps = OPTIMIZERS[config.optimizer], dict(lr=config.lr, gamma=config.gamma, lamda=config.trace_decay)
+        self.actor_optimizer = opt(actor_params, kappa=config.kappa_actor, **steps)
+        self.critic_optimizer = opt(self.critic.parameters(), kappa=config.kappa_critic, **steps)
         self.gamma = config.gamma
         self.entropy_coeff = config.entropy_coeff
         self.random = action_random
         self.networks = {"actor": self.actor, "critic": self.critic}
-        self.engine = (engine or choose(config)).step  # autograd, fused or native: fixed for the run
-        self.native = None
-        if self.engine == "native":
-            self.native = (
-                native.network(self.actor, native.flatten_parameters(actor_params)),
-                native.network(self.critic, native.flatten_parameters(list(self.critic.parameters()))),
-            )
-            self._grads = tuple(torch.zeros_like(net.flat) for net in self.native)
         if config.rtrl_refresh or config.staleness_every:
             self.keep_history(config.population)
         self.reset_memory()
 
     def _policy(self, out: Tensor, noise: Tensor | None):
-        """(a_t, log π(a_t), H(π)): what the autograd step differentiates."""
+        """(a_t, log π(a_t), H(π)): what autograd differentiates."""
         if self.discrete:
             return categorical(out, noise)
         return gaussian(out, self.log_std, noise)
 
     def _action(self, out: Tensor, noise: Tensor | None) -> Tensor:
-        """a_t alone, from the same draws as ``_policy``: for the steps with a hand-written policy gradient and for
-        evaluation."""
+        """a_t alone, from the same draws as ``_policy`` (evaluation; the engines' hand-written policy gradient)."""
         if self.discrete:
             return categorical_action(out, noise)
         return gaussian_action(out, self.log_std, noise)
@@ -131,21 +107,24 @@ class StreamAC(MemoryAgent):
         return (self.random.uniform(1) if self.discrete else self.random.normal(self.out_size),)
 
     def device_act(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
-        """``act``'s work on the device, from o_t and the draws of ``act_inputs``."""
-        if self.engine == "native":
-            return self._act_native(obs, noise)
-        if self.engine == "fused":
-            return self._act_fused(obs, noise)
-        return self._act_autograd(obs, noise)
+        """``act``'s work on the device, from o_t and the draws of ``act_inputs``: both networks' memories advanced,
+        a_t drawn, log π(a_t | o_t) and H(π) kept with their graphs."""
+        out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
+        value, self.memories["critic"] = self.critic.step(obs, self.memories["critic"])
+        action, log_prob, entropy = self._policy(out, noise)
+        return ActorCriticStep(action, value.squeeze(-1), log_prob=log_prob, entropy=entropy)
+
+    def recur(self, obs: Tensor) -> Tensor:
+        """The actor's output on o_t, its memory advanced, without gradients (evaluation)."""
+        with torch.no_grad():
+            out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
+        return out
 
     def act(self, obs: Tensor, greedy: bool = False, learn: bool = True) -> ActorCriticStep:
         """Advance both networks' memories on o_t and choose a_t (sampled, or greedy: argmax / mean); the returned
         step is what ``learn`` needs. With ``learn=False`` (evaluation) only the actor runs, without gradients."""
-        if not learn:  # with the native engine, the recurrence alone: no sensitivities are advanced
-            with torch.no_grad():
-                run = self.native[0].recur if self.native else self.actor.step
-                out, self.memories["actor"] = run(obs, self.memories["actor"])
-            return ActorCriticStep(self._action(out, *self.act_inputs(greedy)))
+        if not learn:
+            return ActorCriticStep(self._action(self.recur(obs), *self.act_inputs(greedy)))
         step = self.device_act(obs, *self.act_inputs(greedy))
         self.remember(obs)
         return step
@@ -153,24 +132,14 @@ class StreamAC(MemoryAgent):
     def learn(
         self, step: ActorCriticStep, reward: Tensor, next_obs: Tensor, terminated: Tensor, done: Tensor
     ) -> Tensor:
-        """One Stream AC(λ) update from the transition ``step`` began; returns δ_t (P,)."""
-        if self.engine == "native":
-            delta = self._learn_native(step, reward, next_obs, terminated, done)
-        elif self.engine == "fused":
-            delta = self._learn_fused(step, reward, next_obs, terminated, done)
-        else:
-            delta = self._learn_autograd(step, reward, next_obs, terminated, done)
+        """One Stream AC(λ) update from the transition ``step`` began, then the ended members' memories zeroed;
+        returns δ_t (P,)."""
+        delta = self.update(step, reward, next_obs, terminated, done)
         self.reset_memory(done)
         return delta
 
-    # -- autograd: the networks' own forward, gradients by backward() --------------------------------------
-    def _act_autograd(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
-        out, self.memories["actor"] = self.actor.step(obs, self.memories["actor"])
-        value, self.memories["critic"] = self.critic.step(obs, self.memories["critic"])
-        action, log_prob, entropy = self._policy(out, noise)
-        return ActorCriticStep(action, value.squeeze(-1), log_prob=log_prob, entropy=entropy)
-
-    def _learn_autograd(self, step, reward, next_obs, terminated, done) -> Tensor:
+    def update(self, step, reward, next_obs, terminated, done) -> Tensor:
+        """δ_t, then ∇[V(o_t)] and ∇[log π(a_t|o_t) + η sign(δ_t) H] by ``backward()``, then ObGD on each network."""
         with torch.no_grad():
             next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
             delta = td_error(reward, next_value, terminated, step.value, self.gamma).detach()
@@ -180,76 +149,6 @@ class StreamAC(MemoryAgent):
         objective.sum().backward()
         self.actor_optimizer.step(delta, reset=done)
         self.critic_optimizer.step(delta, reset=done)
-        return delta
-
-    # -- fused: the hand-written forward and backward of ``engines.fused`` ------------------------------------
-    @torch.no_grad()
-    def _act_fused(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
-        out, self.memories["actor"], actor_tape = fused.forward(self.actor, obs, self.memories["actor"])
-        value, self.memories["critic"], critic_tape = fused.forward(self.critic, obs, self.memories["critic"])
-        action = self._action(out, noise)
-        return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
-
-    @torch.no_grad()
-    def _learn_fused(self, step, reward, next_obs, terminated, done) -> Tensor:
-        """p.grad = ∇[V(o_t)] for the critic and ∇[log π(a_t|o_t) + η sign(δ) H] for the actor, by hand; then ObGD."""
-        next_value = self.critic.evaluate(next_obs, self.memories["critic"]).squeeze(-1)
-        delta = td_error(reward, next_value, terminated, step.value, self.gamma)
-        log_std = None if self.discrete else self.log_std
-        grad_out, grad_log_std = output_gradient(step.out, step.action, delta, self.entropy_coeff, log_std)
-        if grad_log_std is not None:
-            self.log_std.grad = grad_log_std
-        actor_tape, critic_tape = step.tape
-        fused.backward(self.actor, actor_tape, self.memories["actor"], grad_out)
-        fused.backward(self.critic, critic_tape, self.memories["critic"], torch.ones_like(step.value).unsqueeze(-1))
-        self.actor_optimizer.step(delta, reset=done)
-        self.critic_optimizer.step(delta, reset=done)
-        return delta
-
-    # -- native: the C++ loops of ``engines.native`` on flat per-member buffers --------------------------------
-    @torch.no_grad()
-    def _act_native(self, obs: Tensor, noise: Tensor | None) -> ActorCriticStep:
-        (actor, critic), memories = self.native, self.memories
-        out, memories["actor"], actor_tape = actor.forward(obs, memories["actor"], advance=True)
-        value, memories["critic"], critic_tape = critic.forward(obs, memories["critic"], advance=True)
-        if self.discrete and noise is not None:  # the inverse CDF of ``categorical_action`` in one call
-            action = actor.module.categorical_sample(out, noise)
-        else:
-            action = self._action(out, noise)
-        return ActorCriticStep(action, value.squeeze(-1), out=out, tape=(actor_tape, critic_tape))
-
-    @torch.no_grad()
-    def _learn_native(self, step, reward, next_obs, terminated, done) -> Tensor:
-        """V(o_{t+1}), δ, then each network's backward pass with ObGD on its flat parameter and trace buffers,
-        member by member (each row updated as soon as its gradient is computed)."""
-        actor, critic = self.native
-        actor_grad, critic_grad = self._grads
-        memories = self.memories
-        next_value = critic.forward(next_obs, memories["critic"], advance=False)[0]
-        # δ (``td_error``) and the output gradients (``output_gradient``) in one call
-        delta, grad_out, grad_log_std = actor.module.stream_ac_targets(
-            step.out,
-            step.action,
-            step.value,
-            next_value,
-            reward,
-            terminated,
-            None if self.discrete else self.log_std.exp(),
-            self.gamma,
-            self.entropy_coeff,
-        )
-        if not self.discrete:
-            actor_grad[:, -self.out_size :] = grad_log_std
-        critic_out = torch.ones_like(next_value)  # dV/d out
-        for net, grad, out, tape, memory, optimizer in (
-            (actor, actor_grad, grad_out, step.tape[0], memories["actor"], self.actor_optimizer),
-            (critic, critic_grad, critic_out, step.tape[1], memories["critic"], self.critic_optimizer),
-        ):
-            group = optimizer.param_groups[0]
-            decay = group["gamma"] * group["lamda"]
-            update = net.module.obgd_update(optimizer.flat_trace, decay, delta, group["lr"], group["kappa"], done)
-            net.backward(grad, out, tape, memory, update=update)
-            net.changed()
         return delta
 
     def trace_norms(self) -> dict[str, Tensor]:
