@@ -21,6 +21,7 @@ from pathlib import Path
 from .config import SCOPES, ConfigError, TrainConfig, field_type
 from .events import Checkpoint, MemberEnd, Progress, RunEnd
 from .results import RunRecorder
+from .settings import CONCERNS
 from .stops import sigterm_as_interrupt, stop_on_signals
 from .sweep import Grid, LocalBackend, RayBackend, parse_axis, run_sweep
 from .sweep import check_out_dir as check_sweep_dir
@@ -85,18 +86,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_config_options(run: argparse.ArgumentParser) -> None:
-    for field in dataclasses.fields(TrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        kind = field_type(field.name)
-        help_text = field.metadata.get("help", "")
-        if field.name in SCOPES:  # which runs it acts on (config.SCOPES, as validation and the lab read it)
-            help_text += f" [{SCOPES[field.name][0]}]"
-        if kind is bool:
-            run.add_argument(flag, action="store_true", help=help_text)
-        elif field.default is None:
-            run.add_argument(flag, type=kind, default=None, help=help_text)
-        else:
-            run.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {field.default})")
+    """Every TrainConfig field as a flag, in one help section per concern (``settings.CONCERNS``)."""
+    for concern in CONCERNS:
+        group = run.add_argument_group(concern.__doc__.splitlines()[0].rstrip("."))
+        for field in dataclasses.fields(concern):
+            flag = "--" + field.name.replace("_", "-")
+            kind = field_type(field.name)
+            help_text = field.metadata.get("help", "")
+            if field.name in SCOPES:  # which runs it acts on (config.SCOPES, as validation and the lab read it)
+                help_text += f" [{SCOPES[field.name][0]}]"
+            if kind is bool:
+                group.add_argument(flag, action="store_true", help=help_text)
+            elif field.default is None:
+                group.add_argument(flag, type=kind, default=None, help=help_text)
+            else:
+                group.add_argument(flag, type=kind, default=None, help=f"{help_text} (default: {field.default})")
 
 
 def given_config_values(args: argparse.Namespace) -> dict:

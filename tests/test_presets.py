@@ -106,3 +106,25 @@ def test_which_runs_a_setting_acts_on_is_one_fact_for_validation_the_cli_and_the
     assert settings.config().lr == 1.0  # the hidden setting is not passed on
     for name in ("mask", "lr", "taylor_sensitivity", "chain_length"):
         assert name in SCOPES
+
+
+def test_each_setting_belongs_to_one_concern_and_the_help_groups_them():
+    """``settings.CONCERNS`` together are TrainConfig's fields, each once; the CLI's help has one section per concern
+    holding its flags (``--lr-q`` under QRC(λ)'s, ``--mask`` under the task's)."""
+    import dataclasses
+
+    from rtu_core.cli import build_parser
+    from rtu_core.settings import CONCERNS, QRCSettings, TaskSettings
+
+    names = [f.name for concern in CONCERNS for f in dataclasses.fields(concern)]
+    assert sorted(names) == sorted(f.name for f in dataclasses.fields(TrainConfig)) and len(set(names)) == len(names)
+    train_help = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    sections = {}
+    for line in train_help.splitlines():
+        if line and not line.startswith(" ") and line.endswith(":"):
+            title = line[:-1]
+        elif line.lstrip().startswith("--"):
+            sections.setdefault(title, []).append(line.split()[0])
+    assert "--lr-q" in sections[QRCSettings.__doc__.splitlines()[0].rstrip(".")]
+    assert "--mask" in sections[TaskSettings.__doc__.splitlines()[0].rstrip(".")]
+    assert len(sections) >= len(CONCERNS)
