@@ -138,10 +138,11 @@ def main() -> None:
     for k in args.pages:
         r = class_of(k, args.max_runs, args.train_seconds)
         rates = [v for v in r["rates"] if v > 0]
+        browser, server = r["load_cpu"][:2]
         print(f"| {k} | {spread(r['ready'])} | {spread(r['first'])} ({len(r['first'])}) | "
               f"{spread(rates) if rates else '0'} | {r['queued']} | {spread(r['stops'])} | {r['left']} | "
               f"{r['busy'][0]:.2f}, {r['busy'][1]:.2f}, {r['busy'][2]:.2f} | "
-              f"{(r['load_cpu'][0] + r['load_cpu'][1]) / k:.2f} ({r['load_cpu'][0] / k:.2f} + {r['load_cpu'][1] / k:.2f}) |",
+              f"{(browser + server) / k:.2f} ({browser / k:.2f} + {server / k:.2f}) |",
               flush=True)  # fmt: skip
 
 

@@ -8,7 +8,8 @@ Q(o_t, a_t), mean signed TD error δ_t and mean |h(o_t, a_t)|.
 Q's step moves Q(o, a) towards its target when δ has a steady sign (δ > 0 on average: Q below its targets, so Q
 should rise); a Q that falls while the mean δ stays positive is being moved by the correction terms, not by δ
 (docs/method.md §4). The run is ``train(TrainConfig(...))`` with the task's presets and the QRC agent replaced by a
-subclass that records what its ``act`` and ``learn`` return.
+subclass of the class its engine computes with (``agents.agent_class``) that records what ``act`` and ``learn``
+return.
 """
 
 from __future__ import annotations
@@ -19,20 +20,22 @@ import sys
 import numpy as np
 
 from rtu_core import TrainConfig, train, training
-from rtu_core.agents import QRC
+from rtu_core.agents import QRC, agent_class
 from rtu_core.config import ConfigError
+from rtu_core.engines import choose
 from rtu_core.events import EpisodeEnd
 
 
-class RecordingQRC(QRC):
-    """QRC(λ) that keeps member 0's Q(o_t, a_t), h(o_t, a_t) and δ_t of every learning step."""
+class Recording:
+    """Mixed into a QRC(λ) class (``recording``): keeps member 0's Q(o_t, a_t), h(o_t, a_t) and δ_t of every learning
+    step."""
 
-    built: list[RecordingQRC] = []  # the agents made, in order
+    built: list[Recording] = []  # the agents made, in order
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.q_taken, self.h_taken, self.td_errors = [], [], []
-        RecordingQRC.built.append(self)
+        Recording.built.append(self)
 
     def act(self, obs, greedy: bool = False, learn: bool = True):
         step = super().act(obs, greedy, learn)
@@ -47,18 +50,24 @@ class RecordingQRC(QRC):
         return td_error
 
 
+def recording(config: TrainConfig) -> type:
+    """The QRC(λ) class a run of ``config`` computes with, recording."""
+    base = agent_class(QRC, choose(config).step)
+    return type(f"Recording{base.__name__}", (Recording, base), {})
+
+
 def probe(config: TrainConfig, window: int) -> list[dict]:
     """One row per window: its end step, mean return of the episodes ending in it, mean Q, mean δ, mean |h|."""
     returns: list[tuple[int, float]] = []
-    saved, RecordingQRC.built = training.LEARNERS["qrc"], []
-    training.LEARNERS["qrc"] = RecordingQRC
+    saved, Recording.built = training.LEARNERS["qrc"], []
+    training.LEARNERS["qrc"] = recording(config)
     try:
         for event in train(config):
             if isinstance(event, EpisodeEnd) and event.member == 0:
                 returns.append((event.step, event.episode_return))
     finally:
         training.LEARNERS["qrc"] = saved
-    agent = RecordingQRC.built[0]
+    agent = Recording.built[0]
     rows = []
     for end in range(window, config.steps + 1, window):
         part = slice(end - window, end)

@@ -211,12 +211,13 @@ def test_learning_curves_average_each_window_over_seeds_and_mark_where_epsilon_e
 def test_qrc_probe_records_every_learning_step_and_restores_the_agent_registry():
     """benchmarks/qrc_probe.py: one row per window, each the mean of that window's steps; the QRC class the loop
     builds is the library's again afterwards."""
-    from benchmarks.qrc_probe import RecordingQRC, probe
+    from benchmarks.qrc_probe import Recording, probe
     from rtu_core import training
 
     config = TrainConfig(agent="qrc", chain_length=3, steps=200, hidden_size=4, width=4, eval_episodes=0)
     rows = probe(config, 50)
-    agent = RecordingQRC.built[0]
+    agent = Recording.built[0]
+    assert agent.engine == "native"  # the class the run's engine computes with, recording
     assert [row["step"] for row in rows] == [50, 100, 150, 200]
     assert len(agent.q_taken) == len(agent.td_errors) == 200
     assert rows[1]["Q"] == pytest.approx(np.mean(agent.q_taken[50:100]))
