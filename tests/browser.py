@@ -40,6 +40,13 @@ PLOT_ROWS = """() => { let rows = 0;
   return rows; }"""
 
 
+# How the page's Bokeh plots draw: {output backend: number of plots} ("canvas" or "webgl").
+PLOT_BACKENDS = """() => { const found = {};
+  for (const doc of Bokeh.documents) for (const model of doc._all_models.values())
+    if (model.output_backend !== undefined) found[model.output_backend] = (found[model.output_backend] ?? 0) + 1;
+  return found; }"""
+
+
 # Widths (CSS px) of the page's Bokeh plots, read from their views.
 PLOT_WIDTHS = """() => { const widths = [];
   const walk = (view) => { if (!view) return;

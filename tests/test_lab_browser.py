@@ -16,6 +16,7 @@ from tests.browser import (
     CHROMIUM,
     FLAGS,
     LOAD_TIMEOUT_MS,
+    PLOT_BACKENDS,
     PLOT_ROWS,
     PLOT_WIDTHS,
     ROOT,
@@ -137,8 +138,9 @@ def test_every_agent_cell_and_mode_trains_without_server_errors(tmp_path):
 
 
 def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_path):
-    """A classroom projector: Start in view without scrolling, no plot narrower than 300 px; and offline: every
-    request the page makes goes to the local server, and none for the MathJax bundle the page has no use for."""
+    """A classroom projector: Start in view without scrolling, no plot narrower than 300 px, every plot on a 2D
+    canvas (WebGL without a GPU is drawn in software); and offline: every request the page makes goes to the local
+    server, and none for the MathJax bundle the page has no use for."""
 
     from playwright.sync_api import sync_playwright
 
@@ -160,6 +162,7 @@ def test_fits_a_1024_by_768_screen_and_loads_nothing_from_outside(server, tmp_pa
             widths = page.evaluate(PLOT_WIDTHS)
             assert len(widths) >= 5, widths
             assert min(widths) >= 300, widths
+            assert set(page.evaluate(PLOT_BACKENDS)) == {"canvas"}
             page.screenshot(path=str((ROOT / "assets" if SCREENSHOTS else tmp_path) / "lab_1024.png"))
             assert hosts <= {"127.0.0.1", "localhost"}, hosts
             assert any("bokeh.min.js" in url for url in urls) and not any("mathjax" in url for url in urls)
