@@ -132,7 +132,7 @@ class PaperResults(pn.viewable.Viewer):
     def memory_chain(self) -> pn.Column:
         folder = self.results / "memory_chain_500k"
         runs = memory_chain_runs(folder)
-        # the study's own runs predate curve.csv; the re-run of three of its rows (today's code, docs/results.md) has them
+        # the study's own runs predate curve.csv; the re-run of three of its rows (docs/results.md) has them
         curves = memory_chain_curves(folder, self.results / RERUN)
         if len(curves):
             by_length = [

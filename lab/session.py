@@ -25,7 +25,7 @@ import param
 from rtu_core import EpisodeEnd, Progress, RunEnd, TrainConfig, train
 
 from . import classroom
-from .worker import END, Failure, Job, Notice, PauseControl, process_context, run_in_process
+from .worker import END, Failure, Held, Job, Notice, PauseControl, process_context, run_in_process
 
 RECENT = 50  # episodes behind the status line's success rate and return
 GRACE_S = 2.0  # how long a stopped training process may take to say goodbye before it is terminated
@@ -71,7 +71,8 @@ class TrainingSession(pn.viewable.Viewer):
 
     status = param.Selector(
         default="idle",
-        objects=["idle", "queued", "running", "paused", "stopping", "stopped", "completed", "timeout", "error"],
+        objects=["idle", "queued", "running", "pausing", "paused"]
+        + ["stopping", "stopped", "completed", "timeout", "error"],
         constant=True,
         doc="What the worker is doing",
     )
@@ -139,11 +140,11 @@ class TrainingSession(pn.viewable.Viewer):
         """Hold the training process after its current step (nothing restarts: ``resume`` goes on from there)."""
         if self.running and self.status == "running":
             self._control.paused.set()
-            self._set(status="paused")
+            self._set(status="pausing")  # "paused" when the process says it holds (``Held``), its last step in
 
     def resume(self) -> None:
         """Go on with the paused run."""
-        if self.running and self.status == "paused":
+        if self.running and self.status in ("pausing", "paused"):
             while self._control.steps.acquire(False):  # single steps asked for and not yet taken: dropped
                 pass
             self._control.paused.clear()
@@ -151,7 +152,7 @@ class TrainingSession(pn.viewable.Viewer):
 
     def step_once(self) -> None:
         """While paused: let the run take one more environment step, reported at once."""
-        if self.running and self.status == "paused":
+        if self.running and self.status in ("pausing", "paused"):
             self._control.steps.release()
 
     def stop(self, wait: bool = True, timeout: float = 10.0) -> None:
@@ -159,7 +160,7 @@ class TrainingSession(pn.viewable.Viewer):
         terminated after ``GRACE_S``). Optionally wait for it."""
         if self.running:
             self._stop.set()
-            if self.status in ("running", "paused", "queued"):
+            if self.status in ("running", "pausing", "paused", "queued"):
                 self._set(status="stopping")
             if wait:
                 self._thread.join(timeout)
@@ -197,6 +198,8 @@ class TrainingSession(pn.viewable.Viewer):
                 updates["member_steps_per_second"] = event.steps_per_second
             elif isinstance(event, Failure):
                 updates.update(status="error", message=event.message)
+            elif isinstance(event, Held) and updates.get("status", self.status) == "pausing":
+                updates["status"] = "paused"
             elif isinstance(event, Notice):
                 updates["message"] = event.message
             elif isinstance(event, Queued) and updates.get("status", self.status) in ("running", "queued"):

@@ -32,6 +32,11 @@ class Failure:
         self.message = message
 
 
+class Held:
+    """The training process holds (paused) after the step it has just reported: every event before this one is
+    in, so the page's step count is final when it says paused."""
+
+
 class Notice:
     """What the training process is doing before its first step (building the native step), for the status line."""
 
@@ -49,6 +54,7 @@ class PauseControl:
         self.steps = context.Semaphore(0)
         self._granted = False  # in the training process: the step under way was one single Step
         self._holding = False  # in the training process: the step where the run holds has been reported
+        self._announced = False  # in the training process: this hold has been told to the server (``began_holding``)
 
     def hold(self, stop: Callable[[], bool]) -> bool:
         """Called by the training process after each step: True to report this step now (the step where a pause
@@ -64,8 +70,16 @@ class PauseControl:
         self._holding = False
         return False
 
+    def began_holding(self) -> bool:
+        """In the training process, after each event sent: True once per pause, when the run has begun to hold."""
+        if not self._holding:
+            self._announced = False
+            return False
+        first, self._announced = not self._announced, True
+        return first
+
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_granted": False, "_holding": False}
+        return {**self.__dict__, "_granted": False, "_holding": False, "_announced": False}
 
 
 def members(jobs: list[Job]) -> list[TrainConfig]:
@@ -100,6 +114,7 @@ def produce(
     stop: Callable[[], bool],
     train_fn: Callable = train,
     hold: Callable[[], bool] | None = None,
+    began_holding: Callable[[], bool] | None = None,
 ) -> None:
     """Train ``jobs`` interleaved, sending ``(job, event)`` pairs and finally ``(END, RunEnd(overall status))``.
 
@@ -115,6 +130,8 @@ def produce(
                 send((END, RunEnd("stopped", 0, time.perf_counter() - started, "stopped by the user")))
                 return
             send((job, event))
+            if began_holding is not None and began_holding():
+                send((END, Held()))
             if isinstance(event, RunEnd):
                 statuses[job], messages[job] = event.status, event.message
                 if event.status == "diverged":
@@ -140,7 +157,11 @@ def run_in_process(
     try:
         if train_fn is train:
             prepare_native(jobs, connection.send)
-        produce(jobs, connection.send, stop_event.is_set, train_fn, lambda: control.hold(stop_event.is_set))
+
+        def hold() -> bool:
+            return control.hold(stop_event.is_set)
+
+        produce(jobs, connection.send, stop_event.is_set, train_fn, hold, control.began_holding)
     except (BrokenPipeError, EOFError):  # the server went away first: nothing left to tell
         pass
     finally:

@@ -394,9 +394,8 @@ def test_pause_holds_the_run_step_advances_it_by_one_and_resume_goes_on():
     session.start(TrainConfig(steps=1_000_000, snapshot_every=40, snapshot_window=64, **QUICK))
     wait_for(lambda: session.drain() is not None and session.step > 100)
     session.pause()
-    assert session.status == "paused"
-    time.sleep(0.5)
-    session.drain()
+    assert session.status == "pausing"  # until the process says it holds, with every step before it in
+    wait_for(lambda: session.drain() is not None and session.status == "paused")
     held = session.step
     time.sleep(1.0)
     assert [e for _, e in session.drain() if isinstance(e, Progress)] == [] and session.step == held
