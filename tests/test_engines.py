@@ -81,3 +81,19 @@ def test_every_engine_asked_by_name_trains_as_autograd(agent):
         episodes, td = trajectory(TrainConfig(**base, engine=name))
         assert episodes == reference_episodes, name
         np.testing.assert_allclose(td, reference_td, rtol=1e-9, atol=1e-11, err_msg=name)
+
+
+def test_an_agent_class_refuses_another_engines_step():
+    """``agents.agent_class`` picks the class for the run's engine; the rule's own class built with the native
+    engine's choice is a one-line error, not an autograd run under a native label."""
+    import gymnasium as gym
+    import torch
+
+    from rtu_core.agents import NativeStreamAC, StreamAC, agent_class
+    from rtu_core.rng import MemberRandom
+
+    config = TrainConfig(hidden_size=4, width=4, steps=10)
+    assert agent_class(StreamAC, "native") is NativeStreamAC and agent_class(StreamAC, "autograd") is StreamAC
+    with pytest.raises(ValueError, match="StreamAC steps with autograd, the run chose native") as error:
+        StreamAC(config, 3, gym.spaces.Discrete(2), [torch.Generator()], MemberRandom([0]), Engine("native"))
+    assert "\n" not in str(error.value)
